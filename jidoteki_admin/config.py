@@ -1,0 +1,164 @@
+"""The daemon's settings: command-line options layered over the JSON config file."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .layout import DEFAULT_ADMIN_PATH
+
+DEFAULT_CONFIG_FILE = "/usr/local/etc/jidoteki-admin-api.json"
+DEFAULT_BUILD_FILE = "/usr/local/etc/build.json"
+DEFAULT_STORAGE_OPTIONS_FILE = "/usr/local/etc/storage-options.json"
+DEFAULT_HTTPS_PORT = 8443
+
+OPTIONAL_ENDPOINTS = ("settings", "certs", "license", "storage", "backup", "cluster")
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+DEFAULT_UPLOAD_LIMITS = {
+    "update": 8 * GiB,
+    "archive": 8 * GiB,
+    "settings": 1 * MiB,
+    "public": 1 * MiB,
+    "private": 1 * MiB,
+    "ca": 1 * MiB,
+    "license": 1 * MiB,
+    "text": 4 * KiB,
+}
+DEFAULT_JOB_TIMEOUT = 3600
+
+
+class ConfigError(Exception):
+    """The config file is unusable; the message says which file and where."""
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    enabled: bool = False
+    word_length: int = 4
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoints: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()
+    first_run: FirstRun = FirstRun()
+    build_file: Path = Path(DEFAULT_BUILD_FILE)
+    storage_options_file: Path = Path(DEFAULT_STORAGE_OPTIONS_FILE)
+    services: tuple[str, ...] = ()
+    upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
+    job_timeout: int = DEFAULT_JOB_TIMEOUT
+    unknown_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to start. Ports: None is off, 0 picks a free port."""
+
+    admin_path: Path
+    config: Config
+    https_port: int | None = DEFAULT_HTTPS_PORT
+    http_port: int | None = None
+    interface: str = ""
+
+
+def default_admin_path() -> Path:
+    return Path(os.environ.get("JIDO_ADMIN_PATH") or DEFAULT_ADMIN_PATH)
+
+
+def load_config(path: Path, required: bool = False) -> Config:
+    """Read the config file; a missing file means defaults unless it was asked for by name."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: no such file") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_config(raw: object) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a JSON object")
+    endpoints = _names(raw, "endpoints")
+    unknown = sorted(set(endpoints) - set(OPTIONAL_ENDPOINTS))
+    if unknown:
+        raise ConfigError(
+            f'"endpoints": unknown optional endpoint {unknown[0]!r}'
+            f" (known: {', '.join(OPTIONAL_ENDPOINTS)})"
+        )
+    return Config(
+        endpoints=endpoints,
+        parameters=_names(raw, "parameters"),
+        first_run=_first_run(raw.get("first-run", {})),
+        build_file=_path(raw, "build-file", DEFAULT_BUILD_FILE),
+        storage_options_file=_path(raw, "storage-options-file", DEFAULT_STORAGE_OPTIONS_FILE),
+        services=_names(raw, "services"),
+        upload_limits=_upload_limits(raw.get("upload-limits", {})),
+        job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
+        unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
+    )
+
+
+KNOWN_KEYS = {
+    "endpoints",
+    "parameters",
+    "first-run",
+    "build-file",
+    "storage-options-file",
+    "services",
+    "upload-limits",
+    "job-timeout",
+}
+
+
+def _names(raw: dict, key: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'"{key}" must be a list of non-empty strings')
+    return tuple(dict.fromkeys(value))
+
+
+def _path(raw: dict, key: str, default: str) -> Path:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f'"{key}" must be a file path')
+    return Path(value)
+
+
+def _positive_int(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f'"{key}" must be a positive integer')
+    return value
+
+
+def _first_run(value: object) -> FirstRun:
+    if not isinstance(value, dict):
+        raise ConfigError('"first-run" must be an object like {"enabled": true, "word-length": 4}')
+    enabled = value.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError('"first-run"."enabled" must be true or false')
+    words = value.get("word-length", 4)
+    if isinstance(words, bool) or not isinstance(words, int) or not 1 <= words <= 20:
+        raise ConfigError('"first-run"."word-length" must be an integer from 1 to 20')
+    return FirstRun(enabled, words)
+
+
+def _upload_limits(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ConfigError('"upload-limits" must be an object of field name to bytes')
+    limits = dict(DEFAULT_UPLOAD_LIMITS)
+    for name, size in value.items():
+        limits[name] = _positive_int(size, f"upload-limits.{name}")
+    return limits

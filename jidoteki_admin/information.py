@@ -1,0 +1,142 @@
+"""Section 7: version, changelog, build, health and the list of endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from pathlib import Path
+
+import psutil
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+
+from . import API_PREFIX, responses
+from .api import Endpoint
+from .files import read_first_line
+from .layout import AdminTree
+from .responses import APIError
+
+SAMPLE_INTERVAL = 10.0
+SAMPLE_WINDOW = 300.0
+
+
+class Information:
+    def __init__(self, tree: AdminTree, build_file: Path, sampler: "CpuSampler", listed_endpoints):
+        self.tree = tree
+        self.build_file = build_file
+        self.sampler = sampler
+        self.listed_endpoints = listed_endpoints  # a callable: what GET /endpoints lists
+
+    def endpoints(self):
+        return [
+            Endpoint("/version", {"GET": self.version}),
+            Endpoint("/changelog", {"GET": self.changelog}),
+            Endpoint("/build", {"GET": self.build}),
+            Endpoint("/health", {"GET": self.health}),
+            Endpoint("/endpoints", {"GET": self.endpoint_list}),
+        ]
+
+    def version(self, request) -> bytes:
+        version = read_first_line(self.tree.etc / "version.txt")
+        if version is None:
+            raise APIError(404, "Version file not found")
+        return responses.document(request, {"version": version.strip()})
+
+    def changelog(self, request):
+        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT)
+
+    def build(self, request) -> bytes:
+        try:
+            with open(self.build_file, "rb") as f:
+                build = json.loads(f.read(1024 * 1024))
+        except FileNotFoundError:
+            raise APIError(404, "Build file not found") from None
+        except ValueError:
+            raise APIError(500, f"Build file {self.build_file} is not valid JSON") from None
+        return responses.document(request, build)
+
+    def health(self, request) -> bytes:
+        disk = psutil.disk_usage("/")
+        memory = psutil.virtual_memory()
+        memory_used = memory.total - memory.available
+        return responses.document(
+            request,
+            {
+                "disk": {
+                    "used": human_size(disk.used),
+                    "total": human_size(disk.total),
+                    "percentage": _percent(disk.used, disk.total),
+                },
+                "memory": {
+                    "used": human_size(memory_used, "M"),
+                    "total": human_size(memory.total, "M"),
+                    "percentage": _percent(memory_used, memory.total),
+                },
+                "cpu": {
+                    "num": psutil.cpu_count() or 1,
+                    "load": ", ".join(f"{value:.2f}" for value in os.getloadavg()),
+                    "cpu5min": self.sampler.average(),
+                },
+            },
+            no_cache=True,
+        )
+
+    def endpoint_list(self, request) -> bytes:
+        return responses.document(request, {"endpoints": self.listed_endpoints()}, no_cache=True)
+
+
+def listed_endpoints(paths) -> list[str]:
+    """The first-level API endpoints among ``paths`` plus /docs, sorted, as API.md lists them."""
+    first_levels = {API_PREFIX + "/" + p[len(API_PREFIX):].strip("/").split("/")[0] for p in paths}
+    return sorted(first_levels | {"/docs"})
+
+
+UNITS = "KMGTPE"
+
+
+def human_size(size: int, unit: str | None = None) -> str:
+    """Sizes as `df -h` and `free -m` print them: "3.4G", "234G", "260M"."""
+    if unit is not None:
+        return f"{round(size / 1024 ** (UNITS.index(unit) + 1))}{unit}"
+    if size < 1024:
+        return f"{size}B"
+    value, index = size / 1024, 0
+    while value >= 1024 and index < len(UNITS) - 1:
+        value, index = value / 1024, index + 1
+    number = f"{value:.1f}" if value < 10 else f"{round(value)}"
+    return number + UNITS[index]
+
+
+def _percent(part: int, whole: int) -> int:
+    return round(100 * part / whole) if whole else 0
+
+
+class CpuSampler(Service):
+    """Samples the CPU every few seconds so /health can give a 5-minute average at once."""
+
+    def __init__(self, clock, read_percent=lambda: psutil.cpu_percent(interval=None)):
+        self.clock = clock
+        self.read_percent = read_percent
+        self.samples: deque[float] = deque(maxlen=int(SAMPLE_WINDOW / SAMPLE_INTERVAL))
+        self._loop: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.read_percent()  # psutil's first reading only sets its baseline
+        self._loop = LoopingCall(self._sample)
+        self._loop.clock = self.clock
+        self._loop.start(SAMPLE_INTERVAL, now=False)
+
+    def stopService(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return super().stopService()
+
+    def _sample(self) -> None:
+        self.samples.append(self.read_percent())
+
+    def average(self) -> int:
+        if not self.samples:
+            return 0
+        return round(sum(self.samples) / len(self.samples))

@@ -1,0 +1,70 @@
+"""The admin tree: where everything the daemon reads and writes lives on disk.
+
+It keeps the layout of existing appliances so the daemon can replace the old one in place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ADMIN_PATH = "/opt/jidoteki/tinyadmin"
+SUBDIRECTORIES = ("etc", "log", "home/sftp/uploads", "tmp", "bin")
+
+
+@dataclass(frozen=True)
+class AdminTree:
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "home" / "sftp" / "uploads"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def token_file(self) -> Path:
+        return self.etc / "api.token"
+
+    @property
+    def first_run_marker(self) -> Path:
+        return self.etc / "api.token.setup"
+
+    @property
+    def certificate(self) -> Path:
+        return self.etc / "ssl" / "cert.pem"
+
+    @property
+    def private_key(self) -> Path:
+        return self.etc / "ssl" / "key.pem"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log / "jidoteki-audit.log"
+
+    def hook(self, name: str) -> Path | None:
+        """An executable appliance hook in bin/, or None when the appliance has none."""
+        path = self.bin / name
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+
+    def lay_out(self) -> None:
+        """Create whatever part of the tree is missing; existing files are left alone."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in SUBDIRECTORIES:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.etc / "ssl").mkdir(mode=0o700, exist_ok=True)

@@ -1,0 +1,98 @@
+"""Assembles the daemon: the admin tree, the API and its sections, and the listeners."""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .api import AdminAPI
+from .audit import AuditLog
+from .auth import TokenStore
+from .config import Settings
+from .information import CpuSampler, Information, listed_endpoints
+from .layout import AdminTree
+from .services import Services
+from .setup import Setup
+from .tls import ContextFactory, ensure_certificate
+from .web import AdminSite
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one line for the operator."""
+
+
+class Listener(Service):
+    """Listens on one endpoint; a port that can't be had stops start-up with a clear error."""
+
+    def __init__(self, name: str, endpoint, factory):
+        self.name = name
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        outcome = []
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if isinstance(outcome[0], Failure):
+            problem = outcome[0].value
+            if isinstance(problem, CannotListenError):
+                where = f"{problem.interface or '*'}:{problem.port}"
+                raise StartupError(f"cannot listen for {self.name} on {where}: {problem.socketError}")
+            outcome[0].raiseException()
+        self.port = outcome[0]
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+
+class AdminService(MultiService):
+    log = Logger()
+
+    def __init__(self, settings: Settings, reactor, clock=None):
+        super().__init__()
+        clock = clock or reactor
+        config = settings.config
+        self.tree = tree = AdminTree(settings.admin_path)
+        tree.lay_out()
+        if ensure_certificate(tree.certificate, tree.private_key):
+            self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
+        self.tokens = TokenStore(tree)
+        if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
+            self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
+        for key in config.unknown_keys:
+            self.log.warn("Ignoring unknown config key {key!r}", key=key)
+        self.tls = ContextFactory(tree.certificate, tree.private_key)
+        self.sampler = CpuSampler(clock)
+        self.sampler.setServiceParent(self)
+        self.api = api = AdminAPI(tree, config, self.tokens, AuditLog(tree.audit_log, clock), clock)
+        api.add(Setup(self.tokens))
+        api.add(Information(tree, config.build_file, self.sampler, lambda: listed_endpoints(api.endpoints)))
+        api.add(Services(tree, config.services, reactor))
+        self.site = AdminSite(api, reactor)
+        self.listeners: dict[str, Listener] = {}
+        if settings.https_port is not None:
+            endpoint = SSL4ServerEndpoint(reactor, settings.https_port, self.tls, interface=settings.interface)
+            self._listen("https", endpoint)
+        if settings.http_port is not None:
+            endpoint = TCP4ServerEndpoint(reactor, settings.http_port, interface=settings.interface)
+            self._listen("http", endpoint)
+
+    def _listen(self, name: str, endpoint) -> None:
+        listener = Listener(name, endpoint, self.site)
+        listener.setServiceParent(self)
+        self.listeners[name] = listener
+
+    def port_of(self, name: str) -> int:
+        """The port a listener is bound to (useful when it was asked for port 0)."""
+        return self.listeners[name].port.getHost().port

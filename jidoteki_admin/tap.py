@@ -1,0 +1,94 @@
+"""`twistd jidoteki-admin`: command-line options and makeService."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twisted.application.service import MultiService
+from twisted.python import usage
+
+from .config import (
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_HTTPS_PORT,
+    ConfigError,
+    Settings,
+    default_admin_path,
+    load_config,
+)
+from .service import AdminService, StartupError
+
+PROGRAM = "jidoteki-admin"
+
+
+class Options(usage.Options):
+    synopsis = "[--admin-path DIR] [--config FILE] [--https PORT] [--http PORT] [--interface ADDR]"
+    optParameters = [
+        ["admin-path", None, None, "The admin tree [default: $JIDO_ADMIN_PATH, else /opt/jidoteki/tinyadmin]"],
+        ["config", None, DEFAULT_CONFIG_FILE, "The JSON config file; a missing file means defaults"],
+        ["https", None, str(DEFAULT_HTTPS_PORT), "HTTPS port; 0 turns HTTPS off"],
+        ["http", None, None, "Plain HTTP port [default: off, or $JIDO_API_PORT]"],
+        ["interface", None, "", "Address to listen on [default: all]"],
+    ]
+
+    def parseOptions(self, options=None):
+        # twistd would print the whole usage text for a bad option; one line is clearer.
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"{PROGRAM}: {e} (see: twistd {PROGRAM} --help)") from None
+
+    def postOptions(self) -> None:
+        self["https"] = _port(self["https"], "--https")
+        http = self["http"] if self["http"] is not None else os.environ.get("JIDO_API_PORT")
+        self["http"] = _port(http, "--http") if http not in (None, "") else None
+
+
+def _port(value: str, option: str) -> int | None:
+    """A port number; 0 means the listener is off."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise usage.UsageError(f"{option} must be a port number, not {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"{option} must be between 0 and 65535")
+    return port or None
+
+
+def settings_from(options: Options) -> Settings:
+    config_path = Path(options["config"])
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        raise SystemExit(f"{PROGRAM}: config error: {e}") from None
+    admin_path = Path(options["admin-path"]) if options["admin-path"] else default_admin_path()
+    return Settings(
+        admin_path=admin_path,
+        config=config,
+        https_port=options["https"],
+        http_port=options["http"],
+        interface=options["interface"],
+    )
+
+
+class Daemon(MultiService):
+    """The service twistd runs; a listener that can't start ends it with one clear line."""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartupError as e:
+            raise SystemExit(f"{PROGRAM}: {e}") from None
+
+
+def makeService(options: Options) -> MultiService:
+    from twisted.internet import reactor
+
+    settings = settings_from(options)
+    try:
+        admin = AdminService(settings, reactor)
+    except OSError as e:
+        raise SystemExit(f"{PROGRAM}: cannot prepare {settings.admin_path}: {e.strerror or e}") from None
+    daemon = Daemon()
+    admin.setServiceParent(daemon)
+    return daemon

@@ -1,0 +1,105 @@
+"""The TLS context every listener shares: TLS 1.2+ only, forward-secret AEAD ciphers.
+
+The context is rebuilt by ``reload()`` so a certificate installed while the daemon runs
+takes effect for new connections, and a broken pair never replaces a working one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
+
+from .files import atomic_write
+
+# TLS 1.2 suites with ECDHE key exchange and an AEAD cipher; TLS 1.3 suites all qualify.
+TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1:!SHA256:!SHA384"
+SELF_SIGNED_DAYS = 3650
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ContextFactory:
+    """What Twisted's SSL endpoints ask for connections; one instance per daemon."""
+
+    def __init__(self, certificate: Path, private_key: Path):
+        self.certificate = certificate
+        self.private_key = private_key
+        self._context = build_context(certificate, private_key)
+
+    def getContext(self) -> SSL.Context:
+        return self._context
+
+    def serverConnectionForTLS(self, protocol) -> SSL.Connection:
+        return SSL.Connection(self._context, None)
+
+    def reload(self) -> None:
+        """Use the files on disk from now on; raises (keeping the old context) if they are bad."""
+        self._context = build_context(self.certificate, self.private_key)
+
+
+def build_context(certificate: Path, private_key: Path) -> SSL.Context:
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(
+        SSL.OP_NO_COMPRESSION
+        | SSL.OP_NO_RENEGOTIATION
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        | SSL.OP_SINGLE_ECDH_USE
+    )
+    context.set_cipher_list(TLS12_CIPHERS)
+    context.use_certificate_chain_file(str(certificate))
+    context.use_privatekey_file(str(private_key))
+    context.check_privatekey()
+    context.set_alpn_select_callback(_prefer_http11)
+    return context
+
+
+def _prefer_http11(connection, offered):
+    return b"http/1.1" if b"http/1.1" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def ensure_certificate(certificate: Path, private_key: Path) -> bool:
+    """Generate a self-signed P-256 certificate unless a pair is already there."""
+    if certificate.exists() and private_key.exists():
+        return False
+    key = ec.generate_private_key(ec.SECP256R1())
+    hostname = socket.gethostname() or "localhost"
+    names = {hostname, "localhost"}
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alt_names = [x509.DNSName(name) for name in sorted(names)] + [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    atomic_write(
+        private_key,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ),
+        0o600,
+    )
+    atomic_write(certificate, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return True

@@ -1,0 +1,264 @@
+"""Streaming multipart/form-data: file parts go to disk as their bytes arrive.
+
+A request's form is parsed while its body is still arriving (see web.AdminRequest), so a
+multi-gigabyte package costs a few buffers of memory. File parts are written once, into a
+hidden partial file in the uploads directory; a handler that accepts one renames it into
+place, and whatever no handler claimed is removed when the request ends.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from .files import remove_quietly
+from .responses import APIError
+
+FILE, TEXT = "file", "text"
+PARTIAL_PREFIX = ".partial-"
+
+
+@dataclass(frozen=True)
+class FormPlan:
+    """What an endpoint accepts: field name -> (FILE or TEXT, byte cap)."""
+
+    fields: dict[str, tuple[str, int]]
+    unknown_cap: int
+
+    def cap(self, name: str) -> int:
+        return self.fields[name][1] if name in self.fields else self.unknown_cap
+
+    def most_bytes(self) -> int:
+        """An upper bound for a whole body this plan can accept, boundaries included."""
+        return sum(cap for _, cap in self.fields.values()) + 64 * 1024
+
+
+@dataclass
+class UploadedFile:
+    field: str
+    filename: str
+    path: Path
+    size: int = 0
+    claimed: bool = False
+
+    def move_to(self, destination: Path) -> Path:
+        """Rename the upload into place; the same filesystem, so no byte is copied."""
+        os.replace(self.path, destination)
+        self.claimed = True
+        self.path = destination
+        return destination
+
+
+@dataclass
+class Form:
+    texts: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, UploadedFile] = field(default_factory=dict)
+
+    def text(self, name: str) -> str:
+        if name not in self.texts:
+            raise APIError(400, f"Missing required parameter: {name}")
+        try:
+            return self.texts[name].decode("utf-8")
+        except UnicodeDecodeError:
+            raise APIError(400, f"Parameter {name} is not valid UTF-8") from None
+
+    def file(self, name: str) -> UploadedFile:
+        if name in self.files:
+            return self.files[name]
+        if name in self.texts:
+            raise APIError(400, f"Parameter {name} must be a file upload (curl -F {name}=@FILE)")
+        raise APIError(400, f"Missing required parameter: {name}")
+
+    def discard(self) -> None:
+        for upload in self.files.values():
+            if not upload.claimed:
+                remove_quietly(upload.path)
+
+
+EMPTY_FORM = Form()
+
+
+class FormStream:
+    """Feeds body chunks through the multipart parser into files and small buffers.
+
+    The first problem (malformed body, a part over its cap, a full disk) is kept in
+    ``problem``; from then on the rest of the body is read and thrown away.
+    """
+
+    def __init__(self, plan: FormPlan, boundary: bytes, directory: Path):
+        self.plan = plan
+        self.directory = directory
+        self.form = Form()
+        self.problem: APIError | None = None
+        self._ended = False
+        self._headers: dict[bytes, bytes] = {}
+        self._header_name = b""
+        self._header_value = b""
+        self._part: _Part | None = None
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+            max_header_count=16,
+        )
+
+    def feed(self, data: bytes) -> None:
+        if self.problem is not None:
+            return
+        try:
+            self._parser.write(data)
+        except APIError as refused:
+            self.fail(refused)
+        except MultipartParseError:
+            self.fail(APIError(400, "Malformed multipart/form-data body"))
+        except OSError as e:
+            self.fail(_storage_error(e))
+
+    def finish(self) -> Form:
+        """The parsed form; raises the first problem seen, or 400 if the body was cut short."""
+        if self.problem is None:
+            try:
+                self._parser.finalize()
+            except MultipartParseError:
+                self.fail(APIError(400, "Malformed multipart/form-data body"))
+        if self.problem is None and not self._ended:
+            self.fail(APIError(400, "Incomplete multipart/form-data body"))
+        if self.problem is not None:
+            raise self.problem
+        return self.form
+
+    def fail(self, problem: APIError) -> None:
+        if self.problem is None:
+            self.problem = problem
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if self._part is not None:
+            self._part.close(remove=True)
+            self._part = None
+        self.form.discard()
+
+    # multipart parser callbacks
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.strip().lower()] = self._header_value.strip()
+        self._header_name = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name")
+        if disposition != b"form-data" or not name:
+            raise APIError(400, "Malformed multipart/form-data body: a part has no field name")
+        field_name = name.decode("utf-8", "replace")
+        if field_name in self.form.texts or field_name in self.form.files:
+            raise APIError(400, f"Parameter {field_name} was given more than once")
+        filename = options.get(b"filename")
+        kind = self.plan.fields.get(field_name, (None, 0))[0]
+        cap = self.plan.cap(field_name)
+        if kind == FILE and filename is not None:
+            self._part = _FilePart(field_name, filename.decode("utf-8", "replace"), cap, self.directory)
+            self.form.files[field_name] = self._part.upload
+        elif kind is None:
+            self._part = _Part(field_name, cap)
+        else:
+            self._part = _TextPart(field_name, cap)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._part.write(data[start:end])
+
+    def _part_end(self) -> None:
+        part, self._part = self._part, None
+        part.close(remove=False)
+        if isinstance(part, _TextPart):
+            self.form.texts[part.name] = bytes(part.buffer)
+
+    def _end(self) -> None:
+        self._ended = True
+
+
+class _Part:
+    """A part nobody asked for: counted against its cap and thrown away."""
+
+    def __init__(self, name: str, cap: int):
+        self.name = name
+        self.cap = cap
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.cap:
+            raise APIError(413, f"Parameter {self.name} is larger than its limit of {self.cap} bytes")
+
+    def close(self, remove: bool) -> None:
+        pass
+
+
+class _TextPart(_Part):
+    def __init__(self, name: str, cap: int):
+        super().__init__(name, cap)
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.buffer += data
+
+
+class _FilePart(_Part):
+    def __init__(self, name: str, filename: str, cap: int, directory: Path):
+        super().__init__(name, cap)
+        path = directory / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
+        self.upload = UploadedFile(name, filename, path)
+        self.file = open(path, "xb", buffering=1024 * 1024)
+        os.fchmod(self.file.fileno(), 0o600)
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.file.write(data)
+        self.upload.size = self.size
+
+    def close(self, remove: bool) -> None:
+        # A flush that fails (full disk) propagates; FormStream.abort then removes the file.
+        try:
+            self.file.close()
+        finally:
+            if remove:
+                remove_quietly(self.upload.path)
+
+
+def _storage_error(error: OSError) -> APIError:
+    if error.errno in (28, 122):  # ENOSPC, EDQUOT
+        return APIError(507, "Not enough disk space to store the upload")
+    return APIError(500, "Could not store the upload")
+
+
+def multipart_boundary(content_type: bytes | None) -> bytes | None:
+    """The boundary of a multipart/form-data body, or None for anything else."""
+    if not content_type:
+        return None
+    kind, options = parse_options_header(content_type)
+    if kind != b"multipart/form-data":
+        return None
+    return options.get(b"boundary") or None

@@ -1,0 +1,169 @@
+"""The HTTP layer under the API: a Request that streams form bodies, and the Site.
+
+Twisted's stock Request buffers a whole body and then parses it in memory. This one asks
+the API, as soon as the headers are in, what the body may hold (web.AdminSite.api.plan_body),
+then streams it through uploads.FormStream, or throws it away unread.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from urllib.parse import parse_qsl, urlencode
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.http import datetimeToLogString
+
+from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
+from .uploads import EMPTY_FORM, FormPlan, FormStream, multipart_boundary
+
+SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
+# A body this small is read to the end before answering, so the client sees a clean reply.
+EARLY_REFUSAL_THRESHOLD = 64 * 1024
+
+
+def scrub_uri(uri: bytes) -> bytes:
+    """The URI with the values of secret query parameters replaced."""
+    path, sep, query = uri.partition(b"?")
+    if not sep:
+        return uri
+    pairs = [
+        (key, b"REDACTED" if key.lower() in SECRET_PARAMETERS else value)
+        for key, value in parse_qsl(query, keep_blank_values=True)
+    ]
+    return path + b"?" + urlencode(pairs).encode()
+
+
+class AdminRequest(server.Request):
+    """A request whose form is parsed while it arrives; see the module docstring."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request_id = secrets.token_hex(8)
+        self.form = EMPTY_FORM
+        self.body_problem: APIError | None = None
+        self._form_stream: FormStream | None = None
+        self._refused = False
+
+    def __repr__(self) -> str:
+        return f"<AdminRequest {self.request_id} {self.method!r} {scrub_uri(self.uri or b'')!r}>"
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()  # stays empty: bodies go to the form stream or nowhere
+        if length == 0:
+            return
+        plan = self.channel.site.api.plan_body(self.channel._command, self.channel._path)
+        if isinstance(plan, APIError):
+            if length is None or length > EARLY_REFUSAL_THRESHOLD:
+                self._refuse_early(plan)
+        elif isinstance(plan, FormPlan):
+            self._start_form(plan, length)
+        elif length is None or length > EARLY_REFUSAL_THRESHOLD:
+            self._refuse_early(APIError(413, "This endpoint takes no request body"))
+
+    def _start_form(self, plan: FormPlan, length: int | None) -> None:
+        boundary = multipart_boundary(self.requestHeaders.getRawHeaders(b"content-type", [None])[0])
+        if boundary is None:
+            self.body_problem = APIError(400, "Expected a multipart/form-data body")
+        elif length is not None and length > plan.most_bytes():
+            self._refuse_early(APIError(413, "Request body is larger than this endpoint accepts"))
+        else:
+            self._form_stream = FormStream(plan, boundary, self.channel.site.api.tree.uploads)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._form_stream is not None:
+            self._form_stream.feed(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
+        if self._form_stream is not None:
+            try:
+                self.form = self._form_stream.finish()
+            except APIError as problem:
+                self.body_problem = problem
+            self._form_stream = None
+        super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        add_security_headers(self)
+        self.setHeader(b"X-Request-Id", self.request_id.encode())
+        self.notifyFinish().addBoth(lambda _: self.form.discard())
+        super().process()
+
+    def connectionLost(self, reason) -> None:
+        if self._form_stream is not None:
+            self._form_stream.abort()
+        self.form.discard()
+        super().connectionLost(reason)
+
+    def _refuse_early(self, problem: APIError) -> None:
+        """Answer before the body arrives and hang up, so nothing large is read for nothing."""
+        self._refused = True
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
+        self.channel.site.refused_early(self, problem)
+        payload = json.dumps(
+            {"Status": status_line(problem.status), "Error-Message": problem.message}
+        ).encode()
+        headers = dict(SECURITY_HEADERS)
+        headers.update(
+            {
+                b"Content-Type": b"application/json",
+                b"Content-Length": str(len(payload)).encode(),
+                b"Error-Message": problem.message.encode("ascii", "replace"),
+                b"Connection": b"close",
+                b"X-Request-Id": self.request_id.encode(),
+            }
+        )
+        head = [f"HTTP/1.1 {status_line(problem.status)}".encode()]
+        head += [name + b": " + value for name, value in headers.items()]
+        self.channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + payload)
+        self.channel.loseConnection()
+
+
+class AdminSite(server.Site):
+    requestFactory = AdminRequest
+    log_ = Logger()
+
+    def __init__(self, api, reactor):
+        super().__init__(api.resource(), reactor=reactor)
+        self.api = api
+        self.displayTracebacks = False
+
+    def log(self, request: AdminRequest) -> None:
+        """The access log, through twisted.logger, with secrets scrubbed."""
+        self.log_.info(
+            '{client} "{method} {uri} {protocol}" {code} {length} id={request_id}',
+            client=_client(request),
+            method=request.method.decode("ascii", "replace"),
+            uri=scrub_uri(request.uri).decode("ascii", "replace"),
+            protocol=(request.clientproto or b"").decode("ascii", "replace"),
+            code=request.code,
+            length=request.sentLength or "-",
+            request_id=request.request_id,
+            log_time_text=datetimeToLogString(self.reactor.seconds()),
+        )
+        self.api.record_finished(request)
+
+    def refused_early(self, request: AdminRequest, problem: APIError) -> None:
+        self.log_.info(
+            '{client} "{method} {uri}" {code} refused before the body: {message} id={request_id}',
+            client=_client(request),
+            method=self.api_method(request),
+            uri=scrub_uri(request.channel._path).decode("ascii", "replace"),
+            code=problem.status,
+            message=problem.message,
+            request_id=request.request_id,
+        )
+        self.api.record_refusal(request, problem)
+
+    @staticmethod
+    def api_method(request: AdminRequest) -> str:
+        return request.channel._command.decode("ascii", "replace")
+
+
+def _client(request) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", "-")
