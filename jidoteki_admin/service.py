@@ -93,6 +93,27 @@ class AdminService(MultiService):
         listener.setServiceParent(self)
         self.listeners[name] = listener
 
+    def startService(self) -> None:
+        super().startService()
+        if "https" in self.listeners:
+            self._announce_first_call()
+
+    def _announce_first_call(self) -> None:
+        """Tell the operator how to make the first call (never printing a token)."""
+        host = self.listeners["https"].port.getHost()
+        address = "127.0.0.1" if host.host in ("0.0.0.0", "") else host.host
+        base = f"https://{address}:{host.port}/api/v1/admin"
+        curl = f"curl --cacert {self.tree.certificate}"
+        if self.tokens.current() is None:
+            self.log.info("No API token yet. Set one: {curl} -X POST {base}/setup -F newtoken=YOURTOKEN",
+                          curl=curl, base=base)
+        elif self.tokens.first_run:
+            self.log.info("First run: the API token is in {path}. Replace it: {curl} -X POST "
+                          "'{base}/setup?token=THATTOKEN' -F newtoken=YOURTOKEN",
+                          path=str(self.tree.token_file), curl=curl, base=base)
+        else:
+            self.log.info("Ready. Try: {curl} '{base}/version?token=YOURTOKEN'", curl=curl, base=base)
+
     def port_of(self, name: str) -> int:
         """The port a listener is bound to (useful when it was asked for port 0)."""
         return self.listeners[name].port.getHost().port

@@ -1,0 +1,273 @@
+"""The real daemon service on 127.0.0.1, a free port, real TLS, and a treq client for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+import treq
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
+
+from jidoteki_admin import API_PREFIX
+from jidoteki_admin.auth import request_hash
+from jidoteki_admin.config import Settings, parse_config
+from jidoteki_admin.service import AdminService
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@implementer(IPolicyForHTTPS)
+class TrustDaemonCertificate:
+    """Verify the server against the daemon's own self-signed certificate."""
+
+    def __init__(self, pem: bytes):
+        self.authority = Certificate.loadPEM(pem)
+
+    def creatorForNetloc(self, hostname, port):
+        return optionsForClientTLS(hostname.decode(), trustRoot=self.authority)
+
+
+def multipart(fields: dict | None = None, files: dict | None = None, boundary: str | None = None):
+    """A multipart/form-data body as curl -F builds it: (content type, body bytes)."""
+    boundary = boundary or "----jidotest" + secrets.token_hex(8)
+    parts = []
+    for name, value in (fields or {}).items():
+        value = value.encode() if isinstance(value, str) else value
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value
+            + b"\r\n"
+        )
+    for name, (filename, content) in (files or {}).items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", body
+
+
+@dataclass
+class Daemon:
+    """A running AdminService and a client that talks to it over TLS."""
+
+    service: AdminService
+    admin_path: Path
+    client: HTTPClient
+    pool: HTTPConnectionPool
+    token: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.service.port_of("https")
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def url(self, path: str, auth: str | None = "token", method: str = "GET", **query) -> str:
+        """The URL of an API path (under /api/v1/admin unless it starts with //),
+        authenticated by "token", "hash" or nothing."""
+        full = path[1:] if path.startswith("//") else API_PREFIX + path
+        if auth == "token" and self.token is not None:
+            query.setdefault("token", self.token)
+        elif auth == "hash" and self.token is not None:
+            query.setdefault("hash", request_hash(self.token, method, full))
+        if query:
+            from urllib.parse import urlencode
+
+            return self.base + full + "?" + urlencode(query)
+        return self.base + full
+
+    def set_token(self, token: str) -> None:
+        tree = self.service.tree
+        tree.token_file.write_text(token + "\n")
+        self.token = token
+
+    def request(self, method: str, url: str, **kwargs):
+        return self.client.request(method, url, **kwargs)
+
+    def get(self, path: str, auth: str | None = "token", **query):
+        return self.client.get(self.url(path, auth, "GET", **query))
+
+    def post_form(self, path: str, fields=None, files=None, auth: str | None = "token", **query):
+        content_type, body = multipart(fields, files)
+        return self.client.post(
+            self.url(path, auth, "POST", **query), data=body, headers={"Content-Type": [content_type]}
+        )
+
+    def curl(self, *args: str):
+        """Run curl against the daemon without blocking the reactor; fires (out, err, code)."""
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        return getProcessOutputAndValue(
+            "curl", ["-s", "--cacert", str(self.service.tree.certificate), *args], env=dict(os.environ)
+        )
+
+
+def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None = "yourtoken", **settings) -> Daemon:
+    admin_path = tmp_path / "admin"
+    service = AdminService(
+        Settings(
+            admin_path=admin_path,
+            config=parse_config(config or {}),
+            https_port=0,
+            interface="127.0.0.1",
+            **settings,
+        ),
+        reactor,
+    )
+    if token is not None:
+        service.tree.token_file.write_text(token + "\n")
+    service.startService()
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pem = service.tree.certificate.read_bytes()
+    agent = Agent(reactor, contextFactory=TrustDaemonCertificate(pem), pool=pool)
+    return Daemon(service, admin_path, HTTPClient(agent), pool, token)
+
+
+def stop_daemon(daemon: Daemon) -> None:
+    pytest_twisted.blockon(daemon.pool.closeCachedConnections())
+    pytest_twisted.blockon(daemon.service.stopService())
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A daemon whose API token is "yourtoken" (API.md's example token)."""
+    d = start_daemon(tmp_path)
+    yield d
+    stop_daemon(d)
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path):
+    """A daemon on a new admin tree, before any token was set."""
+    d = start_daemon(tmp_path, token=None)
+    yield d
+    stop_daemon(d)
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """Start daemons with a given config; all are stopped after the test."""
+    started = []
+
+    def make(config=None, token="yourtoken", subdir="", **settings):
+        d = start_daemon(tmp_path / subdir if subdir else tmp_path, config, token, **settings)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        stop_daemon(d)
+
+
+async def json_of(response) -> dict:
+    return json.loads(await response.content())
+
+
+def twistd_env() -> dict:
+    """Environment for running `twistd jidoteki-admin` from this source tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+
+
+# Raw HTTP over TLS, for requests a normalising client would not send as written.
+
+import socket as _socket
+import ssl as _ssl
+
+
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    headers: dict
+    body: bytes
+
+    def header(self, name: str):
+        return self.headers.get(name.lower())
+
+
+def tls_client_context(minimum=None, maximum=None, ciphers=None) -> _ssl.SSLContext:
+    """A client context that skips verification (the tests know whom they talk to)."""
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = _ssl.CERT_NONE
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    return ctx
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send bytes over TLS and return everything received until the server closes."""
+    with _socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with tls_client_context().wrap_socket(sock) as tls:
+            tls.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except (_ssl.SSLZeroReturnError, ConnectionResetError, _ssl.SSLEOFError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_responses(data: bytes, head: bool = False) -> list[RawResponse]:
+    """Split a byte stream into HTTP/1.1 responses (bodies delimited by Content-Length)."""
+    responses = []
+    while data:
+        head_bytes, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"incomplete response head: {data[:200]!r}"
+        lines = head_bytes.decode("latin-1").split("\r\n")
+        _, code, *reason = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if head else int(headers.get("content-length", len(rest)))
+        responses.append(RawResponse(int(code), " ".join(reason), headers, rest[:length]))
+        data = rest[length:]
+    return responses
+
+
+def raw_request(daemon, method: str | bytes, target: str | bytes, headers: dict | None = None, body: bytes = b""):
+    """One request written exactly as given; fires with the RawResponse."""
+    from twisted.internet.threads import deferToThread
+
+    method = method.encode() if isinstance(method, str) else method
+    target = target.encode() if isinstance(target, str) else target
+    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}".encode())
+    if body:
+        lines.append(f"Content-Length: {len(body)}".encode())
+    data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    d = deferToThread(raw_exchange, daemon.port, data)
+    d.addCallback(lambda received: parse_responses(received, head=method == b"HEAD"))
+    d.addCallback(lambda parsed: parsed[0] if len(parsed) == 1 else parsed)
+    return d
