@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from twisted.internet import defer, error, protocol
 
@@ -22,6 +23,12 @@ _NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:]
 class ChildResult:
     exit_code: int | None  # None when killed by a signal
     timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class RunningChild:
+    done: defer.Deferred  # fires with a ChildResult
+    kill: Callable[[], None]  # kills the child and everything it started
 
 
 class _ChildProtocol(protocol.ProcessProtocol):
@@ -52,12 +59,20 @@ class _ChildProtocol(protocol.ProcessProtocol):
         code = reason.value.exitCode if isinstance(reason.value, error.ProcessTerminated) else 0
         self.done.callback(ChildResult(code, self.timed_out))
 
-    def kill_group(self) -> None:
+    def time_out(self) -> None:
         self.timed_out = True
-        try:
-            os.killpg(self.transport.pid, signal.SIGKILL)
-        except (ProcessLookupError, TypeError, PermissionError):
-            pass
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        pid = self.transport.pid
+        if pid is None:
+            return
+        # Just after spawning, the child may not have made its own group yet: kill it by pid too.
+        for kill, target in ((os.killpg, pid), (os.kill, pid)):
+            try:
+                kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def run_child(
@@ -67,10 +82,11 @@ def run_child(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     timeout: float | None = None,
+    clock=None,
     on_line: Callable[[bytes], None] = lambda line: None,
     on_message: Callable[[bytes], None] | None = None,
-) -> defer.Deferred:
-    """Run ``argv``; fires with a ChildResult. Lines of stdout/stderr go to ``on_line``,
+) -> RunningChild:
+    """Start ``argv``; its ``done`` fires with a ChildResult. Lines of stdout/stderr go to ``on_line``,
     lines the child writes to file descriptor 3 go to ``on_message``."""
     proto = _ChildProtocol(on_line, on_message)
     fds = {0: "w", 1: "r", 2: "r"}
@@ -87,11 +103,17 @@ def run_child(
     )
     proto.transport.closeStdin()
     if timeout is not None:
-        killer = reactor.callLater(timeout, proto.kill_group)
+        killer = (clock or reactor).callLater(timeout, proto.time_out)
         proto.done.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
-    return proto.done
+    return RunningChild(proto.done, proto.kill_group)
+
+
+# Child programs of the project import the very code the daemon runs, installed or not.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def _default_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "PYTHONPATH", "JIDO_ADMIN_PATH")
-    return {name: os.environ[name] for name in keep if name in os.environ}
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "JIDO_ADMIN_PATH")
+    env = {name: os.environ[name] for name in keep if name in os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+    return env

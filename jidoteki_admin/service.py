@@ -14,9 +14,11 @@ from .auth import TokenStore
 from .config import Settings
 from .information import CpuSampler, Information, listed_endpoints
 from .layout import AdminTree
+from .runner import JobRunner
 from .services import Services
 from .setup import Setup
 from .tls import ContextFactory, ensure_certificate
+from .updates import Updates
 from .web import AdminSite
 
 
@@ -75,9 +77,12 @@ class AdminService(MultiService):
         self.tls = ContextFactory(tree.certificate, tree.private_key)
         self.sampler = CpuSampler(clock)
         self.sampler.setServiceParent(self)
+        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout)
+        self.runner.setServiceParent(self)
         self.api = api = AdminAPI(tree, config, self.tokens, AuditLog(tree.audit_log, clock), clock)
         api.add(Setup(self.tokens))
         api.add(Information(tree, config.build_file, self.sampler, lambda: listed_endpoints(api.endpoints)))
+        api.add(Updates(tree, self.runner))
         api.add(Services(tree, config.services, reactor))
         self.site = AdminSite(api, reactor)
         self.listeners: dict[str, Listener] = {}

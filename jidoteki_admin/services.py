@@ -40,7 +40,7 @@ class Services:
         command = self._status_command(name)
         if command is None:
             return "not running"
-        result = yield run_child(self.reactor, command, timeout=QUERY_TIMEOUT)
+        result = yield run_child(self.reactor, command, timeout=QUERY_TIMEOUT).done
         return "running" if result.exit_code == 0 else "not running"
 
     def _status_command(self, name: str) -> list[str] | None:

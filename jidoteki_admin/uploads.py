@@ -240,9 +240,13 @@ class _FilePart(_Part):
         self.upload.size = self.size
 
     def close(self, remove: bool) -> None:
-        # A flush that fails (full disk) propagates; FormStream.abort then removes the file.
+        # A flush that fails (full disk) propagates unless the file is being thrown away;
+        # FormStream.abort then removes it. The descriptor is closed either way.
         try:
             self.file.close()
+        except OSError:
+            if not remove:
+                raise
         finally:
             if remove:
                 remove_quietly(self.upload.path)

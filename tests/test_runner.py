@@ -1,0 +1,178 @@
+"""The job runner with real child processes against a temporary admin tree."""
+
+import json
+import os
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
+
+from jidoteki_admin.layout import AdminTree
+from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, JobKind, JobRunner, JobStatus
+
+KIND = JobKind(
+    name="demo",
+    log_name="demo.log",
+    status_name="status_demo",
+    error_message_name="status_demo_error_message.txt",
+    error_code_name="status_demo_error_code.txt",
+    label="DEMO",
+    unexpected_code="E9000",
+    timeout_code="E9001",
+    interrupted_code="E9002",
+)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+REPORT = "import os\ndef report(**m):\n    os.write(3, (__import__('json').dumps(m) + '\\n').encode())\n"
+
+
+@pytest.fixture
+def tree(tmp_path):
+    tree = AdminTree(tmp_path / "admin")
+    tree.lay_out()
+    return tree
+
+
+@pytest.fixture
+def runner(tree):
+    runner = JobRunner(tree, reactor, timeout=30)
+    runner.register(KIND)
+    runner.startService()
+    yield runner
+    pytest_twisted.blockon(runner.stopService())
+
+
+def status_files(tree):
+    return (
+        json.loads((tree.etc / "status_demo.json").read_text()),
+        (tree.etc / "status_demo.txt").read_text(),
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_success_appends_output_and_writes_old_format_status(runner, tree):
+    code = REPORT + "report(percentage=10)\nprint('one', flush=True)\nimport sys\nprint('two', file=sys.stderr)\nreport(percentage=50)\nprint('no newline', end='')"
+    status = await runner.start(KIND, python(code))
+    assert status == JobStatus(SUCCESS, 100)
+    # stdout and stderr are separate pipes, so only each one's own order is defined.
+    assert sorted((tree.log / "demo.log").read_text().splitlines()) == ["no newline", "one", "two"]
+    assert status_files(tree) == ({"status": "success", "percentage": 100}, "success\n")
+    assert not (tree.etc / "status_demo_error_code.txt").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_progress_is_visible_while_running(runner, tree):
+    code = REPORT + "report(percentage=40)\nimport time\ntime.sleep(0.5)"
+    done = runner.start(KIND, python(code))
+    assert runner.is_running(KIND)
+    for _ in range(50):
+        await deferLater(reactor, 0.05, lambda: None)
+        if runner.status(KIND).percentage == 40:
+            break
+    assert runner.status(KIND) == JobStatus(RUNNING, 40)
+    await done
+    assert not runner.is_running(KIND)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reported_failure_keeps_code_message_and_percentage(runner, tree):
+    code = REPORT + "report(percentage=20)\nreport(**{'error-code': 'E9005', 'error-message': 'bad package'})\nraise SystemExit(1)"
+    status = await runner.start(KIND, python(code))
+    assert status == JobStatus(FAILED, 20, "bad package", "E9005")
+    assert runner.status(KIND) == status
+    assert (tree.etc / "status_demo_error_code.txt").read_text() == "E9005\n"
+    assert (tree.etc / "status_demo_error_message.txt").read_text() == "bad package\n"
+    assert "[DEMO] Failed: bad package" in (tree.log / "demo.log").read_text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_crash_is_the_unexpected_code(runner):
+    status = await runner.start(KIND, python("raise SystemExit(3)"))
+    assert status.status == FAILED and status.error_code == "E9000"
+    assert "exit status 3" in status.error_message
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_job_of_a_kind_at_a_time(runner):
+    done = runner.start(KIND, python("import time; time.sleep(0.3)"))
+    with pytest.raises(AlreadyRunning):
+        runner.start(KIND, python("pass"))
+    assert (await done).status == SUCCESS
+    assert (await runner.start(KIND, python("pass"))).status == SUCCESS
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_kills_the_whole_process_group(tree, tmp_path):
+    clock = Clock()
+    runner = JobRunner(tree, reactor, clock, timeout=60)
+    runner.register(KIND)
+    pidfile = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, time\n"
+        f"p = subprocess.Popen(['sleep', '300'])\nopen({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(300)"
+    )
+    done = runner.start(KIND, python(code))
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    grandchild = int(pidfile.read_text())
+    clock.advance(60)
+    status = await done
+    assert status.status == FAILED and status.error_code == "E9001"
+    assert "longer than 60 seconds" in status.error_message
+    for _ in range(100):
+        if not _alive(grandchild):
+            break
+        await deferLater(reactor, 0.02, lambda: None)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_job_left_running_is_marked_failed_at_start(tree):
+    runner = JobRunner(tree, reactor)
+    files = runner.register(KIND)
+    files.write(JobStatus(RUNNING, 30))
+    runner.startService()
+    try:
+        status = runner.status(KIND)
+        assert status == JobStatus(
+            FAILED, 30, "Interrupted: the daemon stopped while the job was running", "E9002"
+        )
+        assert "marking it failed" in (tree.log / "demo.log").read_text()
+        assert not runner.is_running(KIND)
+    finally:
+        runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_runner_stops_its_jobs(tree):
+    runner = JobRunner(tree, reactor)
+    runner.register(KIND)
+    runner.startService()
+    done = runner.start(KIND, python("import time; time.sleep(300)"))
+    await runner.stopService()
+    status = await done
+    assert status.status == FAILED and status.error_code == "E9002"
+    assert runner.status(KIND).status == FAILED
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_files_are_replaced_atomically(runner, tree):
+    await runner.start(KIND, python(REPORT + "report(percentage=10)"))
+    leftovers = [name for name in os.listdir(tree.etc) if name.startswith(".")]
+    assert leftovers == []

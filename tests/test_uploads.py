@@ -1,0 +1,233 @@
+"""Streaming uploads through the real daemon, using POST /update as the upload endpoint."""
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, threads
+from twisted.internet.task import deferLater
+
+from conftest import json_of, multipart
+from jidoteki_admin.updates import UPDATE
+
+MiB = 1024 * 1024
+
+
+def leftovers(daemon):
+    return sorted(os.listdir(daemon.admin_path / "home" / "sftp" / "uploads"))
+
+
+def no_job_started(daemon):
+    return not (daemon.admin_path / "etc" / "status_update.json").exists()
+
+
+async def settle():
+    await deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_part_over_its_cap_is_refused_and_removed(make_daemon):
+    daemon = make_daemon({"upload-limits": {"update": 64 * 1024}})
+    response = await daemon.post_form("/update", files={"update": ("p.enc", b"x" * (64 * 1024 + 1))})
+    assert response.code == 413
+    body = await json_of(response)
+    assert body["Status"] == "413 Request Entity Too Large"
+    assert "update" in body["Error-Message"] and "65536" in body["Error-Message"]
+    assert response.headers.getRawHeaders("Error-Message")[0] == body["Error-Message"]
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_announced_over_every_cap_is_refused_before_it_is_sent(make_daemon):
+    daemon = make_daemon({"upload-limits": {"update": 1 * MiB}})
+    out, err, code = await daemon.curl(
+        "-sS", "-X", "POST", "-H", "Content-Type: multipart/form-data; boundary=abc",
+        "-H", f"Content-Length: {20 * MiB}", "--data-binary", "@/dev/null", "-i",
+        daemon.url("/update"),
+    )
+    assert b"413" in out.split(b"\r\n")[0], out
+    assert leftovers(daemon) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_text_fields_are_ignored_but_capped(daemon):
+    response = await daemon.post_form("/update", fields={"comment": "x" * 5000}, files={"update": ("p.enc", b"data")})
+    assert response.code == 413
+    assert "comment" in (await json_of(response))["Error-Message"]
+    assert leftovers(daemon) == []
+
+
+@pytest.mark.parametrize(
+    "fields, files, message",
+    [
+        ({}, {}, "Missing required parameter: update"),
+        ({"update": "not a file"}, {}, "must be a file upload"),
+        ({}, {"other": ("x.bin", b"abc")}, "Missing required parameter: update"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_missing_or_wrong_fields_are_400(daemon, fields, files, message):
+    response = await daemon.post_form("/update", fields=fields, files=files)
+    assert response.code == 400
+    assert message in (await json_of(response))["Error-Message"]
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"garbage without boundaries",
+        b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"update\"; filename=\"a\"\r\n\r\nabc",  # cut short
+        b"--BOUNDARY\r\nContent-Type: text/plain\r\n\r\nabc\r\n--BOUNDARY--\r\n",  # no field name
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_malformed_multipart_is_400(daemon, body):
+    response = await daemon.client.post(
+        daemon.url("/update"), data=body, headers={"Content-Type": ["multipart/form-data; boundary=BOUNDARY"]}
+    )
+    assert response.code == 400
+    assert "multipart" in (await json_of(response))["Error-Message"]
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_that_is_not_multipart_is_400(daemon):
+    response = await daemon.client.post(
+        daemon.url("/update"), data=b'{"update": 1}', headers={"Content-Type": ["application/json"]}
+    )
+    assert response.code == 400
+    assert "multipart/form-data" in (await json_of(response))["Error-Message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unauthenticated_upload_is_not_stored(daemon):
+    content_type, body = multipart(files={"update": ("p.enc", b"x" * 1000)})
+    response = await daemon.client.post(
+        daemon.url("/update", auth=None), data=body, headers={"Content-Type": [content_type]}
+    )
+    assert response.code == 403
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+
+
+def _send_half_an_upload(port: int, cafile: str, path: str, uploads_dir: str) -> int:
+    """Send the start of a large upload, wait until its partial file grows, then vanish."""
+    context = ssl.create_default_context(cafile=cafile)
+    boundary = "XyZ"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="update"; filename="p.enc"\r\n\r\n'
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {100 * MiB}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+                + head
+            )
+            for _ in range(16):  # 4 MiB: past the writer's 1 MiB buffer
+                tls.sendall(b"z" * (256 * 1024))
+            import time
+
+            for _ in range(200):
+                partial = [n for n in os.listdir(uploads_dir) if n.startswith(".partial-")]
+                if partial and os.path.getsize(os.path.join(uploads_dir, partial[0])) >= 2 * MiB:
+                    return os.path.getsize(os.path.join(uploads_dir, partial[0]))
+                time.sleep(0.02)
+    return 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_disconnects_mid_upload_leaves_nothing(daemon):
+    uploads = str(daemon.admin_path / "home" / "sftp" / "uploads")
+    url = daemon.url("/update")
+    path = url[url.index("/api"):]
+    written = await threads.deferToThread(
+        _send_half_an_upload, daemon.port, str(daemon.service.tree.certificate), path, uploads
+    )
+    assert written >= 2 * MiB, "the upload should have been streaming to disk"
+    for _ in range(100):
+        if not leftovers(daemon):
+            break
+        await settle()
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+    response = await daemon.get("/version")
+    assert response.code in (200, 404)  # still serving
+
+
+@pytest.fixture
+def tiny_uploads_disk(daemon):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(uploads)]).returncode:
+        pytest.skip("cannot mount tmpfs here")
+    yield daemon
+    subprocess.run(["umount", str(uploads)], check=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tiny_uploads_disk):
+    daemon = tiny_uploads_disk
+    response = await daemon.post_form("/update", files={"update": ("p.enc", os.urandom(3 * MiB))})
+    assert response.code == 507
+    assert "disk space" in (await json_of(response))["Error-Message"]
+    assert leftovers(daemon) == [] and no_job_started(daemon)
+    assert (await daemon.get("/health")).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_while_an_update_runs_is_refused_with_E1004(daemon):
+    runner = daemon.service.runner
+    done = runner.start(UPDATE, [sys.executable, "-c", "import time; time.sleep(30)"])
+    before = (daemon.admin_path / "etc" / "status_update.json").read_bytes()
+    response = await daemon.post_form("/update", files={"update": ("software_package-9.9.9.enc", b"pkg")})
+    assert response.code == 400
+    body = await json_of(response)
+    assert "E1004" in body["Error-Message"]
+    assert leftovers(daemon) == []
+    assert (daemon.admin_path / "etc" / "status_update.json").read_bytes() == before
+    assert runner.is_running(UPDATE)
+    status = await json_of(await daemon.get("/update"))
+    assert status["status"] == "running"
+    runner._running["update"].kill()
+    await done
+
+
+def _peak_rss_growth_during(command: list[str]) -> tuple[bytes, int]:
+    """Run an upload with curl; returns (its output, growth of this process's peak RSS)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = _status_kib("VmRSS")
+    output = subprocess.run(command, capture_output=True).stdout
+    return output, (_status_kib("VmHWM") - before) * 1024
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_upload_streams_to_disk_with_bounded_memory(daemon, tmp_path):
+    package = tmp_path / "software_package-1.0.0.enc"
+    with open(package, "wb") as f:
+        for _ in range(50):
+            f.write(os.urandom(MiB))
+    # The update itself is not under test: stop the job as soon as it starts.
+    daemon.service.runner.timeout = 0.01
+    # curl runs in a thread so the daemon (in this process and reactor) keeps serving it.
+    status, growth = await threads.deferToThread(
+        _peak_rss_growth_during,
+        ["curl", "-sS", "--cacert", str(daemon.service.tree.certificate), "-X", "POST",
+         daemon.url("/update"), "-F", f"update=@{package}", "-o", "/dev/null", "-w", "%{http_code}"],
+    )
+    assert status == b"202"
+    assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB for a 50 MiB upload"
