@@ -1,0 +1,498 @@
+"""The update package format, against the openssl command line in both directions."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jidoteki_admin import package
+from jidoteki_admin.package import PackageError, Version
+
+OPENSSL_ENC = ["openssl", "enc", "-aes-256-cbc", "-md", "sha256", "-pbkdf2", "-salt"]
+OPENSSL_ENC_MD5 = ["openssl", "enc", "-aes-256-cbc", "-md", "md5", "-salt"]
+
+
+# ----------------------------------------------------------------------------------------
+# Keys and helpers
+
+
+def _write_private(path: Path, key) -> Path:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+def _write_public(path: Path, key) -> Path:
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    vendor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_vendor = ec.generate_private_key(ec.SECP256R1())
+    ec_other = ec.generate_private_key(ec.SECP256R1())
+    (d / "updates.key").write_text(os.urandom(32).hex() + "\n")
+    (d / "other.key").write_text(os.urandom(32).hex() + "\n")
+    return {
+        "key": d / "updates.key",
+        "other_key": d / "other.key",
+        "vendor": _write_private(d / "vendor.key", vendor),
+        "pub": _write_public(d / "updates.pub", vendor),
+        "other_vendor": _write_private(d / "other_vendor.key", other),
+        "ec_vendor": _write_private(d / "ec_vendor.key", ec_vendor),
+        "ec_pub": _write_public(d / "ec_updates.pub", ec_vendor),
+        "ec_other": _write_private(d / "ec_other.key", ec_other),
+    }
+
+
+@pytest.fixture
+def src(tmp_path):
+    d = tmp_path / "src"
+    (d / "sub" / "deeper").mkdir(parents=True)
+    (d / "changelog.txt").write_text("1.2.3: everything is better\n")
+    (d / "update.sh").write_text("#!/bin/sh\necho updating\n")
+    (d / "update.sh").chmod(0o755)
+    (d / "sub" / "payload.bin").write_bytes(os.urandom(3 * package.CHUNK + 123))
+    (d / "sub" / "deeper" / "empty.txt").write_bytes(b"")
+    return d
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], check=True, capture_output=True, **kwargs)
+
+
+def openssl_package(tmp_path: Path, src: Path, key: Path, signing_key: Path,
+                    enc=OPENSSL_ENC) -> Path:
+    """A package made with nothing but tar and openssl, as docs/packages.md shows."""
+    build = tmp_path / "openssl-build"
+    build.mkdir()
+    run("tar", "-C", src, "-czf", build / "software_package.tar.gz", ".")
+    run("openssl", "dgst", "-sha256", "-sign", signing_key,
+        "-out", build / "software_package.tar.gz.sign", build / "software_package.tar.gz")
+    run("tar", "-C", build, "-cf", build / "outer.tar",
+        "software_package.tar.gz", "software_package.tar.gz.sign")
+    out = tmp_path / "software_package-openssl.enc"
+    run(*enc, "-pass", f"file:{key}", "-in", build / "outer.tar", "-out", out)
+    return out
+
+
+def openssl_open(tmp_path: Path, pkg: Path, key: Path, pub: Path, enc=OPENSSL_ENC) -> Path:
+    """Open a package with openssl and tar alone; returns the directory holding it."""
+    out = tmp_path / "openssl-open"
+    out.mkdir()
+    run(*enc, "-d", "-pass", f"file:{key}", "-in", pkg, "-out", out / "outer.tar")
+    run("tar", "-C", out, "-xf", out / "outer.tar")
+    verified = run("openssl", "dgst", "-sha256", "-verify", pub,
+                   "-signature", out / "software_package.tar.gz.sign", out / "software_package.tar.gz")
+    assert verified.stdout.strip() == b"Verified OK"
+    return out
+
+
+def assert_same_tree(extracted: Path, src: Path) -> None:
+    for path in src.rglob("*"):
+        twin = extracted / path.relative_to(src)
+        if path.is_file():
+            assert twin.read_bytes() == path.read_bytes(), path
+        else:
+            assert twin.is_dir(), path
+
+
+def make_tar_gz(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
+    with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return path
+
+
+def file_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o644
+    return info
+
+
+# ----------------------------------------------------------------------------------------
+# Round trips and openssl compatibility
+
+
+def test_round_trip(tmp_path, src, keys):
+    pkg = tmp_path / "software_package-1.2.3.enc"
+    assert package.build_package(src, "1.2.3", keys["key"], keys["vendor"], pkg) == Version(1, 2, 3)
+    work = tmp_path / "work"
+    work.mkdir()
+    schemes = []
+    inner = package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work, on_decrypted=schemes.append)
+    assert schemes == ["pbkdf2"]
+    names = package.extract_safely(inner, tmp_path / "x")
+    assert names[0] == "version.txt"
+    assert {"changelog.txt", "update.sh", "sub", "sub/payload.bin", "sub/deeper/empty.txt"} <= set(names)
+    assert (tmp_path / "x" / "version.txt").read_text() == "1.2.3\n"
+    assert os.access(tmp_path / "x" / "update.sh", os.X_OK)
+    assert_same_tree(tmp_path / "x", src)
+
+
+def test_openssl_built_package_opens(tmp_path, src, keys):
+    (src / "version.txt").write_text("2.0.0\n")
+    pkg = openssl_package(tmp_path, src, keys["key"], keys["vendor"])
+    work = tmp_path / "work"
+    work.mkdir()
+    inner = package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work)
+    package.extract_safely(inner, tmp_path / "x")
+    assert_same_tree(tmp_path / "x", src)
+
+
+def test_outer_tar_of_a_directory_opens(tmp_path, src, keys):
+    # `tar -C build -cf outer.tar .` adds a "./" entry and "./"-prefixed names.
+    inner = make_tar_gz(tmp_path / "software_package.tar.gz", [(file_info("version.txt"), b"1.0.0\n")])
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "software_package.tar.gz").write_bytes(inner.read_bytes())
+    run("openssl", "dgst", "-sha256", "-sign", keys["vendor"], "-out", build / "software_package.tar.gz.sign",
+        build / "software_package.tar.gz")
+    run("tar", "-C", build, "-cf", tmp_path / "outer.tar", ".")
+    assert b"./software_package.tar.gz" in run("tar", "-tf", tmp_path / "outer.tar").stdout
+    run(*OPENSSL_ENC, "-pass", f"file:{keys['key']}", "-in", tmp_path / "outer.tar", "-out", tmp_path / "p.enc")
+    work = tmp_path / "work"
+    work.mkdir()
+    opened = package.decrypt_and_verify(tmp_path / "p.enc", keys["key"], keys["pub"], work)
+    assert opened.read_bytes() == inner.read_bytes()
+
+
+def test_vendor_built_package_opens_with_openssl(tmp_path, src, keys):
+    pkg = tmp_path / "software_package-1.0.0.enc"
+    package.build_package(src, "1.0.0", keys["key"], keys["vendor"], pkg)
+    opened = openssl_open(tmp_path, pkg, keys["key"], keys["pub"])
+    run("tar", "-C", opened, "-xzf", opened / "software_package.tar.gz")
+    assert (opened / "version.txt").read_text() == "1.0.0\n"
+    assert_same_tree(opened, src)
+
+
+def test_legacy_md5_package_opens_both_ways(tmp_path, src, keys):
+    (src / "version.txt").write_text("0.9.0\n")
+    legacy = openssl_package(tmp_path, src, keys["key"], keys["vendor"], enc=OPENSSL_ENC_MD5)
+    work = tmp_path / "work"
+    work.mkdir()
+    schemes = []
+    package.decrypt_and_verify(legacy, keys["key"], keys["pub"], work, on_decrypted=schemes.append)
+    assert schemes == ["md5"]
+
+    ours = tmp_path / "software_package-0.9.1.enc"
+    package.build_package(src, "0.9.1", keys["key"], keys["vendor"], ours, legacy_md5=True)
+    openssl_open(tmp_path, ours, keys["key"], keys["pub"], enc=OPENSSL_ENC_MD5)
+
+
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 4095, package.CHUNK + 5])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_encrypt_and_decrypt_match_openssl(tmp_path, keys, length, legacy):
+    # Any plaintext starting with a tar header: every padding length gets exercised.
+    header = tarfile.TarInfo("x").tobuf(format=tarfile.GNU_FORMAT)
+    plain = header + os.urandom(length)
+    (tmp_path / "plain").write_bytes(plain)
+    enc = OPENSSL_ENC_MD5 if legacy else OPENSSL_ENC
+
+    package.encrypt(tmp_path / "plain", tmp_path / "ours.enc", keys["key"], legacy_md5=legacy)
+    assert (tmp_path / "ours.enc").read_bytes()[:8] == b"Salted__"
+    decrypted = run(*enc, "-d", "-pass", f"file:{keys['key']}", "-in", tmp_path / "ours.enc").stdout
+    assert decrypted == plain
+
+    run(*enc, "-pass", f"file:{keys['key']}", "-in", tmp_path / "plain", "-out", tmp_path / "theirs.enc")
+    scheme = package.decrypt(tmp_path / "theirs.enc", tmp_path / "back", keys["key"])
+    assert scheme == ("md5" if legacy else "pbkdf2")
+    assert (tmp_path / "back").read_bytes() == plain
+
+
+@pytest.mark.parametrize("content", [b"secret\r\n", b"secret", b"secret\nsecond line\n", b"x" * 1500 + b"\n"])
+def test_passphrase_is_read_as_openssl_reads_it(tmp_path, content):
+    key = tmp_path / "updates.key"
+    key.write_bytes(content)
+    (tmp_path / "plain").write_bytes(tarfile.TarInfo("x").tobuf() + b"data")
+    run(*OPENSSL_ENC, "-pass", f"file:{key}", "-in", tmp_path / "plain", "-out", tmp_path / "p.enc")
+    package.decrypt(tmp_path / "p.enc", tmp_path / "back", key)
+    assert (tmp_path / "back").read_bytes() == (tmp_path / "plain").read_bytes()
+
+
+# ----------------------------------------------------------------------------------------
+# Refusals
+
+
+@pytest.fixture
+def good_package(tmp_path, src, keys):
+    pkg = tmp_path / "software_package-1.2.3.enc"
+    package.build_package(src, "1.2.3", keys["key"], keys["vendor"], pkg)
+    work = tmp_path / "work"
+    work.mkdir()
+    return pkg, work
+
+
+def assert_refused(work: Path, call, message: str) -> None:
+    with pytest.raises(PackageError) as caught:
+        call()
+    assert caught.value.code == "E1005"
+    assert message in caught.value.message
+    assert list(work.iterdir()) == []  # no partial tar.gz left behind
+
+
+def test_wrong_key(good_package, keys):
+    pkg, work = good_package
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["other_key"], keys["pub"], work),
+                   "wrong key")
+
+
+@pytest.mark.parametrize("where", ["middle", "last block", "first block"])
+def test_tampered_ciphertext(good_package, keys, where):
+    pkg, work = good_package
+    data = bytearray(pkg.read_bytes())
+    data[{"middle": len(data) // 2, "last block": -1, "first block": 20}[where]] ^= 0x01
+    pkg.write_bytes(data)
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "")
+
+
+def test_truncated_package(good_package, keys):
+    pkg, work = good_package
+    data = pkg.read_bytes()
+    pkg.write_bytes(data[:len(data) - 32])
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "")
+    pkg.write_bytes(data[:len(data) - 5])
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "truncated")
+
+
+def test_not_a_package(tmp_path, keys):
+    (tmp_path / "junk.enc").write_bytes(os.urandom(4096))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert_refused(work, lambda: package.unpack(tmp_path / "junk.enc", keys["key"], work), "Salted__")
+
+
+@pytest.mark.parametrize("signer", ["other_vendor", "ec_other", "ec_vendor"])
+def test_signed_by_another_key(tmp_path, src, keys, signer):
+    (src / "version.txt").write_text("1.0.0\n")
+    pkg = openssl_package(tmp_path, src, keys["key"], keys[signer])
+    work = tmp_path / "work"
+    work.mkdir()
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work),
+                   "Invalid update package signature")
+
+
+def test_ec_signed_package_verifies_with_ec_key(tmp_path, src, keys):
+    (src / "version.txt").write_text("1.0.0\n")
+    pkg = openssl_package(tmp_path, src, keys["key"], keys["ec_vendor"])
+    work = tmp_path / "work"
+    work.mkdir()
+    assert package.decrypt_and_verify(pkg, keys["key"], keys["ec_pub"], work).is_file()
+    ours = tmp_path / "software_package-ec.enc"
+    package.build_package(src, None, keys["key"], keys["ec_vendor"], ours)
+    openssl_open(tmp_path, ours, keys["key"], keys["ec_pub"])
+
+
+def seal_outer(tmp_path: Path, keys, members: list[tuple[str, bytes]]) -> Path:
+    """An encrypted outer tar with arbitrary members."""
+    (tmp_path / "outer.tar").unlink(missing_ok=True)
+    with tarfile.open(tmp_path / "outer.tar", "w") as tar:
+        for name, data in members:
+            info = file_info(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "software_package-odd.enc"
+    package.encrypt(tmp_path / "outer.tar", out, keys["key"])
+    return out
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("software_package.tar.gz", b"x")], "Missing software_package.tar.gz.sign"),
+    ([("software_package.tar.gz.sign", b"x")], "Missing software_package.tar.gz"),
+    ([("software_package.tar.gz", b"x"), ("software_package.tar.gz.sign", b"s"), ("extra", b"")],
+     "Unexpected member"),
+    ([("software_package.tar.gz", b"x"), ("software_package.tar.gz", b"y")], "Duplicate"),
+    ([("software_package.tar.gz.sign", b"s" * (package.SIGNATURE_MAX + 1))], "too large"),
+])
+def test_outer_tar_must_hold_exactly_the_two_members(tmp_path, keys, members, message):
+    pkg = seal_outer(tmp_path, keys, members)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), message)
+
+
+def test_seal_signs_what_it_encrypts(tmp_path, keys):
+    inner = make_tar_gz(tmp_path / "software_package.tar.gz", [(file_info("version.txt"), b"3.0.0\n")])
+    pkg = tmp_path / "software_package-3.0.0.enc"
+    package.seal(inner, keys["vendor"], keys["key"], pkg)
+    work = tmp_path / "work"
+    work.mkdir()
+    opened = package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work)
+    assert opened.read_bytes() == inner.read_bytes()
+
+
+# ----------------------------------------------------------------------------------------
+# Safe extraction
+
+
+def _symlink(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info
+
+
+def _hardlink(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.LNKTYPE, target
+    return info
+
+
+def _special(name, kind):
+    info = tarfile.TarInfo(name)
+    info.type, info.devmajor, info.devminor = kind, 1, 3
+    return info
+
+
+UNSAFE = {
+    "dot-dot": lambda root: [(file_info("../evil"), b"evil")],
+    "nested dot-dot": lambda root: [(file_info("a/../../evil"), b"evil")],
+    "absolute": lambda root: [(file_info(f"{root}/evil"), b"evil")],
+    "symlink": lambda root: [(_symlink("link", str(root)), b""), (file_info("link/evil"), b"evil")],
+    "relative symlink": lambda root: [(_symlink("link", ".."), b""), (file_info("link/evil"), b"evil")],
+    "hardlink": lambda root: [(_hardlink("evil", f"{root}/victim"), b"")],
+    "character device": lambda root: [(_special("evil", tarfile.CHRTYPE), b"")],
+    "block device": lambda root: [(_special("evil", tarfile.BLKTYPE), b"")],
+    "fifo": lambda root: [(_special("evil", tarfile.FIFOTYPE), b"")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE))
+def test_unsafe_members_are_refused(tmp_path, case):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "victim").write_text("untouched")
+    members = [(file_info("fine.txt"), b"fine")] + UNSAFE[case](root)
+    tar_gz = make_tar_gz(tmp_path / "evil.tar.gz", members)
+    dest = root / "dest"
+
+    with pytest.raises(PackageError) as caught:
+        package.extract_safely(tar_gz, dest)
+    assert caught.value.code == "E1005"
+    assert "Refusing" in caught.value.message
+    assert sorted(p.name for p in root.iterdir()) == ["dest", "victim"]
+    assert (root / "victim").read_text() == "untouched"
+    assert not (tmp_path / "evil").exists()
+    assert [p.name for p in dest.iterdir()] == ["fine.txt"]  # only what came before
+    with pytest.raises(PackageError):
+        package.read_contents(tar_gz)
+
+
+def test_check_member_accepts_plain_names():
+    assert package.check_member(file_info("./a/b.txt")) == "a/b.txt"
+    directory = tarfile.TarInfo("./")
+    directory.type = tarfile.DIRTYPE
+    assert package.check_member(directory) == ""
+
+
+def test_build_refuses_links_and_bad_versions(tmp_path, src, keys):
+    out = tmp_path / "software_package-x.enc"
+    with pytest.raises(ValueError, match="semantic version"):
+        package.build_package(src, "1.2", keys["key"], keys["vendor"], out)
+    with pytest.raises(ValueError, match="No version"):
+        package.build_package(src, None, keys["key"], keys["vendor"], out)
+    (src / "link").symlink_to("changelog.txt")
+    with pytest.raises(ValueError, match="regular files"):
+        package.build_package(src, "1.2.3", keys["key"], keys["vendor"], out)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no temporary left
+
+
+# ----------------------------------------------------------------------------------------
+# Versions
+
+
+def test_semver_precedence_examples():
+    chain = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
+             "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.9.9", "1.10.0", "2.0.0"]
+    versions = [Version.parse(v) for v in chain]
+    assert versions == sorted(versions)
+    assert all(a < b for a, b in zip(versions, versions[1:]))
+    assert Version.parse("v1.2.3") == Version.parse("1.2.3")
+    assert Version.parse("1.2.3+build.5") == Version.parse("1.2.3")
+    assert str(Version.parse(" v1.2.3-rc.1+b7 ")) == "1.2.3-rc.1+b7"
+
+
+@pytest.mark.parametrize("text", ["", "1", "1.2", "1.2.3.4", "01.2.3", "1.02.3", "1.2.3-", "1.2.3-01",
+                                  "1.2.3+", "a.b.c", "1.2.3 4", "1.2.3-rc..1", "１.2.3"])
+def test_invalid_versions_are_refused(text):
+    with pytest.raises(ValueError):
+        Version.parse(text)
+
+
+numbers = st.integers(min_value=0, max_value=10**6)
+identifiers = st.one_of(numbers.map(str), st.from_regex(r"[0-9]*[A-Za-z-][0-9A-Za-z-]*", fullmatch=True))
+versions = st.builds(Version, numbers, numbers, numbers,
+                     st.lists(identifiers, max_size=3).map(tuple))
+
+
+@given(st.tuples(numbers, numbers, numbers), st.tuples(numbers, numbers, numbers))
+def test_release_order_is_tuple_order(a, b):
+    va, vb = Version.parse("%d.%d.%d" % a), Version.parse("%d.%d.%d" % b)
+    assert (va < vb) == (a < b)
+    assert (va == vb) == (a == b)
+    assert (va > vb) == (a > b)
+
+
+@given(versions)
+def test_version_reflexive_and_round_trips(v):
+    assert v == v and v <= v and not v < v
+    assert Version.parse(str(v)) == v
+    assert hash(Version.parse(str(v))) == hash(v)
+
+
+@given(versions, versions)
+def test_version_antisymmetric_and_total(a, b):
+    assert (a <= b) or (b <= a)
+    if a <= b and b <= a:
+        assert a == b
+    assert not (a < b and b < a)
+
+
+@settings(max_examples=50)
+@given(versions, versions, versions)
+def test_version_transitive(a, b, c):
+    x, y, z = sorted([a, b, c])
+    assert x <= y <= z and x <= z
+
+
+@given(versions)
+def test_prerelease_ranks_below_its_release(v):
+    release = Version(v.major, v.minor, v.patch)
+    assert (v < release) == bool(v.prerelease)
+
+
+# ----------------------------------------------------------------------------------------
+# Choosing the uploaded package
+
+
+def test_newest_package_by_version(tmp_path):
+    for label in ["1.9.0", "1.10.0", "1.2.3", "v1.9.9", "1.10.0-rc.1", "nightly-7", "nightly-12"]:
+        (tmp_path / f"software_package-{label}.enc").write_bytes(b"")
+    (tmp_path / "software_package-99.0.0.enc.part").write_bytes(b"")
+    (tmp_path / "other-99.0.0.enc").write_bytes(b"")
+    (tmp_path / "software_package-.enc").write_bytes(b"")
+    found = [p.name[len("software_package-"):-len(".enc")] for p in package.find_packages(tmp_path)]
+    assert found == ["nightly-7", "nightly-12", "1.2.3", "1.9.0", "v1.9.9", "1.10.0-rc.1", "1.10.0"]
+    assert package.newest_package(tmp_path).name == "software_package-1.10.0.enc"
+
+
+def test_newest_package_missing(tmp_path):
+    with pytest.raises(PackageError) as caught:
+        package.newest_package(tmp_path)
+    assert (caught.value.code, caught.value.message) == ("E1003", "Missing update package")
+    with pytest.raises(PackageError):
+        package.newest_package(tmp_path / "absent")
