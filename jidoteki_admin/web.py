@@ -8,16 +8,24 @@ then streams it through uploads.FormStream, or throws it away unread.
 from __future__ import annotations
 
 import io
-import json
 import secrets
-from urllib.parse import parse_qsl, urlencode
+import re
+from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http import datetimeToLogString
 
-from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
-from .uploads import EMPTY_FORM, FormPlan, FormStream, multipart_boundary
+from .responses import (
+    SECURITY_HEADERS,
+    APIError,
+    add_security_headers,
+    compact_json,
+    error_value,
+    header_safe,
+    status_line,
+)
+from .uploads import EMPTY_FORM, DiskWriter, FormPlan, FormStream, multipart_boundary
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
 # A body this small is read to the end before answering, so the client sees a clean reply.
@@ -25,15 +33,21 @@ EARLY_REFUSAL_THRESHOLD = 64 * 1024
 
 
 def scrub_uri(uri: bytes) -> bytes:
-    """The URI with the values of secret query parameters replaced."""
+    """The URI with the values of secret query parameters replaced; any bytes are fine.
+
+    Names are compared the way the query parser reads them (percent-decoded), so an
+    encoded name such as %74oken is scrubbed too.
+    """
     path, sep, query = uri.partition(b"?")
     if not sep:
         return uri
-    pairs = [
-        (key, b"REDACTED" if key.lower() in SECRET_PARAMETERS else value)
-        for key, value in parse_qsl(query, keep_blank_values=True)
-    ]
-    return path + b"?" + urlencode(pairs).encode()
+    pairs = []
+    for pair in re.split(rb"[&;]", query):
+        name, equals, _ = pair.partition(b"=")
+        if unquote_to_bytes(name.replace(b"+", b" ")).lower() in SECRET_PARAMETERS:
+            pair = name + b"=REDACTED"
+        pairs.append(pair)
+    return path + b"?" + b"&".join(pairs)
 
 
 class AdminRequest(server.Request):
@@ -70,7 +84,9 @@ class AdminRequest(server.Request):
         elif length is not None and length > plan.most_bytes():
             self._refuse_early(APIError(413, "Request body is larger than this endpoint accepts"))
         else:
-            self._form_stream = FormStream(plan, boundary, self.channel.site.api.tree.uploads)
+            transport = self.channel.transport
+            writer = DiskWriter(self.channel.site.reactor, transport.pauseProducing, transport.resumeProducing)
+            self._form_stream = FormStream(plan, boundary, self.channel.site.api.tree.uploads, writer)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._form_stream is not None:
@@ -79,12 +95,29 @@ class AdminRequest(server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
             return
-        if self._form_stream is not None:
-            try:
-                self.form = self._form_stream.finish()
-            except APIError as problem:
-                self.body_problem = problem
-            self._form_stream = None
+        if self._form_stream is None:
+            return super().requestReceived(command, path, version)
+        # The request is handled once the form is all on disk.
+        finished = self._form_stream.finish()
+        finished.addCallbacks(self._form_ready, self._form_refused)
+        finished.addCallback(lambda _: self._handle_unless_gone(command, path, version))
+
+    def _form_ready(self, form) -> None:
+        self._form_stream = None
+        self.form = form
+
+    def _form_refused(self, failure) -> None:
+        self._form_stream = None
+        if failure.check(APIError):
+            self.body_problem = failure.value
+        else:
+            self.channel.site.log_.failure("Reading the upload of {id} failed", failure, id=self.request_id)
+            self.body_problem = APIError(500, "Could not store the upload")
+
+    def _handle_unless_gone(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._disconnected:
+            self.form.discard()  # the client left: nothing is started on its behalf
+            return
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
@@ -102,25 +135,37 @@ class AdminRequest(server.Request):
     def _refuse_early(self, problem: APIError) -> None:
         """Answer before the body arrives and hang up, so nothing large is read for nothing."""
         self._refused = True
-        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the answer
-        self.channel.site.refused_early(self, problem)
-        payload = json.dumps(
-            {"Status": status_line(problem.status), "Error-Message": problem.message}
-        ).encode()
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" before the answer
+        site = self.channel.site
+        site.refused_early(self, problem)
+        delay = site.api.refusal_delay(self.channel._path.partition(b"?")[0], problem)
+        answer = self._early_answer(problem, site.api.tokens.first_run)
+        if delay:
+            site.api.clock.callLater(delay, self._send_early, answer)
+        else:
+            self._send_early(answer)
+
+    def _early_answer(self, problem: APIError, first_run: bool) -> bytes:
+        payload = compact_json(error_value(problem.status, problem.message, first_run))
         headers = dict(SECURITY_HEADERS)
         headers.update(
             {
                 b"Content-Type": b"application/json",
                 b"Content-Length": str(len(payload)).encode(),
-                b"Error-Message": problem.message.encode("ascii", "replace"),
                 b"Connection": b"close",
                 b"X-Request-Id": self.request_id.encode(),
             }
         )
+        if problem.message:
+            headers[b"Error-Message"] = header_safe(problem.message)
         head = [f"HTTP/1.1 {status_line(problem.status)}".encode()]
         head += [name + b": " + value for name, value in headers.items()]
-        self.channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + payload)
-        self.channel.loseConnection()
+        return b"\r\n".join(head) + b"\r\n\r\n" + payload
+
+    def _send_early(self, answer: bytes) -> None:
+        if self.channel.transport is not None and not self._disconnected:
+            self.channel.transport.write(answer)
+            self.channel.loseConnection()
 
 
 class AdminSite(server.Site):
@@ -133,7 +178,16 @@ class AdminSite(server.Site):
         self.displayTracebacks = False
 
     def log(self, request: AdminRequest) -> None:
-        """The access log, through twisted.logger, with secrets scrubbed."""
+        """The access log, through twisted.logger, with secrets scrubbed.
+
+        Whatever goes wrong here must not keep the request from finishing."""
+        try:
+            self._log_access(request)
+            self.api.record_finished(request)
+        except Exception:
+            self.log_.failure("Could not log request {id}", id=request.request_id)
+
+    def _log_access(self, request: AdminRequest) -> None:
         self.log_.info(
             '{client} "{method} {uri} {protocol}" {code} {length} id={request_id}',
             client=_client(request),
@@ -145,7 +199,6 @@ class AdminSite(server.Site):
             request_id=request.request_id,
             log_time_text=datetimeToLogString(self.reactor.seconds()),
         )
-        self.api.record_finished(request)
 
     def refused_early(self, request: AdminRequest, problem: APIError) -> None:
         self.log_.info(

@@ -1,0 +1,179 @@
+"""Upload throughput and memory: the daemon's POST /update against a bare twisted.web resource.
+
+Both servers run as child processes over TLS with the same certificate; curl uploads the
+same file to each, in alternating rounds, so machine noise hits both alike. For each upload
+it prints the throughput and how much the server's peak RSS grew (reset through
+/proc/PID/clear_refs before each upload; needs Linux).
+
+    python bench/upload.py [--size-mib 1024] [--rounds 2] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+BASELINE_SERVER = """
+import sys
+from twisted.internet import reactor, ssl
+from twisted.web import resource, server
+
+class Discard(resource.Resource):
+    isLeaf = True
+    def render_POST(self, request):
+        return b'{"Status":"202 Accepted"}'
+
+port, cert, key, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+context = ssl.DefaultOpenSSLContextFactory(key, cert)
+site = server.Site(Discard(), parsePOSTFormSubmission=False)
+# "discard": a content file that drops everything, so the baseline does no disk work.
+# "disk": the body goes to a file on disk, as an upload must (Twisted's own temp file).
+class Null:
+    def write(self, data): pass
+    def seek(self, *a): return 0
+    def tell(self): return 0
+    def read(self, *a): return b''
+    def close(self): pass
+if mode == "discard":
+    site.getContentFile = lambda length: Null()
+else:
+    import tempfile
+    site.getContentFile = lambda length: tempfile.TemporaryFile(dir=sys.argv[5])
+reactor.listenSSL(port, site, context, interface="127.0.0.1")
+reactor.run()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def upload(pid: int, url: str, cafile: Path, package: Path) -> tuple[float, float, float]:
+    """One upload; returns (MiB/s, peak RSS growth in MiB, server CPU seconds)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = status_kib(pid, "VmRSS")
+    cpu_before = cpu_seconds(pid)
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["curl", "-sS", "--cacert", str(cafile), "-o", "/dev/null", "-w", "%{http_code}",
+         "-X", "POST", url, "-F", f"update=@{package}"],
+        capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if result.stdout.strip() not in ("200", "202"):
+        raise SystemExit(f"upload to {url} answered {result.stdout!r} {result.stderr}")
+    growth = (status_kib(pid, "VmHWM") - before) / 1024
+    return package.stat().st_size / MiB / elapsed, growth, cpu_seconds(pid) - cpu_before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dir", help="where the admin tree and the test file live [default: system temp]")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="jido-bench-upload-", dir=args.dir))
+    servers = []
+    try:
+        package = work / "software_package-1.0.0.enc"
+        with open(package, "wb") as f:
+            chunk = os.urandom(MiB)
+            for _ in range(args.size_mib):
+                f.write(chunk)
+        admin = work / "admin"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        daemon_port, baseline_port = free_port(), free_port()
+        twistd = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+        daemon = subprocess.Popen(
+            twistd + ["-n", "--pidfile=", "jidoteki-admin", "--admin-path", str(admin),
+                      "--https", str(daemon_port), "--interface", "127.0.0.1"],
+            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        servers.append(daemon)
+        wait_for_port(daemon_port)
+        (admin / "etc" / "api.token").write_text("benchtoken\n")
+        cert, key = admin / "etc" / "ssl" / "cert.pem", admin / "etc" / "ssl" / "key.pem"
+        baseline = subprocess.Popen(
+            [sys.executable, "-c", BASELINE_SERVER, str(baseline_port), str(cert), str(key), "discard"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        servers.append(baseline)
+        disk_port = free_port()
+        on_disk = subprocess.Popen(
+            [sys.executable, "-c", BASELINE_SERVER, str(disk_port), str(cert), str(key), "disk", str(work)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        servers.append(on_disk)
+        wait_for_port(baseline_port)
+        wait_for_port(disk_port)
+
+        targets = {
+            "bare twisted.web (discards)": (baseline.pid, f"https://127.0.0.1:{baseline_port}/"),
+            "bare twisted.web (to disk)": (on_disk.pid, f"https://127.0.0.1:{disk_port}/"),
+            "jidoteki-admin POST /update": (
+                daemon.pid, f"https://127.0.0.1:{daemon_port}/api/v1/admin/update?token=benchtoken"),
+        }
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
+        for _ in range(args.rounds):
+            for name, (pid, url) in targets.items():
+                results[name].append(upload(pid, url, cert, package))
+                time.sleep(1)  # let the failed update job (random bytes) clean up
+
+        print(f"\nUpload of {args.size_mib} MiB over TLS with curl, {args.rounds} rounds, alternating\n")
+        print(f"{'server':32} {'median MiB/s':>13} {'best MiB/s':>11} {'peak RSS growth MiB':>20}"
+              f" {'server CPU s':>13}")
+        medians = {}
+        for name, rows in results.items():
+            speeds = [speed for speed, _, _ in rows]
+            medians[name] = statistics.median(speeds)
+            print(f"{name:32} {medians[name]:13.1f} {max(speeds):11.1f} {max(g for _, g, _ in rows):20.1f}"
+                  f" {statistics.median(c for _, _, c in rows):13.2f}")
+        daemon_speed = medians["jidoteki-admin POST /update"]
+        for name in ("bare twisted.web (discards)", "bare twisted.web (to disk)"):
+            print(f"ratio daemon / {name}: {daemon_speed / medians[name]:.2f}")
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
