@@ -17,6 +17,7 @@ from twisted.internet import defer, error, protocol
 
 # Starts the real program in a new session; exec keeps the pid, so the group id is the pid.
 _NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+KILL_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,13 @@ class ChildResult:
 @dataclass(frozen=True)
 class RunningChild:
     done: defer.Deferred  # fires with a ChildResult
-    kill: Callable[[], None]  # kills the child and everything it started
+    stop: Callable[[], None]  # stops the child and everything it started
 
 
 class _ChildProtocol(protocol.ProcessProtocol):
-    def __init__(self, on_line: Callable[[bytes], None], on_message: Callable[[bytes], None] | None):
+    def __init__(self, on_line, on_message, clock):
         self.on_line = on_line
+        self.clock = clock
         self.on_message = on_message
         self.done = defer.Deferred()
         self.timed_out = False
@@ -61,16 +63,25 @@ class _ChildProtocol(protocol.ProcessProtocol):
 
     def time_out(self) -> None:
         self.timed_out = True
-        self.kill_group()
+        self.stop()
 
-    def kill_group(self) -> None:
+    def stop(self) -> None:
+        """SIGTERM the child's group so it can clean up; SIGKILL it if it is still there
+        after a grace period."""
+        if self.transport.pid is None:
+            return
+        self._signal_group(signal.SIGTERM)
+        killer = self.clock.callLater(KILL_GRACE_SECONDS, self._signal_group, signal.SIGKILL)
+        self.done.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
+
+    def _signal_group(self, signum: int) -> None:
         pid = self.transport.pid
         if pid is None:
             return
-        # Just after spawning, the child may not have made its own group yet: kill it by pid too.
-        for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        # Just after spawning, the child may not have made its own group yet: signal it by pid too.
+        for send, target in ((os.killpg, pid), (os.kill, pid)):
             try:
-                kill(target, signal.SIGKILL)
+                send(target, signum)
             except ProcessLookupError:
                 pass
 
@@ -88,7 +99,8 @@ def run_child(
 ) -> RunningChild:
     """Start ``argv``; its ``done`` fires with a ChildResult. Lines of stdout/stderr go to ``on_line``,
     lines the child writes to file descriptor 3 go to ``on_message``."""
-    proto = _ChildProtocol(on_line, on_message)
+    clock = clock or reactor
+    proto = _ChildProtocol(on_line, on_message, clock)
     fds = {0: "w", 1: "r", 2: "r"}
     if on_message is not None:
         fds[3] = "r"
@@ -103,9 +115,9 @@ def run_child(
     )
     proto.transport.closeStdin()
     if timeout is not None:
-        killer = (clock or reactor).callLater(timeout, proto.time_out)
+        killer = clock.callLater(timeout, proto.time_out)
         proto.done.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
-    return RunningChild(proto.done, proto.kill_group)
+    return RunningChild(proto.done, proto.stop)
 
 
 # Child programs of the project import the very code the daemon runs, installed or not.

@@ -164,7 +164,7 @@ class JobRunner(Service):
         self._stopping = True
         children = list(self._running.values())
         for child in children:
-            child.kill()
+            child.stop()
         return defer.DeferredList([child.done for child in children])
 
     def _recover(self, kind: JobKind) -> None:
@@ -186,6 +186,11 @@ class JobRunner(Service):
             )
         )
         self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
+
+    def stop(self, kind: JobKind) -> None:
+        """Stop a running job of this kind (it is then marked failed)."""
+        if kind.name in self._running:
+            self._running[kind.name].stop()
 
     def is_running(self, kind: JobKind) -> bool:
         return kind.name in self._running
@@ -218,8 +223,8 @@ class JobRunner(Service):
     def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
         del self._running[kind.name]
         status = self._outcome(result, kind, job)
-        if status.status == FAILED:
-            job.say(f"Failed: {status.error_message}")
+        if status.status == FAILED and job.error_message is None:
+            job.say(f"Failed: {status.error_message}")  # the job could not say why itself
         job.close()
         job.files.write(status)
         return status

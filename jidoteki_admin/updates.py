@@ -9,6 +9,7 @@ from . import responses
 from .api import Endpoint
 from .files import tail_lines
 from .layout import AdminTree
+from .package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from .responses import APIError
 from .runner import FAILED, JobKind, JobRunner
 from .uploads import FILE
@@ -25,7 +26,6 @@ UPDATE = JobKind(
     interrupted_code="E1002",
 )
 STATUS_LOG_LINES = 10
-PACKAGE_PREFIX, PACKAGE_SUFFIX = "software_package-", ".enc"
 
 
 class Updates:

@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
 
+from jidoteki_admin.children import KILL_GRACE_SECONDS
 from jidoteki_admin.layout import AdminTree
 from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, JobKind, JobRunner, JobStatus
 
@@ -88,14 +89,14 @@ async def test_reported_failure_keeps_code_message_and_percentage(runner, tree):
     assert runner.status(KIND) == status
     assert (tree.etc / "status_demo_error_code.txt").read_text() == "E9005\n"
     assert (tree.etc / "status_demo_error_message.txt").read_text() == "bad package\n"
-    assert "[DEMO] Failed: bad package" in (tree.log / "demo.log").read_text()
 
 
 @pytest_twisted.ensureDeferred
-async def test_silent_crash_is_the_unexpected_code(runner):
+async def test_silent_crash_is_the_unexpected_code(runner, tree):
     status = await runner.start(KIND, python("raise SystemExit(3)"))
     assert status.status == FAILED and status.error_code == "E9000"
     assert "exit status 3" in status.error_message
+    assert "[DEMO] Failed: The job ended with exit status 3" in (tree.log / "demo.log").read_text()
 
 
 @pytest_twisted.ensureDeferred
@@ -176,3 +177,33 @@ async def test_status_files_are_replaced_atomically(runner, tree):
     await runner.start(KIND, python(REPORT + "report(percentage=10)"))
     leftovers = [name for name in os.listdir(tree.etc) if name.startswith(".")]
     assert leftovers == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tree, tmp_path):
+    clock = Clock()
+    runner = JobRunner(tree, reactor, clock, timeout=60)
+    runner.register(KIND)
+    ready = tmp_path / "ready"
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(ready)!r}, 'w').close()\ntime.sleep(300)"
+    )
+    done = runner.start(KIND, python(code))
+    for _ in range(100):
+        if ready.exists():
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    clock.advance(60)  # the timeout: SIGTERM, which the child ignores
+    await deferLater(reactor, 0.3, lambda: None)
+    assert runner.is_running(KIND)
+    clock.advance(KILL_GRACE_SECONDS)  # then SIGKILL
+    status = await done
+    assert status.status == FAILED and status.error_code == "E9001"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_that_explains_its_failure_is_not_explained_twice(runner, tree):
+    code = REPORT + "print('[1][DEMO] Failed: broken', flush=True)\nreport(**{'error-code': 'E9005', 'error-message': 'broken'})\nraise SystemExit(1)"
+    await runner.start(KIND, python(code))
+    assert (tree.log / "demo.log").read_text().count("Failed") == 1

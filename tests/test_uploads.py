@@ -194,7 +194,7 @@ async def test_an_upload_while_an_update_runs_is_refused_with_E1004(daemon):
     assert runner.is_running(UPDATE)
     status = await json_of(await daemon.get("/update"))
     assert status["status"] == "running"
-    runner._running["update"].kill()
+    runner.stop(UPDATE)
     await done
 
 
