@@ -16,6 +16,7 @@ from klein import Klein
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
 
 from . import API_PREFIX, responses
 from .audit import AuditLog
@@ -107,15 +108,15 @@ class AdminAPI:
 
     # Routes
 
-    @app.route(API_PREFIX + "/", branch=True)
+    @app.route(API_PREFIX, branch=True, strict_slashes=False)
     def dispatch(self, request):
         method = _api_method(request.method)
         try:
             endpoint = self.admit(method, request.path, request.args)
         except APIError as refused:
-            if refused.status == 403 and self._is_open_endpoint(request.path):
-                # Slow down token guessing through /setup without delaying anyone else.
-                return deferLater(self.clock, SETUP_REFUSAL_DELAY, self._raise, refused)
+            delay = self.refusal_delay(request.path, refused)
+            if delay:
+                return deferLater(self.clock, delay, self._raise, refused)
             raise
         if request.body_problem is not None:
             raise request.body_problem
@@ -145,7 +146,7 @@ class AdminAPI:
         problem = failure.value
         return responses.error(request, problem.status, problem.message, self.tokens.first_run)
 
-    @app.handle_errors(NotFound)
+    @app.handle_errors(NotFound, RequestRedirect)
     def not_found(self, request, failure):
         return responses.error(request, 404, None, self.tokens.first_run)
 
@@ -185,9 +186,13 @@ class AdminAPI:
                 f"{request.code} {message.decode('ascii', 'replace')}".strip(),
             )
 
-    def _is_open_endpoint(self, path: bytes) -> bool:
+    def refusal_delay(self, path: bytes, refused: APIError) -> float:
+        """Seconds to wait before refusing: slows token guessing through /setup, which
+        answers without authentication, without delaying anyone else."""
         endpoint = self.endpoints.get(path.decode("ascii", "replace"))
-        return endpoint is not None and endpoint.open_while_no_token
+        if refused.status == 403 and endpoint is not None and endpoint.open_while_no_token:
+            return SETUP_REFUSAL_DELAY
+        return 0.0
 
     @staticmethod
     def _raise(problem: APIError):

@@ -75,20 +75,30 @@ def accepted(request, endpoint: str) -> bytes:
 
 
 def error(request, code: int, message: str | None = None, first_run: bool = False) -> bytes:
+    if message:
+        request.setHeader(b"Error-Message", header_safe(message))
+    return _compact(request, code, error_value(code, message, first_run))
+
+
+def error_value(code: int, message: str | None, first_run: bool) -> dict:
+    """The body of every error answer."""
     value: dict[str, object] = {"Status": status_line(code)}
     if message:
         value["Error-Message"] = message
-        request.setHeader(b"Error-Message", _header_safe(message))
     if first_run:
         value["First-Run"] = True
-    return _compact(request, code, value)
+    return value
+
+
+def compact_json(value: dict) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _compact(request, code: int, value: dict) -> bytes:
-    return body(request, code, json.dumps(value, separators=(",", ":")).encode(), JSON)
+    return body(request, code, compact_json(value), JSON)
 
 
-def _header_safe(message: str) -> bytes:
+def header_safe(message: str) -> bytes:
     """Header values are one line of visible ASCII."""
     return " ".join(message.split()).encode("ascii", "replace")
 

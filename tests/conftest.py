@@ -220,17 +220,22 @@ def tls_client_context(minimum=None, maximum=None, ciphers=None) -> _ssl.SSLCont
     return ctx
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send bytes over TLS and return everything received until the server closes."""
+    chunks = []
     with _socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         with tls_client_context().wrap_socket(sock) as tls:
             tls.sendall(data)
-            chunks = []
             while True:
                 try:
                     chunk = tls.recv(65536)
                 except (_ssl.SSLZeroReturnError, ConnectionResetError, _ssl.SSLEOFError):
                     break
+                except TimeoutError:
+                    raise AssertionError(
+                        f"the server neither finished its answer nor closed within {timeout}s;"
+                        f" received {b''.join(chunks)[:300]!r}"
+                    ) from None
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -255,19 +260,31 @@ def parse_responses(data: bytes, head: bool = False) -> list[RawResponse]:
     return responses
 
 
-def raw_request(daemon, method: str | bytes, target: str | bytes, headers: dict | None = None, body: bytes = b""):
-    """One request written exactly as given; fires with the RawResponse."""
-    from twisted.internet.threads import deferToThread
-
-    method = method.encode() if isinstance(method, str) else method
-    target = target.encode() if isinstance(target, str) else target
-    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+def raw_request_bytes(method: bytes, target: bytes, headers: dict | None = None, body: bytes = b"", close: bool = True) -> bytes:
+    lines = [method + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    if close:
+        lines.append(b"Connection: close")
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}".encode())
     if body:
         lines.append(f"Content-Length: {len(body)}".encode())
-    data = b"\r\n".join(lines) + b"\r\n\r\n" + body
-    d = deferToThread(raw_exchange, daemon.port, data)
-    d.addCallback(lambda received: parse_responses(received, head=method == b"HEAD"))
-    d.addCallback(lambda parsed: parsed[0] if len(parsed) == 1 else parsed)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def raw_conversation(daemon, data: bytes, head: bool = False, timeout: float = 5.0):
+    """Send bytes on one TLS connection; fires with every response read until it closes."""
+    from twisted.internet.threads import deferToThread
+
+    d = deferToThread(raw_exchange, daemon.port, data, timeout)
+    d.addCallback(parse_responses, head=head)
     return d
+
+
+async def raw_request(daemon, method, target, headers: dict | None = None, body: bytes = b"", timeout: float = 5.0) -> RawResponse:
+    """One request written exactly as given (no normalisation); its one response."""
+    method = method.encode() if isinstance(method, str) else method
+    target = target.encode() if isinstance(target, str) else target
+    data = raw_request_bytes(method, target, headers, body)
+    responses = await raw_conversation(daemon, data, head=method == b"HEAD", timeout=timeout)
+    assert len(responses) == 1, f"expected one response to {method!r} {target!r}, got {responses!r}"
+    return responses[0]

@@ -1,0 +1,307 @@
+"""`twistd -n jidoteki-admin`: the command-line contract, run as a real child process."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import twistd_env
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "jidoteki-admin"]
+LAYOUT = ["etc", "log", "home/sftp/uploads", "tmp", "bin"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Twistd:
+    def __init__(self, cwd: Path, args: list[str], env: dict | None = None):
+        self.output = cwd / "twistd.out"
+        environment = twistd_env()
+        environment.pop("JIDO_ADMIN_PATH", None)
+        environment.pop("JIDO_API_PORT", None)
+        environment.update(env or {})
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                TWISTD + args, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_listening(self, port: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"twistd exited with {self.process.returncode}:\n{self.text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"twistd did not listen on {port}:\n{self.text()}")
+
+    def listening_ports(self) -> set[int]:
+        connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def twistd(tmp_path):
+    started = []
+
+    def start(*args, env=None):
+        daemon = Twistd(tmp_path, list(args), env)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def curl(*args: str) -> tuple[int, str]:
+    result = subprocess.run(
+        ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5", *args],
+        capture_output=True,
+        timeout=10,
+    )
+    body, _, code = result.stdout.decode().rpartition("\n")
+    return int(code), body
+
+
+# Starting
+
+
+def test_starts_on_an_empty_admin_path_and_answers_over_https(twistd, tmp_path):
+    admin, port = tmp_path / "tree", free_port()
+    daemon = twistd("--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"))
+    daemon.wait_listening(port)
+    for sub in LAYOUT:
+        assert (admin / sub).is_dir(), sub
+    certificate = admin / "etc" / "ssl" / "cert.pem"
+    assert certificate.exists()
+    base = f"https://127.0.0.1:{port}/api/v1/admin"
+    assert curl("--cacert", str(certificate), "-F", "newtoken=cli-token", base + "/setup") == (
+        200,
+        '{"Status":"200 OK"}',
+    )
+    code, body = curl("--cacert", str(certificate), base + "/health?token=cli-token")
+    assert code == 200 and set(json.loads(body)) == {"disk", "memory", "cpu"}
+    code, _ = curl("--cacert", str(certificate), "--resolve", f"localhost:{port}:127.0.0.1",
+                   f"https://localhost:{port}/api/v1/admin/health?token=cli-token")
+    assert code == 200
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    assert "Server Shut Down" in daemon.text()
+    assert "Traceback" not in daemon.text()
+
+
+def test_starts_on_an_existing_empty_directory(twistd, tmp_path):
+    admin, port = tmp_path / "empty", free_port()
+    admin.mkdir()
+    daemon = twistd("--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"))
+    daemon.wait_listening(port)
+    assert all((admin / sub).is_dir() for sub in LAYOUT)
+    assert (admin / "etc" / "ssl" / "key.pem").exists()
+
+
+def test_admin_path_comes_from_the_environment(twistd, tmp_path):
+    admin, port = tmp_path / "from-env", free_port()
+    daemon = twistd("--https", str(port), "--interface", "127.0.0.1", "--config", str(tmp_path / "absent.json"),
+                    env={"JIDO_ADMIN_PATH": str(admin)})
+    daemon.wait_listening(port)
+    assert all((admin / sub).is_dir() for sub in LAYOUT)
+    code, _ = curl("--cacert", str(admin / "etc" / "ssl" / "cert.pem"), f"https://127.0.0.1:{port}/docs")
+    assert code == 200
+
+
+def test_admin_path_option_wins_over_the_environment(twistd, tmp_path):
+    chosen, ignored, port = tmp_path / "chosen", tmp_path / "ignored", free_port()
+    daemon = twistd("--admin-path", str(chosen), "--https", str(port), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"), env={"JIDO_ADMIN_PATH": str(ignored)})
+    daemon.wait_listening(port)
+    assert (chosen / "etc").is_dir()
+    assert not ignored.exists()
+
+
+def test_http_option_gives_a_plain_listener_and_https_zero_turns_https_off(twistd, tmp_path):
+    admin, port = tmp_path / "tree", free_port()
+    daemon = twistd("--admin-path", str(admin), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"))
+    daemon.wait_listening(port)
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/version") == (
+        403,
+        '{"Status":"403 Forbidden","Error-Message":"Authentication error"}',
+    )
+    assert daemon.listening_ports() == {port}
+
+
+def test_jido_api_port_gives_a_plain_listener_beside_https(twistd, tmp_path):
+    admin, http, https = tmp_path / "tree", free_port(), free_port()
+    daemon = twistd("--admin-path", str(admin), "--https", str(https), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"), env={"JIDO_API_PORT": str(http)})
+    daemon.wait_listening(https)
+    daemon.wait_listening(http)
+    assert curl(f"http://127.0.0.1:{http}/api/v1/admin/nothing")[0] == 404
+    assert curl("--cacert", str(admin / "etc" / "ssl" / "cert.pem"), f"https://127.0.0.1:{https}/api/v1/admin/nothing")[0] == 404
+    assert daemon.listening_ports() == {http, https}
+
+
+def test_interface_defaults_to_all_addresses(twistd, tmp_path):
+    port = free_port()
+    daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", str(port),
+                    "--config", str(tmp_path / "absent.json"))
+    daemon.wait_listening(port)
+    connections = psutil.Process(daemon.process.pid).net_connections(kind="tcp")
+    addresses = {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert addresses & {"0.0.0.0", "::"}
+
+
+def test_config_file_is_read(twistd, tmp_path):
+    admin, port = tmp_path / "tree", free_port()
+    config = tmp_path / "config.json"
+    build = tmp_path / "build.json"
+    build.write_text('{"builddate": "42"}')
+    config.write_text(json.dumps({"build-file": str(build), "first-run": {"enabled": True, "word-length": 3}}))
+    daemon = twistd("--admin-path", str(admin), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+                    "--config", str(config))
+    daemon.wait_listening(port)
+    token = (admin / "etc" / "api.token").read_text().strip()
+    assert (admin / "etc" / "api.token.setup").exists()
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate": "42"}')
+
+
+# Refusing to start
+
+
+def refuse(tmp_path: Path, args: list[str], env: dict | None = None) -> tuple[list[str], str]:
+    environment = twistd_env()
+    environment.pop("JIDO_ADMIN_PATH", None)
+    environment.pop("JIDO_API_PORT", None)
+    environment.update(env or {})
+    started = time.monotonic()
+    result = subprocess.run(TWISTD + args, cwd=tmp_path, env=environment, capture_output=True, timeout=30)
+    elapsed = time.monotonic() - started
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    assert result.returncode != 0, output
+    assert elapsed < 10
+    assert "Traceback" not in output, output
+    return [line for line in output.splitlines() if line.strip()], output
+
+
+def one_line_mentioning(lines: list[str], *needles: str) -> str:
+    matching = [line for line in lines if all(n in line for n in needles)]
+    assert len(matching) == 1, lines
+    return matching[0]
+
+
+def base_args(tmp_path: Path) -> list[str]:
+    return ["--admin-path", str(tmp_path / "tree"), "--interface", "127.0.0.1", "--https", str(free_port())]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--bogus"], "bogus"),
+        (["--https", "abc"], "abc"),
+        (["--http", "abc"], "abc"),
+        (["--https", "70000"], "--https"),
+        (["--https", "-1"], "--https"),
+        (["--https"], "https"),
+    ],
+    ids=["unknown option", "https not a number", "http not a number", "https too big", "https negative",
+         "https without value"],
+)
+def test_bad_command_line_is_refused_with_one_line(tmp_path, args, needle):
+    lines, _ = refuse(tmp_path, ["--admin-path", str(tmp_path / "tree")] + args)
+    one_line_mentioning(lines, needle)
+
+
+def test_bad_jido_api_port_is_refused_with_one_line(tmp_path):
+    lines, _ = refuse(tmp_path, base_args(tmp_path), env={"JIDO_API_PORT": "http"})
+    one_line_mentioning(lines, "http")
+
+
+def test_unparsable_config_names_file_line_and_column(tmp_path):
+    config = tmp_path / "broken.json"
+    config.write_text('{\n  "services": ["a",\n  ]\n}\n')
+    lines, _ = refuse(tmp_path, base_args(tmp_path) + ["--config", str(config)])
+    line = one_line_mentioning(lines, str(config))
+    assert "line 3" in line and "column 3" in line
+
+
+@pytest.mark.parametrize(
+    "config,needle",
+    [
+        ({"services": "openssh"}, "services"),
+        ({"endpoints": ["license", 3]}, "endpoints"),
+        ({"endpoints": ["bogus"]}, "bogus"),
+        ({"first-run": {"enabled": "yes"}}, "first-run"),
+        ({"first-run": {"enabled": True, "word-length": "4"}}, "word-length"),
+        ({"build-file": 7}, "build-file"),
+        ([1, 2], "object"),
+    ],
+    ids=repr,
+)
+def test_wrong_typed_config_is_refused_with_one_line(tmp_path, config, needle):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    lines, _ = refuse(tmp_path, base_args(tmp_path) + ["--config", str(path)])
+    one_line_mentioning(lines, str(path), needle)
+
+
+def test_unreadable_config_is_refused_with_one_line(tmp_path):
+    config = tmp_path / "config-dir"
+    config.mkdir()
+    lines, _ = refuse(tmp_path, base_args(tmp_path) + ["--config", str(config)])
+    one_line_mentioning(lines, str(config))
+
+
+def test_config_that_is_not_utf8_is_refused_with_one_line(tmp_path):
+    config = tmp_path / "latin1.json"
+    config.write_bytes(b'{"services": ["caf\xe9"]}')
+    lines, _ = refuse(tmp_path, base_args(tmp_path) + ["--config", str(config)])
+    one_line_mentioning(lines, str(config))
+
+
+@pytest.mark.parametrize("listener", ["--https", "--http"])
+def test_port_in_use_is_refused_with_one_line(tmp_path, listener):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        args = ["--admin-path", str(tmp_path / "tree"), "--interface", "127.0.0.1"]
+        if listener == "--https":
+            args += ["--https", str(port)]
+        else:
+            args += ["--https", "0", "--http", str(port)]
+        lines, _ = refuse(tmp_path, args)
+    one_line_mentioning(lines, str(port), "in use")
+
+
+def test_admin_path_that_cannot_be_created_is_refused_with_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    lines, _ = refuse(tmp_path, ["--admin-path", str(blocker), "--https", str(free_port())])
+    one_line_mentioning(lines, str(blocker))
