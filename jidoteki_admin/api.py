@@ -19,7 +19,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from . import API_PREFIX, responses
-from .audit import AuditLog
+from .audit import AuditLog, client_host
 from .auth import TokenStore
 from .config import Config
 from .docs import Docs
@@ -168,7 +168,7 @@ class AdminAPI:
     def record_refusal(self, request, problem: APIError) -> None:
         self.audit.record(
             request.request_id,
-            _client(request),
+            client_host(request),
             request.channel._command.decode("ascii", "replace"),
             request.channel._path.partition(b"?")[0].decode("ascii", "replace"),
             f"{problem.status} {problem.message}",
@@ -180,7 +180,7 @@ class AdminAPI:
             message = request.responseHeaders.getRawHeaders(b"error-message", [b""])[0]
             self.audit.record(
                 request.request_id,
-                _client(request),
+                client_host(request),
                 request.method.decode("ascii", "replace"),
                 request.path.decode("ascii", "replace"),
                 f"{request.code} {message.decode('ascii', 'replace')}".strip(),
@@ -208,10 +208,6 @@ def _api_method(method: bytes) -> str:
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
-
-
-def _client(request) -> str:
-    return getattr(request.getClientAddress(), "host", "-")
 
 
 DASHBOARD = b"""<!doctype html>

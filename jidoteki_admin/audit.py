@@ -32,3 +32,8 @@ class AuditLog:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def client_host(request) -> str:
+    """The client's address as the logs show it."""
+    return getattr(request.getClientAddress(), "host", "-")

@@ -14,8 +14,8 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.http import datetimeToLogString
 
+from .audit import client_host
 from .responses import (
     SECURITY_HEADERS,
     APIError,
@@ -28,6 +28,7 @@ from .responses import (
 from .uploads import EMPTY_FORM, DiskWriter, FormPlan, FormStream, multipart_boundary
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
+SERVER_NAME = b"jidoteki-admin"
 # A body this small is read to the end before answering, so the client sees a clean reply.
 EARLY_REFUSAL_THRESHOLD = 64 * 1024
 
@@ -60,6 +61,12 @@ class AdminRequest(server.Request):
         self.body_problem: APIError | None = None
         self._form_stream: FormStream | None = None
         self._refused = False
+
+    def setHeader(self, name, value) -> None:
+        # twisted.web announces its name and version in every answer; say less.
+        if name.lower() == b"server":
+            value = SERVER_NAME
+        super().setHeader(name, value)
 
     def __repr__(self) -> str:
         return f"<AdminRequest {self.request_id} {self.method!r} {scrub_uri(self.uri or b'')!r}>"
@@ -111,7 +118,7 @@ class AdminRequest(server.Request):
         if failure.check(APIError):
             self.body_problem = failure.value
         else:
-            self.channel.site.log_.failure("Reading the upload of {id} failed", failure, id=self.request_id)
+            self.channel.site.logger.failure("Reading the upload of {id} failed", failure, id=self.request_id)
             self.body_problem = APIError(500, "Could not store the upload")
 
     def _handle_unless_gone(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -170,7 +177,7 @@ class AdminRequest(server.Request):
 
 class AdminSite(server.Site):
     requestFactory = AdminRequest
-    log_ = Logger()
+    logger = Logger()
 
     def __init__(self, api, reactor):
         super().__init__(api.resource(), reactor=reactor)
@@ -185,38 +192,28 @@ class AdminSite(server.Site):
             self._log_access(request)
             self.api.record_finished(request)
         except Exception:
-            self.log_.failure("Could not log request {id}", id=request.request_id)
+            self.logger.failure("Could not log request {id}", id=request.request_id)
 
     def _log_access(self, request: AdminRequest) -> None:
-        self.log_.info(
+        self.logger.info(
             '{client} "{method} {uri} {protocol}" {code} {length} id={request_id}',
-            client=_client(request),
+            client=client_host(request),
             method=request.method.decode("ascii", "replace"),
             uri=scrub_uri(request.uri).decode("ascii", "replace"),
             protocol=(request.clientproto or b"").decode("ascii", "replace"),
             code=request.code,
             length=request.sentLength or "-",
             request_id=request.request_id,
-            log_time_text=datetimeToLogString(self.reactor.seconds()),
         )
 
     def refused_early(self, request: AdminRequest, problem: APIError) -> None:
-        self.log_.info(
+        self.logger.info(
             '{client} "{method} {uri}" {code} refused before the body: {message} id={request_id}',
-            client=_client(request),
-            method=self.api_method(request),
+            client=client_host(request),
+            method=request.channel._command.decode("ascii", "replace"),
             uri=scrub_uri(request.channel._path).decode("ascii", "replace"),
             code=problem.status,
             message=problem.message,
             request_id=request.request_id,
         )
         self.api.record_refusal(request, problem)
-
-    @staticmethod
-    def api_method(request: AdminRequest) -> str:
-        return request.channel._command.decode("ascii", "replace")
-
-
-def _client(request) -> str:
-    address = request.getClientAddress()
-    return getattr(address, "host", "-")
