@@ -223,8 +223,8 @@ class JobRunner(Service):
     def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
         del self._running[kind.name]
         status = self._outcome(result, kind, job)
-        if status.status == FAILED and job.error_message is None:
-            job.say(f"Failed: {status.error_message}")  # the job could not say why itself
+        if status.status == FAILED and status.error_message != job.error_message:
+            job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
         job.close()
         job.files.write(status)
         return status
