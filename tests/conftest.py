@@ -288,3 +288,14 @@ async def raw_request(daemon, method, target, headers: dict | None = None, body:
     responses = await raw_conversation(daemon, data, head=method == b"HEAD", timeout=timeout)
     assert len(responses) == 1, f"expected one response to {method!r} {target!r}, got {responses!r}"
     return responses[0]
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` without blocking the reactor; True once it holds, False on timeout."""
+    from twisted.internet.task import deferLater
+
+    for _ in range(int(timeout / interval)):
+        if predicate():
+            return True
+        await deferLater(reactor, interval, lambda: None)
+    return predicate()

@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
 
+from conftest import wait_until
 from jidoteki_admin.children import KILL_GRACE_SECONDS
 from jidoteki_admin.layout import AdminTree
 from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, JobKind, JobRunner, JobStatus
@@ -38,6 +39,15 @@ def tree(tmp_path):
     tree = AdminTree(tmp_path / "admin")
     tree.lay_out()
     return tree
+
+
+@pytest.fixture
+def clocked_runner(tree):
+    """A runner whose timeouts follow a Clock the test advances."""
+    clock = Clock()
+    runner = JobRunner(tree, reactor, clock, timeout=60)
+    runner.register(KIND)
+    return runner, clock
 
 
 @pytest.fixture
@@ -72,10 +82,7 @@ async def test_progress_is_visible_while_running(runner, tree):
     code = REPORT + "report(percentage=40)\nimport time\ntime.sleep(0.5)"
     done = runner.start(KIND, python(code))
     assert runner.is_running(KIND)
-    for _ in range(50):
-        await deferLater(reactor, 0.05, lambda: None)
-        if runner.status(KIND).percentage == 40:
-            break
+    await wait_until(lambda: runner.status(KIND).percentage == 40, timeout=2.5)
     assert runner.status(KIND) == JobStatus(RUNNING, 40)
     await done
     assert not runner.is_running(KIND)
@@ -109,10 +116,8 @@ async def test_one_job_of_a_kind_at_a_time(runner):
 
 
 @pytest_twisted.ensureDeferred
-async def test_timeout_kills_the_whole_process_group(tree, tmp_path):
-    clock = Clock()
-    runner = JobRunner(tree, reactor, clock, timeout=60)
-    runner.register(KIND)
+async def test_timeout_kills_the_whole_process_group(clocked_runner, tmp_path):
+    runner, clock = clocked_runner
     pidfile = tmp_path / "grandchild.pid"
     code = (
         "import subprocess, time\n"
@@ -120,20 +125,13 @@ async def test_timeout_kills_the_whole_process_group(tree, tmp_path):
         "time.sleep(300)"
     )
     done = runner.start(KIND, python(code))
-    for _ in range(100):
-        if pidfile.exists() and pidfile.read_text():
-            break
-        await deferLater(reactor, 0.05, lambda: None)
+    assert await wait_until(lambda: pidfile.exists() and pidfile.read_text())
     grandchild = int(pidfile.read_text())
     clock.advance(60)
     status = await done
     assert status.status == FAILED and status.error_code == "E9001"
     assert "longer than 60 seconds" in status.error_message
-    for _ in range(100):
-        if not _alive(grandchild):
-            break
-        await deferLater(reactor, 0.02, lambda: None)
-    assert not _alive(grandchild)
+    assert await wait_until(lambda: not _alive(grandchild), timeout=2)
 
 
 def _alive(pid: int) -> bool:
@@ -180,20 +178,15 @@ async def test_status_files_are_replaced_atomically(runner, tree):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tree, tmp_path):
-    clock = Clock()
-    runner = JobRunner(tree, reactor, clock, timeout=60)
-    runner.register(KIND)
+async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(clocked_runner, tmp_path):
+    runner, clock = clocked_runner
     ready = tmp_path / "ready"
     code = (
         "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         f"open({str(ready)!r}, 'w').close()\ntime.sleep(300)"
     )
     done = runner.start(KIND, python(code))
-    for _ in range(100):
-        if ready.exists():
-            break
-        await deferLater(reactor, 0.05, lambda: None)
+    assert await wait_until(ready.exists)
     clock.advance(60)  # the timeout: SIGTERM, which the child ignores
     await deferLater(reactor, 0.3, lambda: None)
     assert runner.is_running(KIND)

@@ -9,10 +9,9 @@ import sys
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, threads
-from twisted.internet.task import deferLater
+from twisted.internet import threads
 
-from conftest import json_of, multipart
+from conftest import json_of, multipart, wait_until
 from jidoteki_admin.updates import UPDATE
 
 MiB = 1024 * 1024
@@ -24,10 +23,6 @@ def leftovers(daemon):
 
 def no_job_started(daemon):
     return not (daemon.admin_path / "etc" / "status_update.json").exists()
-
-
-async def settle():
-    await deferLater(reactor, 0.05, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
@@ -150,10 +145,7 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(daemon):
         _send_half_an_upload, daemon.port, str(daemon.service.tree.certificate), path, uploads
     )
     assert written >= 2 * MiB, "the upload should have been streaming to disk"
-    for _ in range(100):
-        if not leftovers(daemon):
-            break
-        await settle()
+    await wait_until(lambda: not leftovers(daemon), timeout=5)
     assert leftovers(daemon) == [] and no_job_started(daemon)
     response = await daemon.get("/version")
     assert response.code in (200, 404)  # still serving
