@@ -7,7 +7,6 @@ import hmac
 import os
 import secrets
 from importlib import resources
-from pathlib import Path
 
 from .files import atomic_write, fsync_directory, read_first_line, remove_quietly
 from .layout import AdminTree

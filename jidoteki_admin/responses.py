@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from twisted.protocols.basic import FileSender
 from twisted.web.http import RESPONSES
 
 from . import API_PREFIX
@@ -108,8 +109,6 @@ def stream_file(request, path, content_type: bytes, filename: str | None = None,
 
     Raises APIError(404) when the file is not there.
     """
-    from twisted.protocols.basic import FileSender
-
     try:
         f = open(path, "rb")
     except FileNotFoundError:

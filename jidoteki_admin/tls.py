@@ -1,8 +1,4 @@
-"""The TLS context every listener shares: TLS 1.2+ only, forward-secret AEAD ciphers.
-
-The context is rebuilt by ``reload()`` so a certificate installed while the daemon runs
-takes effect for new connections, and a broken pair never replaces a working one.
-"""
+"""The TLS context every listener shares: TLS 1.2+ only, forward-secret AEAD ciphers."""
 
 from __future__ import annotations
 
@@ -40,10 +36,6 @@ class ContextFactory:
 
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         return SSL.Connection(self._context, None)
-
-    def reload(self) -> None:
-        """Use the files on disk from now on; raises (keeping the old context) if they are bad."""
-        self._context = build_context(self.certificate, self.private_key)
 
 
 def build_context(certificate: Path, private_key: Path) -> SSL.Context:

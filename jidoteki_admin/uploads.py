@@ -87,8 +87,6 @@ class Form:
                 remove_quietly(upload.path)
 
 
-EMPTY_FORM = Form()
-
 
 class DiskWriter:
     """Writes uploaded bytes in order on a thread of its own.

@@ -25,7 +25,7 @@ from .responses import (
     header_safe,
     status_line,
 )
-from .uploads import EMPTY_FORM, DiskWriter, FormPlan, FormStream, multipart_boundary
+from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
 SERVER_NAME = b"jidoteki-admin"
@@ -57,7 +57,7 @@ class AdminRequest(server.Request):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.request_id = secrets.token_hex(8)
-        self.form = EMPTY_FORM
+        self.form = Form()
         self.body_problem: APIError | None = None
         self._form_stream: FormStream | None = None
         self._refused = False

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.ssl import Certificate, optionsForClientTLS

@@ -1,6 +1,5 @@
 """Streaming uploads through the real daemon, using POST /update as the upload endpoint."""
 
-import json
 import os
 import socket
 import ssl
