@@ -175,8 +175,10 @@ class AdminAPI:
         )
 
     def record_finished(self, request) -> None:
-        """Audit a finished request if it changed something or failed authentication."""
-        if request.method == b"POST" or request.code == 403 or getattr(request, "audited", False):
+        """Audit a finished request that changed something or failed; a 404 is left to the
+        access log, so scanning for paths cannot flood the audit trail."""
+        failed = request.code >= 400 and request.code != 404
+        if request.method == b"POST" or failed or getattr(request, "audited", False):
             message = request.responseHeaders.getRawHeaders(b"error-message", [b""])[0]
             self.audit.record(
                 request.request_id,

@@ -257,6 +257,16 @@ async def test_mutations_are_audited(versioned):
 
 
 @pytest_twisted.ensureDeferred
+async def test_other_failures_are_audited_but_not_unknown_paths(versioned):
+    wrong_method = await versioned.get("/setup")
+    assert wrong_method.code == 400
+    assert (await versioned.get("/no-such-endpoint")).code == 404
+    entries = audit_entries(versioned)
+    assert [e["request"] for e in entries] == [request_id(wrong_method)]
+    assert entries[0]["outcome"] == "400 Invalid authentication method. Expected POST"
+
+
+@pytest_twisted.ensureDeferred
 async def test_successful_reads_are_not_audited(versioned):
     assert (await versioned.get("/version")).code == 200
     assert audit_entries(versioned) == []
