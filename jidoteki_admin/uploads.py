@@ -8,6 +8,7 @@ place, and whatever no handler claimed is removed when the request ends.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -103,11 +104,11 @@ class DiskWriter:
         self.reactor = reactor
         self.pause = pause
         self.resume = resume
-        self.error: OSError | None = None
-        self.on_error: Callable[[OSError], None] = lambda error: None
+        self.error: Exception | None = None
+        self.on_error: Callable[[Exception], None] = lambda error: None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-writer")
         self._in_flight = 0
-        self._queued = 0  # bytes submitted and not yet written
+        self._queued = 0  # bytes submitted and not yet written (or failed)
         self._paused = False
         self._shut = False
         self._waiting: list[Deferred] = []
@@ -120,11 +121,11 @@ class DiskWriter:
 
     def remove(self, path: Path) -> None:
         """Remove a file once the writes queued before have been done."""
-        self._submit(0, _remove, path)
+        self._submit(0, remove_quietly, path)
 
     def drained(self) -> Deferred:
         """Fires once everything submitted so far is on disk (or has failed)."""
-        if self._in_flight == 0 and not self._waiting:
+        if self._in_flight == 0:
             return succeed(None)
         waiter = Deferred()
         self._waiting.append(waiter)
@@ -138,21 +139,22 @@ class DiskWriter:
         if self._shut:
             return
         self._in_flight += 1
-        future = self._executor.submit(operation, *args)
-        future.add_done_callback(lambda done: self.reactor.callFromThread(self._done, done))
         self._queued += size
+        future = self._executor.submit(operation, *args)
+        future.add_done_callback(lambda done: self.reactor.callFromThread(self._done, done, size))
         if self._queued > self.HIGH_WATER and not self._paused:
             self._paused = True
             self.pause()
 
-    def _done(self, future) -> None:
+    def _done(self, future, size: int) -> None:
         self._in_flight -= 1
-        result = future.exception() or future.result()
-        if isinstance(result, OSError) and self.error is None:
-            self.error = result
-            self.on_error(result)
-        elif isinstance(result, int):
-            self._queued -= result
+        # Written or failed, these bytes no longer wait: a failed write must not leave
+        # reading paused for good.
+        self._queued -= size
+        problem = future.exception()
+        if problem is not None and self.error is None:
+            self.error = problem
+            self.on_error(problem)
         if self._paused and self._queued < self.LOW_WATER:
             self._paused = False
             self.resume()
@@ -162,23 +164,15 @@ class DiskWriter:
                 waiter.callback(None)
 
 
-def _write_all(fd: int, data: memoryview) -> int:
-    size = len(data)
+def _write_all(fd: int, data: memoryview) -> None:
     while data:
         data = data[os.write(fd, data):]
-    return size
 
 
-def _close(fd: int, remove: Path | None) -> int:
+def _close(fd: int, remove: Path | None) -> None:
     os.close(fd)
     if remove is not None:
         remove_quietly(remove)
-    return 0
-
-
-def _remove(path: Path) -> int:
-    remove_quietly(path)
-    return 0
 
 
 class FormStream:
@@ -372,8 +366,8 @@ class _FilePart(_Part):
             self.fd = None
 
 
-def _storage_error(error: OSError) -> APIError:
-    if error.errno in (28, 122):  # ENOSPC, EDQUOT
+def _storage_error(error: Exception) -> APIError:
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return APIError(507, "Not enough disk space to store the upload")
     return APIError(500, "Could not store the upload")
 

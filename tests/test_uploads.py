@@ -222,3 +222,22 @@ async def test_a_large_upload_streams_to_disk_with_bounded_memory(daemon, tmp_pa
     )
     assert status == b"202"
     assert growth < 20 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB for a 50 MiB upload"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_writes_resume_reading_and_report_the_first_error(tmp_path):
+    from twisted.internet import reactor
+
+    from jidoteki_admin.uploads import DiskWriter
+
+    calls = []
+    writer = DiskWriter(reactor, lambda: calls.append("pause"), lambda: calls.append("resume"))
+    read_only = os.open(tmp_path / "f", os.O_RDONLY | os.O_CREAT, 0o600)
+    chunk = memoryview(b"x" * MiB)
+    for _ in range(12):  # past the high-water mark, every write failing
+        writer.write(read_only, chunk)
+    await writer.drained()
+    writer.shutdown()
+    os.close(read_only)
+    assert calls == ["pause", "resume"]
+    assert isinstance(writer.error, OSError)
