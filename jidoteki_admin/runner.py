@@ -70,15 +70,12 @@ class JobFiles:
                 value = json.loads(f.read(64 * 1024))
         except (FileNotFoundError, ValueError):
             return JobStatus(None)
-        status = value.get("status") if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            return JobStatus(None)
+        status, percentage = value.get("status"), value.get("percentage")
         if status == FAILED:
-            return JobStatus(
-                status,
-                value.get("percentage"),
-                _read_text(self.error_message),
-                _read_text(self.error_code),
-            )
-        return JobStatus(status, value.get("percentage") if isinstance(value, dict) else None)
+            return JobStatus(status, percentage, _read_text(self.error_message), _read_text(self.error_code))
+        return JobStatus(status, percentage)
 
     def write(self, status: JobStatus) -> None:
         if status.status == FAILED:
@@ -126,8 +123,8 @@ class _Job:
             self.percentage = report["percentage"]
             self.files.write(JobStatus(RUNNING, self.percentage))
         if "error-code" in report or "error-message" in report:
-            self.error_code = str(report.get("error-code") or "") or None
-            self.error_message = str(report.get("error-message") or "") or None
+            self.error_code = _text_or_none(report.get("error-code"))
+            self.error_message = _text_or_none(report.get("error-message"))
 
     def close(self) -> None:
         if self._log is not None:
@@ -198,30 +195,32 @@ class JobRunner(Service):
     def status(self, kind: JobKind) -> JobStatus:
         return self.files(kind).read()
 
-    def start(self, kind: JobKind, argv: list[str], first_line: str | None = None) -> defer.Deferred:
+    def start(self, kind: JobKind, argv: list[str]) -> defer.Deferred:
         """Start a job; fires with its final JobStatus. Raises AlreadyRunning."""
         if self.is_running(kind):
             raise AlreadyRunning(kind.name)
         files = self.files(kind)
         job = _Job(files, self.clock)
         job.open_log()
-        if first_line:
-            job.say(first_line)
         files.write(JobStatus(RUNNING, 0))
-        child = run_child(
-            self.reactor,
-            argv,
-            cwd=str(self.tree.tmp),
-            timeout=self.timeout,
-            clock=self.clock,
-            on_line=job.line,
-            on_message=job.message,
-        )
+        try:
+            child = run_child(
+                self.reactor,
+                argv,
+                cwd=str(self.tree.tmp),
+                timeout=self.timeout,
+                clock=self.clock,
+                on_line=job.line,
+                on_message=job.message,
+            )
+        except Exception:
+            # Spawning failed (no memory for a fork, say): the job must not stay "running".
+            return defer.fail().addBoth(self._finished, kind, job)
         self._running[kind.name] = child
         return child.done.addBoth(self._finished, kind, job)
 
     def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
-        del self._running[kind.name]
+        self._running.pop(kind.name, None)
         status = self._outcome(result, kind, job)
         if status.status == FAILED and status.error_message != job.error_message:
             job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
@@ -242,6 +241,10 @@ class JobRunner(Service):
             return JobStatus(FAILED, job.percentage, "Stopped with the daemon", kind.interrupted_code)
         message = job.error_message or f"The job ended with exit status {result.exit_code}"
         return JobStatus(FAILED, job.percentage, message, job.error_code or kind.unexpected_code)
+
+
+def _text_or_none(value) -> str | None:
+    return str(value) if value else None
 
 
 def _read_text(path: Path) -> str | None:

@@ -200,3 +200,19 @@ async def test_a_job_that_explains_its_failure_is_not_explained_twice(runner, tr
     code = REPORT + "print('[1][DEMO] Failed: broken', flush=True)\nreport(**{'error-code': 'E9005', 'error-message': 'broken'})\nraise SystemExit(1)"
     await runner.start(KIND, python(code))
     assert (tree.log / "demo.log").read_text().count("Failed") == 1
+
+
+def test_a_job_that_cannot_be_spawned_is_failed_not_left_running(tree):
+    class CannotFork:
+        """A reactor whose process table is full."""
+
+        def spawnProcess(self, *args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+    runner = JobRunner(tree, CannotFork(), clock=Clock())
+    runner.register(KIND)
+    failures = []
+    runner.start(KIND, python("pass")).addCallback(failures.append)
+    assert not runner.is_running(KIND)
+    assert failures == [runner.status(KIND)]
+    assert failures[0].status == FAILED and failures[0].error_code == "E9000"
