@@ -18,6 +18,7 @@ from twisted.internet import defer, error, protocol
 # Starts the real program in a new session; exec keeps the pid, so the group id is the pid.
 _NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
 KILL_GRACE_SECONDS = 10.0
+MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,13 @@ class _ChildProtocol(protocol.ProcessProtocol):
 
     def childDataReceived(self, fd: int, data: bytes) -> None:
         lines = (self._partial.pop(fd, b"") + data).split(b"\n")
-        self._partial[fd] = lines.pop()
+        rest = lines.pop()
+        # Output without newlines (a binary dumped to stdout) is cut into long lines
+        # rather than held in memory.
+        while len(rest) > MAX_LINE:
+            lines.append(rest[:MAX_LINE])
+            rest = rest[MAX_LINE:]
+        self._partial[fd] = rest
         for line in lines:
             self._deliver(fd, line)
 
@@ -71,8 +78,7 @@ class _ChildProtocol(protocol.ProcessProtocol):
         if self.transport.pid is None:
             return
         self._signal_group(signal.SIGTERM)
-        killer = self.clock.callLater(KILL_GRACE_SECONDS, self._signal_group, signal.SIGKILL)
-        self.done.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
+        _cancel_when_done(self.done, self.clock.callLater(KILL_GRACE_SECONDS, self._signal_group, signal.SIGKILL))
 
     def _signal_group(self, signum: int) -> None:
         pid = self.transport.pid
@@ -115,9 +121,17 @@ def run_child(
     )
     proto.transport.closeStdin()
     if timeout is not None:
-        killer = clock.callLater(timeout, proto.time_out)
-        proto.done.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
+        _cancel_when_done(proto.done, clock.callLater(timeout, proto.time_out))
     return RunningChild(proto.done, proto.stop)
+
+
+def _cancel_when_done(done: defer.Deferred, call) -> None:
+    def cancel(result):
+        if call.active():
+            call.cancel()
+        return result
+
+    done.addBoth(cancel)
 
 
 # Child programs of the project import the very code the daemon runs, installed or not.

@@ -216,3 +216,12 @@ def test_a_job_that_cannot_be_spawned_is_failed_not_left_running(tree):
     assert not runner.is_running(KIND)
     assert failures == [runner.status(KIND)]
     assert failures[0].status == FAILED and failures[0].error_code == "E9000"
+
+
+@pytest_twisted.ensureDeferred
+async def test_output_without_newlines_is_cut_into_bounded_lines(runner, tree):
+    from jidoteki_admin.children import MAX_LINE
+
+    await runner.start(KIND, python(f"import sys; sys.stdout.write('x' * {3 * MAX_LINE + 5})"))
+    lines = (tree.log / "demo.log").read_text().splitlines()
+    assert [len(line) for line in lines] == [MAX_LINE, MAX_LINE, MAX_LINE, 5]
