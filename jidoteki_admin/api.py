@@ -52,7 +52,7 @@ class AdminAPI:
     app.url_map.merge_slashes = False  # "//version" is a different, unknown path
     log = Logger()
 
-    def __init__(self, tree: AdminTree, config: Config, tokens: TokenStore, audit: AuditLog, clock, sections=()):
+    def __init__(self, tree: AdminTree, config: Config, tokens: TokenStore, audit: AuditLog, clock):
         self.tree = tree
         self.config = config
         self.tokens = tokens
@@ -60,8 +60,6 @@ class AdminAPI:
         self.clock = clock
         self.docs = Docs()
         self.endpoints: dict[str, Endpoint] = {}
-        for section in sections:
-            self.add(section)
 
     def add(self, section) -> None:
         for endpoint in section.endpoints():
@@ -166,13 +164,9 @@ class AdminAPI:
     # Audit
 
     def record_refusal(self, request, problem: APIError) -> None:
-        self.audit.record(
-            request.request_id,
-            client_host(request),
-            request.channel._command.decode("ascii", "replace"),
-            request.channel._path.partition(b"?")[0].decode("ascii", "replace"),
-            f"{problem.status} {problem.message}",
-        )
+        """Audit a request refused before its body (its method and path are not parsed yet)."""
+        path = request.channel._path.partition(b"?")[0]
+        self._audit(request, request.channel._command, path, f"{problem.status} {problem.message}")
 
     def record_finished(self, request) -> None:
         """Audit a finished request that changed something or failed; a 404 is left to the
@@ -180,13 +174,17 @@ class AdminAPI:
         failed = request.code >= 400 and request.code != 404
         if request.method == b"POST" or failed or getattr(request, "audited", False):
             message = request.responseHeaders.getRawHeaders(b"error-message", [b""])[0]
-            self.audit.record(
-                request.request_id,
-                client_host(request),
-                request.method.decode("ascii", "replace"),
-                request.path.decode("ascii", "replace"),
-                f"{request.code} {message.decode('ascii', 'replace')}".strip(),
-            )
+            outcome = f"{request.code} {message.decode('ascii', 'replace')}".strip()
+            self._audit(request, request.method, request.path, outcome)
+
+    def _audit(self, request, method: bytes, path: bytes, outcome: str) -> None:
+        self.audit.record(
+            request.request_id,
+            client_host(request),
+            method.decode("ascii", "replace"),
+            path.decode("ascii", "replace"),
+            outcome,
+        )
 
     def refusal_delay(self, path: bytes, refused: APIError) -> float:
         """Seconds to wait before refusing: slows token guessing through /setup, which
