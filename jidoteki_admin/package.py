@@ -8,11 +8,14 @@ packages were encrypted with ``-md md5`` and no ``-pbkdf2``; they still open.
 docs/packages.md describes the format in full.
 
 Everything here streams: a package can be several gigabytes, so it is decrypted, split,
-written to disk and hashed in one pass, in chunks, and never held in memory.
+written to disk and hashed in one pass, in chunks, and never held in memory. The openssl
+side of it (key derivation, AES-CBC, signatures) is crypto.py; this module is the package
+format on top, and turns crypto's errors into the API's E1005.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -23,14 +26,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
+from . import crypto
+from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
 from .files import read_first_line, remove_quietly
 
 PACKAGE_PREFIX = "software_package-"
@@ -38,13 +37,7 @@ PACKAGE_SUFFIX = ".enc"
 INNER_NAME = "software_package.tar.gz"
 SIGNATURE_NAME = INNER_NAME + ".sign"
 
-MAGIC = b"Salted__"
-SALT_SIZE = 8
-BLOCK = 16  # AES block size
-KEY_SIZE = 32  # AES-256
-PBKDF2_ITERATIONS = 10000  # openssl enc's default for -pbkdf2
-PASSPHRASE_MAX = 1023  # openssl reads -pass file: into a 1024-byte buffer
-CHUNK = 1 << 20
+WHAT = "update package"
 SIGNATURE_MAX = 64 * 1024  # far above any real signature (RSA-16384 is 2 KiB)
 
 E_VERSION = "E1001"
@@ -59,6 +52,55 @@ class PackageError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@contextlib.contextmanager
+def _package_errors():
+    """Whatever crypto refuses is a package the appliance cannot use: E1005."""
+    try:
+        yield
+    except CryptoError as e:
+        raise PackageError(E_PACKAGE, str(e)) from None
+
+
+def _looks_like_tar(block: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def read_passphrase(key_file: Path) -> bytes:
+    with _package_errors():
+        return crypto.read_passphrase(key_file)
+
+
+def load_public_key(path: Path):
+    with _package_errors():
+        return crypto.load_public_key(path)
+
+
+def load_private_key(path: Path):
+    with _package_errors():
+        return crypto.load_private_key(path)
+
+
+def verify_digest(public_key, signature: bytes, digest: bytes) -> None:
+    with _package_errors():
+        crypto.verify_digest(public_key, signature, digest, WHAT)
+
+
+def encrypt(plain_path: Path, out_path: Path, key_file: Path, *, legacy_md5: bool = False) -> None:
+    """Encrypt a file exactly as the vendor's ``openssl enc`` does for a package."""
+    with _package_errors():
+        crypto.encrypt(plain_path, out_path, key_file, legacy_md5=legacy_md5)
+
+
+def decrypt(package_path: Path, out_path: Path, key_file: Path) -> str:
+    """Decrypt a package to its plain outer tar, as ``openssl enc -d`` would; returns the scheme."""
+    with _package_errors():
+        return crypto.decrypt(package_path, out_path, key_file, _looks_like_tar, WHAT)
 
 
 # ----------------------------------------------------------------------------------------
@@ -170,260 +212,6 @@ def newest_package(uploads: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------
-# Key derivation, exactly as openssl enc does it
-
-
-def read_passphrase(key_file: Path) -> bytes:
-    """The passphrase ``openssl -pass file:key_file`` uses.
-
-    openssl reads at most 1023 bytes of the first line, cuts at the first newline and, being
-    C, at the first NUL. A carriage return is kept, as openssl keeps it.
-    """
-    try:
-        with open(key_file, "rb") as f:
-            data = f.read(PASSPHRASE_MAX)
-    except OSError as e:
-        raise PackageError(E_PACKAGE, f"Cannot read the package key {key_file}: {e.strerror}") from None
-    if not data:
-        raise PackageError(E_PACKAGE, f"The package key {key_file} is empty")
-    return data.split(b"\n", 1)[0].split(b"\0", 1)[0]
-
-
-def derive_pbkdf2(passphrase: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """Key and IV for ``-md sha256 -pbkdf2``: PBKDF2-HMAC-SHA256, 10000 rounds, 48 bytes."""
-    material = hashlib.pbkdf2_hmac("sha256", passphrase, salt, PBKDF2_ITERATIONS, KEY_SIZE + BLOCK)
-    return material[:KEY_SIZE], material[KEY_SIZE:]
-
-
-def derive_md5(passphrase: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """Key and IV for legacy ``-md md5`` packages: EVP_BytesToKey, MD5, one iteration."""
-    material, block = b"", b""
-    while len(material) < KEY_SIZE + BLOCK:
-        block = hashlib.md5(block + passphrase + salt).digest()
-        material += block
-    return material[:KEY_SIZE], material[KEY_SIZE:KEY_SIZE + BLOCK]
-
-
-SCHEMES: dict[str, Callable[[bytes, bytes], tuple[bytes, bytes]]] = {
-    "pbkdf2": derive_pbkdf2,
-    "md5": derive_md5,
-}
-
-
-def _aes(key: bytes, iv: bytes) -> Cipher:
-    return Cipher(algorithms.AES(key), modes.CBC(iv))
-
-
-# ----------------------------------------------------------------------------------------
-# Encryption
-
-
-class _EncryptingWriter:
-    """A write-only file object producing the ``openssl enc -salt`` format."""
-
-    def __init__(self, out: BinaryIO, passphrase: bytes, scheme: str = "pbkdf2"):
-        salt = os.urandom(SALT_SIZE)
-        key, iv = SCHEMES[scheme](passphrase, salt)
-        self._out = out
-        self._encryptor = _aes(key, iv).encryptor()
-        self._length = 0
-        out.write(MAGIC + salt)
-
-    def write(self, data: bytes) -> int:
-        self._out.write(self._encryptor.update(data))
-        self._length += len(data)
-        return len(data)
-
-    def finish(self) -> None:
-        """PKCS#7: always 1 to 16 bytes, each holding the padding length."""
-        pad = BLOCK - self._length % BLOCK
-        self._out.write(self._encryptor.update(bytes([pad]) * pad) + self._encryptor.finalize())
-
-
-def encrypt(plain_path: Path, out_path: Path, key_file: Path, *, legacy_md5: bool = False) -> None:
-    """Encrypt a file as ``openssl enc -aes-256-cbc -salt`` would (pbkdf2, or legacy md5)."""
-    passphrase = read_passphrase(key_file)
-    with open(plain_path, "rb") as src, open(out_path, "wb") as out:
-        writer = _EncryptingWriter(out, passphrase, "md5" if legacy_md5 else "pbkdf2")
-        while chunk := src.read(CHUNK):
-            writer.write(chunk)
-        writer.finish()
-
-
-# ----------------------------------------------------------------------------------------
-# Decryption
-
-
-def _looks_like_tar(block: bytes) -> bool:
-    try:
-        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
-
-
-class _DecryptingReader:
-    """A read-only, forward-only file object over the plaintext of a package.
-
-    Every package holds a tar, so the first 512 plaintext bytes are a tar header with a
-    checksum. Decrypting just that block with each key derivation tells pbkdf2 from legacy
-    md5 (or a wrong key) at once, instead of decrypting gigabytes to find bad padding.
-
-    The file size is known, so all blocks but the last are decrypted as they are read;
-    the last block is decrypted alone and its padding checked. ``read(n)`` returns exactly
-    n bytes until the end (tarfile relies on it) and, when the position is block aligned,
-    hands out the decrypted bytes without copying them.
-    """
-
-    def __init__(self, f: BinaryIO, passphrase: bytes):
-        self._f = f
-        size = os.fstat(f.fileno()).st_size
-        header = f.read(len(MAGIC) + SALT_SIZE)
-        body = size - len(header)
-        if header[:len(MAGIC)] != MAGIC or len(header) != len(MAGIC) + SALT_SIZE:
-            raise PackageError(E_PACKAGE, "Not an encrypted update package (no Salted__ header)")
-        if body < tarfile.BLOCKSIZE + BLOCK or body % BLOCK:
-            raise PackageError(E_PACKAGE, "Damaged update package (truncated ciphertext)")
-        salt = header[len(MAGIC):]
-        first = f.read(tarfile.BLOCKSIZE)
-        for scheme, derive in SCHEMES.items():
-            key, iv = derive(passphrase, salt)
-            if _looks_like_tar(_aes(key, iv).decryptor().update(first)):
-                break
-        else:
-            raise PackageError(E_PACKAGE, "Cannot decrypt update package: wrong key or damaged package")
-        self.scheme = scheme
-        self._decryptor = _aes(key, iv).decryptor()
-        self._pending = self._decryptor.update(first)
-        self._remaining = body - tarfile.BLOCKSIZE - BLOCK  # ciphertext before the last block
-        self._ciphertext = memoryview(bytearray(CHUNK))
-        self._done = False
-        self._position = 0
-
-    def read(self, size: int) -> bytes:
-        parts, have = [], 0
-        if self._pending:
-            parts, have, self._pending = [self._pending], len(self._pending), b""
-        while have < size:
-            more = self._decrypt_next(size - have)
-            if not more:
-                break
-            parts.append(more)
-            have += len(more)
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if len(data) > size:
-            data, self._pending = data[:size], data[size:]
-        self._position += len(data)
-        return data
-
-    def _decrypt_next(self, wanted: int) -> bytes:
-        if self._remaining > 0:
-            count = min(-(-wanted // BLOCK) * BLOCK, self._remaining, CHUNK)
-            view = self._ciphertext[:count]
-            if self._f.readinto(view) != count:
-                raise PackageError(E_PACKAGE, "Damaged update package (file changed while reading)")
-            self._remaining -= count
-            return self._decryptor.update(view)
-        if not self._done:
-            self._done = True
-            return self._last_block()
-        return b""
-
-    def _last_block(self) -> bytes:
-        last = self._f.read(BLOCK)
-        if len(last) != BLOCK:
-            raise PackageError(E_PACKAGE, "Damaged update package (file changed while reading)")
-        plain = self._decryptor.update(last) + self._decryptor.finalize()
-        pad = plain[-1]
-        if not 1 <= pad <= BLOCK or plain[-pad:] != bytes([pad]) * pad:
-            raise PackageError(E_PACKAGE, "Cannot decrypt update package: bad padding (wrong key or damaged package)")
-        return plain[:-pad]
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
-        """Only forward: skipping means decrypting (tarfile skips member padding)."""
-        if whence != io.SEEK_SET or position < self._position:
-            raise io.UnsupportedOperation("a package is read forward only")
-        while self._position < position and self.read(min(position - self._position, CHUNK)):
-            pass
-        return self._position
-
-    def drain(self) -> None:
-        """Read to the end, so the padding of the last block is always checked."""
-        while self.read(CHUNK):
-            pass
-
-
-def decrypt(package_path: Path, out_path: Path, key_file: Path) -> str:
-    """Decrypt a package to a plain file, as ``openssl enc -d`` would; returns the scheme."""
-    passphrase = read_passphrase(key_file)
-    with open(package_path, "rb") as f, open(out_path, "wb") as out:
-        reader = _DecryptingReader(f, passphrase)
-        while chunk := reader.read(CHUNK):
-            out.write(chunk)
-    return reader.scheme
-
-
-# ----------------------------------------------------------------------------------------
-# Signatures: openssl dgst -sha256 -sign / -verify, over a digest computed while streaming
-
-
-def load_public_key(path: Path):
-    try:
-        return serialization.load_pem_public_key(Path(path).read_bytes())
-    except OSError as e:
-        raise PackageError(E_PACKAGE, f"Cannot read the public key {path}: {e.strerror}") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise PackageError(E_PACKAGE, f"Not a PEM public key: {path}") from None
-
-
-def load_private_key(path: Path):
-    try:
-        return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except OSError as e:
-        raise PackageError(E_PACKAGE, f"Cannot read the signing key {path}: {e.strerror}") from None
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise PackageError(E_PACKAGE, f"Not an unencrypted PEM private key: {path}") from None
-
-
-def sign_digest(private_key, digest: bytes) -> bytes:
-    """What ``openssl dgst -sha256 -sign`` writes: PKCS#1 v1.5 for RSA, DER ECDSA/DSA."""
-    prehashed = Prehashed(hashes.SHA256())
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return private_key.sign(digest, padding.PKCS1v15(), prehashed)
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return private_key.sign(digest, ec.ECDSA(prehashed))
-    if isinstance(private_key, dsa.DSAPrivateKey):
-        return private_key.sign(digest, prehashed)
-    raise PackageError(E_PACKAGE, "The signing key must be an RSA, EC or DSA key")
-
-
-def verify_digest(public_key, signature: bytes, digest: bytes) -> None:
-    prehashed = Prehashed(hashes.SHA256())
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, digest, padding.PKCS1v15(), prehashed)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, digest, ec.ECDSA(prehashed))
-        elif isinstance(public_key, dsa.DSAPublicKey):
-            public_key.verify(signature, digest, prehashed)
-        else:
-            raise PackageError(E_PACKAGE, "The public key must be an RSA, EC or DSA key")
-    except InvalidSignature:
-        raise PackageError(E_PACKAGE, "Invalid update package signature") from None
-
-
-def sha256_file(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.digest()
-
-
-# ----------------------------------------------------------------------------------------
 # Opening a package: decrypt, split the outer tar, hash and verify in one pass
 
 
@@ -439,7 +227,7 @@ def _outer_member_name(member: tarfile.TarInfo) -> str | None:
     return name
 
 
-def _copy_hashing(reader: _DecryptingReader, size: int, out_path: Path) -> bytes:
+def _copy_hashing(reader: DecryptingReader, size: int, out_path: Path) -> bytes:
     digest = hashlib.sha256()
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "wb", buffering=0) as out:
@@ -453,7 +241,7 @@ def _copy_hashing(reader: _DecryptingReader, size: int, out_path: Path) -> bytes
     return digest.digest()
 
 
-def _split_outer(reader: _DecryptingReader, out_path: Path) -> dict[str, bytes]:
+def _split_outer(reader: DecryptingReader, out_path: Path) -> dict[str, bytes]:
     """Walk the outer tar: the tar.gz goes to out_path (hashed), the signature to memory.
 
     tarfile parses the headers (ustar, GNU and pax alike); member data is read straight
@@ -497,8 +285,8 @@ def unpack(package_path: Path, key_file: Path, workdir: Path,
     except FileNotFoundError:
         raise PackageError(E_MISSING, f"Missing update package: {package_path}") from None
     try:
-        with f:
-            reader = _DecryptingReader(f, passphrase)
+        with f, _package_errors():  # a bad padding shows only at the very end
+            reader = DecryptingReader(f, passphrase, _looks_like_tar, WHAT)
             if on_decrypted:
                 on_decrypted(reader.scheme)
             found = _split_outer(reader, out_path)
@@ -660,13 +448,14 @@ def seal(inner_path: Path, signing_key_file: Path, key_file: Path, out_path: Pat
     The result is written beside out_path and renamed into place, so out_path is either
     the complete package or untouched.
     """
-    signature = sign_digest(load_private_key(signing_key_file), sha256_file(inner_path))
+    with _package_errors():
+        signature = crypto.sign_digest(load_private_key(signing_key_file), crypto.sha256_file(inner_path))
     passphrase = read_passphrase(key_file)
     out_path = Path(out_path)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
     try:
         with open(fd, "wb") as out:
-            writer = _EncryptingWriter(out, passphrase, "md5" if legacy_md5 else "pbkdf2")
+            writer = EncryptingWriter(out, passphrase, "md5" if legacy_md5 else "pbkdf2")
             with tarfile.open(fileobj=writer, mode="w|", bufsize=CHUNK, format=tarfile.GNU_FORMAT) as outer:
                 outer.add(inner_path, arcname=INNER_NAME, filter=_plain_tarinfo)
                 info = _plain_tarinfo(tarfile.TarInfo(SIGNATURE_NAME))

@@ -16,7 +16,7 @@ from .config import (
     default_admin_path,
     load_config,
 )
-from .service import AdminService, StartupError
+from .daemon import AdminService, StartupError
 
 PROGRAM = "jidoteki-admin"
 

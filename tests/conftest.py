@@ -20,7 +20,7 @@ from zope.interface import implementer
 from jidoteki_admin import API_PREFIX
 from jidoteki_admin.auth import request_hash
 from jidoteki_admin.config import Settings, parse_config
-from jidoteki_admin.service import AdminService
+from jidoteki_admin.daemon import AdminService
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from conftest import json_of
-from jidoteki_admin import services as services_module
-from jidoteki_admin.information import CpuSampler, human_size
+from jidoteki_admin.sections import services as services_module
+from jidoteki_admin.sections.information import CpuSampler, human_size
 
 GiB, MiB = 1024**3, 1024**2
 

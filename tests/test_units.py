@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from conftest import multipart
 from jidoteki_admin.config import Config, ConfigError, parse_config
-from jidoteki_admin.information import human_size
+from jidoteki_admin.sections.information import human_size
 from jidoteki_admin.responses import APIError
 from jidoteki_admin.uploads import FILE, TEXT, FormPlan, FormStream, multipart_boundary
 from jidoteki_admin.web import scrub_uri

@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import threads
 
 from conftest import json_of, multipart, wait_until
-from jidoteki_admin.updates import UPDATE
+from jidoteki_admin.sections.updates import UPDATE
 
 MiB = 1024 * 1024
 

@@ -12,13 +12,13 @@ from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
 from .config import Settings
-from .information import CpuSampler, Information, listed_endpoints
+from .sections.information import CpuSampler, Information, listed_endpoints
 from .layout import AdminTree
 from .runner import JobRunner
-from .services import Services
-from .setup import Setup
+from .sections.services import Services
+from .sections.setup import Setup
 from .tls import ContextFactory, ensure_certificate
-from .updates import Updates
+from .sections.updates import Updates
 from .web import AdminSite
 
 

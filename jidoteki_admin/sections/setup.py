@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import responses
-from .api import Endpoint
-from .auth import TokenStore, token_problem
-from .responses import APIError
-from .uploads import TEXT
+from .. import responses
+from ..api import Endpoint
+from ..auth import TokenStore, token_problem
+from ..responses import APIError
+from ..uploads import TEXT
 
 
 class Setup:

@@ -11,11 +11,11 @@ import psutil
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from . import API_PREFIX, responses
-from .api import Endpoint
-from .files import read_first_line
-from .layout import AdminTree
-from .responses import APIError
+from .. import API_PREFIX, responses
+from ..api import Endpoint
+from ..files import read_first_line
+from ..layout import AdminTree
+from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0
 SAMPLE_WINDOW = 300.0

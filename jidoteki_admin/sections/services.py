@@ -10,10 +10,10 @@ import shutil
 
 from twisted.internet import defer
 
-from . import responses
-from .api import Endpoint
-from .children import run_child
-from .layout import AdminTree
+from .. import responses
+from ..api import Endpoint
+from ..children import run_child
+from ..layout import AdminTree
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"

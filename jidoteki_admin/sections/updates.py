@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 import sys
 
-from . import responses
-from .api import Endpoint
-from .files import tail_lines
-from .layout import AdminTree
-from .package import PACKAGE_PREFIX, PACKAGE_SUFFIX
-from .responses import APIError
-from .runner import FAILED, JobKind, JobRunner
-from .uploads import FILE
+from .. import responses
+from ..api import Endpoint
+from ..files import tail_lines
+from ..layout import AdminTree
+from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
+from ..responses import APIError
+from ..runner import FAILED, JobKind, JobRunner
+from ..uploads import FILE
 
 UPDATE = JobKind(
     name="update",

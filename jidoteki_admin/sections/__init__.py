@@ -1,0 +1,1 @@
+"""The API sections, one module per section of the API reference; they never import each other."""
