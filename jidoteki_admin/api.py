@@ -1,15 +1,16 @@
-"""The Admin API as one Klein app: routing, the endpoint gate, and the one error layer.
+"""The Admin API as one Klein app: the gate over the endpoint catalogue, and the one error layer.
 
-Every request under /api/v1/admin takes the same path:
+Every request takes the same path:
 unknown or disabled endpoint (404) -> authentication (403) -> method (400) -> body
-problems (400/413/507) -> the section's handler. Sections (setup.py, information.py, ...)
-only describe their endpoints; nothing here knows what any of them does.
+problems (400/413/507, answered by the HTTP layer) -> required and allowed form fields
+(400) -> the section's handler. Public pages (/, /docs) skip authentication, and a wrong
+method there is a 405. Nothing here knows what any section does: it reads the catalogue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from klein import Klein
@@ -18,33 +19,17 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from . import API_PREFIX, responses
+from . import responses
 from .audit import AuditLog, client_host
 from .auth import TokenStore
-from .config import Config
-from .docs import Docs
-from .layout import AdminTree
+from .catalogue import Catalogue, Endpoint, Operation
 from .responses import APIError
-from .uploads import FormPlan
+from .runner import AlreadyRunning
+from .uploads import FILE, FormPlan
+from .web import BodyPolicy
 
 AUTHENTICATION_ERROR = "Authentication error"
 SETUP_REFUSAL_DELAY = 2.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One API path: its handlers by method, and what its POST body may hold."""
-
-    path: str
-    handlers: Mapping[str, Callable]
-    optional: str | None = None  # the config "endpoints" name that turns it on
-    form: Mapping[str, str] = field(default_factory=dict)  # field name -> FILE or TEXT
-    open_while_no_token: bool = False  # POST /setup, before any token exists
-    audited: bool = False  # a GET that changes something (reboot) is audited like a POST
-
-    @property
-    def first_level(self) -> str:
-        return "/" + self.path.strip("/").split("/")[0]
 
 
 class AdminAPI:
@@ -52,90 +37,85 @@ class AdminAPI:
     app.url_map.merge_slashes = False  # "//version" is a different, unknown path
     log = Logger()
 
-    def __init__(self, tree: AdminTree, config: Config, tokens: TokenStore, audit: AuditLog, clock):
-        self.tree = tree
-        self.config = config
+    def __init__(self, catalogue: Catalogue, tokens: TokenStore, audit: AuditLog, clock,
+                 upload_limits: Mapping[str, int]):
+        self.catalogue = catalogue
         self.tokens = tokens
         self.audit = audit
         self.clock = clock
-        self.docs = Docs()
-        self.endpoints: dict[str, Endpoint] = {}
-
-    def add(self, section) -> None:
-        for endpoint in section.endpoints():
-            if endpoint.optional is None or endpoint.optional in self.config.endpoints:
-                self.endpoints[API_PREFIX + endpoint.path] = endpoint
+        self.upload_limits = upload_limits
 
     def resource(self):
         return self.app.resource()
 
+    def body_policy(self, uploads: Path) -> BodyPolicy:
+        """What the HTTP layer needs of the API while a body arrives."""
+        return BodyPolicy(
+            plan=self.plan_body,
+            refusal_delay=self.refusal_delay,
+            uploads=uploads,
+            first_run=lambda: self.tokens.first_run,
+            refused=self.record_refusal,
+            finished=self.record_finished,
+        )
+
     # The gate, shared by body planning (before the body) and dispatch (after it).
 
-    def admit(self, method: str, path: bytes, args: Mapping[bytes, list[bytes]]) -> Endpoint:
+    def admit(self, method: str, path: bytes, args: Mapping[bytes, list[bytes]]) -> tuple[Endpoint, Operation]:
         endpoint = self._lookup(path)
-        if not (endpoint.open_while_no_token and self.tokens.current() is None):
+        if not endpoint.public and not (endpoint.open_while_no_token and self.tokens.current() is None):
             if not self.tokens.authenticates(
                 method, path.decode("ascii"), _first(args, b"token"), _first(args, b"hash")
             ):
                 raise APIError(403, AUTHENTICATION_ERROR)
-        if method not in endpoint.handlers:
-            expected = " or ".join(sorted(endpoint.handlers))
+        operation = endpoint.operation(method)
+        if operation is None:
+            expected = " or ".join(endpoint.methods)
+            if endpoint.public:
+                raise MethodNotAllowed(valid_methods=endpoint.methods)
             raise APIError(400, f"Invalid authentication method. Expected {expected}")
-        return endpoint
+        return endpoint, operation
 
     def _lookup(self, path: bytes) -> Endpoint:
         try:
-            return self.endpoints[path.decode("ascii")]
-        except (KeyError, UnicodeDecodeError):
-            raise APIError(404) from None
+            endpoint = self.catalogue.lookup(path.decode("ascii"))
+        except UnicodeDecodeError:
+            endpoint = None
+        if endpoint is None:
+            raise APIError(404)
+        return endpoint
 
     def plan_body(self, method: bytes, uri: bytes) -> FormPlan | APIError | None:
         """What the body of this request may hold, decided from its request line alone."""
         path, _, query = uri.partition(b"?")
         try:
-            endpoint = self.admit(_api_method(method), path, parse_qs(query))
+            _, operation = self.admit(_api_method(method), path, parse_qs(query))
         except APIError as refused:
             return refused
-        if not endpoint.form:
+        except MethodNotAllowed:
+            return APIError(405, "Method not allowed")
+        if not operation.form:
             return None
-        limits = self.config.upload_limits
+        limits = self.upload_limits
         return FormPlan(
-            {name: (kind, limits.get(name, limits["text"])) for name, kind in endpoint.form.items()},
+            {f.name: (f.kind, limits.get(f.name, limits["text"])) for f in operation.form},
             unknown_cap=limits["text"],
         )
 
-    # Routes
+    # The one route: everything goes through the catalogue.
 
-    @app.route(API_PREFIX, branch=True, strict_slashes=False)
+    @app.route("/", branch=True, strict_slashes=False)
     def dispatch(self, request):
         method = _api_method(request.method)
         try:
-            endpoint = self.admit(method, request.path, request.args)
+            _, operation = self.admit(method, request.path, request.args)
         except APIError as refused:
             delay = self.refusal_delay(request.path, refused)
             if delay:
                 return deferLater(self.clock, delay, self._raise, refused)
             raise
-        if request.body_problem is not None:
-            raise request.body_problem
-        request.audited = endpoint.audited
-        return endpoint.handlers[method](request)
-
-    @app.route("/", methods=["GET", "HEAD"])
-    def dashboard(self, request):
-        return responses.body(request, 200, DASHBOARD, responses.HTML)
-
-    @app.route("/docs", methods=["GET", "HEAD"])
-    def docs_page(self, request):
-        return responses.body(request, 200, self.docs.page, responses.HTML)
-
-    @app.route("/docs/API.md", methods=["GET", "HEAD"])
-    def docs_source(self, request):
-        return responses.body(request, 200, self.docs.source, responses.MARKDOWN)
-
-    @app.route("/docs/NOTICE.TXT", methods=["GET", "HEAD"])
-    def notice(self, request):
-        return responses.body(request, 200, self.docs.notice, responses.TEXT)
+        check_form(operation, request.form)
+        return operation.handler(request)
 
     # The one error layer: every failure becomes a JSON answer, never a traceback.
 
@@ -143,6 +123,10 @@ class AdminAPI:
     def api_error(self, request, failure):
         problem = failure.value
         return responses.error(request, problem.status, problem.message, self.tokens.first_run)
+
+    @app.handle_errors(AlreadyRunning)
+    def already_running(self, request, failure):
+        return responses.error(request, 400, failure.value.message, self.tokens.first_run)
 
     @app.handle_errors(NotFound, RequestRedirect)
     def not_found(self, request, failure):
@@ -163,19 +147,23 @@ class AdminAPI:
 
     # Audit
 
-    def record_refusal(self, request, problem: APIError) -> None:
-        """Audit a request refused before its body (its method and path are not parsed yet)."""
-        path = request.channel._path.partition(b"?")[0]
-        self._audit(request, request.channel._command, path, f"{problem.status} {problem.message}")
+    def record_refusal(self, request, method: bytes, path: bytes, problem: APIError) -> None:
+        """Audit a request refused before its body (the HTTP layer names method and path)."""
+        self._audit(request, method, path, f"{problem.status} {problem.message}")
 
     def record_finished(self, request) -> None:
         """Audit a finished request that changed something or failed; a 404 is left to the
         access log, so scanning for paths cannot flood the audit trail."""
         failed = request.code >= 400 and request.code != 404
-        if request.method == b"POST" or failed or getattr(request, "audited", False):
+        if request.method == b"POST" or failed or self._audited(request):
             message = request.responseHeaders.getRawHeaders(b"error-message", [b""])[0]
             outcome = f"{request.code} {message.decode('ascii', 'replace')}".strip()
             self._audit(request, request.method, request.path, outcome)
+
+    def _audited(self, request) -> bool:
+        endpoint = self.catalogue.lookup(request.path.decode("ascii", "replace"))
+        operation = endpoint.operation(_api_method(request.method)) if endpoint else None
+        return operation is not None and operation.audited
 
     def _audit(self, request, method: bytes, path: bytes, outcome: str) -> None:
         self.audit.record(
@@ -189,7 +177,7 @@ class AdminAPI:
     def refusal_delay(self, path: bytes, refused: APIError) -> float:
         """Seconds to wait before refusing: slows token guessing through /setup, which
         answers without authentication, without delaying anyone else."""
-        endpoint = self.endpoints.get(path.decode("ascii", "replace"))
+        endpoint = self.catalogue.lookup(path.decode("ascii", "replace"))
         if refused.status == 403 and endpoint is not None and endpoint.open_while_no_token:
             return SETUP_REFUSAL_DELAY
         return 0.0
@@ -197,6 +185,18 @@ class AdminAPI:
     @staticmethod
     def _raise(problem: APIError):
         raise problem
+
+
+def check_form(operation: Operation, form) -> None:
+    """Required fields are there, files are files, and a field with allowed values has one."""
+    for field in operation.form:
+        if field.kind == FILE:
+            if field.required or field.name in form.texts:
+                form.file(field.name)
+        elif field.required or field.name in form.texts:
+            value = form.text(field.name)
+            if field.allowed and value not in field.allowed:
+                raise APIError(400, f"Parameter {field.name} must be {' or '.join(field.allowed)}")
 
 
 def _api_method(method: bytes) -> str:
@@ -208,11 +208,3 @@ def _api_method(method: bytes) -> str:
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
-
-
-DASHBOARD = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Admin Dashboard</title></head>
-<body><h1>Admin Dashboard</h1>
-<p>Manage this appliance through the <a href="/docs">Admin API</a>.</p>
-</body></html>
-"""

@@ -15,8 +15,14 @@ from pathlib import Path
 
 from twisted.internet import defer, error, protocol
 
-# Starts the real program in a new session; exec keeps the pid, so the group id is the pid.
-_NEW_SESSION = "import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])"
+from .jobs.protocol import PROGRESS_FD
+
+# Starts the real program in a new session and working directory; exec keeps the pid, so
+# the group id is the pid. The directory is changed here rather than with spawnProcess's
+# path=, because any path makes Twisted fork instead of posix_spawn, and a forked child
+# keeps the daemon's Python signal handlers until it execs: a SIGTERM sent in that window
+# is swallowed, and stopping the job then waits out the whole grace period.
+_BOOTSTRAP = "import os, sys; os.setsid(); sys.argv[1] and os.chdir(sys.argv[1]); os.execvp(sys.argv[2], sys.argv[2:])"
 KILL_GRACE_SECONDS = 10.0
 MAX_LINE = 64 * 1024
 
@@ -55,7 +61,7 @@ class _ChildProtocol(protocol.ProcessProtocol):
             self._deliver(fd, line)
 
     def _deliver(self, fd: int, line: bytes) -> None:
-        if fd == 3 and self.on_message is not None:
+        if fd == PROGRESS_FD and self.on_message is not None:
             self.on_message(line)
         elif fd in (1, 2):
             self.on_line(line)
@@ -109,14 +115,13 @@ def run_child(
     proto = _ChildProtocol(on_line, on_message, clock)
     fds = {0: "w", 1: "r", 2: "r"}
     if on_message is not None:
-        fds[3] = "r"
-    command = [sys.executable, "-c", _NEW_SESSION, *argv]
+        fds[PROGRESS_FD] = "r"
+    command = [sys.executable, "-c", _BOOTSTRAP, cwd or "", *argv]
     reactor.spawnProcess(
         proto,
         sys.executable,
         command,
         env=env if env is not None else _default_env(),
-        path=cwd,
         childFDs=fds,
     )
     proto.transport.closeStdin()

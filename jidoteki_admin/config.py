@@ -62,6 +62,23 @@ class Settings:
     https_port: int | None = DEFAULT_HTTPS_PORT
     http_port: int | None = None
     interface: str = ""
+    # A Twisted endpoint description for the HTTPS listener (tcp:8443,
+    # systemd:domain=INET:index=0, ...); it replaces https_port and interface.
+    listen: str | None = None
+
+    @property
+    def https_listen(self) -> str | None:
+        if self.listen is not None:
+            return self.listen
+        return listen_description(self.https_port, self.interface) if self.https_port is not None else None
+
+
+def listen_description(port: int, interface: str) -> str:
+    """The endpoint description for the simple --https/--http PORT form."""
+    description = f"tcp:{port}"
+    if interface:
+        description += ":interface=" + interface.replace(":", r"\:")
+    return description
 
 
 def default_admin_path() -> Path:

@@ -1,24 +1,30 @@
-"""Assembles the daemon: the admin tree, the API and its sections, and the listeners."""
+"""Assembles the daemon: the admin tree, the catalogue and its sections, the jobs, the listeners.
+
+The constructor only wires objects together; the disk is touched when the service starts
+(laying out the tree, making the certificate and the first-run token), so a daemon can be
+assembled, inspected and tested without side effects.
+"""
 
 from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
-from .config import Settings
-from .sections.information import CpuSampler, Information, listed_endpoints
+from .catalogue import Catalogue
+from .config import Settings, listen_description
+from .context import Context
 from .layout import AdminTree
+from .pages import Pages
 from .runner import JobRunner
-from .sections.services import Services
-from .sections.setup import Setup
+from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
-from .sections.updates import Updates
 from .web import AdminSite
 
 
@@ -29,22 +35,25 @@ class StartupError(Exception):
 class Listener(Service):
     """Listens on one endpoint; a port that can't be had stops start-up with a clear error."""
 
-    def __init__(self, name: str, endpoint, factory):
+    def __init__(self, name: str, description: str, endpoint, factory):
         self.name = name
+        self.description = description
         self.endpoint = endpoint
         self.factory = factory
         self.port = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        outcome = []
+        outcome: list = []
         self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise StartupError(f"cannot listen for {self.name} on {self.description}: no answer from the endpoint")
         if isinstance(outcome[0], Failure):
             problem = outcome[0].value
             if isinstance(problem, CannotListenError):
                 where = f"{problem.interface or '*'}:{problem.port}"
                 raise StartupError(f"cannot listen for {self.name} on {where}: {problem.socketError}")
-            outcome[0].raiseException()
+            raise StartupError(f"cannot listen for {self.name} on {self.description}: {problem}")
         self.port = outcome[0]
 
     def startService(self) -> None:
@@ -63,51 +72,77 @@ class AdminService(MultiService):
 
     def __init__(self, settings: Settings, reactor, clock=None):
         super().__init__()
+        self.settings = settings
+        self.reactor = reactor
         clock = clock or reactor
         config = settings.config
         self.tree = tree = AdminTree(settings.admin_path)
+        self.tokens = TokenStore(tree)
+        self.tls = ContextFactory(tree.certificate, tree.private_key)
+        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout)
+        self.runner.setServiceParent(self)
+        self.catalogue = Catalogue(enabled=frozenset(config.endpoints))
+        context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock)
+        for make in REGISTERED:
+            if make.optional and make.name not in self.catalogue.enabled:
+                continue
+            section = make(context)
+            self.catalogue.add(section.section())
+            for service in getattr(section, "services", lambda: [])():
+                service.setServiceParent(self)
+        self.catalogue.add(Pages(self.catalogue).section())
+        self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock), clock,
+                            config.upload_limits)
+        self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock)
+        self.listeners: dict[str, Listener] = {}
+        if settings.https_listen is not None:
+            self._listen("https", settings.https_listen, TLSMemoryBIOFactory(self.tls, False, self.site))
+        if settings.http_port is not None:
+            self._listen("http", listen_description(settings.http_port, settings.interface), self.site)
+        self._prepared = False
+
+    def _listen(self, name: str, description: str, factory) -> None:
+        try:
+            endpoint = serverFromString(self.reactor, description)
+        except (ValueError, TypeError, KeyError) as e:
+            raise StartupError(f"cannot listen for {name}: bad endpoint description {description!r}: {e}") from None
+        listener = Listener(name, description, endpoint, factory)
+        listener.setServiceParent(self)
+        self.listeners[name] = listener
+
+    def privilegedStartService(self) -> None:
+        self._prepare()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        self._prepare()
+        super().startService()
+        for name in sorted(set(self.settings.config.endpoints) - self.catalogue.served_names()):
+            self.log.warn("The config enables the {name} endpoints, which this version does not serve yet",
+                          name=name)
+        if "https" in self.listeners:
+            self._announce_first_call()
+
+    def _prepare(self) -> None:
+        """Lay out the tree, make what is missing, and load the certificate: once."""
+        if self._prepared:
+            return
+        tree, config = self.tree, self.settings.config
         tree.lay_out()
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
-        self.tokens = TokenStore(tree)
+        self.tls.load()
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
         for key in config.unknown_keys:
             self.log.warn("Ignoring unknown config key {key!r}", key=key)
-        self.tls = ContextFactory(tree.certificate, tree.private_key)
-        self.sampler = CpuSampler(clock)
-        self.sampler.setServiceParent(self)
-        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout)
-        self.runner.setServiceParent(self)
-        self.api = api = AdminAPI(tree, config, self.tokens, AuditLog(tree.audit_log, clock), clock)
-        api.add(Setup(self.tokens))
-        api.add(Information(tree, config.build_file, self.sampler, lambda: listed_endpoints(api.endpoints)))
-        api.add(Updates(tree, self.runner))
-        api.add(Services(tree, config.services, reactor))
-        self.site = AdminSite(api, reactor)
-        self.listeners: dict[str, Listener] = {}
-        if settings.https_port is not None:
-            endpoint = SSL4ServerEndpoint(reactor, settings.https_port, self.tls, interface=settings.interface)
-            self._listen("https", endpoint)
-        if settings.http_port is not None:
-            endpoint = TCP4ServerEndpoint(reactor, settings.http_port, interface=settings.interface)
-            self._listen("http", endpoint)
-
-    def _listen(self, name: str, endpoint) -> None:
-        listener = Listener(name, endpoint, self.site)
-        listener.setServiceParent(self)
-        self.listeners[name] = listener
-
-    def startService(self) -> None:
-        super().startService()
-        if "https" in self.listeners:
-            self._announce_first_call()
+        self._prepared = True
 
     def _announce_first_call(self) -> None:
         """Tell the operator how to make the first call (never printing a token)."""
         host = self.listeners["https"].port.getHost()
-        address = "127.0.0.1" if host.host in ("0.0.0.0", "") else host.host
-        base = f"https://{address}:{host.port}/api/v1/admin"
+        address = "127.0.0.1" if getattr(host, "host", "") in ("0.0.0.0", "", "::") else host.host
+        base = f"https://{address}:{getattr(host, 'port', '?')}/api/v1/admin"
         curl = f"curl --cacert {self.tree.certificate}"
         if self.tokens.current() is None:
             self.log.info("No API token yet. Set one: {curl} -X POST {base}/setup -F newtoken=YOURTOKEN",
@@ -117,7 +152,7 @@ class AdminService(MultiService):
                           "'{base}/setup?token=THATTOKEN' -F newtoken=YOURTOKEN",
                           path=str(self.tree.token_file), curl=curl, base=base)
         else:
-            self.log.info("Ready. Try: {curl} '{base}/version?token=YOURTOKEN'", curl=curl, base=base)
+            self.log.info("Ready. Try: {curl} '{base}/health?token=YOURTOKEN'", curl=curl, base=base)
 
     def port_of(self, name: str) -> int:
         """The port a listener is bound to (useful when it was asked for port 0)."""

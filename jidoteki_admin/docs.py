@@ -10,15 +10,8 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Admin API documentation</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem;
-       line-height: 1.5; color: #222; }}
-pre {{ background: #f5f5f5; padding: .75rem; overflow-x: auto; }}
-code {{ font-family: ui-monospace, monospace; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
-blockquote {{ border-left: 4px solid #ccc; margin-left: 0; padding-left: 1rem; color: #555; }}
-</style></head>
+<link rel="stylesheet" href="/docs/style.css">
+</head>
 <body>
 {body}
 </body></html>

@@ -40,9 +40,14 @@ SIGNATURE_NAME = INNER_NAME + ".sign"
 WHAT = "update package"
 SIGNATURE_MAX = 64 * 1024  # far above any real signature (RSA-16384 is 2 KiB)
 
-E_VERSION = "E1001"
-E_MISSING = "E1003"
-E_PACKAGE = "E1005"
+# The update section's error codes (API.md section 3), defined here once: the package
+# format raises three of them, the update job and the section the others.
+E_UNEXPECTED = "E1000"  # the update failed for a reason it could not name
+E_VERSION = "E1001"  # no version, or not newer than the installed one
+E_SCRIPT = "E1002"  # update.sh failed, or the update was interrupted or timed out
+E_MISSING = "E1003"  # no update package
+E_BUSY = "E1004"  # an update is already running
+E_PACKAGE = "E1005"  # the package cannot be decrypted, verified or extracted
 
 
 class PackageError(Exception):

@@ -76,9 +76,22 @@ def accepted(request, endpoint: str) -> bytes:
 
 
 def error(request, code: int, message: str | None = None, first_run: bool = False) -> bytes:
+    """Answer an error through the request (the API's error layer)."""
+    headers, payload = error_answer(code, message, first_run)
+    request.setResponseCode(code)
+    for name, value in headers.items():
+        request.setHeader(name, value)
+    return payload
+
+
+def error_answer(code: int, message: str | None, first_run: bool) -> tuple[dict[bytes, bytes], bytes]:
+    """The headers and body of every error answer, whoever writes it: the API's error
+    layer through a request, or the HTTP layer straight to the connection."""
+    payload = compact_json(error_value(code, message, first_run))
+    headers = {b"Content-Type": JSON, b"Content-Length": str(len(payload)).encode()}
     if message:
-        request.setHeader(b"Error-Message", header_safe(message))
-    return _compact(request, code, error_value(code, message, first_run))
+        headers[b"Error-Message"] = header_safe(message)
+    return headers, payload
 
 
 def error_value(code: int, message: str | None, first_run: bool) -> dict:

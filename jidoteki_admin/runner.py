@@ -1,18 +1,23 @@
-"""The job runner: every asynchronous piece of work runs here, one job of a kind at a time.
+"""The job runner: every asynchronous piece of work runs here, one job of a group at a time.
 
-A job is a child program of the project. Its stdout and stderr are appended, line by line,
-to the kind's log file; it reports progress and failures as JSON lines on file descriptor 3
-({"percentage": 40}, {"error-code": "E1005", "error-message": "..."}). The runner alone
-writes the kind's status files, atomically, in the old appliance's format, so appliance
-scripts that read them keep working.
+A job is a child program (jobs/protocol.py is the contract). Its stdout and stderr are
+appended, line by line, to the kind's log file; it reports progress and failures as JSON
+lines on file descriptor 3. The runner alone writes the kind's status files, atomically,
+in the old appliance's format, so appliance scripts that read them keep working. It knows
+no section: sections register their JobKinds and start them.
+
+How a kind's job is started is a Launcher's business: the built-in Python program by
+default; an appliance's own scripts through one privileged entry point can take its place
+without any section noticing, since both report through the same files.
 """
 
 from __future__ import annotations
 
 import json
-
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -20,29 +25,43 @@ from twisted.logger import Logger
 
 from .children import ChildResult, RunningChild, run_child
 from .files import atomic_write, atomic_write_json, remove_quietly
+from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
 
-RUNNING, SUCCESS, FAILED = "running", "success", "failed"
+__all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
+
 LOG_ROTATE_BYTES = 4 * 1024 * 1024
 
 
 class AlreadyRunning(Exception):
-    pass
+    """A job of the same group is running; the message names it (the API answers 400)."""
+
+    def __init__(self, kind: JobKind, running: JobKind):
+        if kind == running:
+            message = f"{running.title[0].upper()}{running.title[1:]} is already running"
+        else:
+            message = f"Cannot start {kind.title} while {running.title} is running"
+        if kind.busy_code:
+            message = f"{kind.busy_code}: {message}"
+        super().__init__(message)
+        self.kind = kind
+        self.running = running
+        self.message = message
 
 
-@dataclass(frozen=True)
-class JobKind:
-    """A kind of job and the files the old appliance kept for it."""
+class Launcher(Protocol):
+    def command(self, kind: JobKind, args: list[str]) -> list[str]:
+        """The argv that runs a job of this kind."""
 
-    name: str
-    log_name: str  # in log/
-    status_name: str  # etc/<status_name>.json and .txt
-    error_message_name: str  # in etc/
-    error_code_name: str  # in etc/
-    label: str  # "[SYSTEM]"-style tag for the runner's own log lines
-    unexpected_code: str | None = None  # the child died without saying why
-    timeout_code: str | None = None
-    interrupted_code: str | None = None  # the daemon stopped while it ran
+
+class BuiltinPrograms:
+    """Runs each kind's own program (``python -m <kind.program>``) with this Python."""
+
+    def __init__(self, tree: AdminTree):
+        self.tree = tree
+
+    def command(self, kind: JobKind, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", kind.program, "--admin-path", str(self.tree.root), *args]
 
 
 @dataclass(frozen=True)
@@ -54,17 +73,27 @@ class JobStatus:
 
 
 class JobFiles:
-    """Where one kind keeps its log and status, and how they are read and written."""
+    """Where one kind keeps its log and status, and how they are read and written.
+
+    A kind without status files (a download built by a job) keeps its last status in
+    memory only, as the old appliance kept none.
+    """
 
     def __init__(self, tree: AdminTree, kind: JobKind):
         self.kind = kind
         self.log = tree.log / kind.log_name
-        self.status_json = tree.etc / f"{kind.status_name}.json"
-        self.status_txt = tree.etc / f"{kind.status_name}.txt"
-        self.error_message = tree.etc / kind.error_message_name
-        self.error_code = tree.etc / kind.error_code_name
+        self._last = JobStatus(None)
+        if kind.has_status_files:
+            self.status_json: Path | None = tree.etc / f"{kind.status_name}.json"
+            self.status_txt: Path | None = tree.etc / f"{kind.status_name}.txt"
+            self.error_message: Path | None = tree.etc / (kind.error_message_name or f"{kind.status_name}_error_message.txt")
+            self.error_code: Path | None = tree.etc / (kind.error_code_name or f"{kind.status_name}_error_code.txt")
+        else:
+            self.status_json = self.status_txt = self.error_message = self.error_code = None
 
     def read(self) -> JobStatus:
+        if self.status_json is None:
+            return self._last
         try:
             with open(self.status_json, "rb") as f:
                 value = json.loads(f.read(64 * 1024))
@@ -72,19 +101,22 @@ class JobFiles:
             return JobStatus(None)
         if not isinstance(value, dict):
             return JobStatus(None)
-        status, percentage = value.get("status"), value.get("percentage")
+        status, percentage = value.get("status"), value.get(PERCENTAGE)
         if status == FAILED:
             return JobStatus(status, percentage, _read_text(self.error_message), _read_text(self.error_code))
         return JobStatus(status, percentage)
 
     def write(self, status: JobStatus) -> None:
+        self._last = status
+        if self.status_json is None:
+            return
         if status.status == FAILED:
             atomic_write(self.error_message, (status.error_message or "").encode() + b"\n", 0o644)
             atomic_write(self.error_code, (status.error_code or "").encode() + b"\n", 0o644)
         else:
             remove_quietly(self.error_message)
             remove_quietly(self.error_code)
-        atomic_write_json(self.status_json, {"status": status.status, "percentage": status.percentage})
+        atomic_write_json(self.status_json, {"status": status.status, PERCENTAGE: status.percentage})
         atomic_write(self.status_txt, (status.status or "").encode() + b"\n", 0o644)
 
 
@@ -119,12 +151,13 @@ class _Job:
             return
         if not isinstance(report, dict):
             return
-        if isinstance(report.get("percentage"), int) and 0 <= report["percentage"] <= 100:
-            self.percentage = report["percentage"]
+        percentage = report.get(PERCENTAGE)
+        if isinstance(percentage, int) and 0 <= percentage <= 100:
+            self.percentage = percentage
             self.files.write(JobStatus(RUNNING, self.percentage))
-        if "error-code" in report or "error-message" in report:
-            self.error_code = _text_or_none(report.get("error-code"))
-            self.error_message = _text_or_none(report.get("error-message"))
+        if ERROR_CODE in report or ERROR_MESSAGE in report:
+            self.error_code = _text_or_none(report.get(ERROR_CODE))
+            self.error_message = _text_or_none(report.get(ERROR_MESSAGE))
 
     def close(self) -> None:
         if self._log is not None:
@@ -134,24 +167,31 @@ class _Job:
 class JobRunner(Service):
     log = Logger()
 
-    def __init__(self, tree: AdminTree, reactor, clock=None, timeout: float = 3600):
+    def __init__(self, tree: AdminTree, reactor, clock=None, timeout: float = 3600,
+                 launcher: Launcher | None = None):
         self.tree = tree
         self.reactor = reactor
         self.clock = clock or reactor
-        self.timeout = timeout
+        self.timeout = timeout  # for kinds that do not set their own
+        self.launcher = launcher or BuiltinPrograms(tree)
         self.kinds: dict[str, JobKind] = {}
-        self._running: dict[str, RunningChild] = {}
+        self._files: dict[str, JobFiles] = {}
+        self._running: dict[str, tuple[JobKind, RunningChild]] = {}
         self._stopping = False
 
     def register(self, kind: JobKind) -> JobFiles:
+        """Make a kind known (its interrupted jobs are recovered at start-up)."""
         self.kinds[kind.name] = kind
         return self.files(kind)
 
     def files(self, kind: JobKind) -> JobFiles:
-        return JobFiles(self.tree, kind)
+        if kind.name not in self._files:
+            self._files[kind.name] = JobFiles(self.tree, kind)
+        return self._files[kind.name]
 
     def startService(self) -> None:
         super().startService()
+        self._stopping = False
         for kind in self.kinds.values():
             self._recover(kind)
 
@@ -159,85 +199,103 @@ class JobRunner(Service):
         """Stop running jobs with the daemon, so none is left half-done and unwatched."""
         super().stopService()
         self._stopping = True
-        children = list(self._running.values())
+        children = [child for _, child in self._running.values()]
         for child in children:
             child.stop()
         return defer.DeferredList([child.done for child in children])
 
     def _recover(self, kind: JobKind) -> None:
-        """A job marked running at start-up died with the previous daemon: mark it failed."""
+        """A job marked running at start-up ended with the previous daemon: settle it as
+        the kind says an interruption ends (failed; a reboot job succeeded)."""
         files = self.files(kind)
         status = files.read()
         if status.status != RUNNING:
             return
         job = _Job(files, self.clock)
         job.open_log()
-        job.say("The daemon stopped while this job was running; marking it failed")
+        if kind.interrupted_outcome == SUCCESS:
+            job.say("The daemon stopped while this job was running, as the job meant it to")
+            files.write(JobStatus(SUCCESS, 100))
+        else:
+            job.say("The daemon stopped while this job was running; marking it failed")
+            files.write(JobStatus(FAILED, status.percentage,
+                                  "Interrupted: the daemon stopped while the job was running",
+                                  kind.interrupted_code))
+            self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
         job.close()
-        files.write(
-            JobStatus(
-                FAILED,
-                status.percentage,
-                "Interrupted: the daemon stopped while the job was running",
-                kind.interrupted_code,
-            )
-        )
-        self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
 
     def stop(self, kind: JobKind) -> None:
         """Stop a running job of this kind (it is then marked failed)."""
         if kind.name in self._running:
-            self._running[kind.name].stop()
+            self._running[kind.name][1].stop()
 
     def is_running(self, kind: JobKind) -> bool:
         return kind.name in self._running
 
+    def running_in_group(self, group: str) -> JobKind | None:
+        for kind, _ in self._running.values():
+            if kind.group == group:
+                return kind
+        return None
+
+    def check_free(self, kind: JobKind) -> None:
+        """Raise AlreadyRunning when a job of this kind's group runs."""
+        running = self.running_in_group(kind.group)
+        if running is not None:
+            raise AlreadyRunning(kind, running)
+
     def status(self, kind: JobKind) -> JobStatus:
         return self.files(kind).read()
 
-    def start(self, kind: JobKind, argv: list[str]) -> defer.Deferred:
-        """Start a job; fires with its final JobStatus. Raises AlreadyRunning."""
-        if self.is_running(kind):
-            raise AlreadyRunning(kind.name)
+    def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = ()) -> defer.Deferred:
+        """Start a job; fires with its final JobStatus.
+
+        Raises AlreadyRunning when a job of the same group runs: no restore during an
+        update, no reboot during a backup.
+        """
+        self.check_free(kind)
         files = self.files(kind)
         job = _Job(files, self.clock)
         job.open_log()
         files.write(JobStatus(RUNNING, 0))
+        timeout = kind.timeout or self.timeout
         try:
             child = run_child(
                 self.reactor,
-                argv,
+                self.launcher.command(kind, list(args)),
                 cwd=str(self.tree.tmp),
-                timeout=self.timeout,
+                timeout=timeout,
                 clock=self.clock,
                 on_line=job.line,
                 on_message=job.message,
             )
         except Exception:
             # Spawning failed (no memory for a fork, say): the job must not stay "running".
-            return defer.fail().addBoth(self._finished, kind, job)
-        self._running[kind.name] = child
-        return child.done.addBoth(self._finished, kind, job)
+            return defer.fail().addBoth(self._finished, kind, job, timeout)
+        self._running[kind.name] = (kind, child)
+        return child.done.addBoth(self._finished, kind, job, timeout)
 
-    def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
+    def _finished(self, result, kind: JobKind, job: _Job, timeout: float) -> JobStatus:
         self._running.pop(kind.name, None)
-        status = self._outcome(result, kind, job)
+        status = self._outcome(result, kind, job, timeout)
         if status.status == FAILED and status.error_message != job.error_message:
             job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
         job.close()
         job.files.write(status)
         return status
 
-    def _outcome(self, result, kind: JobKind, job: _Job) -> JobStatus:
+    def _outcome(self, result, kind: JobKind, job: _Job, timeout: float) -> JobStatus:
         if not isinstance(result, ChildResult):
             self.log.failure("Could not run the {kind} job", result, kind=kind.name)
             return JobStatus(FAILED, job.percentage, "The job could not be started", kind.unexpected_code)
         if result.timed_out:
-            message = f"Stopped after running longer than {int(self.timeout)} seconds"
+            message = f"Stopped after running longer than {int(timeout)} seconds"
             return JobStatus(FAILED, job.percentage, message, kind.timeout_code)
         if result.exit_code == 0:
             return JobStatus(SUCCESS, 100)
         if self._stopping:
+            if kind.interrupted_outcome == SUCCESS:
+                return JobStatus(SUCCESS, 100)
             return JobStatus(FAILED, job.percentage, "Stopped with the daemon", kind.interrupted_code)
         message = job.error_message or f"The job ended with exit status {result.exit_code}"
         return JobStatus(FAILED, job.percentage, message, job.error_code or kind.unexpected_code)
@@ -247,11 +305,11 @@ def _text_or_none(value) -> str | None:
     return str(value) if value else None
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: Path | None) -> str | None:
+    if path is None:
+        return None
     try:
         text = path.read_text(errors="replace").strip()
     except FileNotFoundError:
         return None
     return text or None
-
-

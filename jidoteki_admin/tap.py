@@ -29,6 +29,8 @@ class Options(usage.Options):
         ["https", None, str(DEFAULT_HTTPS_PORT), "HTTPS port; 0 turns HTTPS off"],
         ["http", None, None, "Plain HTTP port [default: off, or $JIDO_API_PORT]"],
         ["interface", None, "", "Address to listen on [default: all]"],
+        ["listen", None, None, "HTTPS listener as a Twisted endpoint description, replacing --https and "
+         "--interface (tcp:8443:interface=127.0.0.1, systemd:domain=INET:index=0 for socket activation)"],
     ]
 
     def parseOptions(self, options=None):
@@ -68,17 +70,22 @@ def settings_from(options: Options) -> Settings:
         https_port=options["https"],
         http_port=options["http"],
         interface=options["interface"],
+        listen=options["listen"],
     )
 
 
 class Daemon(MultiService):
-    """The service twistd runs; a listener that can't start ends it with one clear line."""
+    """The service twistd runs; a tree or listener that can't start ends it with one clear line."""
+
+    admin_path: Path | None = None
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except StartupError as e:
             raise SystemExit(f"{PROGRAM}: {e}") from None
+        except OSError as e:
+            raise SystemExit(f"{PROGRAM}: cannot prepare {self.admin_path}: {e.strerror or e}") from None
 
 
 def makeService(options: Options) -> MultiService:
@@ -87,8 +94,9 @@ def makeService(options: Options) -> MultiService:
     settings = settings_from(options)
     try:
         admin = AdminService(settings, reactor)
-    except OSError as e:
-        raise SystemExit(f"{PROGRAM}: cannot prepare {settings.admin_path}: {e.strerror or e}") from None
+    except StartupError as e:
+        raise SystemExit(f"{PROGRAM}: {e}") from None
     daemon = Daemon()
+    daemon.admin_path = settings.admin_path
     admin.setServiceParent(daemon)
     return daemon

@@ -24,18 +24,28 @@ SELF_SIGNED_DAYS = 3650
 
 @implementer(IOpenSSLServerConnectionCreator)
 class ContextFactory:
-    """What Twisted's SSL endpoints ask for connections; one instance per daemon."""
+    """What the TLS listeners ask for connections; one instance per daemon.
+
+    The files are read by ``load`` (at start-up, and again when the certificate is
+    replaced), not by the constructor, so assembling the daemon touches no disk.
+    """
 
     def __init__(self, certificate: Path, private_key: Path):
         self.certificate = certificate
         self.private_key = private_key
-        self._context = build_context(certificate, private_key)
+        self._context: SSL.Context | None = None
+
+    def load(self) -> None:
+        """Read the certificate and key; a bad pair raises and leaves the old one in use."""
+        self._context = build_context(self.certificate, self.private_key)
 
     def getContext(self) -> SSL.Context:
+        if self._context is None:
+            raise RuntimeError("the TLS certificate has not been loaded")
         return self._context
 
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
-        return SSL.Connection(self._context, None)
+        return SSL.Connection(self.getContext(), None)
 
 
 def build_context(certificate: Path, private_key: Path) -> SSL.Context:

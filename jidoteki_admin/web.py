@@ -1,36 +1,48 @@
 """The HTTP layer under the API: a Request that streams form bodies, and the Site.
 
 Twisted's stock Request buffers a whole body and then parses it in memory. This one asks
-the API, as soon as the headers are in, what the body may hold (web.AdminSite.api.plan_body),
-then streams it through uploads.FormStream, or throws it away unread.
+the site's BodyPolicy, as soon as the headers are in, what the body may hold, then streams
+it through uploads.FormStream, or throws it away unread. The policy is all this layer
+knows of the API; every use of Twisted's private attributes is in this module.
 """
 
 from __future__ import annotations
 
 import io
-import secrets
 import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web import server
 
 from .audit import client_host
-from .responses import (
-    SECURITY_HEADERS,
-    APIError,
-    add_security_headers,
-    compact_json,
-    error_value,
-    header_safe,
-    status_line,
-)
+from . import responses
+from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
 from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
 SERVER_NAME = b"jidoteki-admin"
 # A body this small is read to the end before answering, so the client sees a clean reply.
 EARLY_REFUSAL_THRESHOLD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BodyPolicy:
+    """What the HTTP layer asks of the API about a request whose body has not arrived."""
+
+    # (method, uri) from the request line -> a FormPlan to stream, an APIError to refuse
+    # with, or None for "no body expected".
+    plan: Callable[[bytes, bytes], FormPlan | APIError | None]
+    # (path, refusal) -> seconds to wait before answering it
+    refusal_delay: Callable[[bytes, APIError], float]
+    uploads: Path  # where file parts are written as they arrive
+    first_run: Callable[[], bool]  # for the First-Run key of error answers
+    refused: Callable[..., None]  # (request, method, path, refusal): audit an early refusal
+    finished: Callable[..., None]  # (request): audit a finished request
 
 
 def scrub_uri(uri: bytes) -> bytes:
@@ -71,11 +83,31 @@ class AdminRequest(server.Request):
     def __repr__(self) -> str:
         return f"<AdminRequest {self.request_id} {self.method!r} {scrub_uri(self.uri or b'')!r}>"
 
+    @property
+    def policy(self) -> BodyPolicy:
+        return self.channel.site.policy
+
+    # Before the body arrives, twisted.web has parsed the request line but not yet set
+    # self.method and self.uri (they are set in requestReceived, after the body). The
+    # channel keeps them in private attributes; these two are the only readers.
+
+    @property
+    def line_method(self) -> bytes:
+        return self.method if self.method != b"(no method yet)" else self.channel._command
+
+    @property
+    def line_uri(self) -> bytes:
+        return self.uri if self.uri != b"(no uri yet)" else self.channel._path
+
+    @property
+    def line_path(self) -> bytes:
+        return self.line_uri.partition(b"?")[0]
+
     def gotLength(self, length: int | None) -> None:
         self.content = io.BytesIO()  # stays empty: bodies go to the form stream or nowhere
         if length == 0:
             return
-        plan = self.channel.site.api.plan_body(self.channel._command, self.channel._path)
+        plan = self.policy.plan(self.line_method, self.line_uri)
         if isinstance(plan, APIError):
             if length is None or length > EARLY_REFUSAL_THRESHOLD:
                 self._refuse_early(plan)
@@ -93,7 +125,7 @@ class AdminRequest(server.Request):
         else:
             transport = self.channel.transport
             writer = DiskWriter(self.channel.site.reactor, transport.pauseProducing, transport.resumeProducing)
-            self._form_stream = FormStream(plan, boundary, self.channel.site.api.tree.uploads, writer)
+            self._form_stream = FormStream(plan, boundary, self.policy.uploads, writer)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._form_stream is not None:
@@ -133,6 +165,16 @@ class AdminRequest(server.Request):
         self.notifyFinish().addBoth(lambda _: self.form.discard())
         super().process()
 
+    def render(self, resrc) -> None:
+        """A body the HTTP layer refused is answered here; the API never sees it."""
+        if self.body_problem is None:
+            return super().render(resrc)
+        problem = self.body_problem
+        payload = responses.error(self, problem.status, problem.message, self.policy.first_run())
+        if self.method != b"HEAD":
+            self.write(payload)
+        self.finish()
+
     def connectionLost(self, reason) -> None:
         if self._form_stream is not None:
             self._form_stream.abort()
@@ -145,26 +187,18 @@ class AdminRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" before the answer
         site = self.channel.site
         site.refused_early(self, problem)
-        delay = site.api.refusal_delay(self.channel._path.partition(b"?")[0], problem)
-        answer = self._early_answer(problem, site.api.tokens.first_run)
+        delay = self.policy.refusal_delay(self.line_path, problem)
+        answer = self._early_answer(problem, self.policy.first_run())
         if delay:
-            site.api.clock.callLater(delay, self._send_early, answer)
+            site.clock.callLater(delay, self._send_early, answer)
         else:
             self._send_early(answer)
 
     def _early_answer(self, problem: APIError, first_run: bool) -> bytes:
-        payload = compact_json(error_value(problem.status, problem.message, first_run))
-        headers = dict(SECURITY_HEADERS)
-        headers.update(
-            {
-                b"Content-Type": b"application/json",
-                b"Content-Length": str(len(payload)).encode(),
-                b"Connection": b"close",
-                b"X-Request-Id": self.request_id.encode(),
-            }
-        )
-        if problem.message:
-            headers[b"Error-Message"] = header_safe(problem.message)
+        """The error answer as bytes, written to the connection before the request is
+        complete (twisted.web's own writing needs a finished request line and body)."""
+        headers, payload = responses.error_answer(problem.status, problem.message, first_run)
+        headers = {**SECURITY_HEADERS, **headers, b"Connection": b"close", b"X-Request-Id": self.request_id.encode()}
         head = [f"HTTP/1.1 {status_line(problem.status)}".encode()]
         head += [name + b": " + value for name, value in headers.items()]
         return b"\r\n".join(head) + b"\r\n\r\n" + payload
@@ -179,9 +213,10 @@ class AdminSite(server.Site):
     requestFactory = AdminRequest
     logger = Logger()
 
-    def __init__(self, api, reactor):
-        super().__init__(api.resource(), reactor=reactor)
-        self.api = api
+    def __init__(self, resource, policy: BodyPolicy, reactor, clock=None):
+        super().__init__(resource, reactor=reactor)
+        self.policy = policy
+        self.clock = clock or reactor
         self.displayTracebacks = False
 
     def log(self, request: AdminRequest) -> None:
@@ -190,7 +225,7 @@ class AdminSite(server.Site):
         Whatever goes wrong here must not keep the request from finishing."""
         try:
             self._log_access(request)
-            self.api.record_finished(request)
+            self.policy.finished(request)
         except Exception:
             self.logger.failure("Could not log request {id}", id=request.request_id)
 
@@ -210,10 +245,10 @@ class AdminSite(server.Site):
         self.logger.info(
             '{client} "{method} {uri}" {code} refused before the body: {message} id={request_id}',
             client=client_host(request),
-            method=request.channel._command.decode("ascii", "replace"),
-            uri=scrub_uri(request.channel._path).decode("ascii", "replace"),
+            method=request.line_method.decode("ascii", "replace"),
+            uri=scrub_uri(request.line_uri).decode("ascii", "replace"),
             code=problem.status,
             message=problem.message,
             request_id=request.request_id,
         )
-        self.api.record_refusal(request, problem)
+        self.policy.refused(request, request.line_method, request.line_path, problem)

@@ -130,6 +130,7 @@ def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None =
         reactor,
     )
     if token is not None:
+        service.tree.lay_out()
         service.tree.token_file.write_text(token + "\n")
     service.startService()
     pool = HTTPConnectionPool(reactor, persistent=True)

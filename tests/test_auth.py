@@ -10,7 +10,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from conftest import json_of, multipart, raw_request
 from jidoteki_admin import auth
-from jidoteki_admin.api import Endpoint
+from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
 from jidoteki_admin.auth import request_hash, secret_key
 from jidoteki_admin.responses import document
 
@@ -26,11 +26,10 @@ def versioned(daemon):
     return daemon
 
 
-class Nested:
-    """A section with a nested endpoint, as /update/log will be."""
-
-    def endpoints(self):
-        return [Endpoint("/sample/log", {"GET": lambda request: document(request, {"nested": True})})]
+def nested() -> Section:
+    """A section with a nested endpoint, as /update/log is."""
+    answer = get(lambda request: document(request, {"nested": True}), "Nested", Reply(JSON))
+    return Section("sample", "Sample", (Endpoint("/sample/log", (answer,)),))
 
 
 def audit_entries(daemon) -> list[dict]:
@@ -86,7 +85,7 @@ async def test_token_authenticates(versioned):
 
 @pytest_twisted.ensureDeferred
 async def test_nested_endpoint_hash_is_over_the_full_path(versioned):
-    versioned.service.api.add(Nested())
+    versioned.service.catalogue.add(nested())
     good = await versioned.get("/sample/log", auth="hash")
     assert good.code == 200
     assert await json_of(good) == {"nested": True}

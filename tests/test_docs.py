@@ -92,3 +92,11 @@ def test_docs_keep_the_published_vectors_and_examples():
 def test_docs_start_as_the_shared_contract():
     ours, shared = DOCS.read_text().splitlines(), SHARED.read_text().splitlines()
     assert ours[:40] == shared[:40]
+
+
+@pytest_twisted.ensureDeferred
+async def test_docs_with_a_slash_is_the_same_page_as_the_original_dashboard_links_it(daemon):
+    plain = await daemon.client.get(daemon.base + "/docs")
+    slash = await daemon.client.get(daemon.base + "/docs/")
+    assert slash.code == 200
+    assert await slash.content() == await plain.content()

@@ -162,9 +162,13 @@ async def test_health_figures_are_live(daemon):
     assert health["memory"]["total"] == f"{round(mem_total_kib / 1024)}M"
 
 
+def sampler_of(daemon) -> CpuSampler:
+    return next(s for s in daemon.service if isinstance(s, CpuSampler))
+
+
 @pytest_twisted.ensureDeferred
 async def test_health_cpu5min_comes_from_the_sampler(daemon):
-    daemon.service.sampler.samples.extend([40.0, 60.0])
+    sampler_of(daemon).samples.extend([40.0, 60.0])
     health = await json_of(await daemon.get("/health"))
     assert health["cpu"]["cpu5min"] == 50
 

@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 
 from conftest import json_of, raw_request
-from jidoteki_admin.api import Endpoint
+from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get, post
 from jidoteki_admin.config import ConfigError, parse_config
 from jidoteki_admin.responses import document
 
@@ -22,24 +22,21 @@ DEFAULT_ENDPOINTS = {
 VARYING_HEADERS = {"date", "x-request-id"}
 
 
-class License:
+def license_section() -> Section:
     """A stand-in optional section with a first-level and a nested endpoint."""
-
-    def endpoints(self):
-        return [
-            Endpoint(
-                "/license",
-                {"GET": lambda r: document(r, {"license": "ok"}), "POST": lambda r: document(r, {})},
-                optional="license",
-            ),
-            Endpoint("/license/log", {"GET": lambda r: document(r, {"log": ""})}, optional="license"),
-        ]
+    return Section("license", "License", (
+        Endpoint("/license", (
+            get(lambda r: document(r, {"license": "ok"}), "Show", Reply(JSON)),
+            post(lambda r: document(r, {}), "Install", Reply(JSON)),
+        )),
+        Endpoint("/license/log", (get(lambda r: document(r, {"log": ""}), "Log", Reply(JSON)),)),
+    ), optional=True)
 
 
 def with_license(make_daemon, enabled: bool):
     config = {"endpoints": ["license"] if enabled else ["settings"], "parameters": ["license"]}
     daemon = make_daemon(config=config)
-    daemon.service.api.add(License())
+    daemon.service.catalogue.add(license_section())
     return daemon
 
 
@@ -141,7 +138,7 @@ async def test_endpoints_lists_first_levels_and_docs_sorted(daemon):
     assert DEFAULT_ENDPOINTS <= set(listed)
     for entry in listed[:-1]:
         assert re.fullmatch(r"/api/v1/admin/[a-z]+", entry), entry
-    registered = {"/api/v1/admin/" + p.split("/")[4] for p in daemon.service.api.endpoints}
+    registered = {"/api/v1/admin/" + p.split("/")[4] for p in daemon.service.catalogue.paths() if p.startswith("/api/v1/admin/")}
     assert set(listed) == registered | {"/docs"}
 
 

@@ -3,6 +3,8 @@
 import json
 import os
 import sys
+import time
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
@@ -16,6 +18,8 @@ from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, JobK
 
 KIND = JobKind(
     name="demo",
+    title="a demo",
+    program="demo.program",
     log_name="demo.log",
     status_name="status_demo",
     error_message_name="status_demo_error_message.txt",
@@ -29,6 +33,13 @@ KIND = JobKind(
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
+
+
+class GivenArgv:
+    """Runs the arguments given to start() as the whole command: the tests' own programs."""
+
+    def command(self, kind, args):
+        return args
 
 
 REPORT = "import os\ndef report(**m):\n    os.write(3, (__import__('json').dumps(m) + '\\n').encode())\n"
@@ -45,14 +56,14 @@ def tree(tmp_path):
 def clocked_runner(tree):
     """A runner whose timeouts follow a Clock the test advances."""
     clock = Clock()
-    runner = JobRunner(tree, reactor, clock, timeout=60)
+    runner = JobRunner(tree, reactor, clock, timeout=60, launcher=GivenArgv())
     runner.register(KIND)
     return runner, clock
 
 
 @pytest.fixture
 def runner(tree):
-    runner = JobRunner(tree, reactor, timeout=30)
+    runner = JobRunner(tree, reactor, timeout=30, launcher=GivenArgv())
     runner.register(KIND)
     runner.startService()
     yield runner
@@ -143,7 +154,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_job_left_running_is_marked_failed_at_start(tree):
-    runner = JobRunner(tree, reactor)
+    runner = JobRunner(tree, reactor, launcher=GivenArgv())
     files = runner.register(KIND)
     files.write(JobStatus(RUNNING, 30))
     runner.startService()
@@ -160,14 +171,18 @@ def test_a_job_left_running_is_marked_failed_at_start(tree):
 
 @pytest_twisted.ensureDeferred
 async def test_stopping_the_runner_stops_its_jobs(tree):
-    runner = JobRunner(tree, reactor)
+    runner = JobRunner(tree, reactor, launcher=GivenArgv())
     runner.register(KIND)
     runner.startService()
     done = runner.start(KIND, python("import time; time.sleep(300)"))
-    await runner.stopService()
+    started = time.monotonic()
+    await runner.stopService()  # in the same reactor turn as the start
     status = await done
     assert status.status == FAILED and status.error_code == "E9002"
     assert runner.status(KIND).status == FAILED
+    # The SIGTERM reaches a child that has not even exec'd yet: no waiting out the
+    # grace period for a SIGKILL.
+    assert time.monotonic() - started < KILL_GRACE_SECONDS / 2
 
 
 @pytest_twisted.ensureDeferred
@@ -209,7 +224,7 @@ def test_a_job_that_cannot_be_spawned_is_failed_not_left_running(tree):
         def spawnProcess(self, *args, **kwargs):
             raise OSError(11, "Resource temporarily unavailable")
 
-    runner = JobRunner(tree, CannotFork(), clock=Clock())
+    runner = JobRunner(tree, CannotFork(), clock=Clock(), launcher=GivenArgv())
     runner.register(KIND)
     failures = []
     runner.start(KIND, python("pass")).addCallback(failures.append)
@@ -225,3 +240,66 @@ async def test_output_without_newlines_is_cut_into_bounded_lines(runner, tree):
     await runner.start(KIND, python(f"import sys; sys.stdout.write('x' * {3 * MAX_LINE + 5})"))
     lines = (tree.log / "demo.log").read_text().splitlines()
     assert [len(line) for line in lines] == [MAX_LINE, MAX_LINE, MAX_LINE, 5]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_runs_in_the_trees_tmp_directory(runner, tree):
+    await runner.start(KIND, python("import os; print(os.getcwd())"))
+    assert (tree.log / "demo.log").read_text().splitlines()[-1] == str(tree.tmp)
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_job_of_a_group_at_a_time_and_the_refusal_names_the_running_one(runner):
+    restore = replace(KIND, name="restore", title="a restore", log_name="restore.log",
+                      status_name="status_restore", busy_code="E9100")
+    runner.register(restore)
+    done = runner.start(KIND, python("import time; time.sleep(0.3)"))
+    with pytest.raises(AlreadyRunning) as refused:
+        runner.start(restore, python("pass"))
+    assert refused.value.message == "E9100: Cannot start a restore while a demo is running"
+    with pytest.raises(AlreadyRunning) as again:
+        runner.start(KIND, python("pass"))
+    assert again.value.message == "A demo is already running"
+    other_group = replace(restore, name="logs", log_name="logs.log", status_name=None, group="logs")
+    assert (await runner.start(other_group, python("pass"))).status == SUCCESS
+    assert (await done).status == SUCCESS
+    assert (await runner.start(restore, python("pass"))).status == SUCCESS
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_kind_without_status_files_keeps_its_status_in_memory(runner, tree):
+    logs = replace(KIND, name="logs", log_name="logs.log", status_name=None,
+                   error_message_name=None, error_code_name=None)
+    runner.register(logs)
+    before = set(os.listdir(tree.etc))
+    status = await runner.start(logs, python(REPORT + "report(percentage=50)\nraise SystemExit(2)"))
+    assert status.status == FAILED and runner.status(logs) == status
+    assert set(os.listdir(tree.etc)) == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reboot_interrupted_by_the_daemon_stopping_succeeded(tree):
+    reboot = replace(KIND, name="reboot", log_name="reboot.log", status_name="status_reboot",
+                     interrupted_outcome=SUCCESS)
+    runner = JobRunner(tree, reactor, launcher=GivenArgv())
+    runner.register(reboot)
+    runner.startService()
+    done = runner.start(reboot, python("import time; time.sleep(300)"))
+    await runner.stopService()
+    assert (await done).status == SUCCESS
+    # And one that the daemon's death left "running" is settled as success at start-up.
+    runner.files(reboot).write(JobStatus(RUNNING, 40))
+    again = JobRunner(tree, reactor, launcher=GivenArgv())
+    again.register(reboot)
+    again.startService()
+    try:
+        assert again.status(reboot) == JobStatus(SUCCESS, 100)
+    finally:
+        await again.stopService()
+
+
+def test_the_built_in_launcher_runs_the_kinds_program_on_the_absolute_tree(tree):
+    from jidoteki_admin.runner import BuiltinPrograms
+
+    argv = BuiltinPrograms(tree).command(KIND, ["--package", "/x.enc"])
+    assert argv == [sys.executable, "-m", "demo.program", "--admin-path", str(tree.root), "--package", "/x.enc"]

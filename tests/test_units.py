@@ -309,6 +309,10 @@ def parse_size(text: str) -> float:
     return float(match.group(1)) * 1024 ** UNIT_POWERS[match.group(2)]
 
 
+def test_human_size_just_under_ten_units_has_no_decimal():
+    assert human_size(int(9.97 * 1024**3)) == "10G"
+
+
 @SETTINGS
 @given(st.integers(0, 2**70))
 def test_human_size_is_a_number_and_a_unit_close_to_the_size(size):

@@ -336,3 +336,17 @@ async def test_update_running_past_the_job_timeout_fails(make_daemon, keys, tmp_
     assert "longer than 1 seconds" in (daemon.admin_path / "log" / "update.log").read_text()
     assert installed_version(daemon.admin_path) == "1.0.0\n"
     assert not (daemon.admin_path / "update-ran.txt").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_uploaded_package_is_installed_not_a_leftover_with_a_version_in_its_name(daemon, keys, tmp_path):
+    install_keys(daemon.admin_path, keys)
+    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    leftover = uploads / "software_package-1.5.0.enc"
+    leftover.write_bytes(build(tmp_path, keys, "1.5.0").read_bytes())
+    await accepted(daemon, build(tmp_path, keys, "2.0.0"), name="myupdate-2.0.enc")
+    body = await finished(daemon)
+    assert body["status"] == "success", body
+    assert installed_version(daemon.admin_path) == "2.0.0\n"
+    # Only the upload is consumed; the leftover is someone else's business.
+    assert os.listdir(uploads) == [leftover.name]

@@ -1,115 +1,84 @@
-"""The update job: install the newest uploaded update package.
+"""The update job: install the update package the administrator uploaded.
 
 The daemon's job runner starts it as
 
-    python -m jidoteki_admin.jobs.update --admin-path DIR
+    python -m jidoteki_admin.jobs.update --admin-path DIR --package FILE
 
-with DIR/tmp as working directory. Log lines go to stdout (the runner appends them to
-log/update.log). Progress and the outcome go to file descriptor 3, one JSON object a line:
-``{"percentage": N}`` at each step, and ``{"error-code": ..., "error-message": ...}`` just
-before a failed exit. Exit status 0 means the update is installed, 1 that it failed.
-docs/packages.md lists the steps and error codes.
+FILE is the package this request uploaded; only it is installed, and only it is removed
+afterwards. Run by hand without --package, the job installs the newest
+``software_package-*.enc`` in the uploads folder. The protocol (log lines, progress on
+fd 3, exit status) is the one every job shares: jobs/program.py. docs/packages.md lists
+the steps and error codes.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
 from .. import package
 from ..files import atomic_write, read_first_line, remove_quietly
-from ..layout import AdminTree
-from ..package import PackageError, Version
+from ..package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError, Version
+from .program import JobFailed, Program, main, write_log
+from .protocol import JobKind
 
-PROGRESS_FD = 3
-E_UNEXPECTED = "E1000"
-E_SCRIPT = "E1002"
 LINE_MAX = 64 * 1024
-MESSAGE_MAX = 1000  # keeps each progress line under PIPE_BUF, so it is written whole
+
+UPDATE = JobKind(
+    name="update",
+    title="an update",
+    program="jidoteki_admin.jobs.update",
+    log_name="update.log",
+    label="SYSTEM",
+    status_name="status_update",
+    error_message_name="status_error_message.txt",
+    error_code_name="status_error_code.txt",
+    busy_code=E_BUSY,
+    unexpected_code=E_UNEXPECTED,
+    timeout_code=E_SCRIPT,
+    interrupted_code=E_SCRIPT,
+    appliance_command="update",
+)
 
 
-class Interrupted(Exception):
-    pass
+class UpdateProgram(Program):
+    kind = UPDATE
+    description = "Install an uploaded update package."
+    interrupted_message = "Update interrupted by SIGTERM"
 
-
-def log(message: str) -> None:
-    _write_log(f"[{int(time.time())}][SYSTEM] {message}\n".encode())
-
-
-def _write_log(data: bytes) -> None:
-    try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    except OSError:
-        pass  # a runner that went away must not turn a good update into a failed one
-
-
-class Progress:
-    """JSON lines on fd 3, when the runner opened it for writing.
-
-    Run by hand, fd 3 is usually closed and progress is simply not reported. It is checked
-    before the job opens any file, so it cannot be one of the job's own files.
-    """
-
-    def __init__(self, fd: int = PROGRESS_FD):
-        try:
-            writable = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
-        except OSError:
-            writable = False
-        self._fd = fd if writable else None
-
-    def report(self, **fields) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.write(self._fd, json.dumps(fields).encode() + b"\n")
-        except OSError:
-            self._fd = None
-
-    def percentage(self, value: int) -> None:
-        self.report(percentage=value)
-
-    def error(self, code: str, message: str) -> None:
-        self.report(**{"error-code": code, "error-message": message[:MESSAGE_MAX]})
-
-
-class UpdateJob:
-    def __init__(self, tree: AdminTree, progress: Progress):
-        self.tree = tree
-        self.progress = progress
-        self.packages: list[Path] = []
+    def __init__(self, tree, args, progress):
+        super().__init__(tree, args, progress)
+        self.package: Path | None = None
+        self.seen: list[Path] = []  # removed at the end, installed or not
         self.workdir: Path | None = None
 
-    def step(self, percentage: int, message: str) -> None:
-        log(message)
-        self.progress.percentage(percentage)
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--package", type=Path,
+                            help="the uploaded package to install (default: the newest in the uploads folder)")
 
     def run(self) -> None:
-        log("Updating system. Please wait..")
+        try:
+            self._run()
+        except PackageError as e:
+            raise JobFailed(e.code, e.message) from None
+
+    def _run(self) -> None:
+        self.log("Updating system. Please wait..")
         self.step(10, "Looking for the update package")
-        # Every package seen now is removed at the end, used or not; one uploaded while
-        # the job runs is left for the next update.
-        self.packages = package.find_packages(self.tree.uploads)
-        if not self.packages:
-            raise PackageError(package.E_MISSING, "Missing update package")
-        newest = self.packages[-1]
+        self.package = self.find_package()
         self.tree.tmp.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=self.tree.tmp))
 
-        self.step(20, f"Decrypting update package {newest.name}")
+        self.step(20, f"Decrypting update package {self.package.name}")
         public_key = package.load_public_key(self.tree.etc / "updates.pub")
         inner, digest, signature = package.unpack(
-            newest, self.tree.etc / "updates.key", self.workdir,
+            self.package, self.tree.etc / "updates.key", self.workdir,
             on_decrypted=lambda scheme: self.step(30, "Extracting update package"))
         self.step(40, "Verifying update package signature")
         package.verify_digest(public_key, signature, digest)
@@ -127,6 +96,24 @@ class UpdateJob:
         self.install(extracted)
         self.step(100, "Updating system successful")
 
+    def find_package(self) -> Path:
+        """The package named on the command line; by hand, the newest one uploaded.
+
+        A daemon always names the file its request uploaded, so a package left over in
+        the uploads folder can never be installed in its place.
+        """
+        if self.args.package is None:
+            # By hand, as the old appliance did: every package seen now is removed at the
+            # end; one uploaded while the job runs is left for the next update.
+            self.seen = package.find_packages(self.tree.uploads)
+            if not self.seen:
+                raise PackageError(package.E_MISSING, "Missing update package")
+            return self.seen[-1]
+        self.seen = [self.args.package]
+        if not self.args.package.is_file():
+            raise PackageError(package.E_MISSING, "Missing update package")
+        return self.args.package
+
     def check_version(self, extracted: Path) -> str:
         """The package's version.txt must be newer than etc/version.txt, if there is one."""
         path = extracted / "version.txt"
@@ -143,17 +130,17 @@ class UpdateJob:
         except ValueError:
             # The signature already vouches for the package; a garbled version file must
             # not lock the appliance out of every future update.
-            log(f"Installed version {installed_text!r} is not a semantic version; not comparing")
+            self.log(f"Installed version {installed_text!r} is not a semantic version; not comparing")
             installed = None
         if installed is not None and new <= installed:
             raise PackageError(package.E_VERSION, f"Update package version {new} is not newer "
                                f"than the installed version {installed}")
-        log(f"Updating from version {installed or 'unknown'} to {new}")
+        self.log(f"Updating from version {installed or 'unknown'} to {new}")
         return text.strip()
 
     def run_update_script(self, extracted: Path, version: str) -> None:
         if not (extracted / "update.sh").is_file():
-            log("No update script in the package")
+            self.log("No update script in the package")
             return
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -185,56 +172,24 @@ class UpdateJob:
                 atomic_write(self.tree.etc / name, source.read_bytes(), 0o644)
 
     def clean_up(self) -> None:
-        for path in self.packages:
+        for path in self.seen:
             remove_quietly(path)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def fail(self, code: str, message: str) -> int:
-        log(f"Failed updating system: {message}")
-        self.progress.error(code, message)
-        return 1
+    def failed(self, code, message: str) -> None:
+        self.log(f"Failed updating system: {message}")
 
 
 def _pass_through(stream) -> None:
     """Copy a child's output to the log verbatim, line by line as it comes."""
     line = b"\n"
     while chunk := stream.readline(LINE_MAX):
-        _write_log(chunk)
+        write_log(chunk)
         line = chunk
     if not line.endswith(b"\n"):  # keep the job's next log line on a line of its own
-        _write_log(b"\n")
-
-
-def _interrupted(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
-    raise Interrupted("Update interrupted by SIGTERM")
-
-
-def main(argv: list[str] | None = None) -> int:
-    progress = Progress()  # first, before any file of the job's own can take fd 3
-    parser = argparse.ArgumentParser(prog="python -m jidoteki_admin.jobs.update",
-                                     description="Install the newest uploaded update package.")
-    parser.add_argument("--admin-path", required=True, type=Path, help="the appliance's admin tree")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupted)
-    job = UpdateJob(AdminTree(args.admin_path.resolve()), progress)
-    failure = None
-    try:
-        job.run()
-    except PackageError as e:
-        failure = (e.code, e.message)
-    except Interrupted as e:
-        failure = (E_SCRIPT, str(e))
-    except Exception as e:
-        traceback.print_exc()
-        failure = (E_UNEXPECTED, f"Unexpected error: {type(e).__name__}: {e}")
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be cut short
-        job.clean_up()
-    # The error is reported last, once the clean-up is done, just before the exit.
-    return job.fail(*failure) if failure else 0
+        write_log(b"\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(UpdateProgram))

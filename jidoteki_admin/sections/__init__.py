@@ -1,1 +1,15 @@
-"""The API sections, one module per section of the API reference; they never import each other."""
+"""The API sections, one module per section of the API reference.
+
+Each module holds one class with a ``name``, whether it is ``optional`` (the config's
+"endpoints" list turns an optional one on), a constructor taking the daemon's Context,
+``section()`` returning its catalogue entry, and optionally ``services()`` for Twisted
+services it needs running. Sections never import each other. Registering one is one entry
+in REGISTERED.
+"""
+
+from .information import Information
+from .services import Services
+from .setup import Setup
+from .updates import Updates
+
+REGISTERED = (Setup, Information, Services, Updates)

@@ -11,31 +11,58 @@ import psutil
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from .. import API_PREFIX, responses
-from ..api import Endpoint
+from .. import responses
+from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
+from ..context import Context
 from ..files import read_first_line
-from ..layout import AdminTree
 from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0
 SAMPLE_WINDOW = 300.0
 
 
-class Information:
-    def __init__(self, tree: AdminTree, build_file: Path, sampler: "CpuSampler", listed_endpoints):
-        self.tree = tree
-        self.build_file = build_file
-        self.sampler = sampler
-        self.listed_endpoints = listed_endpoints  # a callable: what GET /endpoints lists
+_TEXT = {"type": "string"}
+VERSION_SCHEMA = {"type": "object", "properties": {"version": _TEXT}, "required": ["version"]}
+_USAGE = {"type": "object", "properties": {"used": _TEXT, "total": _TEXT, "percentage": {"type": "integer"}}}
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "disk": _USAGE,
+        "memory": _USAGE,
+        "cpu": {
+            "type": "object",
+            "properties": {"num": {"type": "integer"}, "load": _TEXT, "cpu5min": {"type": "number"}},
+        },
+    },
+}
+ENDPOINTS_SCHEMA = {"type": "object", "properties": {"endpoints": {"type": "array", "items": _TEXT}}}
 
-    def endpoints(self):
-        return [
-            Endpoint("/version", {"GET": self.version}),
-            Endpoint("/changelog", {"GET": self.changelog}),
-            Endpoint("/build", {"GET": self.build}),
-            Endpoint("/health", {"GET": self.health}),
-            Endpoint("/endpoints", {"GET": self.endpoint_list}),
-        ]
+
+class Information:
+    name = "information"
+    optional = False
+
+    def __init__(self, context: Context):
+        self.tree = context.tree
+        self.build_file = context.config.build_file
+        self.sampler = CpuSampler(context.clock)
+        self.catalogue = context.catalogue
+
+    def services(self):
+        return [self.sampler]
+
+    def section(self) -> Section:
+        return Section(self.name, "Information", (
+            Endpoint("/version", (get(self.version, "The installed version", Reply(JSON, VERSION_SCHEMA),
+                                      errors=(404,)),)),
+            Endpoint("/changelog", (get(self.changelog, "The installed changelog", Reply(PLAIN_TEXT),
+                                        errors=(404,)),)),
+            Endpoint("/build", (get(self.build, "The appliance's build information",
+                                    Reply(JSON, {"type": "object"}), errors=(404, 500)),)),
+            Endpoint("/health", (get(self.health, "Disk, memory and CPU use", Reply(JSON, HEALTH_SCHEMA)),)),
+            Endpoint("/endpoints", (get(self.endpoint_list, "The endpoints this appliance serves",
+                                        Reply(JSON, ENDPOINTS_SCHEMA)),)),
+        ))
 
     def version(self, request) -> bytes:
         version = read_first_line(self.tree.etc / "version.txt")
@@ -83,13 +110,7 @@ class Information:
         )
 
     def endpoint_list(self, request) -> bytes:
-        return responses.document(request, {"endpoints": self.listed_endpoints()}, no_cache=True)
-
-
-def listed_endpoints(paths) -> list[str]:
-    """The first-level API endpoints among ``paths`` plus /docs, sorted, as API.md lists them."""
-    first_levels = {API_PREFIX + "/" + p[len(API_PREFIX):].strip("/").split("/")[0] for p in paths}
-    return sorted(first_levels | {"/docs"})
+        return responses.document(request, {"endpoints": self.catalogue.listed()}, no_cache=True)
 
 
 UNITS = "KMGTPE"
@@ -104,7 +125,9 @@ def human_size(size: int, unit: str | None = None) -> str:
     value, index = size / 1024, 0
     while value >= 1024 and index < len(UNITS) - 1:
         value, index = value / 1024, index + 1
-    number = f"{value:.1f}" if value < 10 else f"{round(value)}"
+    number = f"{value:.1f}"
+    if float(number) >= 10:  # 9.96 is "10G", as df -h writes it, not "10.0G"
+        number = f"{round(value)}"
     return number + UNITS[index]
 
 

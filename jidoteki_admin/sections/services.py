@@ -11,23 +11,38 @@ import shutil
 from twisted.internet import defer
 
 from .. import responses
-from ..api import Endpoint
+from ..catalogue import JSON, Endpoint, Reply, Section, get
 from ..children import run_child
-from ..layout import AdminTree
+from ..context import Context
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"
 QUERY_TIMEOUT = 10.0
 
 
-class Services:
-    def __init__(self, tree: AdminTree, names, reactor):
-        self.tree = tree
-        self.names = [name for name in names if name != SELF]
-        self.reactor = reactor
+SERVICES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "services": {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": {"enum": ["running", "not running"]}},
+        }
+    },
+}
 
-    def endpoints(self):
-        return [Endpoint("/services", {"GET": self.status})]
+
+class Services:
+    name = "services"
+    optional = False
+
+    def __init__(self, context: Context):
+        self.tree = context.tree
+        self.names = [name for name in context.config.services if name != SELF]
+        self.reactor = context.reactor
+
+    def section(self) -> Section:
+        status = get(self.status, "Whether the daemon and the appliance's services run", Reply(JSON, SERVICES_SCHEMA))
+        return Section(self.name, "Services", (Endpoint("/services", (status,)),))
 
     @defer.inlineCallbacks
     def status(self, request):

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from .. import responses
-from ..api import Endpoint
-from ..auth import TokenStore, token_problem
+from ..auth import token_problem
+from ..catalogue import STATUS, Endpoint, Field, Reply, Section, post
+from ..context import Context
 from ..responses import APIError
-from ..uploads import TEXT
 
 
 class Setup:
-    def __init__(self, tokens: TokenStore):
-        self.tokens = tokens
+    name = "setup"
+    optional = False
 
-    def endpoints(self):
-        return [
-            Endpoint(
-                "/setup",
-                {"POST": self.change_token},
-                form={"newtoken": TEXT},
-                open_while_no_token=True,
-            )
-        ]
+    def __init__(self, context: Context):
+        self.tokens = context.tokens
+
+    def section(self) -> Section:
+        change = post(
+            self.change_token,
+            "Set the API token (without authentication while no token exists)",
+            Reply(STATUS),
+            Field("newtoken", description="The new API token: printable ASCII, at most 255 characters"),
+            errors=(400,),
+        )
+        return Section(self.name, "Setup and token", (Endpoint("/setup", (change,), open_while_no_token=True),))
 
     def change_token(self, request) -> bytes:
         new_token = request.form.text("newtoken")

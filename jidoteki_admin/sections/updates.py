@@ -3,53 +3,60 @@
 from __future__ import annotations
 
 import re
-import sys
 
 from .. import responses
-from ..api import Endpoint
+from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
+from ..context import Context
 from ..files import tail_lines
-from ..layout import AdminTree
+from ..jobs.update import UPDATE
 from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..responses import APIError
-from ..runner import FAILED, JobKind, JobRunner
-from ..uploads import FILE
+from ..runner import FAILED
 
-UPDATE = JobKind(
-    name="update",
-    log_name="update.log",
-    status_name="status_update",
-    error_message_name="status_error_message.txt",
-    error_code_name="status_error_code.txt",
-    label="SYSTEM",
-    unexpected_code="E1000",
-    timeout_code="E1002",
-    interrupted_code="E1002",
-)
 STATUS_LOG_LINES = 10
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+STATUS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["running", "success", "failed", None]},
+        "log": _TEXT_OR_NULL,
+        "percentage": {"type": ["integer", "null"]},
+        "error-message": _TEXT_OR_NULL,
+        "error-code": _TEXT_OR_NULL,
+    },
+    "required": ["status", "log"],
+}
 
 
 class Updates:
-    def __init__(self, tree: AdminTree, runner: JobRunner):
-        self.tree = tree
-        self.runner = runner
-        self.files = runner.register(UPDATE)
+    name = "updates"
+    optional = False
 
-    def endpoints(self):
-        return [
-            Endpoint("/update", {"GET": self.status, "POST": self.start}, form={"update": FILE}),
-            Endpoint("/update/log", {"GET": self.log}),
-        ]
+    def __init__(self, context: Context):
+        self.tree = context.tree
+        self.runner = context.runner
+        self.files = context.runner.register(UPDATE)
+
+    def section(self) -> Section:
+        start = post(
+            self.start, "Upload an update package and start installing it", Reply(ACCEPTED),
+            Field("update", FILE, description="The encrypted update package (software_package-*.enc)"),
+            errors=(400, 413, 507),
+        )
+        status = get(self.status, "The status of the last update", Reply(JSON, STATUS_SCHEMA))
+        log = get(self.log, "The whole update log", Reply(PLAIN_TEXT), errors=(404,))
+        return Section(self.name, "Updates", (
+            Endpoint("/update", (status, start)),
+            Endpoint("/update/log", (log,)),
+        ))
 
     def start(self, request) -> bytes:
-        if self.runner.is_running(UPDATE):
-            raise APIError(400, "E1004: An update is already running")
         upload = request.form.file("update")
         if upload.size == 0:
             raise APIError(400, "The update package is empty")
-        upload.move_to(self.tree.uploads / package_name(upload.filename))
-        self.runner.start(
-            UPDATE, [sys.executable, "-m", "jidoteki_admin.jobs.update", "--admin-path", str(self.tree.root)]
-        )
+        self.runner.check_free(UPDATE)  # before the upload is moved where a job might see it
+        target = upload.move_to(self.tree.uploads / package_name(upload.filename))
+        self.runner.start(UPDATE, ["--package", str(target)])
         return responses.accepted(request, "/update")
 
     def status(self, request) -> bytes:
@@ -74,8 +81,9 @@ class Updates:
 def package_name(uploaded: str) -> str:
     """A safe name in the uploads folder that the update job will recognise.
 
-    The client's name is kept when it is already a package name, since the job picks the
-    newest package by the version in its name.
+    The client's name is kept when it is already a package name, so an administrator who
+    looks in the folder (or runs the job by hand) sees what was uploaded. The job itself is
+    told this exact path, so no other file there can be installed in its place.
     """
     base = re.sub(r"[^A-Za-z0-9._-]", "_", uploaded.rsplit("/", 1)[-1]).lstrip(".")
     if base.startswith(PACKAGE_PREFIX) and base.endswith(PACKAGE_SUFFIX) and len(base) <= 200:

@@ -1,0 +1,154 @@
+"""The OpenAPI 3.1 document of what this daemon serves, made from the endpoint catalogue.
+
+Served at /docs/openapi.json. It describes exactly the endpoints this daemon serves (an
+optional section the config leaves off is not in it), their parameters, bodies and
+answers, with ``token`` and ``hash`` as API-key query parameters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import __version__
+from .catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, STATUS, Catalogue, Endpoint, Operation
+
+_STATUS_BODY = {
+    "type": "object",
+    "properties": {"Status": {"type": "string", "examples": ["200 OK"]}},
+    "required": ["Status"],
+}
+_ERROR_BODY = {
+    "type": "object",
+    "properties": {
+        "Status": {"type": "string", "examples": ["403 Forbidden"]},
+        "Error-Message": {"type": "string"},
+        "First-Run": {"type": "boolean"},
+    },
+    "required": ["Status"],
+}
+_ACCEPTED_BODY = {
+    "type": "object",
+    "properties": {"Status": {"type": "string", "examples": ["202 Accepted"]}, "Location": {"type": "string"}},
+    "required": ["Status", "Location"],
+}
+_ERROR_MESSAGE_HEADER = {"description": "Why the request failed", "schema": {"type": "string"}}
+_REASONS = {
+    400: "Invalid request: wrong method, a missing or invalid parameter, or the work is already running",
+    403: "Authentication error",
+    404: "Not found, or an optional endpoint this appliance does not enable",
+    405: "Method not allowed",
+    413: "The body is larger than this endpoint accepts",
+    500: "Internal error",
+    507: "Not enough disk space for the upload",
+}
+
+
+def openapi_document(catalogue: Catalogue) -> dict:
+    paths: dict[str, dict] = {}
+    for section, endpoint in catalogue.endpoints():
+        paths[endpoint.full_path] = {
+            op.method.lower(): _operation(section.title, endpoint, op) for op in endpoint.operations
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Admin API",
+            "version": __version__,
+            "description": "The appliance Admin API, version 1. HEAD is answered as GET. "
+            "The full reference is at /docs.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": section.title} for section in catalogue.sections],
+        "security": [{"token": []}, {"hash": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "query", "name": "token",
+                          "description": "The API token itself"},
+                "hash": {"type": "apiKey", "in": "query", "name": "hash",
+                         "description": "HMAC-SHA256 of METHOD + path, keyed by the hex SHA-256 of the token"},
+            },
+            "schemas": {"Status": _STATUS_BODY, "Error": _ERROR_BODY, "Accepted": _ACCEPTED_BODY},
+        },
+    }
+
+
+def _operation(tag: str, endpoint: Endpoint, op: Operation) -> dict:
+    value: dict = {
+        "operationId": _operation_id(op.method, endpoint.full_path),
+        "summary": op.summary,
+        "tags": [tag],
+        "responses": {**_success(op), **_errors(endpoint, op)},
+    }
+    if endpoint.public:
+        value["security"] = []
+    elif endpoint.open_while_no_token:
+        value["security"] = [{}, {"token": []}, {"hash": []}]  # none needed before the first token
+        value["description"] = "Answers without authentication while no API token exists."
+    if op.form:
+        value["requestBody"] = _form(op)
+    return value
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w] or ["root"]
+    return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def _form(op: Operation) -> dict:
+    properties = {}
+    for field in op.form:
+        if field.kind == FILE:
+            schema: dict = {"type": "string", "contentMediaType": "application/octet-stream"}
+        else:
+            schema = {"type": "string"}
+            if field.allowed:
+                schema["enum"] = list(field.allowed)
+        if field.description:
+            schema["description"] = field.description
+        properties[field.name] = schema
+    required = [f.name for f in op.form if f.required]
+    schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+def _success(op: Operation) -> dict:
+    reply = op.reply
+    if reply.kind == STATUS:
+        return {"200": _json("Done", {"$ref": "#/components/schemas/Status"})}
+    if reply.kind == JSON:
+        return {"200": _json(reply.description or "The document", reply.schema or {"type": "object"})}
+    if reply.kind == ACCEPTED:
+        answer = _json("Started; follow it at Location", {"$ref": "#/components/schemas/Accepted"})
+        answer["headers"] = {"Location": {"description": "Where to poll the job's status",
+                                          "schema": {"type": "string"}}}
+        return {"202": answer}
+    if reply.kind == PLAIN_TEXT:
+        return {"200": {"description": reply.description or "Text",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    if reply.kind == DOWNLOAD:
+        media = reply.media_type or "application/octet-stream"
+        return {"200": {"description": reply.description or "A file to save",
+                        "content": {media: {"schema": {"type": "string", "contentMediaType": media}}}}}
+    if reply.kind == PAGE:
+        media = reply.media_type or "text/html"
+        return {"200": {"description": reply.description or "The page",
+                        "content": {media: {"schema": {"type": "string"}}}}}
+    raise ValueError(f"unknown reply kind {reply.kind!r}")
+
+
+def _errors(endpoint: Endpoint, op: Operation) -> dict:
+    statuses = {405} if endpoint.public else {400, 403, 404, *op.errors}
+    return {
+        str(status): {
+            **_json(_REASONS.get(status, "Error"), {"$ref": "#/components/schemas/Error"}),
+            "headers": {"Error-Message": _ERROR_MESSAGE_HEADER},
+        }
+        for status in sorted(statuses)
+    }
+
+
+def _json(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
