@@ -104,8 +104,9 @@ class AdminService(MultiService):
     def _listen(self, name: str, description: str, factory) -> None:
         try:
             endpoint = serverFromString(self.reactor, description)
-        except (ValueError, TypeError, KeyError) as e:
-            raise StartupError(f"cannot listen for {name}: bad endpoint description {description!r}: {e}") from None
+        except Exception as e:  # parsers raise what they like: ValueError, KeyError, IndexError...
+            problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise StartupError(f"cannot listen for {name}: bad endpoint description {description!r} ({problem})") from None
         listener = Listener(name, description, endpoint, factory)
         listener.setServiceParent(self)
         self.listeners[name] = listener

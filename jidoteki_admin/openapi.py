@@ -92,6 +92,8 @@ def _operation(tag: str, endpoint: Endpoint, op: Operation) -> dict:
 
 def _operation_id(method: str, path: str) -> str:
     words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w] or ["root"]
+    if len(path) > 1 and path.endswith("/"):
+        words.append("index")  # /docs/ beside /docs
     return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 

@@ -201,8 +201,8 @@ class RawResponse:
     headers: dict
     body: bytes
 
-    def header(self, name: str):
-        return self.headers.get(name.lower())
+    def header(self, name: str, default=None):
+        return self.headers.get(name.lower(), default)
 
 
 def tls_client_context(minimum=None, maximum=None, ciphers=None) -> _ssl.SSLContext:

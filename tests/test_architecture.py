@@ -1,0 +1,87 @@
+"""The parts of the code and how they may lean on each other (docs/architecture.md).
+
+Read from the source, so a new import that breaks a rule fails here, not in review.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "jidoteki_admin"
+SECTIONS = sorted(p.stem for p in (PACKAGE / "sections").glob("*.py") if p.stem != "__init__")
+PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py") if p.stem not in ("__init__", "program", "protocol"))
+# The HTTP layer, the runner and the shared parts: none of them may know a section.
+CORE = ["api", "web", "catalogue", "openapi", "pages", "responses", "uploads", "auth", "audit",
+        "runner", "children", "layout", "files", "config", "tls", "crypto", "package"]
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def imports_of(module: str) -> set[str]:
+    """The project modules a module imports (absolute names), at any depth of its body."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            target = (base + "." + node.module if node.module else base) if node.level else node.module
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    return {name for name in found if name in modules}
+
+
+def reachable(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for name in imports_of(todo.pop()):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_sections_never_import_each_other(section):
+    others = {f"jidoteki_admin.sections.{s}" for s in SECTIONS if s != section}
+    assert imports_of(f"jidoteki_admin.sections.{section}") & others == set()
+
+
+@pytest.mark.parametrize("part", CORE)
+def test_the_core_knows_no_section(part):
+    assert not any(name.startswith("jidoteki_admin.sections") for name in reachable(f"jidoteki_admin.{part}"))
+
+
+@pytest.mark.parametrize("program", ["program", "protocol", *PROGRAMS])
+def test_job_programs_never_reach_web_code_or_a_section(program):
+    forbidden = ("jidoteki_admin.api", "jidoteki_admin.web", "jidoteki_admin.sections", "jidoteki_admin.uploads",
+                 "jidoteki_admin.daemon", "jidoteki_admin.runner")
+    reached = reachable(f"jidoteki_admin.jobs.{program}")
+    assert not [name for name in reached if name.startswith(forbidden)]
+
+
+def test_there_are_no_import_cycles():
+    for path in PACKAGE.rglob("*.py"):
+        module = module_name(path)
+        assert module not in reachable(module), f"{module} imports itself through others"
+
+
+def test_library_code_does_not_import_the_global_reactor():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "tap.py":  # the plugin's makeService is where the reactor is chosen
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
+                assert "reactor" not in {a.name for a in node.names}, path

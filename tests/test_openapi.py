@@ -1,0 +1,136 @@
+"""The OpenAPI document at /docs/openapi.json: valid, and exactly what the daemon serves."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import pytest_twisted
+from openapi_spec_validator import validate
+
+from conftest import json_of, raw_request
+from jidoteki_admin import API_PREFIX
+from jidoteki_admin.api import check_form
+from jidoteki_admin.catalogue import STATUS, Endpoint, Field, Reply, Section, post
+from jidoteki_admin.responses import APIError, status
+from jidoteki_admin.uploads import Form
+
+# Paths tried against the daemon that must not be served; the document must not list them.
+NOT_SERVED = ["/api/v1/admin/settings", "/api/v1/admin/backup", "/api/v1/admin/reboot", "/dashboard"]
+
+
+async def document_of(daemon) -> dict:
+    response = await daemon.client.get(daemon.base + "/docs/openapi.json")
+    assert response.code == 200
+    assert response.headers.getRawHeaders("content-type") == ["application/json"]
+    return await json_of(response)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_document_is_valid_openapi_3_1(daemon):
+    document = await document_of(daemon)
+    assert document["openapi"] == "3.1.0"
+    validate(document)  # raises on anything the OpenAPI 3.1 schema refuses
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_document_needs_no_authentication(fresh_daemon):
+    document = await document_of(fresh_daemon)
+    assert "/api/v1/admin/setup" in document["paths"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_path_in_the_document_is_served_with_its_methods(daemon):
+    (daemon.admin_path / "etc" / "version.txt").write_text("1.0.0\n")
+    document = await document_of(daemon)
+    for path, item in document["paths"].items():
+        for method in item:
+            query = "" if item[method].get("security") == [] else "?token=yourtoken"
+            body = {"Content-Type": "multipart/form-data; boundary=x"} if method == "post" else {}
+            response = await raw_request(daemon, method.upper(), path + query, body,
+                                         b"--x--\r\n" if method == "post" else b"")
+            assert response.status != 405, (method, path)
+            if response.status == 404:  # served, but what it reads is not there yet: it says which
+                assert response.header("error-message", "").endswith("not found"), (method, path)
+            elif response.status >= 400:  # an empty form: refused for what it lacks, nothing else
+                assert response.status == 400 and "Missing required parameter" in response.header("error-message")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_served_route_is_in_the_document(daemon):
+    document = await document_of(daemon)
+    served = {
+        endpoint.full_path: {op.method.lower() for op in endpoint.operations}
+        for _, endpoint in daemon.service.catalogue.endpoints()
+    }
+    assert {path: set(item) for path, item in document["paths"].items()} == served
+    for path in NOT_SERVED:
+        assert path not in document["paths"]
+        response = await raw_request(daemon, "GET", path + "?token=yourtoken")
+        assert response.status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_enabled_optional_section_is_documented_and_a_disabled_one_is_not(make_daemon):
+    optional = Section("backup", "Backup", (
+        Endpoint("/backup", (post(lambda r: status(r), "Back up", Reply(STATUS)),)),), optional=True)
+    off = make_daemon(subdir="off")
+    assert off.service.catalogue.add(optional) is False
+    on = make_daemon(config={"endpoints": ["backup"]}, subdir="on")
+    assert on.service.catalogue.add(optional) is True
+    assert "/api/v1/admin/backup" not in (await document_of(off))["paths"]
+    document = await document_of(on)
+    validate(document)
+    assert document["paths"]["/api/v1/admin/backup"]["post"]["summary"] == "Back up"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_document_describes_auth_forms_and_replies(daemon):
+    document = await document_of(daemon)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["token"] == {"type": "apiKey", "in": "query", "name": "token",
+                                "description": schemes["token"]["description"]}
+    assert schemes["hash"]["in"] == "query" and schemes["hash"]["name"] == "hash"
+    update = document["paths"][API_PREFIX + "/update"]["post"]
+    form = update["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["update"]
+    assert form["properties"]["update"]["contentMediaType"] == "application/octet-stream"
+    assert set(update["responses"]) >= {"202", "400", "403", "404", "413"}
+    assert "Location" in update["responses"]["202"]["headers"]
+    setup = document["paths"][API_PREFIX + "/setup"]["post"]
+    assert {} in setup["security"]  # answers without a token before the first one is set
+    assert document["paths"]["/docs"]["get"]["security"] == []
+    ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z]+[A-Za-z0-9]*", i) for i in ids)
+
+
+# Form fields declared in the catalogue are checked before any handler runs.
+
+ACTION = post(lambda r: status(r), "Start or stop", Reply(STATUS),
+              Field("action", allowed=("START", "STOP")), Field("note", required=False))
+
+
+@pytest.mark.parametrize("texts, problem", [
+    ({}, "Missing required parameter: action"),
+    ({"action": b"start"}, "Parameter action must be START or STOP"),
+    ({"action": b"\xff"}, "Parameter action is not valid UTF-8"),
+])
+def test_declared_fields_are_checked(texts, problem):
+    with pytest.raises(APIError) as refused:
+        check_form(ACTION, Form(texts=texts))
+    assert (refused.value.status, refused.value.message) == (400, problem)
+
+
+def test_declared_fields_accept_allowed_values_and_leave_optional_ones_out():
+    check_form(ACTION, Form(texts={"action": b"STOP"}))
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_allowed_value_is_enforced_through_the_daemon(daemon):
+    daemon.service.catalogue.add(Section("cluster", "Cluster", (Endpoint("/cluster", (ACTION,)),)))
+    refused = await daemon.post_form("/cluster", {"action": "RESTART"})
+    assert refused.code == 400
+    assert json.loads(await refused.content())["Error-Message"] == "Parameter action must be START or STOP"
+    done = await daemon.post_form("/cluster", {"action": "START"})
+    assert done.code == 200
