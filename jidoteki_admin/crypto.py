@@ -114,16 +114,6 @@ def encrypt(plain_path: Path, out_path: Path, key_file: Path, *, legacy_md5: boo
         writer.finish()
 
 
-def encrypt(plain_path: Path, out_path: Path, key_file: Path, *, legacy_md5: bool = False) -> None:
-    """Encrypt a file as ``openssl enc -aes-256-cbc -salt`` would (pbkdf2, or legacy md5)."""
-    passphrase = read_passphrase(key_file)
-    with open(plain_path, "rb") as src, open(out_path, "wb") as out:
-        writer = EncryptingWriter(out, passphrase, "md5" if legacy_md5 else "pbkdf2")
-        while chunk := src.read(CHUNK):
-            writer.write(chunk)
-        writer.finish()
-
-
 # ----------------------------------------------------------------------------------------
 # Decryption
 
@@ -223,16 +213,6 @@ class DecryptingReader:
         """Read to the end, so the padding of the last block is always checked."""
         while self.read(CHUNK):
             pass
-
-
-def decrypt(package_path: Path, out_path: Path, key_file: Path) -> str:
-    """Decrypt a package to a plain file, as ``openssl enc -d`` would; returns the scheme."""
-    passphrase = read_passphrase(key_file)
-    with open(package_path, "rb") as f, open(out_path, "wb") as out:
-        reader = _DecryptingReader(f, passphrase)
-        while chunk := reader.read(CHUNK):
-            out.write(chunk)
-    return reader.scheme
 
 
 def decrypt(encrypted_path: Path, out_path: Path, key_file: Path, recognise: Callable[[bytes], bool],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from pathlib import Path
 
 import psutil
 from twisted.application.service import Service
