@@ -121,7 +121,7 @@ def run_child(
         proto,
         sys.executable,
         command,
-        env=env if env is not None else _default_env(),
+        env=env if env is not None else default_env(),
         childFDs=fds,
     )
     proto.transport.closeStdin()
@@ -143,7 +143,8 @@ def _cancel_when_done(done: defer.Deferred, call) -> None:
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-def _default_env() -> dict[str, str]:
+def default_env() -> dict[str, str]:
+    """What every child gets: a few variables of the daemon's, and the package on its path."""
     keep = ("PATH", "LANG", "LC_ALL", "HOME", "JIDO_ADMIN_PATH")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))

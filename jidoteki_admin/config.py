@@ -28,6 +28,7 @@ DEFAULT_UPLOAD_LIMITS = {
     "text": 4 * KiB,
 }
 DEFAULT_JOB_TIMEOUT = 3600
+BUILTIN_JOBS, APPLIANCE_JOBS = "builtin", "appliance"
 
 
 class ConfigError(Exception):
@@ -50,6 +51,13 @@ class Config:
     services: tuple[str, ...] = ()
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
+    jobs: str = BUILTIN_JOBS  # or APPLIANCE_JOBS: the appliance's bin/wrapper.sh does the work
+    # The one privileged entry point, an argv prefix such as
+    # ["sudo", "-n", "-C", "4", "/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged",
+    #  "--admin-path", "/opt/jidoteki/tinyadmin"]; empty: jobs run as the daemon's user.
+    privileged_command: tuple[str, ...] = ()
+    appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks
+    decrypt_dir: Path | None = None  # where packages are decrypted; None: the tree's tmp/
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -124,6 +132,10 @@ def parse_config(raw: object) -> Config:
         services=_names(raw, "services"),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
+        jobs=_choice(raw, "jobs", (BUILTIN_JOBS, APPLIANCE_JOBS)),
+        privileged_command=_command(raw, "privileged-command"),
+        appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
+        decrypt_dir=_path(raw, "decrypt-dir", "") if "decrypt-dir" in raw else None,
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -137,7 +149,28 @@ KNOWN_KEYS = {
     "services",
     "upload-limits",
     "job-timeout",
+    "jobs",
+    "privileged-command",
+    "appliance-lock-dir",
+    "decrypt-dir",
 }
+
+
+def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str:
+    value = raw.get(key, choices[0])
+    if value not in choices:
+        raise ConfigError(f'"{key}" must be one of: {", ".join(repr(c) for c in choices)}')
+    return value
+
+
+def _command(raw: dict, key: str) -> tuple[str, ...]:
+    """An argv prefix: a list of non-empty strings whose first is an absolute path."""
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f'"{key}" must be a list of non-empty strings, like ["sudo", "-n", "/path/to/program"]')
+    if value and not value[0].startswith("/"):
+        raise ConfigError(f'"{key}" must start with an absolute path, not {value[0]!r}')
+    return tuple(value)
 
 
 def _names(raw: dict, key: str) -> tuple[str, ...]:

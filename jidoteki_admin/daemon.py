@@ -18,11 +18,11 @@ from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
 from .catalogue import Catalogue
-from .config import Settings, listen_description
+from .config import APPLIANCE_JOBS, Config, Settings, listen_description
 from .context import Context
 from .layout import AdminTree
 from .pages import Pages
-from .runner import JobRunner
+from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .web import AdminSite
@@ -67,6 +67,13 @@ class Listener(Service):
         return port.stopListening() if port is not None else None
 
 
+def launcher_for(tree: AdminTree, config: Config) -> Launcher:
+    """The appliance's own scripts when the config asks for them, else the built-in programs."""
+    if config.jobs == APPLIANCE_JOBS:
+        return ApplianceScripts(tree, config.privileged_command, config.appliance_lock_dir)
+    return BuiltinPrograms(tree, config.privileged_command)
+
+
 class AdminService(MultiService):
     log = Logger()
 
@@ -79,7 +86,7 @@ class AdminService(MultiService):
         self.tree = tree = AdminTree(settings.admin_path)
         self.tokens = TokenStore(tree)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
-        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout)
+        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout, launcher=launcher_for(tree, config))
         self.runner.setServiceParent(self)
         self.catalogue = Catalogue(enabled=frozenset(config.endpoints))
         context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock)

@@ -14,8 +14,9 @@ without any section noticing, since both report through the same files.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .children import ChildResult, RunningChild, run_child
+from .children import ChildResult, RunningChild, default_env, run_child
 from .files import atomic_write, atomic_write_json, remove_quietly
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
@@ -49,19 +50,77 @@ class AlreadyRunning(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the children's environment
+
+
 class Launcher(Protocol):
-    def command(self, kind: JobKind, args: list[str]) -> list[str]:
-        """The argv that runs a job of this kind."""
+    # True when the job's own scripts write the status files and the log (an appliance's
+    # scripts); the runner then only watches the child, and settles what they leave unsaid.
+    reports_through_files: bool
+
+    def command(self, kind: JobKind, args: list[str], script_args: list[str]) -> Command:
+        """How to run a job of this kind: ``args`` are for the built-in program,
+        ``script_args`` for the appliance's wrapper (the original's arguments)."""
+
+    def busy(self, kind: JobKind) -> bool:
+        """Whether a job of this kind runs outside the daemon (an appliance script's lock)."""
 
 
 class BuiltinPrograms:
-    """Runs each kind's own program (``python -m <kind.program>``) with this Python."""
+    """Runs each kind's own program (``python -m <kind.program>``) with this Python.
 
-    def __init__(self, tree: AdminTree):
+    With a privileged entry point configured, a kind that needs root runs through it as
+    ``PREFIX <program> [args]``: jidoteki-admin-privileged then runs that program of the
+    project, and only that, as root, on the admin tree its sudoers line pins.
+    """
+
+    reports_through_files = False
+
+    def __init__(self, tree: AdminTree, privileged: tuple[str, ...] = ()):
         self.tree = tree
+        self.privileged = privileged
 
-    def command(self, kind: JobKind, args: list[str]) -> list[str]:
-        return [sys.executable, "-m", kind.program, "--admin-path", str(self.tree.root), *args]
+    def command(self, kind: JobKind, args: list[str], script_args: list[str] = ()) -> Command:
+        if self.privileged and kind.privileged:
+            return Command([*self.privileged, kind.program, *args])
+        return Command([sys.executable, "-m", kind.program, "--admin-path", str(self.tree.root), *args])
+
+    def busy(self, kind: JobKind) -> bool:
+        return False
+
+
+class ApplianceScripts:
+    """Hands each job to the appliance's own bin/wrapper.sh, as the original daemon did.
+
+    The job's command goes in SSH_ORIGINAL_COMMAND; the wrapper (through the privileged
+    entry point when one is configured, else run as it is, doing its own sudo) runs the
+    appliance's update_<command>.sh, which takes the lock <lock_dir>/update_<command>.sh.task
+    and writes the status files and the log itself. A kind the appliance has no script for
+    (appliance_command None) runs the built-in program.
+    """
+
+    reports_through_files = True
+
+    def __init__(self, tree: AdminTree, privileged: tuple[str, ...] = (), lock_dir: Path = Path("/tmp")):
+        self.tree = tree
+        self.privileged = privileged
+        self.lock_dir = lock_dir
+        self.builtin = BuiltinPrograms(tree, privileged=())
+
+    def command(self, kind: JobKind, args: list[str], script_args: list[str] = ()) -> Command:
+        if kind.appliance_command is None:
+            return self.builtin.command(kind, args)
+        argv = list(self.privileged) or [str(self.tree.bin / "wrapper.sh")]
+        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": kind.appliance_command})
+
+    def busy(self, kind: JobKind) -> bool:
+        return kind.appliance_command is not None and self.lock(kind).exists()
+
+    def lock(self, kind: JobKind) -> Path:
+        return self.lock_dir / f"update_{kind.appliance_command}.sh.task"
 
 
 @dataclass(frozen=True)
@@ -97,7 +156,9 @@ class JobFiles:
         try:
             with open(self.status_json, "rb") as f:
                 value = json.loads(f.read(64 * 1024))
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
+            value = self._read_txt()  # older appliances' scripts write only the status word
+        except ValueError:
             return JobStatus(None)
         if not isinstance(value, dict):
             return JobStatus(None)
@@ -105,6 +166,14 @@ class JobFiles:
         if status == FAILED:
             return JobStatus(status, percentage, _read_text(self.error_message), _read_text(self.error_code))
         return JobStatus(status, percentage)
+
+    def _read_txt(self) -> dict | None:
+        word = _read_text(self.status_txt)
+        return {"status": word} if word in (RUNNING, SUCCESS, FAILED) else None
+
+    def stamp(self) -> tuple:
+        """Changes whenever a status file is written, by the runner or by a script."""
+        return tuple(_mtime(path) for path in (self.status_json, self.status_txt, self.error_code))
 
     def write(self, status: JobStatus) -> None:
         self._last = status
@@ -121,23 +190,38 @@ class JobFiles:
 
 
 class _Job:
-    """One running child: appends its lines to the log and tracks what it reported."""
+    """One running child: appends its lines to the log and tracks what it reported.
 
-    def __init__(self, files: JobFiles, clock):
+    A scripted job (an appliance's script writes the log and the status itself) has its
+    stray output go to the daemon's log instead, so the two never interleave in one file.
+    """
+
+    daemon_log = Logger(namespace="jidoteki_admin.jobs")
+
+    def __init__(self, files: JobFiles, clock, timeout: float, scripted: bool = False):
         self.files = files
         self.clock = clock
+        self.timeout = timeout
+        self.scripted = scripted
+        self.stamp = files.stamp()
         self.percentage = 0
         self.error_code: str | None = None
         self.error_message: str | None = None
         self._log = None
 
     def open_log(self) -> None:
+        if self.scripted:
+            return
         log = self.files.log
         if log.exists() and log.stat().st_size > LOG_ROTATE_BYTES:
             log.replace(log.with_name(log.name + ".1"))
         self._log = open(log, "ab", buffering=0)
 
     def line(self, data: bytes) -> None:
+        if self._log is None:
+            self.daemon_log.info("{kind}: {line}", kind=self.files.kind.name,
+                                 line=data.decode("utf-8", "replace").rstrip("\r"))
+            return
         self._log.write(data.rstrip(b"\r") + b"\n")
 
     def say(self, message: str) -> None:
@@ -177,6 +261,7 @@ class JobRunner(Service):
         self.kinds: dict[str, JobKind] = {}
         self._files: dict[str, JobFiles] = {}
         self._running: dict[str, tuple[JobKind, RunningChild]] = {}
+        self._again: set[str] = set()  # kinds requested again while running
         self._stopping = False
 
     def register(self, kind: JobKind) -> JobFiles:
@@ -209,9 +294,9 @@ class JobRunner(Service):
         the kind says an interruption ends (failed; a reboot job succeeded)."""
         files = self.files(kind)
         status = files.read()
-        if status.status != RUNNING:
-            return
-        job = _Job(files, self.clock)
+        if status.status != RUNNING or self.launcher.busy(kind):
+            return  # a script holding its lock is still at work
+        job = _Job(files, self.clock, self.timeout)
         job.open_log()
         if kind.interrupted_outcome == SUCCESS:
             job.say("The daemon stopped while this job was running, as the job meant it to")
@@ -239,57 +324,82 @@ class JobRunner(Service):
         return None
 
     def check_free(self, kind: JobKind) -> None:
-        """Raise AlreadyRunning when a job of this kind's group runs."""
+        """Raise AlreadyRunning when a job of this kind's group runs, here or (an
+        appliance script holding its lock) outside the daemon."""
         running = self.running_in_group(kind.group)
         if running is not None:
             raise AlreadyRunning(kind, running)
+        if self.launcher.busy(kind):
+            raise AlreadyRunning(kind, kind)
 
     def status(self, kind: JobKind) -> JobStatus:
         return self.files(kind).read()
 
-    def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = ()) -> defer.Deferred:
+    def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = (),
+              script_args: list[str] | tuple[str, ...] = ()) -> defer.Deferred:
         """Start a job; fires with its final JobStatus.
 
         Raises AlreadyRunning when a job of the same group runs: no restore during an
         update, no reboot during a backup.
         """
         self.check_free(kind)
-        files = self.files(kind)
-        job = _Job(files, self.clock)
+        command = self.launcher.command(kind, list(args), list(script_args))
+        scripted = self.launcher.reports_through_files and kind.appliance_command is not None
+        job = _Job(self.files(kind), self.clock, kind.timeout or self.timeout, scripted)
         job.open_log()
-        files.write(JobStatus(RUNNING, 0))
-        timeout = kind.timeout or self.timeout
+        if not scripted:
+            job.files.write(JobStatus(RUNNING, 0))
+        env = {**default_env(), **command.env}
         try:
-            child = run_child(
-                self.reactor,
-                self.launcher.command(kind, list(args)),
-                cwd=str(self.tree.tmp),
-                timeout=timeout,
-                clock=self.clock,
-                on_line=job.line,
-                on_message=job.message,
-            )
+            child = run_child(self.reactor, command.argv, env=env, cwd=str(self.tree.tmp),
+                              timeout=job.timeout, clock=self.clock, on_line=job.line,
+                              on_message=job.message)
         except Exception:
             # Spawning failed (no memory for a fork, say): the job must not stay "running".
-            return defer.fail().addBoth(self._finished, kind, job, timeout)
+            return defer.fail().addBoth(self._finished, kind, job)
         self._running[kind.name] = (kind, child)
-        return child.done.addBoth(self._finished, kind, job, timeout)
+        return child.done.addBoth(self._finished, kind, job)
 
-    def _finished(self, result, kind: JobKind, job: _Job, timeout: float) -> JobStatus:
+    def request(self, kind: JobKind) -> None:
+        """Run a job of this kind soon, without waiting for it: now, or once more when the
+        one running ends (so a change made while it runs is covered too)."""
+        if kind.name in self._running:
+            self._again.add(kind.name)
+            return
+        try:
+            self.start(kind)
+        except AlreadyRunning as busy:
+            self.log.warn("Not running {kind}: {why}", kind=kind.name, why=busy.message)
+
+    def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
         self._running.pop(kind.name, None)
-        status = self._outcome(result, kind, job, timeout)
+        if kind.name in self._again and not self._stopping:
+            self._again.discard(kind.name)
+            self.reactor.callLater(0, self.request, kind)
+        status = self._outcome(result, kind, job)
+        if job.scripted:
+            return self._settle_scripted(status, job)
         if status.status == FAILED and status.error_message != job.error_message:
             job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
         job.close()
         job.files.write(status)
         return status
 
-    def _outcome(self, result, kind: JobKind, job: _Job, timeout: float) -> JobStatus:
+    def _settle_scripted(self, status: JobStatus, job: _Job) -> JobStatus:
+        """The script's own status files stand; the runner writes only a failure the
+        script could not report (it never ran, was killed, or died at once)."""
+        if status.status == FAILED and (job.files.stamp() == job.stamp or job.files.read().status == RUNNING):
+            self.log.warn("The appliance's {kind} script failed: {message}", kind=job.files.kind.name,
+                          message=status.error_message)
+            job.files.write(status)
+        return job.files.read()
+
+    def _outcome(self, result, kind: JobKind, job: _Job) -> JobStatus:
         if not isinstance(result, ChildResult):
             self.log.failure("Could not run the {kind} job", result, kind=kind.name)
             return JobStatus(FAILED, job.percentage, "The job could not be started", kind.unexpected_code)
         if result.timed_out:
-            message = f"Stopped after running longer than {int(timeout)} seconds"
+            message = f"Stopped after running longer than {int(job.timeout)} seconds"
             return JobStatus(FAILED, job.percentage, message, kind.timeout_code)
         if result.exit_code == 0:
             return JobStatus(SUCCESS, 100)
@@ -299,6 +409,13 @@ class JobRunner(Service):
             return JobStatus(FAILED, job.percentage, "Stopped with the daemon", kind.interrupted_code)
         message = job.error_message or f"The job ended with exit status {result.exit_code}"
         return JobStatus(FAILED, job.percentage, message, job.error_code or kind.unexpected_code)
+
+
+def _mtime(path: Path | None) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns if path is not None else None
+    except FileNotFoundError:
+        return None
 
 
 def _text_or_none(value) -> str | None:

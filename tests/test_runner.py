@@ -14,7 +14,7 @@ from twisted.internet.task import Clock, deferLater
 from conftest import wait_until
 from jidoteki_admin.children import KILL_GRACE_SECONDS
 from jidoteki_admin.layout import AdminTree
-from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, JobKind, JobRunner, JobStatus
+from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, Command, JobKind, JobRunner, JobStatus
 
 KIND = JobKind(
     name="demo",
@@ -38,8 +38,13 @@ def python(code: str) -> list[str]:
 class GivenArgv:
     """Runs the arguments given to start() as the whole command: the tests' own programs."""
 
-    def command(self, kind, args):
-        return args
+    reports_through_files = False
+
+    def command(self, kind, args, script_args):
+        return Command(args)
+
+    def busy(self, kind):
+        return False
 
 
 REPORT = "import os\ndef report(**m):\n    os.write(3, (__import__('json').dumps(m) + '\\n').encode())\n"
@@ -301,5 +306,16 @@ async def test_a_reboot_interrupted_by_the_daemon_stopping_succeeded(tree):
 def test_the_built_in_launcher_runs_the_kinds_program_on_the_absolute_tree(tree):
     from jidoteki_admin.runner import BuiltinPrograms
 
-    argv = BuiltinPrograms(tree).command(KIND, ["--package", "/x.enc"])
-    assert argv == [sys.executable, "-m", "demo.program", "--admin-path", str(tree.root), "--package", "/x.enc"]
+    command = BuiltinPrograms(tree).command(KIND, ["--package", "/x.enc"])
+    assert command.argv == [sys.executable, "-m", "demo.program", "--admin-path", str(tree.root), "--package", "/x.enc"]
+    assert command.env == {}
+
+
+def test_the_built_in_launcher_goes_through_the_privileged_entry_point_for_root_jobs(tree):
+    from jidoteki_admin.runner import BuiltinPrograms
+
+    entry = ("/usr/bin/sudo", "-n", "-C", "4", "/venv/bin/jidoteki-admin-privileged", "--admin-path", "/t")
+    launcher = BuiltinPrograms(tree, entry)
+    assert launcher.command(KIND, ["--package", "/x"]).argv == [*entry, "demo.program", "--package", "/x"]
+    unprivileged = replace(KIND, privileged=False)
+    assert launcher.command(unprivileged, []).argv[:3] == [sys.executable, "-m", "demo.program"]

@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from ..layout import AdminTree
+from ..persistence import PersistError, persist
 from .protocol import ERROR_CODE, ERROR_MESSAGE, MESSAGE_MAX, PERCENTAGE, PROGRESS_FD, JobKind
 
 
@@ -111,6 +112,21 @@ class Program:
     def clean_up(self) -> None:
         """Runs after ``run`` whatever happened, with SIGTERM ignored."""
 
+    persisted = False
+
+    def persist(self) -> None:
+        """Save the change for the next boot (persistence.py), or say plainly it is not.
+
+        A kind that ``persists`` gets this after ``run``; a program may call it earlier,
+        before its last step.
+        """
+        self.persisted = True
+        try:
+            persist(self.tree, self.log, write_log)
+        except PersistError as e:
+            raise JobFailed(self.kind.unexpected_code,
+                            f"The change is made, but it may not survive a reboot: {e}") from None
+
     def failed(self, code: str | None, message: str) -> None:
         """The last log line of a failed job; subclasses may word it their own way."""
         self.log(f"Failed: {message}")
@@ -137,6 +153,8 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
     failure = None
     try:
         job.run()
+        if program.kind.persists and not job.persisted:
+            job.persist()
     except JobFailed as e:
         failure = (e.code, e.message)
     except Interrupted:

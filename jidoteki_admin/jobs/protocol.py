@@ -53,6 +53,11 @@ class JobKind:
     # The command the appliance's own bin/wrapper.sh knows this job by, for appliances
     # whose scripts do the work (the original passed it as SSH_ORIGINAL_COMMAND).
     appliance_command: str | None = None
+    # Needs root: run through the privileged entry point when one is configured.
+    privileged: bool = True
+    # Saves the appliance's persistent files after a success (jobs/persist.py), so the
+    # change survives a reboot of a live image.
+    persists: bool = False
 
     @property
     def has_status_files(self) -> bool:

@@ -43,6 +43,7 @@ UPDATE = JobKind(
     timeout_code=E_SCRIPT,
     interrupted_code=E_SCRIPT,
     appliance_command="update",
+    persists=True,
 )
 
 
@@ -61,6 +62,8 @@ class UpdateProgram(Program):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--package", type=Path,
                             help="the uploaded package to install (default: the newest in the uploads folder)")
+        parser.add_argument("--work-dir", type=Path,
+                            help="where the package is decrypted and extracted (default: the tree's tmp/)")
 
     def run(self) -> None:
         try:
@@ -72,8 +75,9 @@ class UpdateProgram(Program):
         self.log("Updating system. Please wait..")
         self.step(10, "Looking for the update package")
         self.package = self.find_package()
-        self.tree.tmp.mkdir(parents=True, exist_ok=True)
-        self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=self.tree.tmp))
+        work = self.args.work_dir or self.tree.tmp
+        work.mkdir(parents=True, exist_ok=True)
+        self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=work))
 
         self.step(20, f"Decrypting update package {self.package.name}")
         public_key = package.load_public_key(self.tree.etc / "updates.pub")
@@ -94,6 +98,7 @@ class UpdateProgram(Program):
         self.run_update_script(extracted, version)
         self.step(80, "Installing version.txt and changelog.txt")
         self.install(extracted)
+        self.persist()
         self.step(100, "Updating system successful")
 
     def find_package(self) -> Path:
@@ -109,6 +114,10 @@ class UpdateProgram(Program):
             if not self.seen:
                 raise PackageError(package.E_MISSING, "Missing update package")
             return self.seen[-1]
+        if self.tree.uploads.resolve() not in self.args.package.resolve().parents:
+            # Run as root through the privileged entry point, it must not be pointed at
+            # (and, afterwards, remove) any file of the system: only at what was uploaded.
+            raise PackageError(package.E_MISSING, "The update package must be in the uploads folder")
         self.seen = [self.args.package]
         if not self.args.package.is_file():
             raise PackageError(package.E_MISSING, "Missing update package")
@@ -139,18 +148,23 @@ class UpdateProgram(Program):
         return text.strip()
 
     def run_update_script(self, extracted: Path, version: str) -> None:
-        if not (extracted / "update.sh").is_file():
+        """Run the package's update.sh as the original did: made executable and run as
+        ``./update.sh`` from a shell in the extracted directory, so its own shebang applies
+        (a script without one runs under /bin/sh), with the documented environment.
+
+        Error files the script writes itself (etc/status_error_*.txt) are its word on why
+        it failed, and are kept rather than replaced by a generic E1002.
+        """
+        script_path = extracted / "update.sh"
+        if not script_path.is_file():
             self.log("No update script in the package")
             return
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "JIDO_ADMIN_PATH": str(self.tree.root),
-            "JIDO_UPDATE_VERSION": version,
-            "JIDO_UPDATE_DIR": str(extracted),
-        }
+        script_path.chmod(script_path.stat().st_mode | 0o755)
+        before = self._error_files_stamp()
         # The script stays in the job's process group, which the runner kills as a whole
         # on a timeout, so nothing it starts outlives the job.
-        script = subprocess.Popen(["/bin/sh", "update.sh"], cwd=extracted, env=env,
+        script = subprocess.Popen(["/bin/sh", "-c", "./update.sh"], cwd=extracted,
+                                  env=script_environment(self.tree, version, extracted),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT)
         try:
@@ -162,8 +176,26 @@ class UpdateProgram(Program):
             script.stdout.close()
             status = script.wait()
         if status != 0:
+            own = self._errors_written_by_script(before)
+            if own is not None:
+                raise PackageError(*own)
             how = f"exit status {status}" if status > 0 else f"signal {-status}"
             raise PackageError(E_SCRIPT, f"Update script failed with {how}")
+
+    def _error_files(self) -> tuple[Path, Path]:
+        return (self.tree.etc / UPDATE.error_code_name, self.tree.etc / UPDATE.error_message_name)
+
+    def _error_files_stamp(self) -> tuple:
+        return tuple(_stamp(path) for path in self._error_files())
+
+    def _errors_written_by_script(self, before: tuple) -> tuple[str, str] | None:
+        """(code, message) when update.sh wrote the error files during its run."""
+        if self._error_files_stamp() == before:
+            return None
+        code, message = (read_first_line(path) for path in self._error_files())
+        if not code or not message:
+            return None
+        return code.strip(), message.strip()
 
     def install(self, extracted: Path) -> None:
         for name in ("version.txt", "changelog.txt"):
@@ -179,6 +211,27 @@ class UpdateProgram(Program):
 
     def failed(self, code, message: str) -> None:
         self.log(f"Failed updating system: {message}")
+
+
+def script_environment(tree, version: str, extracted: Path) -> dict[str, str]:
+    """What update.sh gets (docs/packages.md): a login-like environment of the user the
+    job runs as, and where it is."""
+    return {
+        "PATH": os.environ.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": os.path.expanduser("~"),
+        "LANG": os.environ.get("LANG") or "C.UTF-8",
+        "JIDO_ADMIN_PATH": str(tree.root),
+        "JIDO_UPDATE_VERSION": version,
+        "JIDO_UPDATE_DIR": str(extracted),
+    }
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _pass_through(stream) -> None:

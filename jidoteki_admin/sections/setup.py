@@ -6,6 +6,7 @@ from .. import responses
 from ..auth import token_problem
 from ..catalogue import STATUS, Endpoint, Field, Reply, Section, post
 from ..context import Context
+from ..jobs.persist import PERSIST
 from ..responses import APIError
 
 
@@ -15,6 +16,8 @@ class Setup:
 
     def __init__(self, context: Context):
         self.tokens = context.tokens
+        self.runner = context.runner
+        context.runner.register(PERSIST)
 
     def section(self) -> Section:
         change = post(
@@ -32,4 +35,5 @@ class Setup:
         if problem:
             raise APIError(400, problem)
         self.tokens.replace(new_token)
+        self.runner.request(PERSIST)  # so the new token survives a reboot of a live image
         return responses.status(request)

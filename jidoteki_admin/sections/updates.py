@@ -35,6 +35,7 @@ class Updates:
     def __init__(self, context: Context):
         self.tree = context.tree
         self.runner = context.runner
+        self.work_dir = context.config.decrypt_dir or context.tree.tmp
         self.files = context.runner.register(UPDATE)
 
     def section(self) -> Section:
@@ -56,7 +57,7 @@ class Updates:
             raise APIError(400, "The update package is empty")
         self.runner.check_free(UPDATE)  # before the upload is moved where a job might see it
         target = upload.move_to(self.tree.uploads / package_name(upload.filename))
-        self.runner.start(UPDATE, ["--package", str(target)])
+        self.runner.start(UPDATE, ["--package", str(target), "--work-dir", str(self.work_dir)])
         return responses.accepted(request, "/update")
 
     def status(self, request) -> bytes:
