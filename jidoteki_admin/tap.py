@@ -8,6 +8,7 @@ from pathlib import Path
 from twisted.application.service import MultiService
 from twisted.python import usage
 
+from . import __version__
 from .config import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_HTTPS_PORT,
@@ -28,8 +29,14 @@ class Options(usage.Options):
         ["config", None, DEFAULT_CONFIG_FILE, "The JSON config file; a missing file means defaults"],
         ["https", None, str(DEFAULT_HTTPS_PORT), "HTTPS port; 0 turns HTTPS off"],
         ["http", None, None, "Plain HTTP port [default: off, or $JIDO_API_PORT]"],
-        ["interface", None, "", "Address to listen on [default: all]"],
+        ["interface", None, None, "Address to listen on [default: all]"],
     ]
+
+    # An operator asking for the version means the daemon's, not Twisted's (the default).
+    def opt_version(self) -> None:
+        """Display the jidoteki-admin version and exit."""
+        print(f"{PROGRAM} {__version__}")
+        raise SystemExit(0)
 
     def parseOptions(self, options=None):
         # twistd would print the whole usage text for a bad option; one line is clearer.
@@ -39,6 +46,7 @@ class Options(usage.Options):
             raise SystemExit(f"{PROGRAM}: {e} (see: twistd {PROGRAM} --help)") from None
 
     def postOptions(self) -> None:
+        self["interface"] = self["interface"] or ""
         self["https"] = _port(self["https"], "--https")
         http = self["http"] if self["http"] is not None else os.environ.get("JIDO_API_PORT")
         self["http"] = _port(http, "--http") if http not in (None, "") else None

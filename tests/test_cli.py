@@ -305,3 +305,29 @@ def test_admin_path_that_cannot_be_created_is_refused_with_one_line(tmp_path):
     blocker.write_text("")
     lines, _ = refuse(tmp_path, ["--admin-path", str(blocker), "--https", str(free_port())])
     one_line_mentioning(lines, str(blocker))
+
+
+# Asking about the daemon
+
+
+def run_twistd(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(TWISTD + args, cwd=tmp_path, env=twistd_env(), capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_version_prints_the_daemon_version(tmp_path):
+    from jidoteki_admin import __version__
+
+    done = run_twistd(tmp_path, ["--version"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"jidoteki-admin {__version__}"
+
+
+def test_help_names_each_default_once(tmp_path):
+    done = run_twistd(tmp_path, ["--help"])
+    assert done.returncode == 0, done.stderr
+    help_text = " ".join(done.stdout.split())
+    assert "--interface= Address to listen on [default: all] --version" in help_text
+    assert "[default: ]" not in help_text
+    for option in ("--admin-path", "--config", "--https", "--http", "--interface", "--version"):
+        assert option + ("" if option == "--version" else "=") in help_text, option
