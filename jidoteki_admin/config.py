@@ -63,6 +63,11 @@ class Settings:
     http_port: int | None = None
     interface: str = ""
 
+    def __post_init__(self) -> None:
+        # Jobs run in the tree's tmp/ and get the admin path on their command line: a
+        # relative path would name a different tree there. Anchor it once, here.
+        object.__setattr__(self, "admin_path", Path(self.admin_path).absolute())
+
 
 def default_admin_path() -> Path:
     return Path(os.environ.get("JIDO_ADMIN_PATH") or DEFAULT_ADMIN_PATH)

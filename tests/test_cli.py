@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from conftest import twistd_env
+from test_updates import build, install_keys, keys  # noqa: F401 (keys is a fixture)
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "jidoteki-admin"]
 LAYOUT = ["etc", "log", "home/sftp/uploads", "tmp", "bin"]
@@ -190,6 +191,26 @@ def test_config_file_is_read(twistd, tmp_path):
     token = (admin / "etc" / "api.token").read_text().strip()
     assert (admin / "etc" / "api.token.setup").exists()
     assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate":"42"}')
+
+
+def test_a_relative_admin_path_still_updates(twistd, tmp_path, keys):
+    """The update job runs in the tree's tmp/: a relative --admin-path must not follow it there."""
+    tree, port = tmp_path / "rel", free_port()
+    install_keys(tree, keys)
+    (tree / "etc" / "api.token").write_text("yourtoken\n")
+    package = build(tmp_path, keys, "1.0.1")
+    daemon = twistd("--admin-path", "./rel", "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+                    "--config", str(tmp_path / "absent.json"))
+    daemon.wait_listening(port)
+    url = f"http://127.0.0.1:{port}/api/v1/admin/update?token=yourtoken"
+    assert curl("-F", f"update=@{package}", url)[0] == 202
+    deadline = time.monotonic() + 30
+    while (status := json.loads(curl(url)[1]))["status"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status["status"] == "success", status
+    assert (tree / "etc" / "version.txt").read_text() == "1.0.1\n"
+    assert list((tree / "home" / "sftp" / "uploads").iterdir()) == []
 
 
 # Refusing to start
