@@ -18,6 +18,7 @@ from .runner import JobRunner
 from .sections.services import Services
 from .sections.setup import Setup
 from .tls import ContextFactory, ensure_certificate
+from .treelock import TreeLock, TreeLocked
 from .sections.updates import Updates
 from .web import AdminSite
 
@@ -69,6 +70,7 @@ class AdminService(MultiService):
         tree.lay_out()
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
+        self.lock = TreeLock(tree.lock_file)
         self.tokens = TokenStore(tree)
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
@@ -98,10 +100,29 @@ class AdminService(MultiService):
         listener.setServiceParent(self)
         self.listeners[name] = listener
 
+    def privilegedStartService(self) -> None:
+        self._lock_tree()  # before anything listens or a job is recovered
+        super().privilegedStartService()
+
     def startService(self) -> None:
+        self._lock_tree()
         super().startService()
         if "https" in self.listeners:
             self._announce_first_call()
+
+    def stopService(self):
+        """Release the tree only once the jobs have stopped, so a successor never meets them."""
+        stopped = super().stopService()
+        stopped.addBoth(lambda result: (self.lock.release(), result)[1])
+        return stopped
+
+    def _lock_tree(self) -> None:
+        try:
+            self.lock.acquire()
+        except TreeLocked as e:
+            holder = f"pid {e.holder}" if e.holder is not None else "pid unknown"
+            raise StartupError(f"{self.tree.root} is in use by another jidoteki-admin ({holder}; "
+                               f"lock file {e.path})") from None
 
     def _announce_first_call(self) -> None:
         """Tell the operator how to make the first call (never printing a token)."""
