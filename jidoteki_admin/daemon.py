@@ -138,7 +138,8 @@ class AdminService(MultiService):
                           "'{base}/setup?token=THATTOKEN' -F newtoken=YOURTOKEN",
                           path=str(self.tree.token_file), curl=curl, base=base)
         else:
-            self.log.info("Ready. Try: {curl} '{base}/version?token=YOURTOKEN'", curl=curl, base=base)
+            # /health answers on any tree; /version needs etc/version.txt, which a fresh one lacks.
+            self.log.info("Ready. Try: {curl} '{base}/health?token=YOURTOKEN'", curl=curl, base=base)
 
     def port_of(self, name: str) -> int:
         """The port a listener is bound to (useful when it was asked for port 0)."""
