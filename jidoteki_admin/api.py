@@ -123,11 +123,15 @@ class AdminAPI:
 
     @app.route("/", methods=["GET", "HEAD"])
     def dashboard(self, request):
-        return responses.body(request, 200, DASHBOARD, responses.HTML)
+        return responses.body(request, 200, self.docs.home, responses.HTML)
 
     @app.route("/docs", methods=["GET", "HEAD"])
     def docs_page(self, request):
         return responses.body(request, 200, self.docs.page, responses.HTML)
+
+    @app.route("/docs/style.css", methods=["GET", "HEAD"])
+    def docs_stylesheet(self, request):
+        return responses.body(request, 200, self.docs.stylesheet, responses.CSS)
 
     @app.route("/docs/API.md", methods=["GET", "HEAD"])
     def docs_source(self, request):
@@ -209,10 +213,3 @@ def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
 
-
-DASHBOARD = b"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Admin Dashboard</title></head>
-<body><h1>Admin Dashboard</h1>
-<p>Manage this appliance through the <a href="/docs">Admin API</a>.</p>
-</body></html>
-"""

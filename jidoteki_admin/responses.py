@@ -22,6 +22,7 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
 MARKDOWN = b"text/markdown; charset=utf-8"
+CSS = b"text/css; charset=utf-8"
 
 
 class APIError(Exception):

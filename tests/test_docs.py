@@ -92,3 +92,48 @@ def test_docs_keep_the_published_vectors_and_examples():
 def test_docs_start_as_the_shared_contract():
     ours, shared = DOCS.read_text().splitlines(), SHARED.read_text().splitlines()
     assert ours[:40] == shared[:40]
+
+
+# Styling: a stylesheet of its own, since the Content-Security-Policy refuses inline styles.
+
+
+def linked_stylesheets(page: str) -> list[str]:
+    return re.findall(r'<link rel="stylesheet" href="([^"]+)">', page)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/"])
+@pytest_twisted.ensureDeferred
+async def test_pages_link_the_stylesheet_and_have_no_inline_style(fresh_daemon, path):
+    response = await fresh_daemon.client.get(fresh_daemon.base + path)
+    page = (await response.content()).decode()
+    assert linked_stylesheets(page) == ["/docs/style.css"]
+    assert not re.search(r"<style[\s>]", page, re.I)
+    assert not re.search(r"\sstyle=", page, re.I)
+    policy = response.headers.getRawHeaders("Content-Security-Policy")[0]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_stylesheet_is_served_as_css_without_authentication(fresh_daemon):
+    response = await fresh_daemon.client.get(fresh_daemon.base + "/docs/style.css")
+    assert response.code == 200
+    assert response.headers.getRawHeaders("Content-Type")[0] == "text/css; charset=utf-8"
+    css = (await response.content()).decode()
+    assert "overflow-x: auto" in css and "@media" in css
+
+
+@pytest_twisted.ensureDeferred
+async def test_docs_page_has_a_table_of_contents_that_links_every_section(daemon):
+    page = (await (await daemon.client.get(daemon.base + "/docs")).content()).decode()
+    contents = page.split('<nav class="contents"', 1)[1].split("</nav>", 1)[0]
+    for heading_id in re.findall(r'<h1 id="([^"]+)"', page):
+        assert f'href="#{heading_id}"' in contents, heading_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_root_page_says_the_dashboard_is_not_built_and_links_the_docs(fresh_daemon):
+    response = await fresh_daemon.client.get(fresh_daemon.base + "/")
+    assert response.code == 200
+    page = (await response.content()).decode()
+    assert "The dashboard is not built yet" in page
+    assert 'href="/docs"' in page and 'href="/docs/API.md"' in page
