@@ -66,6 +66,12 @@ class AdminAPI:
             if endpoint.optional is None or endpoint.optional in self.config.endpoints:
                 self.endpoints[API_PREFIX + endpoint.path] = endpoint
 
+    def unserved_optional(self) -> list[str]:
+        """Optional endpoints the config enables but no registered section serves: an
+        operator who enabled them should hear why they answer 404."""
+        served = {endpoint.first_level for endpoint in self.endpoints.values()}
+        return [name for name in self.config.endpoints if "/" + name not in served]
+
     def resource(self):
         return self.app.resource()
 

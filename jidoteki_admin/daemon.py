@@ -86,6 +86,9 @@ class AdminService(MultiService):
         api.add(Information(tree, config.build_file, self.sampler, lambda: listed_endpoints(api.endpoints)))
         api.add(Updates(tree, self.runner))
         api.add(Services(tree, config.services, reactor))
+        if unserved := api.unserved_optional():
+            self.log.warn("The config enables optional endpoints this version does not serve yet"
+                          " (they answer 404 Not Found): {names}", names=", ".join(unserved))
         self.site = AdminSite(api, reactor)
         self.listeners: dict[str, Listener] = {}
         if settings.https_port is not None:

@@ -395,3 +395,23 @@ def test_a_second_daemon_on_the_same_tree_is_refused_naming_the_first(twistd, tm
     third = twistd("--admin-path", str(tree), "--https", str(port), "--interface", "127.0.0.1",
                    "--config", empty_config(tmp_path))
     third.wait_listening(port)
+
+
+def test_configured_optional_endpoints_not_served_are_named_in_one_warning(twistd, tmp_path):
+    config, port = tmp_path / "optional.json", free_port()
+    config.write_text(json.dumps({"endpoints": ["settings", "license"]}))
+    daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", "0", "--http", str(port),
+                    "--interface", "127.0.0.1", "--config", str(config))
+    daemon.wait_listening(port)
+    warnings = [line for line in daemon.text().splitlines() if "does not serve" in line]
+    assert len(warnings) == 1, daemon.text()
+    assert warnings[0].endswith(": settings, license")
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/settings")[0] == 404
+
+
+def test_no_warning_about_optional_endpoints_when_none_is_configured(twistd, tmp_path):
+    port = free_port()
+    daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", "0", "--http", str(port),
+                    "--interface", "127.0.0.1", "--config", empty_config(tmp_path))
+    daemon.wait_listening(port)
+    assert "does not serve" not in daemon.text()

@@ -137,3 +137,36 @@ async def test_the_root_page_says_the_dashboard_is_not_built_and_links_the_docs(
     page = (await response.content()).decode()
     assert "The dashboard is not built yet" in page
     assert 'href="/docs"' in page and 'href="/docs/API.md"' in page
+
+
+# What this version serves, as the reference says near its top
+
+
+def served_note() -> tuple[str, str]:
+    note = DOCS.read_text().split("### What this version serves\n", 1)[1].split("\n#", 1)[0]
+    served, unserved = [p for p in note.split("\n\n") if p.strip()][:2]
+    return served, unserved
+
+
+def test_the_note_names_exactly_the_endpoints_the_daemon_registers(daemon):
+    served, _ = served_note()
+    named = set(re.findall(r"`(GET|POST) (/[a-z/]+)`", served))
+    registered = {
+        (method, path.removeprefix("/api/v1/admin"))
+        for path, endpoint in daemon.service.api.endpoints.items()
+        for method in endpoint.handlers
+    }
+    assert named == registered
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_note_says_is_not_served_answers_404_even_when_enabled(make_daemon):
+    from jidoteki_admin.config import OPTIONAL_ENDPOINTS
+
+    _, unserved = served_note()
+    paths = set(re.findall(r"`(?:GET |POST )?(/[a-z/]+)`", unserved.split(" yet:")[0]))
+    assert {"/logs", "/debug", "/reboot"} | {"/" + name for name in OPTIONAL_ENDPOINTS} <= paths
+    daemon = make_daemon(config={"endpoints": list(OPTIONAL_ENDPOINTS)})
+    for path in paths:
+        response = await daemon.get(path, auth="hash")
+        assert response.code == 404, path

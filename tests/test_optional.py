@@ -177,3 +177,10 @@ def test_every_documented_optional_endpoint_is_accepted():
     config = parse_config({"endpoints": names, "parameters": parameters})
     assert set(config.endpoints) == set(names)
     assert set(config.parameters) == set(parameters)
+
+
+def test_an_enabled_optional_endpoint_is_unserved_until_a_section_serves_it(make_daemon):
+    daemon = make_daemon(config={"endpoints": ["license", "backup"]})
+    assert daemon.service.api.unserved_optional() == ["license", "backup"]
+    daemon.service.api.add(License())
+    assert daemon.service.api.unserved_optional() == ["backup"]
