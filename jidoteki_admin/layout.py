@@ -59,7 +59,7 @@ class AdminTree:
 
     @property
     def lock_file(self) -> Path:
-        return self.etc / ".jidoteki-admin.lock"
+        return self.etc / "jidoteki-admin.lock"
 
     def hook(self, name: str) -> Path | None:
         """An executable appliance hook in bin/, or None when the appliance has none."""
