@@ -75,10 +75,12 @@ def package_name(uploaded: str) -> str:
     """A safe name in the uploads folder that the update job will recognise.
 
     The client's name is kept when it is already a package name, since the job picks the
-    newest package by the version in its name.
+    newest package by the version in its name. ``software_package-.enc`` is not one to the
+    job: kept, it would be reported missing and never removed.
     """
     base = re.sub(r"[^A-Za-z0-9._-]", "_", uploaded.rsplit("/", 1)[-1]).lstrip(".")
-    if base.startswith(PACKAGE_PREFIX) and base.endswith(PACKAGE_SUFFIX) and len(base) <= 200:
+    label = base.removeprefix(PACKAGE_PREFIX).removesuffix(PACKAGE_SUFFIX)
+    if base == PACKAGE_PREFIX + label + PACKAGE_SUFFIX and label and len(base) <= 200:
         return base
-    stem = base.removesuffix(PACKAGE_SUFFIX)[:150] or "upload"
+    stem = label[:150] or "upload"
     return f"{PACKAGE_PREFIX}{stem}{PACKAGE_SUFFIX}"
