@@ -74,6 +74,11 @@ class Settings:
     # systemd:domain=INET:index=0, ...); it replaces https_port and interface.
     listen: str | None = None
 
+    def __post_init__(self) -> None:
+        # Jobs run in the tree's tmp/ and get the admin path on their command line: a
+        # relative path would name a different tree there. Anchor it once, here.
+        object.__setattr__(self, "admin_path", Path(self.admin_path).absolute())
+
     @property
     def https_listen(self) -> str | None:
         if self.listen is not None:

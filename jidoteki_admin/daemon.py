@@ -25,6 +25,7 @@ from .pages import Pages
 from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
+from .treelock import TreeLock, TreeLocked
 from .web import AdminSite
 
 
@@ -85,6 +86,7 @@ class AdminService(MultiService):
         config = settings.config
         self.tree = tree = AdminTree(settings.admin_path)
         self.tokens = TokenStore(tree)
+        self.lock = TreeLock(tree.lock_file)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
         self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout, launcher=launcher_for(tree, config))
         self.runner.setServiceParent(self)
@@ -125,11 +127,17 @@ class AdminService(MultiService):
     def startService(self) -> None:
         self._prepare()
         super().startService()
-        for name in sorted(set(self.settings.config.endpoints) - self.catalogue.served_names()):
-            self.log.warn("The config enables the {name} endpoints, which this version does not serve yet",
-                          name=name)
+        if unserved := self.unserved_optional():
+            self.log.warn("The config enables optional endpoints this version does not serve yet"
+                          " (they answer 404 Not Found): {names}", names=", ".join(unserved))
         if "https" in self.listeners:
             self._announce_first_call()
+
+    def unserved_optional(self) -> list[str]:
+        """Optional endpoints the config enables but no registered section serves: an
+        operator who enabled them should hear why they answer 404."""
+        served = self.catalogue.served_names()
+        return [name for name in self.settings.config.endpoints if name not in served]
 
     def _prepare(self) -> None:
         """Lay out the tree, make what is missing, and load the certificate: once."""
@@ -137,6 +145,7 @@ class AdminService(MultiService):
             return
         tree, config = self.tree, self.settings.config
         tree.lay_out()
+        self._lock_tree()  # before a certificate, a token or a job of the tree is touched
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
         self.tls.load()
@@ -145,6 +154,20 @@ class AdminService(MultiService):
         for key in config.unknown_keys:
             self.log.warn("Ignoring unknown config key {key!r}", key=key)
         self._prepared = True
+
+    def stopService(self):
+        """Release the tree only once the jobs have stopped, so a successor never meets them."""
+        stopped = super().stopService()
+        stopped.addBoth(lambda result: (self.lock.release(), result)[1])
+        return stopped
+
+    def _lock_tree(self) -> None:
+        try:
+            self.lock.acquire()
+        except TreeLocked as e:
+            holder = f"pid {e.holder}" if e.holder is not None else "pid unknown"
+            raise StartupError(f"{self.tree.root} is in use by another jidoteki-admin ({holder}; "
+                               f"lock file {e.path})") from None
 
     def _announce_first_call(self) -> None:
         """Tell the operator how to make the first call (never printing a token)."""
@@ -160,6 +183,7 @@ class AdminService(MultiService):
                           "'{base}/setup?token=THATTOKEN' -F newtoken=YOURTOKEN",
                           path=str(self.tree.token_file), curl=curl, base=base)
         else:
+            # /health answers on any tree; /version needs etc/version.txt, which a fresh one lacks.
             self.log.info("Ready. Try: {curl} '{base}/health?token=YOURTOKEN'", curl=curl, base=base)
 
     def port_of(self, name: str) -> int:

@@ -57,6 +57,10 @@ class AdminTree:
     def audit_log(self) -> Path:
         return self.log / "jidoteki-audit.log"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.etc / "jidoteki-admin.lock"
+
     def hook(self, name: str) -> Path | None:
         """An executable appliance hook in bin/, or None when the appliance has none."""
         path = self.bin / name

@@ -8,14 +8,12 @@ read once when the daemon starts.
 from __future__ import annotations
 
 import json
-from importlib import resources
 
 from . import responses
 from .catalogue import PAGE, Catalogue, Endpoint, Reply, Section, get
 from .docs import Docs
 from .openapi import openapi_document
 
-CSS = b"text/css; charset=utf-8"
 JSON_TYPE = b"application/json"
 
 
@@ -25,8 +23,6 @@ class Pages:
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
         self.docs = Docs()
-        self.dashboard_page = _data("dashboard.html")
-        self.stylesheet = _data("docs.css")
         self._openapi: bytes | None = None
 
     def section(self) -> Section:
@@ -44,7 +40,7 @@ class Pages:
         ))
 
     def dashboard(self, request) -> bytes:
-        return responses.body(request, 200, self.dashboard_page, responses.HTML)
+        return responses.body(request, 200, self.docs.home, responses.HTML)
 
     def docs_page(self, request) -> bytes:
         return responses.body(request, 200, self.docs.page, responses.HTML)
@@ -56,13 +52,9 @@ class Pages:
         return responses.body(request, 200, self.docs.notice, responses.TEXT)
 
     def style(self, request) -> bytes:
-        return responses.body(request, 200, self.stylesheet, CSS)
+        return responses.body(request, 200, self.docs.stylesheet, responses.CSS)
 
     def openapi(self, request) -> bytes:
         if self._openapi is None:  # the catalogue is complete once the daemon serves
             self._openapi = json.dumps(openapi_document(self.catalogue), indent=1).encode()
         return responses.body(request, 200, self._openapi, JSON_TYPE)
-
-
-def _data(name: str) -> bytes:
-    return resources.files(__package__).joinpath("data", name).read_bytes()

@@ -22,6 +22,7 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
 MARKDOWN = b"text/markdown; charset=utf-8"
+CSS = b"text/css; charset=utf-8"
 
 
 class APIError(Exception):
@@ -51,10 +52,12 @@ def body(request, status: int, content: bytes, content_type: bytes) -> bytes:
 
 
 def document(request, value: object, status: int = 200, no_cache: bool = False) -> bytes:
-    """A JSON document such as {"version": "1.0.0"}."""
+    """A JSON document such as {"version":"1.0.0"}: compact and without a trailing
+    newline, byte for byte what the original daemon sends, so clients that compare
+    bodies as strings keep working."""
     if no_cache:
         request.setHeader(b"Cache-Control", b"no-cache")
-    return body(request, status, json.dumps(value).encode(), JSON)
+    return body(request, status, compact_json(value), JSON)
 
 
 def text(request, content: bytes, no_cache: bool = False) -> bytes:
@@ -104,7 +107,7 @@ def error_value(code: int, message: str | None, first_run: bool) -> dict:
     return value
 
 
-def compact_json(value: dict) -> bytes:
+def compact_json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 

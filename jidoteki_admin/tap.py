@@ -8,6 +8,7 @@ from pathlib import Path
 from twisted.application.service import MultiService
 from twisted.python import usage
 
+from . import __version__
 from .config import (
     DEFAULT_CONFIG_FILE,
     DEFAULT_HTTPS_PORT,
@@ -22,16 +23,23 @@ PROGRAM = "jidoteki-admin"
 
 
 class Options(usage.Options):
-    synopsis = "[--admin-path DIR] [--config FILE] [--https PORT] [--http PORT] [--interface ADDR]"
+    synopsis = "[--admin-path DIR] [--config FILE] [--https PORT] [--http PORT] [--interface ADDR] [--listen DESCRIPTION]"
     optParameters = [
         ["admin-path", None, None, "The admin tree [default: $JIDO_ADMIN_PATH, else /opt/jidoteki/tinyadmin]"],
-        ["config", None, DEFAULT_CONFIG_FILE, "The JSON config file; a missing file means defaults"],
+        ["config", None, None, f"The JSON config file [default: {DEFAULT_CONFIG_FILE}, "
+                               "which may be missing: then every setting has its default]"],
         ["https", None, str(DEFAULT_HTTPS_PORT), "HTTPS port; 0 turns HTTPS off"],
         ["http", None, None, "Plain HTTP port [default: off, or $JIDO_API_PORT]"],
-        ["interface", None, "", "Address to listen on [default: all]"],
+        ["interface", None, None, "Address to listen on [default: all]"],
         ["listen", None, None, "HTTPS listener as a Twisted endpoint description, replacing --https and "
          "--interface (tcp:8443:interface=127.0.0.1, systemd:domain=INET:index=0 for socket activation)"],
     ]
+
+    # An operator asking for the version means the daemon's, not Twisted's (the default).
+    def opt_version(self) -> None:
+        """Display the jidoteki-admin version and exit."""
+        print(f"{PROGRAM} {__version__}")
+        raise SystemExit(0)
 
     def parseOptions(self, options=None):
         # twistd would print the whole usage text for a bad option; one line is clearer.
@@ -41,9 +49,12 @@ class Options(usage.Options):
             raise SystemExit(f"{PROGRAM}: {e} (see: twistd {PROGRAM} --help)") from None
 
     def postOptions(self) -> None:
+        self["interface"] = self["interface"] or ""
         self["https"] = _port(self["https"], "--https")
         http = self["http"] if self["http"] is not None else os.environ.get("JIDO_API_PORT")
         self["http"] = _port(http, "--http") if http not in (None, "") else None
+        if self["https"] is None and self["http"] is None and self["listen"] is None:
+            raise usage.UsageError("nothing to listen on: --https 0 turns HTTPS off and no --http port is set")
 
 
 def _port(value: str, option: str) -> int | None:
@@ -58,9 +69,11 @@ def _port(value: str, option: str) -> int | None:
 
 
 def settings_from(options: Options) -> Settings:
-    config_path = Path(options["config"])
+    # Only the default config may be missing: a file named on the command line that is
+    # not there is a typo, and running on defaults instead would hide it.
+    named = options["config"] is not None
     try:
-        config = load_config(config_path)
+        config = load_config(Path(options["config"] if named else DEFAULT_CONFIG_FILE), required=named)
     except ConfigError as e:
         raise SystemExit(f"{PROGRAM}: config error: {e}") from None
     admin_path = Path(options["admin-path"]) if options["admin-path"] else default_admin_path()

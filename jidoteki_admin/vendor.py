@@ -11,6 +11,7 @@ The packages it writes are exactly what plain openssl and tar make (docs/package
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import stat
 import sys
@@ -20,12 +21,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import package
+from . import __version__, package
 from .files import atomic_write
 from .package import PackageError, Version
 
 PROG = "jidoteki-admin-vendor"
 RSA_BITS = 3072
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+PEM_LABEL = re.compile(rb"^-----BEGIN ([A-Z0-9 ]+)-----", re.M)
+PEM_SCAN_BYTES = 64 * 1024
 
 
 def keygen(args: argparse.Namespace) -> None:
@@ -78,16 +83,81 @@ def inspect(args: argparse.Namespace) -> None:
         print(f"  {stat.filemode(kind | member.mode)} {member.size:>12} {member.name}")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Keys and update packages for appliances.")
-    commands = parser.add_subparsers(dest="command", required=True)
+# Key files of the wrong kind. Each of the three files is easy to pass for another, and
+# the mistake otherwise shows only on the appliance: a package encrypted with a public key
+# as its passphrase builds fine and is refused there with E1005.
 
-    p = commands.add_parser("keygen", help="create updates.key, vendor.key and updates.pub")
+
+def _pem_labels(path: Path) -> list[str]:
+    """The labels of the PEM blocks at the start of a file ("PUBLIC KEY", "PRIVATE KEY", ...)."""
+    with open(path, "rb") as f:
+        return [label.decode("ascii") for label in PEM_LABEL.findall(f.read(PEM_SCAN_BYTES))]
+
+
+def _holds(labels: list[str]) -> str:
+    return f"a PEM {labels[0]}" if labels else "no PEM key"
+
+
+def check_passphrase_file(option: str, path: Path) -> None:
+    labels = _pem_labels(path)
+    if labels:
+        raise ValueError(f"{option} wants the passphrase file (updates.key), "
+                         f"but {path} holds {_holds(labels)}")
+
+
+def check_private_key_file(option: str, path: Path) -> None:
+    labels = _pem_labels(path)
+    if not any(label.endswith("PRIVATE KEY") for label in labels):
+        raise ValueError(f"{option} wants the vendor's PEM private key (vendor.key), "
+                         f"but {path} holds {_holds(labels)}")
+
+
+def check_public_key_file(option: str, path: Path) -> None:
+    labels = _pem_labels(path)
+    if not any(label.endswith("PUBLIC KEY") for label in labels):
+        raise ValueError(f"{option} wants the vendor's PEM public key (updates.pub), "
+                         f"but {path} holds {_holds(labels)}")
+
+
+KEY_CHECKS = {
+    "key": ("--key", check_passphrase_file),
+    "signing_key": ("--signing-key", check_private_key_file),
+    "public_key": ("--public-key", check_public_key_file),
+}
+
+
+def check_key_files(args: argparse.Namespace) -> None:
+    """Refuse a key file of the wrong kind before any work, naming the option it was given to."""
+    for name, (option, check) in KEY_CHECKS.items():
+        path = getattr(args, name, None)
+        if path is not None:
+            check(option, path)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with one line for a command line it cannot use, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(prog=PROG, description="Keys and update packages for appliances: "
+                    "packages it builds install on appliances and open with plain openssl and tar.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
+                        help="print the version of this tool and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser,
+                                     help="one of these (COMMAND --help for its options):")
+
+    p = commands.add_parser("keygen", help="create updates.key, vendor.key and updates.pub",
+                            description="Create the passphrase (updates.key), the signing key "
+                            "(vendor.key) and its public key (updates.pub); never overwrites.")
     p.add_argument("--out", type=Path, required=True, help="directory for the three key files")
     p.set_defaults(run=keygen)
 
-    p = commands.add_parser("package", help="build an encrypted, signed update package")
-    p.add_argument("src_dir", type=Path, help="directory whose contents become the package")
+    p = commands.add_parser("package", help="build an encrypted, signed update package",
+                            description="Build software_package-X.enc from the contents of SRC_DIR.")
+    p.add_argument("src_dir", type=Path, metavar="SRC_DIR", help="directory whose contents become the package")
     p.add_argument("--version", help="semantic version written as version.txt "
                    "(default: the first line of SRC_DIR/version.txt)")
     p.add_argument("--key", type=Path, required=True, help="updates.key (encryption passphrase)")
@@ -97,29 +167,34 @@ def _parser() -> argparse.ArgumentParser:
                    help="use the old -md md5 key derivation, for appliances that predate pbkdf2")
     p.set_defaults(run=build)
 
-    p = commands.add_parser("inspect", help="decrypt and verify a package without installing it")
-    p.add_argument("file", type=Path)
-    p.add_argument("--key", type=Path, required=True, help="updates.key")
-    p.add_argument("--public-key", type=Path, required=True, help="updates.pub")
+    p = commands.add_parser("inspect", help="decrypt and verify a package without installing it",
+                            description="Decrypt and verify a package, then print its encryption, "
+                            "signature, version and members; nothing is installed.")
+    p.add_argument("file", type=Path, metavar="FILE", help="the package (software_package-X.enc)")
+    p.add_argument("--key", type=Path, required=True, help="updates.key (encryption passphrase)")
+    p.add_argument("--public-key", type=Path, required=True, help="updates.pub (PEM public key of vendor.key)")
     p.set_defaults(run=inspect)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 on success, 1 on any error, 2 on a command line it cannot use
+    (docs/packages.md)."""
     args = _parser().parse_args(argv)
     try:
+        check_key_files(args)
         args.run(args)
     except PackageError as e:
         print(f"{PROG}: error: {e.message} ({e.code})", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         print(f"{PROG}: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except ValueError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -172,7 +172,8 @@ def make_daemon(tmp_path):
 
     yield make
     for d in started:
-        stop_daemon(d)
+        if d.service.running:  # a test may have stopped one itself
+            stop_daemon(d)
 
 
 async def json_of(response) -> dict:

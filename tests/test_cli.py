@@ -12,9 +12,17 @@ import psutil
 import pytest
 
 from conftest import twistd_env
+from test_updates import build, install_keys, keys  # noqa: F401 (keys is a fixture)
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "jidoteki-admin"]
 LAYOUT = ["etc", "log", "home/sftp/uploads", "tmp", "bin"]
+
+
+def empty_config(tmp_path: Path) -> str:
+    """A config file that sets nothing, so no test reads the machine's own config."""
+    path = tmp_path / "empty-config.json"
+    path.write_text("{}")
+    return str(path)
 
 
 def free_port() -> int:
@@ -95,7 +103,7 @@ def curl(*args: str) -> tuple[int, str]:
 def test_starts_on_an_empty_admin_path_and_answers_over_https(twistd, tmp_path):
     admin, port = tmp_path / "tree", free_port()
     daemon = twistd("--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
-                    "--config", str(tmp_path / "absent.json"))
+                    "--config", empty_config(tmp_path))
     daemon.wait_listening(port)
     for sub in LAYOUT:
         assert (admin / sub).is_dir(), sub
@@ -120,7 +128,7 @@ def test_starts_on_an_existing_empty_directory(twistd, tmp_path):
     admin, port = tmp_path / "empty", free_port()
     admin.mkdir()
     daemon = twistd("--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
-                    "--config", str(tmp_path / "absent.json"))
+                    "--config", empty_config(tmp_path))
     daemon.wait_listening(port)
     assert all((admin / sub).is_dir() for sub in LAYOUT)
     assert (admin / "etc" / "ssl" / "key.pem").exists()
@@ -128,7 +136,7 @@ def test_starts_on_an_existing_empty_directory(twistd, tmp_path):
 
 def test_admin_path_comes_from_the_environment(twistd, tmp_path):
     admin, port = tmp_path / "from-env", free_port()
-    daemon = twistd("--https", str(port), "--interface", "127.0.0.1", "--config", str(tmp_path / "absent.json"),
+    daemon = twistd("--https", str(port), "--interface", "127.0.0.1", "--config", empty_config(tmp_path),
                     env={"JIDO_ADMIN_PATH": str(admin)})
     daemon.wait_listening(port)
     assert all((admin / sub).is_dir() for sub in LAYOUT)
@@ -139,7 +147,7 @@ def test_admin_path_comes_from_the_environment(twistd, tmp_path):
 def test_admin_path_option_wins_over_the_environment(twistd, tmp_path):
     chosen, ignored, port = tmp_path / "chosen", tmp_path / "ignored", free_port()
     daemon = twistd("--admin-path", str(chosen), "--https", str(port), "--interface", "127.0.0.1",
-                    "--config", str(tmp_path / "absent.json"), env={"JIDO_ADMIN_PATH": str(ignored)})
+                    "--config", empty_config(tmp_path), env={"JIDO_ADMIN_PATH": str(ignored)})
     daemon.wait_listening(port)
     assert (chosen / "etc").is_dir()
     assert not ignored.exists()
@@ -148,7 +156,7 @@ def test_admin_path_option_wins_over_the_environment(twistd, tmp_path):
 def test_http_option_gives_a_plain_listener_and_https_zero_turns_https_off(twistd, tmp_path):
     admin, port = tmp_path / "tree", free_port()
     daemon = twistd("--admin-path", str(admin), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
-                    "--config", str(tmp_path / "absent.json"))
+                    "--config", empty_config(tmp_path))
     daemon.wait_listening(port)
     assert curl(f"http://127.0.0.1:{port}/api/v1/admin/version") == (
         403,
@@ -160,7 +168,7 @@ def test_http_option_gives_a_plain_listener_and_https_zero_turns_https_off(twist
 def test_jido_api_port_gives_a_plain_listener_beside_https(twistd, tmp_path):
     admin, http, https = tmp_path / "tree", free_port(), free_port()
     daemon = twistd("--admin-path", str(admin), "--https", str(https), "--interface", "127.0.0.1",
-                    "--config", str(tmp_path / "absent.json"), env={"JIDO_API_PORT": str(http)})
+                    "--config", empty_config(tmp_path), env={"JIDO_API_PORT": str(http)})
     daemon.wait_listening(https)
     daemon.wait_listening(http)
     assert curl(f"http://127.0.0.1:{http}/api/v1/admin/nothing")[0] == 404
@@ -171,7 +179,7 @@ def test_jido_api_port_gives_a_plain_listener_beside_https(twistd, tmp_path):
 def test_interface_defaults_to_all_addresses(twistd, tmp_path):
     port = free_port()
     daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", str(port),
-                    "--config", str(tmp_path / "absent.json"))
+                    "--config", empty_config(tmp_path))
     daemon.wait_listening(port)
     connections = psutil.Process(daemon.process.pid).net_connections(kind="tcp")
     addresses = {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
@@ -189,7 +197,27 @@ def test_config_file_is_read(twistd, tmp_path):
     daemon.wait_listening(port)
     token = (admin / "etc" / "api.token").read_text().strip()
     assert (admin / "etc" / "api.token.setup").exists()
-    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate": "42"}')
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate":"42"}')
+
+
+def test_a_relative_admin_path_still_updates(twistd, tmp_path, keys):
+    """The update job runs in the tree's tmp/: a relative --admin-path must not follow it there."""
+    tree, port = tmp_path / "rel", free_port()
+    install_keys(tree, keys)
+    (tree / "etc" / "api.token").write_text("yourtoken\n")
+    package = build(tmp_path, keys, "1.0.1")
+    daemon = twistd("--admin-path", "./rel", "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+                    "--config", empty_config(tmp_path))
+    daemon.wait_listening(port)
+    url = f"http://127.0.0.1:{port}/api/v1/admin/update?token=yourtoken"
+    assert curl("-F", f"update=@{package}", url)[0] == 202
+    deadline = time.monotonic() + 30
+    while (status := json.loads(curl(url)[1]))["status"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert status["status"] == "success", status
+    assert (tree / "etc" / "version.txt").read_text() == "1.0.1\n"
+    assert list((tree / "home" / "sftp" / "uploads").iterdir()) == []
 
 
 # Refusing to start
@@ -305,3 +333,85 @@ def test_admin_path_that_cannot_be_created_is_refused_with_one_line(tmp_path):
     blocker.write_text("")
     lines, _ = refuse(tmp_path, ["--admin-path", str(blocker), "--https", str(free_port())])
     one_line_mentioning(lines, str(blocker))
+
+
+# Asking about the daemon
+
+
+def run_twistd(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(TWISTD + args, cwd=tmp_path, env=twistd_env(), capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_version_prints_the_daemon_version(tmp_path):
+    from jidoteki_admin import __version__
+
+    done = run_twistd(tmp_path, ["--version"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"jidoteki-admin {__version__}"
+
+
+def test_help_names_each_default_once(tmp_path):
+    done = run_twistd(tmp_path, ["--help"])
+    assert done.returncode == 0, done.stderr
+    help_text = " ".join(done.stdout.split())
+    assert "--interface= Address to listen on [default: all] --listen=" in help_text
+    assert "[default: ]" not in help_text
+    for option in ("--admin-path", "--config", "--https", "--http", "--interface", "--listen", "--version"):
+        assert option + ("" if option == "--version" else "=") in help_text, option
+
+
+def test_a_config_file_named_but_missing_is_refused_with_one_line(tmp_path):
+    missing = tmp_path / "typo.json"
+    lines, _ = refuse(tmp_path, base_args(tmp_path) + ["--config", str(missing)])
+    one_line_mentioning(lines, str(missing), "no such file")
+    assert not (tmp_path / "tree").exists()
+
+
+def test_https_off_without_http_is_refused_with_one_line(tmp_path):
+    lines, _ = refuse(tmp_path, ["--admin-path", str(tmp_path / "tree"), "--https", "0",
+                                 "--config", empty_config(tmp_path)])
+    one_line_mentioning(lines, "--https 0", "--http")
+
+
+def test_a_second_daemon_on_the_same_tree_is_refused_naming_the_first(twistd, tmp_path):
+    tree, port = tmp_path / "tree", free_port()
+    first = twistd("--admin-path", str(tree), "--https", str(port), "--interface", "127.0.0.1",
+                   "--config", empty_config(tmp_path))
+    first.wait_listening(port)
+    environment = twistd_env()
+    environment.pop("JIDO_API_PORT", None)
+    # --pidfile= as under systemd: twistd's own pid file check must not be what refuses it.
+    second = subprocess.run(TWISTD[:-1] + ["--pidfile=", "jidoteki-admin"] + base_args(tmp_path)
+                            + ["--config", empty_config(tmp_path)],
+                            cwd=tmp_path, env=environment, capture_output=True, timeout=30)
+    output = (second.stdout + second.stderr).decode(errors="replace")
+    assert second.returncode == 1, output
+    assert "Traceback" not in output, output
+    one_line_mentioning(output.splitlines(), str(tree), f"pid {first.process.pid}")
+    assert curl("-k", f"https://127.0.0.1:{port}/docs")[0] == 200  # the first goes on
+
+    assert first.stop() in (0, -signal.SIGTERM)
+    third = twistd("--admin-path", str(tree), "--https", str(port), "--interface", "127.0.0.1",
+                   "--config", empty_config(tmp_path))
+    third.wait_listening(port)
+
+
+def test_configured_optional_endpoints_not_served_are_named_in_one_warning(twistd, tmp_path):
+    config, port = tmp_path / "optional.json", free_port()
+    config.write_text(json.dumps({"endpoints": ["settings", "license"]}))
+    daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", "0", "--http", str(port),
+                    "--interface", "127.0.0.1", "--config", str(config))
+    daemon.wait_listening(port)
+    warnings = [line for line in daemon.text().splitlines() if "does not serve" in line]
+    assert len(warnings) == 1, daemon.text()
+    assert warnings[0].endswith(": settings, license")
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/settings")[0] == 404
+
+
+def test_no_warning_about_optional_endpoints_when_none_is_configured(twistd, tmp_path):
+    port = free_port()
+    daemon = twistd("--admin-path", str(tmp_path / "tree"), "--https", "0", "--http", str(port),
+                    "--interface", "127.0.0.1", "--config", empty_config(tmp_path))
+    daemon.wait_listening(port)
+    assert "does not serve" not in daemon.text()

@@ -100,3 +100,82 @@ async def test_docs_with_a_slash_is_the_same_page_as_the_original_dashboard_link
     slash = await daemon.client.get(daemon.base + "/docs/")
     assert slash.code == 200
     assert await slash.content() == await plain.content()
+
+
+# Styling: a stylesheet of its own, since the Content-Security-Policy refuses inline styles.
+
+
+def linked_stylesheets(page: str) -> list[str]:
+    return re.findall(r'<link rel="stylesheet" href="([^"]+)">', page)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/"])
+@pytest_twisted.ensureDeferred
+async def test_pages_link_the_stylesheet_and_have_no_inline_style(fresh_daemon, path):
+    response = await fresh_daemon.client.get(fresh_daemon.base + path)
+    page = (await response.content()).decode()
+    assert linked_stylesheets(page) == ["/docs/style.css"]
+    assert not re.search(r"<style[\s>]", page, re.I)
+    assert not re.search(r"\sstyle=", page, re.I)
+    policy = response.headers.getRawHeaders("Content-Security-Policy")[0]
+    assert "default-src 'self'" in policy and "unsafe-inline" not in policy
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_stylesheet_is_served_as_css_without_authentication(fresh_daemon):
+    response = await fresh_daemon.client.get(fresh_daemon.base + "/docs/style.css")
+    assert response.code == 200
+    assert response.headers.getRawHeaders("Content-Type")[0] == "text/css; charset=utf-8"
+    css = (await response.content()).decode()
+    assert "overflow-x: auto" in css and "@media" in css
+
+
+@pytest_twisted.ensureDeferred
+async def test_docs_page_has_a_table_of_contents_that_links_every_section(daemon):
+    page = (await (await daemon.client.get(daemon.base + "/docs")).content()).decode()
+    contents = page.split('<nav class="contents"', 1)[1].split("</nav>", 1)[0]
+    for heading_id in re.findall(r'<h1 id="([^"]+)"', page):
+        assert f'href="#{heading_id}"' in contents, heading_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_root_page_says_the_dashboard_is_not_built_and_links_the_docs(fresh_daemon):
+    response = await fresh_daemon.client.get(fresh_daemon.base + "/")
+    assert response.code == 200
+    page = (await response.content()).decode()
+    assert "The dashboard is not built yet" in page
+    assert 'href="/docs"' in page and 'href="/docs/API.md"' in page
+
+
+# What this version serves, as the reference says near its top
+
+
+def served_note() -> tuple[str, str]:
+    note = DOCS.read_text().split("### What this version serves\n", 1)[1].split("\n#", 1)[0]
+    served, unserved = [p for p in note.split("\n\n") if p.strip()][:2]
+    return served, unserved
+
+
+def test_the_note_names_exactly_the_endpoints_the_daemon_registers(daemon):
+    served, _ = served_note()
+    named = set(re.findall(r"`(GET|POST) (/[a-z/]+)`", served))
+    registered = {
+        (operation.method, endpoint.path)
+        for _, endpoint in daemon.service.catalogue.endpoints()
+        if not endpoint.public
+        for operation in endpoint.operations
+    }
+    assert named == registered
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_note_says_is_not_served_answers_404_even_when_enabled(make_daemon):
+    from jidoteki_admin.config import OPTIONAL_ENDPOINTS
+
+    _, unserved = served_note()
+    paths = set(re.findall(r"`(?:GET |POST )?(/[a-z/]+)`", unserved.split(" yet:")[0]))
+    assert {"/logs", "/debug", "/reboot"} | {"/" + name for name in OPTIONAL_ENDPOINTS} <= paths
+    daemon = make_daemon(config={"endpoints": list(OPTIONAL_ENDPOINTS)})
+    for path in paths:
+        response = await daemon.get(path, auth="hash")
+        assert response.code == 404, path

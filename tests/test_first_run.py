@@ -169,8 +169,11 @@ async def test_a_refused_new_token_keeps_first_run(make_daemon):
     assert (etc / "api.token").read_text() == daemon.token + "\n"
 
 
-def test_a_second_start_keeps_the_passphrase(make_daemon):
+@pytest_twisted.ensureDeferred
+async def test_a_second_start_keeps_the_passphrase(make_daemon):
     first = first_run_daemon(make_daemon)
+    await first.pool.closeCachedConnections()
+    await first.service.stopService()  # one daemon per tree at a time
     second = make_daemon(config=FIRST_RUN, token=None)
     assert (second.admin_path / "etc" / "api.token").read_text() == first.token + "\n"
     assert (second.admin_path / "etc" / "api.token.setup").exists()

@@ -174,3 +174,10 @@ def test_every_documented_optional_endpoint_is_accepted():
     config = parse_config({"endpoints": names, "parameters": parameters})
     assert set(config.endpoints) == set(names)
     assert set(config.parameters) == set(parameters)
+
+
+def test_an_enabled_optional_endpoint_is_unserved_until_a_section_serves_it(make_daemon):
+    daemon = make_daemon(config={"endpoints": ["license", "backup"]})
+    assert daemon.service.unserved_optional() == ["license", "backup"]
+    daemon.service.catalogue.add(license_section())
+    assert daemon.service.unserved_optional() == ["backup"]

@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from conftest import multipart
-from jidoteki_admin.config import Config, ConfigError, parse_config
+from jidoteki_admin.config import Config, ConfigError, Settings, parse_config
 from jidoteki_admin.sections.information import human_size
 from jidoteki_admin.responses import APIError
 from jidoteki_admin.uploads import FILE, TEXT, FormPlan, FormStream, multipart_boundary
@@ -341,3 +341,13 @@ def test_human_size_in_a_fixed_unit_is_a_rounded_integer(size, unit):
     text = human_size(size, unit)
     assert re.fullmatch(rf"\d+{unit}", text)
     assert abs(int(text[:-1]) * 1024 ** UNIT_POWERS[unit] - size) <= 1024 ** UNIT_POWERS[unit] / 2
+
+
+# Settings
+
+
+def test_a_relative_admin_path_is_made_absolute_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(admin_path=Path("./admin-tree"), config=Config())
+    monkeypatch.chdir("/")
+    assert settings.admin_path == tmp_path / "admin-tree"

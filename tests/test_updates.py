@@ -350,3 +350,15 @@ async def test_the_uploaded_package_is_installed_not_a_leftover_with_a_version_i
     assert installed_version(daemon.admin_path) == "2.0.0\n"
     # Only the upload is consumed; the leftover is someone else's business.
     assert os.listdir(uploads) == [leftover.name]
+
+
+@pytest.mark.parametrize("name", ["software_package-.enc", "update.bin", "software_package.enc"])
+@pytest_twisted.ensureDeferred
+async def test_every_name_the_daemon_stores_an_upload_under_is_found_by_the_job(daemon, keys, tmp_path, name):
+    """The job must find what the daemon stored: a package it cannot find is reported as
+    missing and stays in the uploads folder for good."""
+    install_keys(daemon.admin_path, keys)
+    await accepted(daemon, build(tmp_path, keys, "1.0.1"), name)
+    body = await finished(daemon)
+    assert body["status"] == "success", body
+    assert_cleaned_up(daemon.admin_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -137,4 +138,105 @@ def test_inspect_errors(tmp_path, keydir, src):
     assert_one_line_error(vendor("inspect", tmp_path / "absent.enc", "--key", keydir / "updates.key",
                                  "--public-key", keydir / "updates.pub"), "Missing update package")
     assert_one_line_error(vendor("inspect", out, "--key", keydir / "updates.key",
-                                 "--public-key", keydir / "updates.key"), "Not a PEM public key")
+                                 "--public-key", keydir / "updates.key"),
+                          "--public-key wants the vendor's PEM public key (updates.pub)")
+
+
+# Key files of the wrong kind are refused before any work, naming the option
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cert")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-subj", "/CN=x", "-keyout", str(d / "cert.key"), "-out", str(d / "cert.pem")],
+                   check=True, capture_output=True)
+    return d / "cert.pem"
+
+
+@pytest.mark.parametrize("wrong,holds", [("updates.pub", "PUBLIC KEY"), ("vendor.key", "PRIVATE KEY")])
+def test_package_refuses_a_pem_key_as_the_passphrase_file(tmp_path, keydir, src, wrong, holds):
+    out = tmp_path / "software_package-1.0.0.enc"
+    done = vendor("package", src, "--version", "1.0.0", "--key", keydir / wrong,
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert_one_line_error(done, f"--key wants the passphrase file (updates.key), but {keydir / wrong} "
+                                f"holds a PEM {holds}")
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize("wrong", ["updates.pub", "updates.key", "cert"])
+def test_package_refuses_a_signing_key_that_is_not_a_private_key(tmp_path, keydir, src, certificate, wrong):
+    path = certificate if wrong == "cert" else keydir / wrong
+    done = vendor("package", src, "--version", "1.0.0", "--key", keydir / "updates.key",
+                  "--signing-key", path, "--out", tmp_path / "software_package-1.0.0.enc")
+    assert_one_line_error(done, f"--signing-key wants the vendor's PEM private key (vendor.key), but {path}")
+
+
+@pytest.mark.parametrize("wrong", ["vendor.key", "cert"])
+def test_inspect_refuses_a_public_key_that_is_not_one(tmp_path, keydir, certificate, wrong):
+    path = certificate if wrong == "cert" else keydir / wrong
+    done = vendor("inspect", tmp_path / "any.enc", "--key", keydir / "updates.key", "--public-key", path)
+    assert_one_line_error(done, f"--public-key wants the vendor's PEM public key (updates.pub), but {path}")
+
+
+def test_inspect_refuses_a_pem_key_as_the_passphrase_file(tmp_path, keydir):
+    done = vendor("inspect", tmp_path / "any.enc", "--key", keydir / "updates.pub",
+                  "--public-key", keydir / "updates.pub")
+    assert_one_line_error(done, "--key wants the passphrase file (updates.key)")
+
+
+def test_package_accepts_an_ec_key_written_with_its_parameters(tmp_path, keydir, src):
+    """openssl ecparam -genkey writes an EC PARAMETERS block before the private key."""
+    signing = tmp_path / "ec.key"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-out", str(signing)], check=True)
+    assert signing.read_text().startswith("-----BEGIN EC PARAMETERS-----")
+    done = vendor("package", src, "--version", "1.0.0", "--key", keydir / "updates.key",
+                  "--signing-key", signing, "--out", tmp_path / "software_package-1.0.0.enc")
+    assert done.returncode == 0, done.stderr
+
+
+# Version, help and exit statuses (docs/packages.md)
+
+
+def test_version_prints_the_tool_version():
+    from jidoteki_admin import __version__
+
+    done = vendor("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"jidoteki-admin-vendor {__version__}\n", "")
+
+
+def test_every_command_and_argument_has_help():
+    from jidoteki_admin.vendor import _parser
+
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {c.dest: c.help for c in commands._choices_actions}.keys() == {"keygen", "package", "inspect"}
+    assert all(c.help for c in commands._choices_actions)
+    for name, sub in [("", parser), *commands.choices.items()]:
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}"
+        done = vendor(*([name] if name else []), "--help")
+        assert done.returncode == 0 and "usage: jidoteki-admin-vendor" in done.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["bogus"], ["package"], ["keygen"], ["inspect", "x.enc"],
+                                  ["keygen", "--out", "d", "--bogus"]], ids=repr)
+def test_a_command_line_it_cannot_use_exits_2_with_one_line(args):
+    done = vendor(*args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("jidoteki-admin-vendor: error: ")
+    assert "--help)" in done.stderr and done.stdout == ""
+
+
+def test_exit_status_is_0_on_success_even_with_a_warning(tmp_path, keydir, src):
+    done = vendor("package", src, "--version", "1.0.0", "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", tmp_path / "update.bin")
+    assert done.returncode == 0
+    assert done.stderr.startswith("jidoteki-admin-vendor: warning: ")
+
+
+def test_exit_status_is_1_on_a_missing_key_file(tmp_path, keydir, src):
+    missing = tmp_path / "absent.key"
+    done = vendor("package", src, "--version", "1.0.0", "--key", missing,
+                  "--signing-key", keydir / "vendor.key", "--out", tmp_path / "software_package-1.0.0.enc")
+    assert_one_line_error(done, str(missing))

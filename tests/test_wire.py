@@ -69,6 +69,14 @@ async def test_authentication_error_body_and_header_are_exact(daemon):
 
 
 @pytest_twisted.ensureDeferred
+async def test_json_documents_are_compact_without_a_trailing_newline(versioned):
+    response = await versioned.get("/version")
+    assert await response.content() == b'{"version":"1.2.3"}'
+    health = await (await versioned.get("/health")).content()
+    assert health == json.dumps(json.loads(health), separators=(",", ":")).encode()
+
+
+@pytest_twisted.ensureDeferred
 async def test_not_found_body_is_exact(daemon):
     response = await daemon.get("/nothing-here")
     assert response.code == 404

@@ -85,9 +85,11 @@ def package_name(uploaded: str) -> str:
     The client's name is kept when it is already a package name, so an administrator who
     looks in the folder (or runs the job by hand) sees what was uploaded. The job itself is
     told this exact path, so no other file there can be installed in its place.
+    ``software_package-.enc`` is not a package name to the appliance's own scripts.
     """
     base = re.sub(r"[^A-Za-z0-9._-]", "_", uploaded.rsplit("/", 1)[-1]).lstrip(".")
-    if base.startswith(PACKAGE_PREFIX) and base.endswith(PACKAGE_SUFFIX) and len(base) <= 200:
+    label = base.removeprefix(PACKAGE_PREFIX).removesuffix(PACKAGE_SUFFIX)
+    if base == PACKAGE_PREFIX + label + PACKAGE_SUFFIX and label and len(base) <= 200:
         return base
-    stem = base.removesuffix(PACKAGE_SUFFIX)[:150] or "upload"
+    stem = label[:150] or "upload"
     return f"{PACKAGE_PREFIX}{stem}{PACKAGE_SUFFIX}"

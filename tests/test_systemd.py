@@ -1,0 +1,48 @@
+"""The systemd unit in etc/: it names the binary the documented install creates, and
+systemd accepts it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jidoteki_admin.tap import Options
+
+ETC = Path(__file__).resolve().parents[1] / "etc"
+UNIT = ETC / "jidoteki-admin.service"
+VENV_TWISTD = "/opt/jidoteki-admin/venv/bin/twistd"
+
+
+def exec_start() -> list[str]:
+    lines = re.findall(r"^ExecStart=(.*)$", UNIT.read_text(), re.M)
+    assert len(lines) == 1
+    return shlex.split(lines[0])
+
+
+def test_the_unit_runs_the_venv_twistd_that_the_install_layout_creates():
+    command = exec_start()
+    assert command[0] == VENV_TWISTD
+    assert command[1:5] == ["-n", "--pidfile=", "--logfile=-", "jidoteki-admin"]
+    Options().parseOptions(command[5:])  # the daemon's own options parse as written
+    install = (ETC / "README.md").read_text()
+    assert "python3 -m venv /opt/jidoteki-admin/venv" in install
+    assert "/opt/jidoteki-admin/venv/bin/pip install" in install
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_finds_nothing_to_complain_about(tmp_path):
+    """The venv does not exist here: ExecStart points at a stand-in executable in a copy."""
+    fake = tmp_path / "bin" / "twistd"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    copy = tmp_path / UNIT.name
+    copy.write_text(UNIT.read_text().replace(f"ExecStart={VENV_TWISTD} ", f"ExecStart={fake} "))
+    assert str(fake) in copy.read_text()
+    done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
