@@ -20,11 +20,9 @@ import functools
 import hashlib
 import io
 import os
-import re
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -104,96 +102,178 @@ def decrypt(package_path: Path, out_path: Path, key_file: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# Versions
+# Versions, ordered exactly as GNU `sort -V` orders them
+#
+# Appliances in the field compared versions with `sort -V`, so a vendor's numbering
+# (1.2, 1.2.3.4, 2021.03.01, 1.2.3-1, ...) must rank here as it ranked there. What follows
+# is gnulib's filevercmp as GNU coreutils 9.1 has it, on bytes, in the C locale; where it
+# finds two versions equal (1.02 and 1.2), sort's last-resort byte comparison decides.
 
 
-_VERSION_RE = re.compile(
-    r"[vV]?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
-    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
-    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-)
+def _order(s: bytes, pos: int) -> int:
+    """filevercmp's weight of the byte at pos: end of string before everything but ``~``,
+    ``~`` first of all, digits (a number starts) before letters, letters before the rest."""
+    if pos == len(s):
+        return -1
+    c = s[pos]
+    if 0x30 <= c <= 0x39:
+        return 0
+    if 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A:
+        return c
+    if c == 0x7E:
+        return -2
+    return c + 256
+
+
+def _isdigit(s: bytes, pos: int) -> bool:
+    return pos < len(s) and 0x30 <= s[pos] <= 0x39
+
+
+def _verrevcmp(a: bytes, b: bytes) -> int:
+    """dpkg's version comparison: non-digit runs by _order, digit runs as numbers."""
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and not _isdigit(a, i)) or (j < len(b) and not _isdigit(b, j)):
+            diff = _order(a, i) - _order(b, j)
+            if diff:
+                return diff
+            i, j = i + 1, j + 1
+        while i < len(a) and a[i] == 0x30:
+            i += 1
+        while j < len(b) and b[j] == 0x30:
+            j += 1
+        first_diff = 0
+        while _isdigit(a, i) and _isdigit(b, j):
+            first_diff = first_diff or a[i] - b[j]
+            i, j = i + 1, j + 1
+        if _isdigit(a, i):
+            return 1
+        if _isdigit(b, j):
+            return -1
+        if first_diff:
+            return first_diff
+    return 0
+
+
+_ALNUM_TILDE = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz~")
+_ALPHA_TILDE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz~")
+
+
+def _prefix_length(s: bytes) -> int:
+    """Where a file suffix like ``.tar.gz`` starts: the longest tail matching
+    ``(\\.[A-Za-z~][A-Za-z0-9~]*)*$``.
+
+    As in coreutils 9.1, the tail may be the whole string (".abc"); later releases keep
+    the first byte out of it, which changes only names that start with a dot.
+    """
+    prefix, i = 0, 0
+    while True:
+        while i + 1 < len(s) and s[i] == 0x2E and s[i + 1] in _ALPHA_TILDE:
+            i += 2
+            while i < len(s) and s[i] in _ALNUM_TILDE:
+                i += 1
+        if i == len(s):
+            return prefix
+        i += 1
+        prefix = i
+
+
+def _dot_rank(s: bytes) -> int:
+    """Empty first, then ".", then "..", then other names starting with ".", then the rest."""
+    if not s:
+        return 0
+    if s == b".":
+        return 1
+    if s == b"..":
+        return 2
+    return 3 if s[:1] == b"." else 4
+
+
+def filevercmp(a: str | bytes, b: str | bytes) -> int:
+    """Compare two versions as gnulib's filevercmp does: negative, zero or positive.
+
+    Suffixes are compared only when the versions without them are equal, so
+    ``1.2.tar.gz`` and ``1.2.tgz`` rank by their ``1.2`` first.
+    """
+    a, b = _as_bytes(a), _as_bytes(b)
+    rank = _dot_rank(a) - _dot_rank(b)
+    if rank or _dot_rank(a) < 3:
+        return rank
+    a_prefix, b_prefix = _prefix_length(a), _prefix_length(b)
+    result = _verrevcmp(a[:a_prefix], b[:b_prefix])
+    if result or (a_prefix == len(a) and b_prefix == len(b)):
+        return result
+    return _verrevcmp(a, b)
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
 
 
 @functools.total_ordering
-@dataclass(frozen=True, eq=False)
 class Version:
-    """A semantic version (https://semver.org), compared by semver precedence.
+    """A version string, ordered as ``LC_ALL=C sort -V`` orders lines.
 
-    A leading ``v`` is accepted; build metadata (``+...``) is kept but, as semver says,
-    ignored when comparing.
+    Any non-empty line is a version: ``1.2``, ``1.2.3.4``, ``2021.03.01`` and ``1.2.3-1``
+    all compare as the appliance's own update script compared them. Two versions are equal
+    only when their text is (``sort -V`` falls back to the bytes when filevercmp ties), so
+    ``new > installed`` is exactly the update script's test: sort -V puts the new one last,
+    and it differs.
     """
 
-    major: int
-    minor: int
-    patch: int
-    prerelease: tuple[str, ...] = ()
-    build: str = ""
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _VERSION_RE.fullmatch(text.strip())
-        if match is None:
-            raise ValueError(f"not a semantic version (like 1.2.3): {text.strip()!r}")
-        major, minor, patch, pre, build = match.groups()
-        return cls(int(major), int(minor), int(patch),
-                   tuple(pre.split(".")) if pre else (), build or "")
-
-    def _key(self) -> tuple:
-        # A release ranks above any of its pre-releases; within a pre-release, numeric
-        # identifiers rank below alphanumeric ones and a longer list wins a tie.
-        if not self.prerelease:
-            pre: tuple = (1,)
-        else:
-            pre = (0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
-                            for p in self.prerelease))
-        return (self.major, self.minor, self.patch, pre)
+        """The version in a version.txt line; surrounding whitespace is not part of it."""
+        text = text.strip()
+        if not text:
+            raise ValueError("the version is empty")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise ValueError(f"the version must be one line of text: {text!r}")
+        return cls(text)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._key() == other._key()
+        return self.text == other.text
 
     def __lt__(self, other: Version) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._key() < other._key()
+        return sort_v_compare(self.text, other.text) < 0
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self.text)
 
     def __str__(self) -> str:
-        text = f"{self.major}.{self.minor}.{self.patch}"
-        if self.prerelease:
-            text += "-" + ".".join(self.prerelease)
-        if self.build:
-            text += "+" + self.build
-        return text
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Version({self.text!r})"
+
+
+def sort_v_compare(a: str | bytes, b: str | bytes) -> int:
+    """The order ``LC_ALL=C sort -V`` gives two lines: filevercmp, then the bytes."""
+    a, b = _as_bytes(a), _as_bytes(b)
+    return filevercmp(a, b) or (a > b) - (a < b)
+
+
+sort_v_key = functools.cmp_to_key(sort_v_compare)
 
 
 # ----------------------------------------------------------------------------------------
 # Uploaded packages
 
 
-def _natural_key(text: str) -> tuple:
-    # Splitting on digit runs puts strings at even and integers at odd positions, so two
-    # keys never compare a string with an integer.
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text)))
-
-
-def _package_sort_key(path: Path) -> tuple:
-    label = path.name[len(PACKAGE_PREFIX):-len(PACKAGE_SUFFIX)]
-    try:
-        return (1, Version.parse(label), path.name)
-    except ValueError:
-        return (0, _natural_key(label), path.name)
-
-
 def find_packages(uploads: Path) -> list[Path]:
     """Uploaded ``software_package-*.enc`` files, oldest first.
 
-    Names are ordered by the semantic version after ``software_package-`` (so 1.10.0 comes
-    after 1.9.0); names that hold no version sort before those that do, naturally.
+    The names are ordered as the appliance's update script ordered them, by ``sort -V``
+    (so 1.10 comes after 1.9, and 1.2.3-1 after 1.2.3); the last is the one to install.
     """
     try:
         paths = [p for p in Path(uploads).iterdir()
@@ -201,7 +281,7 @@ def find_packages(uploads: Path) -> list[Path]:
                  and len(p.name) > len(PACKAGE_PREFIX) + len(PACKAGE_SUFFIX) and p.is_file()]
     except FileNotFoundError:
         paths = []
-    return sorted(paths, key=_package_sort_key)
+    return sorted(paths, key=lambda p: sort_v_key(p.name))
 
 
 def newest_package(uploads: Path) -> Path:
@@ -403,8 +483,8 @@ def make_inner_tar(src_dir: Path, version: str | None, out_path: Path, compressl
     """Write ``software_package.tar.gz``: the contents of src_dir with names relative to it.
 
     ``version`` (when given) is written as version.txt, replacing any in src_dir; without
-    it src_dir must hold a version.txt. Either way it must be a semantic version. Links and
-    special files are refused, since the appliance would refuse them.
+    it src_dir must hold a version.txt. Either way it must be one non-empty line, which the
+    appliance compares with its own by ``sort -V``. Links and special files are refused.
     """
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
