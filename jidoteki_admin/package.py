@@ -20,6 +20,7 @@ import functools
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import tempfile
 import time
@@ -296,14 +297,18 @@ def newest_package(uploads: Path) -> Path:
 
 
 def _outer_member_name(member: tarfile.TarInfo) -> str | None:
-    """The name of a wanted outer member, or None for the archive's own ``.`` entry."""
+    """The name of a wanted outer member, or None for any other member.
+
+    The appliance's update script untarred the whole outer tar and used only the two files
+    it needed, so anything else a vendor's tooling put in it is skipped, never written.
+    """
     name = member.name
     while name.startswith("./"):
         name = name[2:]
-    if member.isdir() and name in ("", "."):
+    if name not in (INNER_NAME, SIGNATURE_NAME):
         return None
-    if name not in (INNER_NAME, SIGNATURE_NAME) or not member.isreg():
-        raise PackageError(E_PACKAGE, f"Unexpected member in update package: {member.name!r}")
+    if not member.isreg():
+        raise PackageError(E_PACKAGE, f"{name} in update package is not a regular file")
     return name
 
 
@@ -400,53 +405,160 @@ def decrypt_and_verify(package_path: Path, key_file: Path, public_key_file: Path
 
 
 _KINDS = {
-    tarfile.SYMTYPE: "a symbolic link",
-    tarfile.LNKTYPE: "a hard link",
     tarfile.CHRTYPE: "a character device",
     tarfile.BLKTYPE: "a block device",
     tarfile.FIFOTYPE: "a FIFO",
 }
 
 
-def check_member(member: tarfile.TarInfo, dest: Path | None = None) -> str:
-    """Refuse anything but a regular file or directory with a plain relative name.
+def _refuse(member: tarfile.TarInfo, why: str) -> PackageError:
+    return PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: {why}")
 
-    Member names come from the archive and are never trusted: no absolute paths, no
-    ``..``, no links, devices or FIFOs. Returns the name without leading ``./``.
-    """
-    name = member.name
-    if not member.isreg() and not member.isdir():
-        kind = _KINDS.get(member.type, f"an unsupported entry (type {member.type!r})")
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: it is {kind}")
-    if name.startswith("/") or "\\" in name or "\0" in name:
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: absolute or unsafe path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+
+def _relative_parts(member: tarfile.TarInfo, path: str) -> list[str]:
+    """The components of a name from the archive, which must stay below the root."""
+    if path.startswith("/") or "\\" in path or "\0" in path:
+        raise _refuse(member, "absolute or unsafe path")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: path leaves the directory")
-    if dest is not None:
-        root = Path(dest).resolve()
-        target = root.joinpath(*parts).resolve()
-        if target != root and root not in target.parents:
-            raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: path leaves the directory")
+        raise _refuse(member, "path leaves the directory")
+    return parts
+
+
+def _check_symlink_target(member: tarfile.TarInfo, parts: list[str]) -> None:
+    """A symbolic link may only point inside the root, seen from its own directory.
+
+    The target must be relative, made of some leading ``..`` that do not climb above the
+    root, then plain names. A ``..`` after a name is refused: the name may itself be a
+    link, and the kernel would then climb from wherever that link points.
+    """
+    target = member.linkname
+    if not target or target.startswith("/") or "\0" in target:
+        raise _refuse(member, f"its target {target!r} is not a relative path")
+    steps = [p for p in target.split("/") if p not in ("", ".")]
+    up = next((i for i, step in enumerate(steps) if step != ".."), len(steps))
+    if ".." in steps[up:]:
+        raise _refuse(member, f"its target {target!r} goes back up after a name")
+    if up > len(parts) - 1:
+        raise _refuse(member, f"its target {target!r} leaves the directory")
+
+
+def check_member(member: tarfile.TarInfo) -> str:
+    """Refuse a member that could not be extracted safely, judged on its own.
+
+    Member names come from the archive and are never trusted: no absolute paths or ``..``;
+    regular files, directories and links only (no devices or FIFOs); a symbolic link's
+    target stays inside the root and a hard link's names another member. Returns the name
+    without leading ``./``. What depends on earlier members is _Members' job.
+    """
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        kind = _KINDS.get(member.type, f"an unsupported entry (type {member.type!r})")
+        raise _refuse(member, f"it is {kind}")
+    parts = _relative_parts(member, member.name)
+    if (member.issym() or member.islnk()) and not parts:
+        raise _refuse(member, "a link needs a name")
+    if member.issym():
+        _check_symlink_target(member, parts)
+    elif member.islnk() and not _relative_parts(member, member.linkname):
+        raise _refuse(member, "its target is the directory itself")
     return "/".join(parts)
+
+
+class _Members:
+    """What the archive has placed so far, by name: "dir", "file" or "link".
+
+    The tar the appliance used accepted links, but nothing may be written through one: a
+    member whose path goes through a link (or a file) placed before it is refused, a
+    directory is never replaced, and a hard link must name a regular file placed before it.
+    """
+
+    def __init__(self):
+        self.kinds: dict[str, str] = {}
+
+    def admit(self, member: tarfile.TarInfo) -> str:
+        name = check_member(member)
+        parts = name.split("/") if name else []
+        for i in range(1, len(parts)):
+            above = "/".join(parts[:i])
+            kind = self.kinds.setdefault(above, "dir")
+            if kind != "dir":
+                raise _refuse(member, f"its path goes through {above!r}, which is not a directory")
+        if self.kinds.get(name) == "dir" and not member.isdir():
+            raise _refuse(member, "it would replace a directory")
+        if member.islnk():
+            # Not to a symbolic link: the copy would be a symbolic link elsewhere, and its
+            # relative target would be read from a directory it was never checked from.
+            if self.kinds.get("/".join(_relative_parts(member, member.linkname))) != "file":
+                raise _refuse(member, f"its target {member.linkname!r} is not a regular file extracted before it")
+        self.kinds[name] = "dir" if member.isdir() else "link" if member.issym() else "file"
+        return name
+
+
+def _clear_the_way(member: tarfile.TarInfo, root: Path, parts: list[str]) -> None:
+    """Check on disk what _Members checked in memory, and remove what a member replaces.
+
+    No directory on the way may be a symbolic link, whatever put it there. A file or link
+    already at the member's place is removed first (as tar does), so the new member is
+    written in its place and never through it.
+    """
+    path = root
+    for part in parts[:-1]:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(mode):
+            raise _refuse(member, f"its path goes through {str(path.relative_to(root))!r}, which is not a directory")
+    try:
+        mode = os.lstat(root.joinpath(*parts)).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        if not member.isdir():
+            raise _refuse(member, "it would replace a directory")
+    else:
+        os.unlink(root.joinpath(*parts))
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> None:
+    parts = name.split("/")
+    _clear_the_way(member, root, parts)
+    path = root.joinpath(*parts)
+    if member.issym() or member.islnk():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if member.issym():
+            os.symlink(member.linkname, path)
+        else:
+            target = root.joinpath(*_relative_parts(member, member.linkname))
+            if not stat.S_ISREG(os.lstat(target).st_mode):
+                raise _refuse(member, f"its target {member.linkname!r} is not a regular file")
+            os.link(target, path, follow_symlinks=False)
+    else:
+        # Regular files and directories, under their checked name: tarfile's 'data' filter
+        # checks the path again and drops setuid/setgid/sticky bits, group/other write and
+        # ownership.
+        tar.extract(member.replace(name=name, deep=False), root, filter="data")
 
 
 def extract_safely(tar_path: Path, dest: Path) -> list[str]:
     """Extract a (compressed) tar into the directory ``dest``, one member at a time.
 
-    Every member is checked before anything is written for it, and tarfile's 'data' filter
-    checks again. On error, what was already extracted stays in ``dest`` (a fresh directory
-    the caller removes). Returns the extracted names.
+    Every member is checked before anything is written for it (check_member, _Members),
+    and again on disk. On error, what was already extracted stays in ``dest`` (a fresh
+    directory the caller removes). Returns the extracted names.
     """
     names = []
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    placed = _Members()
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
-                name = check_member(member, dest)
+                name = placed.admit(member)
                 if name:
-                    tar.extract(member, dest, filter="data")
+                    _extract_member(tar, member, root, name)
                     names.append(name)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise PackageError(E_PACKAGE, f"Cannot extract {Path(tar_path).name}: {e}") from None
@@ -455,12 +567,14 @@ def extract_safely(tar_path: Path, dest: Path) -> list[str]:
 
 def read_contents(tar_path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
     """The members of a (compressed) tar, each checked as extract_safely would, and the
-    first line of its version.txt (None when it has none), without extracting anything."""
+    first line of its version.txt (None when it has none, or when it is a link), without
+    extracting anything."""
     members, version = [], None
+    placed = _Members()
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
-                if check_member(member) == "version.txt" and member.isreg():
+                if placed.admit(member) == "version.txt" and member.isreg():
                     line = tar.extractfile(member).readline(4096)
                     version = line.rstrip(b"\r\n").decode("utf-8", "replace")
                 members.append(member)
@@ -484,7 +598,8 @@ def make_inner_tar(src_dir: Path, version: str | None, out_path: Path, compressl
 
     ``version`` (when given) is written as version.txt, replacing any in src_dir; without
     it src_dir must hold a version.txt. Either way it must be one non-empty line, which the
-    appliance compares with its own by ``sort -V``. Links and special files are refused.
+    appliance compares with its own by ``sort -V``. Links go in as links; whatever the
+    appliance would refuse (a link leaving the package, a special file) is refused here.
     """
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
@@ -494,16 +609,31 @@ def make_inner_tar(src_dir: Path, version: str | None, out_path: Path, compressl
         if version is None:
             raise ValueError(f"No version given and no version.txt in {src_dir}")
     parsed = Version.parse(version)
+    admit = _admitting_filter()
     with tarfile.open(out_path, "w:gz", compresslevel=compresslevel, format=tarfile.GNU_FORMAT) as tar:
         for path, relative in _package_entries(src_dir):
             if relative == "version.txt":
                 data = f"{version.strip()}\n".encode()
-                info = _plain_tarinfo(tarfile.TarInfo("version.txt"))
+                info = admit(tarfile.TarInfo("version.txt"))
                 info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
             else:
-                tar.add(path, arcname=relative, recursive=False, filter=_plain_tarinfo)
+                tar.add(path, arcname=relative, recursive=False, filter=admit)
     return parsed
+
+
+def _admitting_filter():
+    """A tarfile filter that checks each entry as the appliance will, then plain owners."""
+    placed = _Members()
+
+    def admit(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        try:
+            placed.admit(info)
+        except PackageError as e:
+            raise ValueError(e.message) from None
+        return _plain_tarinfo(info)
+
+    return admit
 
 
 def _package_entries(src_dir: Path):
@@ -514,8 +644,8 @@ def _package_entries(src_dir: Path):
         for name in dirs + sorted(files):
             path = Path(root) / name
             relative = path.relative_to(src_dir).as_posix()
-            if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                raise ValueError(f"Only regular files and directories can be packaged: {relative}")
+            if not (path.is_symlink() or path.is_dir() or path.is_file()):
+                raise ValueError(f"Only regular files, directories and links can be packaged: {relative}")
             if relative != "version.txt":
                 entries.append((path, relative))
     return entries

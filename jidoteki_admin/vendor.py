@@ -71,8 +71,18 @@ def inspect(args: argparse.Namespace) -> None:
     print(f"version:    {_shown_version(version)}")
     print(f"members:    {len(members)}")
     for member in members:
-        kind = stat.S_IFDIR if member.isdir() else stat.S_IFREG
-        print(f"  {stat.filemode(kind | member.mode)} {member.size:>12} {member.name}")
+        print(f"  {_listing(member)}")
+
+
+def _listing(member) -> str:
+    """One member as `tar -tv` would show it: mode, size, name, and where a link points."""
+    kind = stat.S_IFDIR if member.isdir() else stat.S_IFLNK if member.issym() else stat.S_IFREG
+    line = f"{stat.filemode(kind | member.mode)} {member.size:>12} {member.name}"
+    if member.issym():
+        line += f" -> {member.linkname}"
+    elif member.islnk():
+        line += f" link to {member.linkname}"
+    return line
 
 
 def _shown_version(version: str | None) -> str:

@@ -261,6 +261,19 @@ def test_unsafe_member_E1005(tree, keys, tmp_path):
     assert (tree / "etc/version.txt").read_text() == "1.0.0\n"
 
 
+def test_package_with_links_inside_installs(tree, keys, tmp_path):
+    src = tmp_path / "src-links"
+    (src / "scripts").mkdir(parents=True)
+    (src / "scripts" / "install.sh").write_text('echo "installed via link" > "$JIDO_ADMIN_PATH/log/ran"\n')
+    (src / "update.sh").symlink_to("scripts/install.sh")
+    package.build_package(src, "2.0", keys / "updates.key", keys / "vendor.key",
+                          tree / "home/sftp/uploads/software_package-2.0.enc")
+    status, lines, _ = run_job(tree)
+    assert status == 0, lines
+    assert (tree / "log/ran").read_text() == "installed via link\n"
+    assert (tree / "etc/version.txt").read_text() == "2.0\n"
+
+
 def test_unexpected_error_E1000(tree, keys, tmp_path):
     upload(tree, keys, tmp_path, "2.0.0", update_sh=None)
     (tree / "etc/version.txt").unlink()

@@ -126,6 +126,28 @@ def test_package_refuses_an_empty_or_odd_version(tmp_path, keydir, src, version)
     assert not out.exists()
 
 
+def test_package_and_inspect_links(tmp_path, keydir, src):
+    (src / "bin" / "alias").symlink_to("tool")
+    os.link(src / "changelog.txt", src / "notes.txt")
+    out = tmp_path / "software_package-2.0.enc"
+    done = vendor("package", src, "--version", "2.0", "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert done.returncode == 0, done.stderr
+    done = vendor("inspect", out, "--key", keydir / "updates.key", "--public-key", keydir / "updates.pub")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^  l\S+ +0 bin/alias -> tool$", done.stdout, re.M)
+    assert re.search(r"^  -\S+ +0 notes.txt link to changelog.txt$", done.stdout, re.M)
+
+
+def test_package_refuses_a_link_leaving_the_package(tmp_path, keydir, src):
+    (src / "bin" / "passwd").symlink_to("/etc/passwd")
+    out = tmp_path / "software_package-2.0.enc"
+    done = vendor("package", src, "--version", "2.0", "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert_one_line_error(done, "Refusing 'bin/passwd'")
+    assert not out.exists()
+
+
 def test_inspect_a_package_without_version(tmp_path, keydir):
     from jidoteki_admin import package
 
