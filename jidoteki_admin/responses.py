@@ -75,19 +75,20 @@ def accepted(request, endpoint: str) -> bytes:
     return _compact(request, 202, {"Status": status_line(202), "Location": location})
 
 
-def error(request, code: int, message: str | None = None, first_run: bool = False) -> bytes:
+def error(request, code: int, message: str | None = None, first_run: bool | None = None) -> bytes:
     if message:
         request.setHeader(b"Error-Message", header_safe(message))
     return _compact(request, code, error_value(code, message, first_run))
 
 
-def error_value(code: int, message: str | None, first_run: bool) -> dict:
-    """The body of every error answer."""
+def error_value(code: int, message: str | None, first_run: bool | None) -> dict:
+    """The body of every error answer; "First-Run" only where first-run is enabled
+    (TokenStore.first_run gives None elsewhere)."""
     value: dict[str, object] = {"Status": status_line(code)}
     if message:
         value["Error-Message"] = message
-    if first_run:
-        value["First-Run"] = True
+    if first_run is not None:
+        value["First-Run"] = first_run
     return value
 
 
