@@ -13,6 +13,8 @@ from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255
 TOKEN_FILE_MODE = 0o600
+GROUP_TOKEN_FILE_MODE = 0o660
+TOKEN_CHARACTERS = "newtoken may only contain the characters ! to ~ (ASCII 0x21 to 0x7E)"
 
 
 def secret_key(token: str) -> str:
@@ -31,20 +33,23 @@ def token_problem(candidate: str) -> str | None:
         return "newtoken must not be empty"
     if len(candidate) > MAX_TOKEN_LENGTH:
         return f"newtoken must be at most {MAX_TOKEN_LENGTH} characters"
-    if not (candidate.isascii() and candidate.isprintable()):
-        return "newtoken must contain printable ASCII characters only"
+    if not all("!" <= c <= "~" for c in candidate):
+        return TOKEN_CHARACTERS
     return None
 
 
 class TokenStore:
     """The token in etc/api.token, re-read only when the file changes on disk.
 
-    ``first_run_enabled`` is the config's first-run switch.
+    ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
+    has an admin group, owns the token files (mode 0660) so its unprivileged tools can read
+    them, as on appliances in the field; without it they are the daemon's alone (0600).
     """
 
-    def __init__(self, tree: AdminTree, first_run_enabled: bool = False):
+    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None):
         self.tree = tree
         self.first_run_enabled = first_run_enabled
+        self.group = group
         self._stamp: tuple | None = None
         self._token: str | None = None
 
@@ -83,7 +88,8 @@ class TokenStore:
         _empty_if_present(self.tree.first_run_marker)
 
     def _write(self, path, token: str) -> None:
-        atomic_write(path, token.encode() + b"\n", TOKEN_FILE_MODE)
+        mode = TOKEN_FILE_MODE if self.group is None else GROUP_TOKEN_FILE_MODE
+        atomic_write(path, token.encode() + b"\n", mode, self.group)
 
     def authenticates(self, method: str, path: str, token: str | None, hash_: str | None) -> bool:
         """Whether the query's token or hash matches; the hash decides when both are sent."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Config:
     services: tuple[str, ...] = ()
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
+    admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -107,6 +109,7 @@ def parse_config(raw: object) -> Config:
         services=_names(raw, "services"),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
+        admin_group=_group(raw.get("admin-group")),
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -120,6 +123,7 @@ KNOWN_KEYS = {
     "services",
     "upload-limits",
     "job-timeout",
+    "admin-group",
 }
 
 
@@ -141,6 +145,22 @@ def _positive_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f'"{key}" must be a positive integer')
     return value
+
+
+def _group(value: object) -> int | None:
+    """The admin group as a gid: given as a gid, or as a name looked up once, at start."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError('"admin-group" must be a group name or a gid')
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        if value.isdigit():
+            return int(value)
+        raise ConfigError(f'"admin-group": no group named {value!r}') from None
 
 
 def _first_run(value: object) -> FirstRun:

@@ -69,7 +69,7 @@ class AdminService(MultiService):
         tree.lay_out()
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
-        self.tokens = TokenStore(tree, config.first_run.enabled)
+        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group)
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
         for key in config.unknown_keys:

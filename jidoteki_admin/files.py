@@ -9,17 +9,19 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
     """Replace the file at ``path`` with ``data``: a crash leaves either the old or the new one.
 
     On appliances, persisted files are symbolic links into a persistent mount: renaming over
     the link would replace it with a file that is lost at the next reboot. So the file the
     link points to is replaced, never the link; the temporary file lives beside that file so
-    the rename stays on one filesystem.
+    the rename stays on one filesystem. ``group``, when given, becomes the file's group.
     """
     target = _final_target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        if group is not None:
+            os.fchown(fd, -1, group)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)

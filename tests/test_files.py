@@ -75,6 +75,13 @@ def test_a_reader_of_the_old_file_keeps_it(persisted):
     assert link.read_bytes() == b"new\n"
 
 
+def test_group_is_set_when_asked(tmp_path):
+    group = os.getgroups()[0] if os.getgroups() else os.getgid()
+    atomic_write(tmp_path / "f", b"x", 0o660, group=group)
+    assert (tmp_path / "f").stat().st_gid == group
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o660
+
+
 @pytest_twisted.ensureDeferred
 async def test_setting_a_token_keeps_the_persisted_link(daemon, tmp_path):
     mount = tmp_path / "mnt" / "mydata"

@@ -120,3 +120,12 @@ def test_first_run_is_the_config_and_a_non_empty_marker(tmp_path, enabled, conte
     if content is not None:
         (etc / "api.token.setup").write_bytes(content)
     assert TokenStore(AdminTree(tmp_path / "admin"), first_run_enabled=enabled).first_run is expected
+
+
+def test_admin_group_owns_the_generated_passphrase_files(tmp_path):
+    gid = os.getegid()
+    etc = etc_of(tmp_path)
+    assert TokenStore(AdminTree(tmp_path / "admin"), True, group=gid).start_first_run(4)
+    for name in ("api.token", "api.token.setup"):
+        info = (etc / name).stat()
+        assert (info.st_mode & 0o777, info.st_gid) == (0o660, gid)

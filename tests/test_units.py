@@ -137,6 +137,17 @@ def test_parse_config_survives_a_json_round_trip(raw):
         pass
 
 
+def test_admin_group_is_a_gid_or_a_group_name():
+    import grp
+    import os
+
+    assert parse_config({}).admin_group is None
+    assert parse_config({"admin-group": 997}).admin_group == 997
+    assert parse_config({"admin-group": "997"}).admin_group == 997
+    own = grp.getgrgid(os.getegid())
+    assert parse_config({"admin-group": own.gr_name}).admin_group == own.gr_gid
+
+
 def test_empty_config_is_the_defaults():
     config = parse_config({})
     assert config.endpoints == () and config.services == ()
@@ -156,6 +167,11 @@ def test_empty_config_is_the_defaults():
         {"build-file": ""},
         {"services": [""]},
         {"services": [None]},
+        {"admin-group": ""},
+        {"admin-group": -1},
+        {"admin-group": True},
+        {"admin-group": ["wheel"]},
+        {"admin-group": "no-such-group-here"},
     ],
     ids=repr,
 )
