@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from conftest import json_of
+from jidoteki_admin.sections import information as information_module
 from jidoteki_admin.sections import services as services_module
 from jidoteki_admin.sections.information import CpuSampler, human_size
 
@@ -137,7 +138,7 @@ async def test_health_has_the_documented_shape(daemon):
     health = await json_of(response)
     assert set(health) == {"disk", "memory", "cpu"}
     assert set(health["disk"]) == set(health["memory"]) == {"used", "total", "percentage"}
-    assert set(health["cpu"]) == {"num", "load", "cpu5min"}
+    assert set(health["cpu"]) == {"num", "load", "cpu5min", "cpu5minPercent"}
     assert re.fullmatch(SIZE, health["disk"]["used"])
     assert re.fullmatch(SIZE, health["disk"]["total"])
     assert re.fullmatch(r"\d+M", health["memory"]["used"])
@@ -148,7 +149,20 @@ async def test_health_has_the_documented_shape(daemon):
     assert type(health["cpu"]["num"]) is int and health["cpu"]["num"] == os.cpu_count()
     assert re.fullmatch(r"\d+\.\d\d, \d+\.\d\d, \d+\.\d\d", health["cpu"]["load"])
     cpu5min = health["cpu"]["cpu5min"]
-    assert type(cpu5min) is int and 0 <= cpu5min <= 100
+    assert type(cpu5min) in (int, float) and cpu5min >= 0
+    percent = health["cpu"]["cpu5minPercent"]
+    assert type(percent) is int and 0 <= percent <= 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_cpu5min_is_the_five_minute_load_in_cores(daemon, monkeypatch):
+    # The original dashboard marks the CPU red at cpu5min >= cpu.num: the unit is cores.
+    monkeypatch.setattr(information_module.os, "getloadavg", lambda: (0.5, 3.14159, 1.0))
+    daemon.service.sampler.samples.extend([90.0])
+    cpu = (await json_of(await daemon.get("/health")))["cpu"]
+    assert cpu["cpu5min"] == 3.14
+    assert cpu["load"] == "0.50, 3.14, 1.00"
+    assert cpu["cpu5minPercent"] == 90
 
 
 @pytest_twisted.ensureDeferred
@@ -163,10 +177,10 @@ async def test_health_figures_are_live(daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_cpu5min_comes_from_the_sampler(daemon):
+async def test_health_cpu5min_percent_comes_from_the_sampler(daemon):
     daemon.service.sampler.samples.extend([40.0, 60.0])
     health = await json_of(await daemon.get("/health"))
-    assert health["cpu"]["cpu5min"] == 50
+    assert health["cpu"]["cpu5minPercent"] == 50
 
 
 def test_health_needs_no_file(daemon):
