@@ -13,6 +13,8 @@ from .layout import DEFAULT_ADMIN_PATH
 DEFAULT_CONFIG_FILE = "/usr/local/etc/jidoteki-admin-api.json"
 DEFAULT_BUILD_FILE = "/usr/local/etc/build.json"
 DEFAULT_STORAGE_OPTIONS_FILE = "/usr/local/etc/storage-options.json"
+DEFAULT_SERVICES_FILE = "/usr/local/etc/allservices.txt"
+DEFAULT_INIT_DIRECTORY = "/usr/local/etc/init.d"
 DEFAULT_HTTPS_PORT = 8443
 
 OPTIONAL_ENDPOINTS = ("settings", "certs", "license", "storage", "backup", "cluster")
@@ -49,6 +51,8 @@ class Config:
     build_file: Path = Path(DEFAULT_BUILD_FILE)
     storage_options_file: Path = Path(DEFAULT_STORAGE_OPTIONS_FILE)
     services: tuple[str, ...] = ()
+    services_file: Path = Path(DEFAULT_SERVICES_FILE)
+    init_directory: Path = Path(DEFAULT_INIT_DIRECTORY)
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
@@ -107,6 +111,8 @@ def parse_config(raw: object) -> Config:
         build_file=_path(raw, "build-file", DEFAULT_BUILD_FILE),
         storage_options_file=_path(raw, "storage-options-file", DEFAULT_STORAGE_OPTIONS_FILE),
         services=_names(raw, "services"),
+        services_file=_path(raw, "services-file", DEFAULT_SERVICES_FILE),
+        init_directory=_path(raw, "init-directory", DEFAULT_INIT_DIRECTORY),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
         admin_group=_group(raw.get("admin-group")),
@@ -121,6 +127,8 @@ KNOWN_KEYS = {
     "build-file",
     "storage-options-file",
     "services",
+    "services-file",
+    "init-directory",
     "upload-limits",
     "job-timeout",
     "admin-group",

@@ -83,7 +83,7 @@ class AdminService(MultiService):
         api.add(Setup(self.tokens))
         api.add(Information(tree, config.build_file, self.sampler, lambda: listed_endpoints(api.endpoints)))
         api.add(Updates(tree, self.runner))
-        api.add(Services(tree, config.services, reactor))
+        api.add(Services(tree, config.services, reactor, config.services_file, config.init_directory))
         self.site = AdminSite(api, reactor)
         self.listeners: dict[str, Listener] = {}
         if settings.https_port is not None:

@@ -154,6 +154,8 @@ def test_empty_config_is_the_defaults():
     assert config.first_run.enabled is False and config.first_run.word_length == 4
     assert str(config.build_file) == "/usr/local/etc/build.json"
     assert str(config.storage_options_file) == "/usr/local/etc/storage-options.json"
+    assert str(config.services_file) == "/usr/local/etc/allservices.txt"
+    assert str(config.init_directory) == "/usr/local/etc/init.d"
 
 
 @pytest.mark.parametrize(
@@ -167,6 +169,8 @@ def test_empty_config_is_the_defaults():
         {"build-file": ""},
         {"services": [""]},
         {"services": [None]},
+        {"services-file": ""},
+        {"init-directory": 7},
         {"admin-group": ""},
         {"admin-group": -1},
         {"admin-group": True},
