@@ -8,11 +8,13 @@ import os
 import secrets
 from importlib import resources
 
-from .files import atomic_write, fsync_directory, read_first_line, remove_quietly
+from .files import atomic_write, read_first_line
 from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255
 TOKEN_FILE_MODE = 0o600
+GROUP_TOKEN_FILE_MODE = 0o660
+TOKEN_CHARACTERS = "newtoken may only contain the characters ! to ~ (ASCII 0x21 to 0x7E)"
 
 
 def secret_key(token: str) -> str:
@@ -31,16 +33,23 @@ def token_problem(candidate: str) -> str | None:
         return "newtoken must not be empty"
     if len(candidate) > MAX_TOKEN_LENGTH:
         return f"newtoken must be at most {MAX_TOKEN_LENGTH} characters"
-    if not (candidate.isascii() and candidate.isprintable()):
-        return "newtoken must contain printable ASCII characters only"
+    if not all("!" <= c <= "~" for c in candidate):
+        return TOKEN_CHARACTERS
     return None
 
 
 class TokenStore:
-    """The token in etc/api.token, re-read only when the file changes on disk."""
+    """The token in etc/api.token, re-read only when the file changes on disk.
 
-    def __init__(self, tree: AdminTree):
+    ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
+    has an admin group, owns the token files (mode 0660) so its unprivileged tools can read
+    them, as on appliances in the field; without it they are the daemon's alone (0600).
+    """
+
+    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None):
         self.tree = tree
+        self.first_run_enabled = first_run_enabled
+        self.group = group
         self._stamp: tuple | None = None
         self._token: str | None = None
 
@@ -58,15 +67,29 @@ class TokenStore:
         return self._token
 
     @property
-    def first_run(self) -> bool:
-        """A generated passphrase is still in use; the administrator has not set a token."""
-        return self.tree.first_run_marker.exists()
+    def first_run(self) -> bool | None:
+        """What error answers say under "First-Run"; None for no such key at all.
+
+        With first-run enabled, true while the generated passphrase is in use: the marker
+        etc/api.token.setup holds something (setting a token empties it, as the original
+        daemon did, whose dashboard hides its first-run page on false). An appliance that
+        does not use first-run says nothing about it.
+        """
+        if not self.first_run_enabled:
+            return None
+        try:
+            return os.stat(self.tree.first_run_marker).st_size > 0
+        except FileNotFoundError:
+            return False
 
     def replace(self, token: str) -> None:
         """Install a new token atomically and end first-run mode."""
-        atomic_write(self.tree.token_file, token.encode() + b"\n", TOKEN_FILE_MODE)
-        remove_quietly(self.tree.first_run_marker)
-        fsync_directory(self.tree.etc)
+        self._write(self.tree.token_file, token)
+        _empty_if_present(self.tree.first_run_marker)
+
+    def _write(self, path, token: str) -> None:
+        mode = TOKEN_FILE_MODE if self.group is None else GROUP_TOKEN_FILE_MODE
+        atomic_write(path, token.encode() + b"\n", mode, self.group)
 
     def authenticates(self, method: str, path: str, token: str | None, hash_: str | None) -> bool:
         """Whether the query's token or hash matches; the hash decides when both are sent."""
@@ -82,12 +105,30 @@ class TokenStore:
         return False
 
     def start_first_run(self, word_length: int) -> bool:
-        """Write a random passphrase token when there is none; True if one was written."""
+        """Write a random passphrase token when there is none; True if one was written.
+
+        The passphrase also goes to etc/api.token.setup, as the original daemon put it there
+        for the appliance to show; a non-empty marker is what first-run means.
+        """
         if self.current() is not None:
             return False
-        atomic_write(self.tree.token_file, passphrase(word_length).encode() + b"\n", TOKEN_FILE_MODE)
-        atomic_write(self.tree.first_run_marker, b"", 0o600)
+        token = passphrase(word_length)
+        # The marker first: a crash in between leaves no token, so the next start begins anew.
+        self._write(self.tree.first_run_marker, token)
+        self._write(self.tree.token_file, token)
         return True
+
+
+def _empty_if_present(path) -> None:
+    """Truncate a file to 0 bytes, durably, keeping it (and the link to it, if it is one)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def passphrase(words: int) -> str:

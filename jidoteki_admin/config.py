@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from .layout import DEFAULT_ADMIN_PATH
 DEFAULT_CONFIG_FILE = "/usr/local/etc/jidoteki-admin-api.json"
 DEFAULT_BUILD_FILE = "/usr/local/etc/build.json"
 DEFAULT_STORAGE_OPTIONS_FILE = "/usr/local/etc/storage-options.json"
+DEFAULT_SERVICES_FILE = "/usr/local/etc/allservices.txt"
+DEFAULT_INIT_DIRECTORY = "/usr/local/etc/init.d"
 DEFAULT_HTTPS_PORT = 8443
 
 OPTIONAL_ENDPOINTS = ("settings", "certs", "license", "storage", "backup", "cluster")
@@ -49,6 +52,8 @@ class Config:
     build_file: Path = Path(DEFAULT_BUILD_FILE)
     storage_options_file: Path = Path(DEFAULT_STORAGE_OPTIONS_FILE)
     services: tuple[str, ...] = ()
+    services_file: Path = Path(DEFAULT_SERVICES_FILE)
+    init_directory: Path = Path(DEFAULT_INIT_DIRECTORY)
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
     jobs: str = BUILTIN_JOBS  # or APPLIANCE_JOBS: the appliance's bin/wrapper.sh does the work
@@ -58,6 +63,7 @@ class Config:
     privileged_command: tuple[str, ...] = ()
     appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks
     decrypt_dir: Path | None = None  # where packages are decrypted; None: the tree's tmp/
+    admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -135,12 +141,15 @@ def parse_config(raw: object) -> Config:
         build_file=_path(raw, "build-file", DEFAULT_BUILD_FILE),
         storage_options_file=_path(raw, "storage-options-file", DEFAULT_STORAGE_OPTIONS_FILE),
         services=_names(raw, "services"),
+        services_file=_path(raw, "services-file", DEFAULT_SERVICES_FILE),
+        init_directory=_path(raw, "init-directory", DEFAULT_INIT_DIRECTORY),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
         jobs=_choice(raw, "jobs", (BUILTIN_JOBS, APPLIANCE_JOBS)),
         privileged_command=_command(raw, "privileged-command"),
         appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
         decrypt_dir=_path(raw, "decrypt-dir", "") if "decrypt-dir" in raw else None,
+        admin_group=_group(raw.get("admin-group")),
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -152,12 +161,15 @@ KNOWN_KEYS = {
     "build-file",
     "storage-options-file",
     "services",
+    "services-file",
+    "init-directory",
     "upload-limits",
     "job-timeout",
     "jobs",
     "privileged-command",
     "appliance-lock-dir",
     "decrypt-dir",
+    "admin-group",
 }
 
 
@@ -196,6 +208,22 @@ def _positive_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f'"{key}" must be a positive integer')
     return value
+
+
+def _group(value: object) -> int | None:
+    """The admin group as a gid: given as a gid, or as a name looked up once, at start."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError('"admin-group" must be a group name or a gid')
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        if value.isdigit():
+            return int(value)
+        raise ConfigError(f'"admin-group": no group named {value!r}') from None
 
 
 def _first_run(value: object) -> FirstRun:

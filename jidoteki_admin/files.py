@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: a crash leaves either the old or the new file.
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
+    """Replace the file at ``path`` with ``data``: a crash leaves either the old or the new one.
 
-    The temporary file lives beside the target so the rename stays on one filesystem.
+    On appliances, persisted files are symbolic links into a persistent mount: renaming over
+    the link would replace it with a file that is lost at the next reboot. So the file the
+    link points to is replaced, never the link; the temporary file lives beside that file so
+    the rename stays on one filesystem. ``group``, when given, becomes the file's group.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    target = _final_target(Path(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        if group is not None:
+            os.fchown(fd, -1, group)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         remove_quietly(Path(tmp))
         raise
-    fsync_directory(path.parent)
+    fsync_directory(target.parent)
+
+
+def _final_target(path: Path) -> Path:
+    """Where ``path`` leads once every symbolic link is followed (itself if it is none).
+
+    A dangling link leads to where its target would be; a loop is an error, not a reason
+    to replace the link.
+    """
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
+    return target
 
 
 def atomic_write_json(path: Path, value: object, mode: int = 0o644) -> None:

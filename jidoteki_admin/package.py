@@ -20,11 +20,10 @@ import functools
 import hashlib
 import io
 import os
-import re
+import stat
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -109,96 +108,178 @@ def decrypt(package_path: Path, out_path: Path, key_file: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# Versions
+# Versions, ordered exactly as GNU `sort -V` orders them
+#
+# Appliances in the field compared versions with `sort -V`, so a vendor's numbering
+# (1.2, 1.2.3.4, 2021.03.01, 1.2.3-1, ...) must rank here as it ranked there. What follows
+# is gnulib's filevercmp as GNU coreutils 9.1 has it, on bytes, in the C locale; where it
+# finds two versions equal (1.02 and 1.2), sort's last-resort byte comparison decides.
 
 
-_VERSION_RE = re.compile(
-    r"[vV]?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
-    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
-    r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-)
+def _order(s: bytes, pos: int) -> int:
+    """filevercmp's weight of the byte at pos: end of string before everything but ``~``,
+    ``~`` first of all, digits (a number starts) before letters, letters before the rest."""
+    if pos == len(s):
+        return -1
+    c = s[pos]
+    if 0x30 <= c <= 0x39:
+        return 0
+    if 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A:
+        return c
+    if c == 0x7E:
+        return -2
+    return c + 256
+
+
+def _isdigit(s: bytes, pos: int) -> bool:
+    return pos < len(s) and 0x30 <= s[pos] <= 0x39
+
+
+def _verrevcmp(a: bytes, b: bytes) -> int:
+    """dpkg's version comparison: non-digit runs by _order, digit runs as numbers."""
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and not _isdigit(a, i)) or (j < len(b) and not _isdigit(b, j)):
+            diff = _order(a, i) - _order(b, j)
+            if diff:
+                return diff
+            i, j = i + 1, j + 1
+        while i < len(a) and a[i] == 0x30:
+            i += 1
+        while j < len(b) and b[j] == 0x30:
+            j += 1
+        first_diff = 0
+        while _isdigit(a, i) and _isdigit(b, j):
+            first_diff = first_diff or a[i] - b[j]
+            i, j = i + 1, j + 1
+        if _isdigit(a, i):
+            return 1
+        if _isdigit(b, j):
+            return -1
+        if first_diff:
+            return first_diff
+    return 0
+
+
+_ALNUM_TILDE = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz~")
+_ALPHA_TILDE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz~")
+
+
+def _prefix_length(s: bytes) -> int:
+    """Where a file suffix like ``.tar.gz`` starts: the longest tail matching
+    ``(\\.[A-Za-z~][A-Za-z0-9~]*)*$``.
+
+    As in coreutils 9.1, the tail may be the whole string (".abc"); later releases keep
+    the first byte out of it, which changes only names that start with a dot.
+    """
+    prefix, i = 0, 0
+    while True:
+        while i + 1 < len(s) and s[i] == 0x2E and s[i + 1] in _ALPHA_TILDE:
+            i += 2
+            while i < len(s) and s[i] in _ALNUM_TILDE:
+                i += 1
+        if i == len(s):
+            return prefix
+        i += 1
+        prefix = i
+
+
+def _dot_rank(s: bytes) -> int:
+    """Empty first, then ".", then "..", then other names starting with ".", then the rest."""
+    if not s:
+        return 0
+    if s == b".":
+        return 1
+    if s == b"..":
+        return 2
+    return 3 if s[:1] == b"." else 4
+
+
+def filevercmp(a: str | bytes, b: str | bytes) -> int:
+    """Compare two versions as gnulib's filevercmp does: negative, zero or positive.
+
+    Suffixes are compared only when the versions without them are equal, so
+    ``1.2.tar.gz`` and ``1.2.tgz`` rank by their ``1.2`` first.
+    """
+    a, b = _as_bytes(a), _as_bytes(b)
+    rank = _dot_rank(a) - _dot_rank(b)
+    if rank or _dot_rank(a) < 3:
+        return rank
+    a_prefix, b_prefix = _prefix_length(a), _prefix_length(b)
+    result = _verrevcmp(a[:a_prefix], b[:b_prefix])
+    if result or (a_prefix == len(a) and b_prefix == len(b)):
+        return result
+    return _verrevcmp(a, b)
+
+
+def _as_bytes(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
 
 
 @functools.total_ordering
-@dataclass(frozen=True, eq=False)
 class Version:
-    """A semantic version (https://semver.org), compared by semver precedence.
+    """A version string, ordered as ``LC_ALL=C sort -V`` orders lines.
 
-    A leading ``v`` is accepted; build metadata (``+...``) is kept but, as semver says,
-    ignored when comparing.
+    Any non-empty line is a version: ``1.2``, ``1.2.3.4``, ``2021.03.01`` and ``1.2.3-1``
+    all compare as the appliance's own update script compared them. Two versions are equal
+    only when their text is (``sort -V`` falls back to the bytes when filevercmp ties), so
+    ``new > installed`` is exactly the update script's test: sort -V puts the new one last,
+    and it differs.
     """
 
-    major: int
-    minor: int
-    patch: int
-    prerelease: tuple[str, ...] = ()
-    build: str = ""
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _VERSION_RE.fullmatch(text.strip())
-        if match is None:
-            raise ValueError(f"not a semantic version (like 1.2.3): {text.strip()!r}")
-        major, minor, patch, pre, build = match.groups()
-        return cls(int(major), int(minor), int(patch),
-                   tuple(pre.split(".")) if pre else (), build or "")
-
-    def _key(self) -> tuple:
-        # A release ranks above any of its pre-releases; within a pre-release, numeric
-        # identifiers rank below alphanumeric ones and a longer list wins a tie.
-        if not self.prerelease:
-            pre: tuple = (1,)
-        else:
-            pre = (0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p)
-                            for p in self.prerelease))
-        return (self.major, self.minor, self.patch, pre)
+        """The version in a version.txt line; surrounding whitespace is not part of it."""
+        text = text.strip()
+        if not text:
+            raise ValueError("the version is empty")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise ValueError(f"the version must be one line of text: {text!r}")
+        return cls(text)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._key() == other._key()
+        return self.text == other.text
 
     def __lt__(self, other: Version) -> bool:
         if not isinstance(other, Version):
             return NotImplemented
-        return self._key() < other._key()
+        return sort_v_compare(self.text, other.text) < 0
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self.text)
 
     def __str__(self) -> str:
-        text = f"{self.major}.{self.minor}.{self.patch}"
-        if self.prerelease:
-            text += "-" + ".".join(self.prerelease)
-        if self.build:
-            text += "+" + self.build
-        return text
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Version({self.text!r})"
+
+
+def sort_v_compare(a: str | bytes, b: str | bytes) -> int:
+    """The order ``LC_ALL=C sort -V`` gives two lines: filevercmp, then the bytes."""
+    a, b = _as_bytes(a), _as_bytes(b)
+    return filevercmp(a, b) or (a > b) - (a < b)
+
+
+sort_v_key = functools.cmp_to_key(sort_v_compare)
 
 
 # ----------------------------------------------------------------------------------------
 # Uploaded packages
 
 
-def _natural_key(text: str) -> tuple:
-    # Splitting on digit runs puts strings at even and integers at odd positions, so two
-    # keys never compare a string with an integer.
-    return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text)))
-
-
-def _package_sort_key(path: Path) -> tuple:
-    label = path.name[len(PACKAGE_PREFIX):-len(PACKAGE_SUFFIX)]
-    try:
-        return (1, Version.parse(label), path.name)
-    except ValueError:
-        return (0, _natural_key(label), path.name)
-
-
 def find_packages(uploads: Path) -> list[Path]:
     """Uploaded ``software_package-*.enc`` files, oldest first.
 
-    Names are ordered by the semantic version after ``software_package-`` (so 1.10.0 comes
-    after 1.9.0); names that hold no version sort before those that do, naturally.
+    The names are ordered as the appliance's update script ordered them, by ``sort -V``
+    (so 1.10 comes after 1.9, and 1.2.3-1 after 1.2.3); the last is the one to install.
     """
     try:
         paths = [p for p in Path(uploads).iterdir()
@@ -206,7 +287,7 @@ def find_packages(uploads: Path) -> list[Path]:
                  and len(p.name) > len(PACKAGE_PREFIX) + len(PACKAGE_SUFFIX) and p.is_file()]
     except FileNotFoundError:
         paths = []
-    return sorted(paths, key=_package_sort_key)
+    return sorted(paths, key=lambda p: sort_v_key(p.name))
 
 
 def newest_package(uploads: Path) -> Path:
@@ -221,14 +302,18 @@ def newest_package(uploads: Path) -> Path:
 
 
 def _outer_member_name(member: tarfile.TarInfo) -> str | None:
-    """The name of a wanted outer member, or None for the archive's own ``.`` entry."""
+    """The name of a wanted outer member, or None for any other member.
+
+    The appliance's update script untarred the whole outer tar and used only the two files
+    it needed, so anything else a vendor's tooling put in it is skipped, never written.
+    """
     name = member.name
     while name.startswith("./"):
         name = name[2:]
-    if member.isdir() and name in ("", "."):
+    if name not in (INNER_NAME, SIGNATURE_NAME):
         return None
-    if name not in (INNER_NAME, SIGNATURE_NAME) or not member.isreg():
-        raise PackageError(E_PACKAGE, f"Unexpected member in update package: {member.name!r}")
+    if not member.isreg():
+        raise PackageError(E_PACKAGE, f"{name} in update package is not a regular file")
     return name
 
 
@@ -325,53 +410,160 @@ def decrypt_and_verify(package_path: Path, key_file: Path, public_key_file: Path
 
 
 _KINDS = {
-    tarfile.SYMTYPE: "a symbolic link",
-    tarfile.LNKTYPE: "a hard link",
     tarfile.CHRTYPE: "a character device",
     tarfile.BLKTYPE: "a block device",
     tarfile.FIFOTYPE: "a FIFO",
 }
 
 
-def check_member(member: tarfile.TarInfo, dest: Path | None = None) -> str:
-    """Refuse anything but a regular file or directory with a plain relative name.
+def _refuse(member: tarfile.TarInfo, why: str) -> PackageError:
+    return PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: {why}")
 
-    Member names come from the archive and are never trusted: no absolute paths, no
-    ``..``, no links, devices or FIFOs. Returns the name without leading ``./``.
-    """
-    name = member.name
-    if not member.isreg() and not member.isdir():
-        kind = _KINDS.get(member.type, f"an unsupported entry (type {member.type!r})")
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: it is {kind}")
-    if name.startswith("/") or "\\" in name or "\0" in name:
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: absolute or unsafe path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+
+def _relative_parts(member: tarfile.TarInfo, path: str) -> list[str]:
+    """The components of a name from the archive, which must stay below the root."""
+    if path.startswith("/") or "\\" in path or "\0" in path:
+        raise _refuse(member, "absolute or unsafe path")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: path leaves the directory")
-    if dest is not None:
-        root = Path(dest).resolve()
-        target = root.joinpath(*parts).resolve()
-        if target != root and root not in target.parents:
-            raise PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: path leaves the directory")
+        raise _refuse(member, "path leaves the directory")
+    return parts
+
+
+def _check_symlink_target(member: tarfile.TarInfo, parts: list[str]) -> None:
+    """A symbolic link may only point inside the root, seen from its own directory.
+
+    The target must be relative, made of some leading ``..`` that do not climb above the
+    root, then plain names. A ``..`` after a name is refused: the name may itself be a
+    link, and the kernel would then climb from wherever that link points.
+    """
+    target = member.linkname
+    if not target or target.startswith("/") or "\0" in target:
+        raise _refuse(member, f"its target {target!r} is not a relative path")
+    steps = [p for p in target.split("/") if p not in ("", ".")]
+    up = next((i for i, step in enumerate(steps) if step != ".."), len(steps))
+    if ".." in steps[up:]:
+        raise _refuse(member, f"its target {target!r} goes back up after a name")
+    if up > len(parts) - 1:
+        raise _refuse(member, f"its target {target!r} leaves the directory")
+
+
+def check_member(member: tarfile.TarInfo) -> str:
+    """Refuse a member that could not be extracted safely, judged on its own.
+
+    Member names come from the archive and are never trusted: no absolute paths or ``..``;
+    regular files, directories and links only (no devices or FIFOs); a symbolic link's
+    target stays inside the root and a hard link's names another member. Returns the name
+    without leading ``./``. What depends on earlier members is _Members' job.
+    """
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        kind = _KINDS.get(member.type, f"an unsupported entry (type {member.type!r})")
+        raise _refuse(member, f"it is {kind}")
+    parts = _relative_parts(member, member.name)
+    if (member.issym() or member.islnk()) and not parts:
+        raise _refuse(member, "a link needs a name")
+    if member.issym():
+        _check_symlink_target(member, parts)
+    elif member.islnk() and not _relative_parts(member, member.linkname):
+        raise _refuse(member, "its target is the directory itself")
     return "/".join(parts)
+
+
+class _Members:
+    """What the archive has placed so far, by name: "dir", "file" or "link".
+
+    The tar the appliance used accepted links, but nothing may be written through one: a
+    member whose path goes through a link (or a file) placed before it is refused, a
+    directory is never replaced, and a hard link must name a regular file placed before it.
+    """
+
+    def __init__(self):
+        self.kinds: dict[str, str] = {}
+
+    def admit(self, member: tarfile.TarInfo) -> str:
+        name = check_member(member)
+        parts = name.split("/") if name else []
+        for i in range(1, len(parts)):
+            above = "/".join(parts[:i])
+            kind = self.kinds.setdefault(above, "dir")
+            if kind != "dir":
+                raise _refuse(member, f"its path goes through {above!r}, which is not a directory")
+        if self.kinds.get(name) == "dir" and not member.isdir():
+            raise _refuse(member, "it would replace a directory")
+        if member.islnk():
+            # Not to a symbolic link: the copy would be a symbolic link elsewhere, and its
+            # relative target would be read from a directory it was never checked from.
+            if self.kinds.get("/".join(_relative_parts(member, member.linkname))) != "file":
+                raise _refuse(member, f"its target {member.linkname!r} is not a regular file extracted before it")
+        self.kinds[name] = "dir" if member.isdir() else "link" if member.issym() else "file"
+        return name
+
+
+def _clear_the_way(member: tarfile.TarInfo, root: Path, parts: list[str]) -> None:
+    """Check on disk what _Members checked in memory, and remove what a member replaces.
+
+    No directory on the way may be a symbolic link, whatever put it there. A file or link
+    already at the member's place is removed first (as tar does), so the new member is
+    written in its place and never through it.
+    """
+    path = root
+    for part in parts[:-1]:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(mode):
+            raise _refuse(member, f"its path goes through {str(path.relative_to(root))!r}, which is not a directory")
+    try:
+        mode = os.lstat(root.joinpath(*parts)).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        if not member.isdir():
+            raise _refuse(member, "it would replace a directory")
+    else:
+        os.unlink(root.joinpath(*parts))
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> None:
+    parts = name.split("/")
+    _clear_the_way(member, root, parts)
+    path = root.joinpath(*parts)
+    if member.issym() or member.islnk():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if member.issym():
+            os.symlink(member.linkname, path)
+        else:
+            target = root.joinpath(*_relative_parts(member, member.linkname))
+            if not stat.S_ISREG(os.lstat(target).st_mode):
+                raise _refuse(member, f"its target {member.linkname!r} is not a regular file")
+            os.link(target, path, follow_symlinks=False)
+    else:
+        # Regular files and directories, under their checked name: tarfile's 'data' filter
+        # checks the path again and drops setuid/setgid/sticky bits, group/other write and
+        # ownership.
+        tar.extract(member.replace(name=name, deep=False), root, filter="data")
 
 
 def extract_safely(tar_path: Path, dest: Path) -> list[str]:
     """Extract a (compressed) tar into the directory ``dest``, one member at a time.
 
-    Every member is checked before anything is written for it, and tarfile's 'data' filter
-    checks again. On error, what was already extracted stays in ``dest`` (a fresh directory
-    the caller removes). Returns the extracted names.
+    Every member is checked before anything is written for it (check_member, _Members),
+    and again on disk. On error, what was already extracted stays in ``dest`` (a fresh
+    directory the caller removes). Returns the extracted names.
     """
     names = []
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    placed = _Members()
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
-                name = check_member(member, dest)
+                name = placed.admit(member)
                 if name:
-                    tar.extract(member, dest, filter="data")
+                    _extract_member(tar, member, root, name)
                     names.append(name)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise PackageError(E_PACKAGE, f"Cannot extract {Path(tar_path).name}: {e}") from None
@@ -380,12 +572,14 @@ def extract_safely(tar_path: Path, dest: Path) -> list[str]:
 
 def read_contents(tar_path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
     """The members of a (compressed) tar, each checked as extract_safely would, and the
-    first line of its version.txt (None when it has none), without extracting anything."""
+    first line of its version.txt (None when it has none, or when it is a link), without
+    extracting anything."""
     members, version = [], None
+    placed = _Members()
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
-                if check_member(member) == "version.txt" and member.isreg():
+                if placed.admit(member) == "version.txt" and member.isreg():
                     line = tar.extractfile(member).readline(4096)
                     version = line.rstrip(b"\r\n").decode("utf-8", "replace")
                 members.append(member)
@@ -408,8 +602,9 @@ def make_inner_tar(src_dir: Path, version: str | None, out_path: Path, compressl
     """Write ``software_package.tar.gz``: the contents of src_dir with names relative to it.
 
     ``version`` (when given) is written as version.txt, replacing any in src_dir; without
-    it src_dir must hold a version.txt. Either way it must be a semantic version. Links and
-    special files are refused, since the appliance would refuse them.
+    it src_dir must hold a version.txt. Either way it must be one non-empty line, which the
+    appliance compares with its own by ``sort -V``. Links go in as links; whatever the
+    appliance would refuse (a link leaving the package, a special file) is refused here.
     """
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
@@ -419,16 +614,31 @@ def make_inner_tar(src_dir: Path, version: str | None, out_path: Path, compressl
         if version is None:
             raise ValueError(f"No version given and no version.txt in {src_dir}")
     parsed = Version.parse(version)
+    admit = _admitting_filter()
     with tarfile.open(out_path, "w:gz", compresslevel=compresslevel, format=tarfile.GNU_FORMAT) as tar:
         for path, relative in _package_entries(src_dir):
             if relative == "version.txt":
                 data = f"{version.strip()}\n".encode()
-                info = _plain_tarinfo(tarfile.TarInfo("version.txt"))
+                info = admit(tarfile.TarInfo("version.txt"))
                 info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
                 tar.addfile(info, io.BytesIO(data))
             else:
-                tar.add(path, arcname=relative, recursive=False, filter=_plain_tarinfo)
+                tar.add(path, arcname=relative, recursive=False, filter=admit)
     return parsed
+
+
+def _admitting_filter():
+    """A tarfile filter that checks each entry as the appliance will, then plain owners."""
+    placed = _Members()
+
+    def admit(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        try:
+            placed.admit(info)
+        except PackageError as e:
+            raise ValueError(e.message) from None
+        return _plain_tarinfo(info)
+
+    return admit
 
 
 def _package_entries(src_dir: Path):
@@ -439,8 +649,8 @@ def _package_entries(src_dir: Path):
         for name in dirs + sorted(files):
             path = Path(root) / name
             relative = path.relative_to(src_dir).as_posix()
-            if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                raise ValueError(f"Only regular files and directories can be packaged: {relative}")
+            if not (path.is_symlink() or path.is_dir() or path.is_file()):
+                raise ValueError(f"Only regular files, directories and links can be packaged: {relative}")
             if relative != "version.txt":
                 entries.append((path, relative))
     return entries

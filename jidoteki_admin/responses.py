@@ -78,7 +78,7 @@ def accepted(request, endpoint: str) -> bytes:
     return _compact(request, 202, {"Status": status_line(202), "Location": location})
 
 
-def error(request, code: int, message: str | None = None, first_run: bool = False) -> bytes:
+def error(request, code: int, message: str | None = None, first_run: bool | None = None) -> bytes:
     """Answer an error through the request (the API's error layer)."""
     headers, payload = error_answer(code, message, first_run)
     request.setResponseCode(code)
@@ -87,7 +87,7 @@ def error(request, code: int, message: str | None = None, first_run: bool = Fals
     return payload
 
 
-def error_answer(code: int, message: str | None, first_run: bool) -> tuple[dict[bytes, bytes], bytes]:
+def error_answer(code: int, message: str | None, first_run: bool | None) -> tuple[dict[bytes, bytes], bytes]:
     """The headers and body of every error answer, whoever writes it: the API's error
     layer through a request, or the HTTP layer straight to the connection."""
     payload = compact_json(error_value(code, message, first_run))
@@ -97,13 +97,14 @@ def error_answer(code: int, message: str | None, first_run: bool) -> tuple[dict[
     return headers, payload
 
 
-def error_value(code: int, message: str | None, first_run: bool) -> dict:
-    """The body of every error answer."""
+def error_value(code: int, message: str | None, first_run: bool | None) -> dict:
+    """The body of every error answer; "First-Run" only where first-run is enabled
+    (TokenStore.first_run gives None elsewhere)."""
     value: dict[str, object] = {"Status": status_line(code)}
     if message:
         value["Error-Message"] = message
-    if first_run:
-        value["First-Run"] = True
+    if first_run is not None:
+        value["First-Run"] = first_run
     return value
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import __version__, package
 from .files import atomic_write
-from .package import PackageError, Version
+from .package import PackageError
 
 PROG = "jidoteki-admin-vendor"
 RSA_BITS = 3072
@@ -68,19 +68,33 @@ def inspect(args: argparse.Namespace) -> None:
         inner = package.decrypt_and_verify(args.file, args.key, args.public_key, Path(work),
                                            on_decrypted=schemes.append)
         members, version = package.read_contents(inner)
-    if version is None:
-        raise PackageError(package.E_VERSION, "Missing version.txt in update package")
-    Version.parse(version)
     encryption = ("aes-256-cbc, PBKDF2-HMAC-SHA256 (10000 iterations)" if schemes[0] == "pbkdf2"
                   else "aes-256-cbc, legacy MD5 key derivation (EVP_BytesToKey)")
     print(f"package:    {args.file}")
     print(f"encryption: {encryption}")
     print(f"signature:  valid (SHA-256, {args.public_key})")
-    print(f"version:    {version}")
+    print(f"version:    {_shown_version(version)}")
     print(f"members:    {len(members)}")
     for member in members:
-        kind = stat.S_IFDIR if member.isdir() else stat.S_IFREG
-        print(f"  {stat.filemode(kind | member.mode)} {member.size:>12} {member.name}")
+        print(f"  {_listing(member)}")
+
+
+def _listing(member) -> str:
+    """One member as `tar -tv` would show it: mode, size, name, and where a link points."""
+    kind = stat.S_IFDIR if member.isdir() else stat.S_IFLNK if member.issym() else stat.S_IFREG
+    line = f"{stat.filemode(kind | member.mode)} {member.size:>12} {member.name}"
+    if member.issym():
+        line += f" -> {member.linkname}"
+    elif member.islnk():
+        line += f" link to {member.linkname}"
+    return line
+
+
+def _shown_version(version: str | None) -> str:
+    """The package's version as the appliance will see it."""
+    if version is None:
+        return "none (no version.txt: the appliance installs it without comparing versions)"
+    return version.strip() or "empty (only an appliance without etc/version.txt installs it)"
 
 
 # Key files of the wrong kind. Each of the three files is easy to pass for another, and
@@ -158,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("package", help="build an encrypted, signed update package",
                             description="Build software_package-X.enc from the contents of SRC_DIR.")
     p.add_argument("src_dir", type=Path, metavar="SRC_DIR", help="directory whose contents become the package")
-    p.add_argument("--version", help="semantic version written as version.txt "
+    p.add_argument("--version", help="version written as version.txt, compared by sort -V "
                    "(default: the first line of SRC_DIR/version.txt)")
     p.add_argument("--key", type=Path, required=True, help="updates.key (encryption passphrase)")
     p.add_argument("--signing-key", type=Path, required=True, help="vendor.key (PEM private key)")

@@ -151,12 +151,13 @@ async def test_setting_a_token_ends_first_run(make_daemon, auth):
     assert response.code == 200
     assert await response.content() == b'{"Status":"200 OK"}'
     etc = daemon.admin_path / "etc"
-    assert not (etc / "api.token.setup").exists()
+    assert (etc / "api.token.setup").read_bytes() == b""  # emptied, not removed
     assert (etc / "api.token").read_text() == "chosen\n"
     forbidden = await daemon.get("/health", auth=None, token=passphrase)
-    assert await json_of(forbidden) == {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
+    assert await json_of(forbidden) == {
+        "Status": "403 Forbidden", "Error-Message": "Authentication error", "First-Run": False}
     not_found = await daemon.get("/nothing", auth=None)
-    assert await json_of(not_found) == {"Status": "404 Not Found"}
+    assert await json_of(not_found) == {"Status": "404 Not Found", "First-Run": False}
 
 
 @pytest_twisted.ensureDeferred

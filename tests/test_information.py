@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from conftest import json_of
+from jidoteki_admin.sections import information as information_module
 from jidoteki_admin.sections import services as services_module
 from jidoteki_admin.sections.information import CpuSampler, human_size
 
@@ -137,7 +138,7 @@ async def test_health_has_the_documented_shape(daemon):
     health = await json_of(response)
     assert set(health) == {"disk", "memory", "cpu"}
     assert set(health["disk"]) == set(health["memory"]) == {"used", "total", "percentage"}
-    assert set(health["cpu"]) == {"num", "load", "cpu5min"}
+    assert set(health["cpu"]) == {"num", "load", "cpu5min", "cpu5minPercent"}
     assert re.fullmatch(SIZE, health["disk"]["used"])
     assert re.fullmatch(SIZE, health["disk"]["total"])
     assert re.fullmatch(r"\d+M", health["memory"]["used"])
@@ -148,7 +149,20 @@ async def test_health_has_the_documented_shape(daemon):
     assert type(health["cpu"]["num"]) is int and health["cpu"]["num"] == os.cpu_count()
     assert re.fullmatch(r"\d+\.\d\d, \d+\.\d\d, \d+\.\d\d", health["cpu"]["load"])
     cpu5min = health["cpu"]["cpu5min"]
-    assert type(cpu5min) is int and 0 <= cpu5min <= 100
+    assert type(cpu5min) in (int, float) and cpu5min >= 0
+    percent = health["cpu"]["cpu5minPercent"]
+    assert type(percent) is int and 0 <= percent <= 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_cpu5min_is_the_five_minute_load_in_cores(daemon, monkeypatch):
+    # The original dashboard marks the CPU red at cpu5min >= cpu.num: the unit is cores.
+    monkeypatch.setattr(information_module.os, "getloadavg", lambda: (0.5, 3.14159, 1.0))
+    sampler_of(daemon).samples.extend([90.0])
+    cpu = (await json_of(await daemon.get("/health")))["cpu"]
+    assert cpu["cpu5min"] == 3.14
+    assert cpu["load"] == "0.50, 3.14, 1.00"
+    assert cpu["cpu5minPercent"] == 90
 
 
 @pytest_twisted.ensureDeferred
@@ -167,10 +181,10 @@ def sampler_of(daemon) -> CpuSampler:
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_cpu5min_comes_from_the_sampler(daemon):
+async def test_health_cpu5min_percent_comes_from_the_sampler(daemon):
     sampler_of(daemon).samples.extend([40.0, 60.0])
     health = await json_of(await daemon.get("/health"))
-    assert health["cpu"]["cpu5min"] == 50
+    assert health["cpu"]["cpu5minPercent"] == 50
 
 
 def test_health_needs_no_file(daemon):
@@ -303,11 +317,11 @@ async def test_services_asks_the_hook_in_configured_order(make_daemon):
     response = await daemon.get("/services")
     assert await json_of(response) == {
         "services": [
-            {"jidoteki-admin-api": "running"},
             {"openssh": "running"},
             {"nginx": "not running"},
             {"app": "running"},
             {"db": "not running"},
+            {"jidoteki-admin-api": "running"},
         ]
     }
 
@@ -318,16 +332,17 @@ async def test_services_gives_the_hook_the_name_as_one_argument(make_daemon, tmp
     record = tmp_path / "args"
     write_hook(daemon, f'printf "%s|" "$#" "$1" >> "{record}"\nexit 0\n')
     body = await json_of(await daemon.get("/services"))
-    assert body["services"][1:] == [{"two words": "running"}, {"$(touch x)": "running"}]
+    assert body["services"][:-1] == [{"two words": "running"}, {"$(touch x)": "running"}]
     assert sorted(record.read_text().split("|")[:-1]) == sorted(["1", "two words", "1", "$(touch x)"])
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_daemon_is_listed_once_and_first(make_daemon):
+async def test_the_daemon_is_listed_once_and_last(make_daemon):
+    # As API.md's example shows it.
     daemon = make_daemon(config={"services": ["jidoteki-admin-api", "openssh"]})
     write_hook(daemon, "exit 1\n")
     body = await json_of(await daemon.get("/services"))
-    assert body == {"services": [{"jidoteki-admin-api": "running"}, {"openssh": "not running"}]}
+    assert body == {"services": [{"openssh": "not running"}, {"jidoteki-admin-api": "running"}]}
 
 
 @pytest_twisted.ensureDeferred
@@ -336,7 +351,7 @@ async def test_without_hook_or_systemctl_services_are_not_running(make_daemon, m
     daemon = make_daemon(config={"services": ["openssh", "nginx"]})
     body = await json_of(await daemon.get("/services"))
     assert body == {
-        "services": [{"jidoteki-admin-api": "running"}, {"openssh": "not running"}, {"nginx": "not running"}]
+        "services": [{"openssh": "not running"}, {"nginx": "not running"}, {"jidoteki-admin-api": "running"}]
     }
 
 
@@ -347,7 +362,7 @@ async def test_a_hook_that_is_not_executable_is_not_used(make_daemon, monkeypatc
     hook = write_hook(daemon, "exit 0\n")
     hook.chmod(0o644)
     body = await json_of(await daemon.get("/services"))
-    assert body["services"][1] == {"openssh": "not running"}
+    assert body["services"][0] == {"openssh": "not running"}
 
 
 @pytest_twisted.ensureDeferred
@@ -358,7 +373,7 @@ async def test_systemctl_is_asked_when_there_is_no_hook(make_daemon, monkeypatch
     monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: str(fake)))
     daemon = make_daemon(config={"services": ["openssh", "nginx"]})
     body = await json_of(await daemon.get("/services"))
-    assert body["services"][1:] == [{"openssh": "running"}, {"nginx": "not running"}]
+    assert body["services"][:-1] == [{"openssh": "running"}, {"nginx": "not running"}]
 
 
 @pytest_twisted.ensureDeferred
@@ -370,4 +385,117 @@ async def test_a_slow_hook_blocks_nobody(make_daemon):
     health = await daemon.get("/health")
     assert health.code == 200 and reactor.seconds() - started < 0.8
     body = await json_of(await services)
-    assert body["services"][1] == {"slow": "running"}
+    assert body["services"][0] == {"slow": "running"}
+
+
+# /services on appliances without systemd: allservices.txt and init scripts
+
+
+def init_scripts(tmp_path, scripts: dict[str, str]) -> dict:
+    """An init.d directory of scripts and a services file naming them: the config keys."""
+    init = tmp_path / "init.d"
+    init.mkdir(exist_ok=True)
+    for name, body in scripts.items():
+        (init / name).write_text("#!/bin/sh\n" + body)
+        (init / name).chmod(0o755)
+    return {"services-file": str(tmp_path / "allservices.txt"), "init-directory": str(init)}
+
+
+def fake_systemctl(monkeypatch, tmp_path, running: set[str]):
+    fake = tmp_path / "systemctl"
+    cases = "|".join(running) or "no-such-service"
+    fake.write_text(f'#!/bin/sh\ncase "$3" in {cases}) exit 0;; esac\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: str(fake)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_services_file_names_are_asked_through_their_init_scripts(make_daemon, tmp_path, monkeypatch):
+    fake_systemctl(monkeypatch, tmp_path, running=set())
+    config = init_scripts(tmp_path, {
+        "openssh": 'echo "openssh is running (pid 42)"\n',
+        "nginx": 'echo "nginx is not running"\n',
+        "db": 'echo "checking"; echo "database online" >&2; exit 3\n',  # the output decides
+        "quiet": "exit 0\n",
+        "jidoteki-admin-api": "echo offline\n",
+    })
+    (tmp_path / "allservices.txt").write_text(
+        "# services of this appliance\nopenssh\nnginx db\n\nquiet jidoteki-admin-api\n")
+    daemon = make_daemon(config={**config, "services": ["app"]})
+    body = await json_of(await daemon.get("/services"))
+    assert body == {"services": [
+        {"app": "not running"},
+        {"openssh": "running"},
+        {"nginx": "not running"},
+        {"db": "running"},
+        {"quiet": "not running"},
+        {"jidoteki-admin-api": "running"},
+    ]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_init_scripts_are_asked_status(make_daemon, tmp_path):
+    record = tmp_path / "args"
+    config = init_scripts(tmp_path, {"openssh": f'echo "$#:$1" >> "{record}"\necho online\n'})
+    (tmp_path / "allservices.txt").write_text("openssh\n")
+    daemon = make_daemon(config=config)
+    assert (await json_of(await daemon.get("/services")))["services"][0] == {"openssh": "running"}
+    assert record.read_text() == "1:status\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hook_comes_before_init_scripts(make_daemon, tmp_path):
+    config = init_scripts(tmp_path, {"openssh": "echo online\n"})
+    (tmp_path / "allservices.txt").write_text("openssh\n")
+    daemon = make_daemon(config=config)
+    write_hook(daemon, "exit 1\n")
+    assert (await json_of(await daemon.get("/services")))["services"][0] == {"openssh": "not running"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_init_scripts_come_before_systemctl(make_daemon, tmp_path, monkeypatch):
+    fake_systemctl(monkeypatch, tmp_path, running={"nginx"})
+    config = init_scripts(tmp_path, {"openssh": "echo 'openssh is running'\n", "nginx": "echo stopped\n"})
+    (tmp_path / "allservices.txt").write_text("openssh nginx cron\n")
+    daemon = make_daemon(config={**config, "services": ["cron"]})
+    body = await json_of(await daemon.get("/services"))
+    # cron has no init script: systemctl is asked, and says no.
+    assert body["services"] == [{"cron": "not running"}, {"openssh": "running"}, {"nginx": "not running"},
+                                {"jidoteki-admin-api": "running"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_names_are_never_paths_out_of_the_init_directory(make_daemon, tmp_path, monkeypatch):
+    fake_systemctl(monkeypatch, tmp_path, running=set())
+    ran = tmp_path / "ran"
+    outside = tmp_path / "evil"
+    outside.write_text(f'#!/bin/sh\ntouch "{ran}"\necho online\n')
+    outside.chmod(0o755)
+    config = init_scripts(tmp_path, {})
+    (tmp_path / "allservices.txt").write_text("../evil\n..\n.\n")
+    daemon = make_daemon(config=config)
+    body = await json_of(await daemon.get("/services"))
+    assert body["services"] == [{"../evil": "not running"}, {"..": "not running"}, {".": "not running"},
+                                {"jidoteki-admin-api": "running"}]
+    assert not ran.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_services_file_lists_the_configured_names(make_daemon, tmp_path, monkeypatch):
+    fake_systemctl(monkeypatch, tmp_path, running={"openssh"})
+    config = init_scripts(tmp_path, {})
+    daemon = make_daemon(config={**config, "services": ["openssh"]})
+    body = await json_of(await daemon.get("/services"))
+    assert body["services"] == [{"openssh": "running"}, {"jidoteki-admin-api": "running"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_init_script_blocks_nobody(make_daemon, tmp_path):
+    config = init_scripts(tmp_path, {"slow": "sleep 1\necho online\n"})
+    (tmp_path / "allservices.txt").write_text("slow\n")
+    daemon = make_daemon(config=config)
+    started = reactor.seconds()
+    services = daemon.get("/services")
+    health = await daemon.get("/health")
+    assert health.code == 200 and reactor.seconds() - started < 0.8
+    assert (await json_of(await services))["services"][0] == {"slow": "running"}

@@ -12,7 +12,7 @@ from conftest import json_of, multipart, raw_conversation, raw_request, raw_requ
 from jidoteki_admin.auth import request_hash, token_problem
 
 FORBIDDEN = {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
-PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F))
+TOKEN_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))  # "!" to "~", as the original allowed
 
 
 def token_file(daemon):
@@ -61,7 +61,7 @@ async def test_new_token_then_authenticates_by_token_and_hash(fresh_daemon):
 
 @pytest_twisted.ensureDeferred
 async def test_token_of_255_characters_is_accepted(fresh_daemon):
-    token = ("abc~ !" * 60)[:255]
+    token = ("abc~!#" * 60)[:255]
     response = await fresh_daemon.post_form("/setup", {"newtoken": token}, auth=None)
     assert response.code == 200
     assert token_file(fresh_daemon).read_bytes() == token.encode() + b"\n"
@@ -282,8 +282,8 @@ async def test_token_file_is_replaced_not_rewritten_in_place(daemon):
 
 
 @settings(max_examples=200, database=None)
-@given(st.text(alphabet=PRINTABLE_ASCII, min_size=1, max_size=255))
-def test_printable_ascii_tokens_are_accepted(candidate):
+@given(st.text(alphabet=TOKEN_ASCII, min_size=1, max_size=255))
+def test_tokens_of_bang_to_tilde_are_accepted(candidate):
     assert token_problem(candidate) is None
 
 
@@ -291,11 +291,11 @@ def test_printable_ascii_tokens_are_accepted(candidate):
 @given(
     st.one_of(
         st.just(""),
-        st.text(alphabet=PRINTABLE_ASCII, min_size=256, max_size=400),
+        st.text(alphabet=TOKEN_ASCII, min_size=256, max_size=400),
         st.builds(
             lambda before, bad, after: before + bad + after,
-            st.text(alphabet=PRINTABLE_ASCII, max_size=100),
-            st.characters().filter(lambda c: c not in PRINTABLE_ASCII),
+            st.text(alphabet=TOKEN_ASCII, max_size=100),
+            st.characters().filter(lambda c: c not in TOKEN_ASCII),
             st.text(max_size=100),
         ),
     )
@@ -303,3 +303,50 @@ def test_printable_ascii_tokens_are_accepted(candidate):
 def test_everything_else_is_refused_with_a_message(candidate):
     problem = token_problem(candidate)
     assert isinstance(problem, str) and problem
+
+
+@pytest.mark.parametrize("candidate", [" ", "two words", "tab\there", "del\x7f", "caf\u00e9", " leading"])
+def test_spaces_and_other_characters_are_refused_with_the_allowed_range(candidate):
+    assert token_problem(candidate) == "newtoken may only contain the characters ! to ~ (ASCII 0x21 to 0x7E)"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_space_is_not_a_token(fresh_daemon):
+    response = await fresh_daemon.post_form("/setup", {"newtoken": " "}, auth=None)
+    assert response.code == 400
+    assert (await json_of(response))["Error-Message"] == (
+        "newtoken may only contain the characters ! to ~ (ASCII 0x21 to 0x7E)")
+    assert not token_file(fresh_daemon).exists()
+
+
+# The token file's owner group: the appliance's admin group reads it (mode 0660)
+
+
+def another_group() -> int:
+    """A group the test may give files to, other than its own when it can."""
+    import grp
+    import os
+
+    candidates = [g.gr_gid for g in grp.getgrall()] if os.geteuid() == 0 else os.getgroups()
+    others = [gid for gid in candidates if gid != os.getegid()]
+    return others[0] if others else os.getegid()
+
+
+@pytest.mark.parametrize("by", ["gid", "name"])
+@pytest_twisted.ensureDeferred
+async def test_admin_group_owns_the_token_file(make_daemon, by):
+    import grp
+
+    gid = another_group()
+    daemon = make_daemon(config={"admin-group": gid if by == "gid" else grp.getgrgid(gid).gr_name})
+    response = await daemon.post_form("/setup", {"newtoken": "grouped"})
+    assert response.code == 200
+    info = token_file(daemon).stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o660, gid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_admin_group_the_token_file_is_private(daemon):
+    response = await daemon.post_form("/setup", {"newtoken": "private"})
+    assert response.code == 200
+    assert stat.S_IMODE(token_file(daemon).stat().st_mode) == 0o600

@@ -137,12 +137,25 @@ def test_parse_config_survives_a_json_round_trip(raw):
         pass
 
 
+def test_admin_group_is_a_gid_or_a_group_name():
+    import grp
+    import os
+
+    assert parse_config({}).admin_group is None
+    assert parse_config({"admin-group": 997}).admin_group == 997
+    assert parse_config({"admin-group": "997"}).admin_group == 997
+    own = grp.getgrgid(os.getegid())
+    assert parse_config({"admin-group": own.gr_name}).admin_group == own.gr_gid
+
+
 def test_empty_config_is_the_defaults():
     config = parse_config({})
     assert config.endpoints == () and config.services == ()
     assert config.first_run.enabled is False and config.first_run.word_length == 4
     assert str(config.build_file) == "/usr/local/etc/build.json"
     assert str(config.storage_options_file) == "/usr/local/etc/storage-options.json"
+    assert str(config.services_file) == "/usr/local/etc/allservices.txt"
+    assert str(config.init_directory) == "/usr/local/etc/init.d"
 
 
 @pytest.mark.parametrize(
@@ -156,6 +169,13 @@ def test_empty_config_is_the_defaults():
         {"build-file": ""},
         {"services": [""]},
         {"services": [None]},
+        {"services-file": ""},
+        {"init-directory": 7},
+        {"admin-group": ""},
+        {"admin-group": -1},
+        {"admin-group": True},
+        {"admin-group": ["wheel"]},
+        {"admin-group": "no-such-group-here"},
     ],
     ids=repr,
 )

@@ -164,6 +164,36 @@ def test_missing_installed_version_is_accepted(tree, keys, tmp_path):
     assert (tree / "etc/version.txt").read_text() == "0.0.1\n"
 
 
+@pytest.mark.parametrize("installed, version", [
+    ("1.0.0", "1.0.0-1"), ("1.0.0", "1.0.0.1"), ("1.0", "1.0.0"), ("2020.12.31", "2021.03.01"),
+    ("1.9", "1.10"), ("build 7", "build 12"),
+])
+def test_newer_as_sort_v_sees_it_is_installed(tree, keys, tmp_path, installed, version):
+    (tree / "etc/version.txt").write_text(installed + "\n")
+    upload(tree, keys, tmp_path, version, update_sh=None)
+    status, lines, _ = run_job(tree)
+    assert status == 0, lines
+    assert (tree / "etc/version.txt").read_text() == version + "\n"
+    assert any(line.endswith(f"Updating from version {installed} to {version}".encode()) for line in lines)
+
+
+def test_package_without_version_is_installed_without_comparing(tree, keys, tmp_path):
+    inner = tmp_path / "software_package.tar.gz"
+    with tarfile.open(inner, "w:gz") as tar:
+        data = b"echo installed > \"$JIDO_ADMIN_PATH/log/ran\"\n"
+        info = tarfile.TarInfo("update.sh")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    package.seal(inner, keys / "vendor.key", keys / "updates.key",
+                 tree / "home/sftp/uploads/software_package-any.enc")
+    status, lines, messages = run_job(tree)
+    assert status == 0, lines
+    assert messages[-1] == {"percentage": 100}
+    assert (tree / "log/ran").read_text() == "installed\n"
+    assert (tree / "etc/version.txt").read_text() == "1.0.0\n"
+    assert any(b"has no version.txt: installing without comparing versions" in line for line in lines)
+
+
 def test_missing_package_E1003(tree):
     message = assert_failed(tree, run_job(tree), "E1003", 10)
     assert message == "Missing update package"
@@ -175,7 +205,7 @@ def test_runs_without_fd_3(tree):
     assert lines[-1].endswith(b"Failed updating system: Missing update package")
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "0.9.9", "1.0.0-rc.1"])
+@pytest.mark.parametrize("version", ["1.0.0", "0.9.9", "1.0.0~rc1", "1.0"])
 def test_not_newer_E1001(tree, keys, tmp_path, version):
     upload(tree, keys, tmp_path, version)
     message = assert_failed(tree, run_job(tree), "E1001", 60)
@@ -230,6 +260,19 @@ def test_unsafe_member_E1005(tree, keys, tmp_path):
     message = assert_failed(tree, run_job(tree), "E1005", 50)
     assert "Refusing" in message
     assert (tree / "etc/version.txt").read_text() == "1.0.0\n"
+
+
+def test_package_with_links_inside_installs(tree, keys, tmp_path):
+    src = tmp_path / "src-links"
+    (src / "scripts").mkdir(parents=True)
+    (src / "scripts" / "install.sh").write_text('echo "installed via link" > "$JIDO_ADMIN_PATH/log/ran"\n')
+    (src / "update.sh").symlink_to("scripts/install.sh")
+    package.build_package(src, "2.0", keys / "updates.key", keys / "vendor.key",
+                          tree / "home/sftp/uploads/software_package-2.0.enc")
+    status, lines, _ = run_job(tree)
+    assert status == 0, lines
+    assert (tree / "log/ran").read_text() == "installed via link\n"
+    assert (tree / "etc/version.txt").read_text() == "2.0\n"
 
 
 def test_unexpected_error_E1000(tree, keys, tmp_path):

@@ -103,16 +103,64 @@ def test_version_from_src_when_not_given(tmp_path, keydir, src):
     done = vendor("package", src, "--key", keydir / "updates.key", "--signing-key", keydir / "vendor.key",
                   "--out", out)
     assert done.returncode == 0, done.stderr
-    assert "version 3.1.4" in done.stdout
+    assert "(version v3.1.4," in done.stdout
 
 
-@pytest.mark.parametrize("version", ["1.2", "latest", "1.2.3.4", ""])
-def test_package_refuses_bad_version(tmp_path, keydir, src, version):
+@pytest.mark.parametrize("version", ["1.2", "1.2.3.4", "2021.03.01", "1.2.3-1", "1.0~rc1", "latest"])
+def test_package_takes_any_version_the_appliance_compares(tmp_path, keydir, src, version):
+    # Appliances compare versions with sort -V, so vendors number as they like.
+    out = tmp_path / "software_package-x.enc"
+    done = vendor("package", src, "--version", version, "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert done.returncode == 0, done.stderr
+    done = vendor("inspect", out, "--key", keydir / "updates.key", "--public-key", keydir / "updates.pub")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^version: +(.*)$", done.stdout, re.M)[1] == version
+
+
+@pytest.mark.parametrize("version", ["", "  ", "1.0\x01"])
+def test_package_refuses_an_empty_or_odd_version(tmp_path, keydir, src, version):
     out = tmp_path / "software_package-bad.enc"
     done = vendor("package", src, "--version", version, "--key", keydir / "updates.key",
                   "--signing-key", keydir / "vendor.key", "--out", out)
-    assert_one_line_error(done, "not a semantic version")
+    assert_one_line_error(done, "version")
     assert not out.exists()
+
+
+def test_package_and_inspect_links(tmp_path, keydir, src):
+    (src / "bin" / "alias").symlink_to("tool")
+    os.link(src / "changelog.txt", src / "notes.txt")
+    out = tmp_path / "software_package-2.0.enc"
+    done = vendor("package", src, "--version", "2.0", "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert done.returncode == 0, done.stderr
+    done = vendor("inspect", out, "--key", keydir / "updates.key", "--public-key", keydir / "updates.pub")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^  l\S+ +0 bin/alias -> tool$", done.stdout, re.M)
+    assert re.search(r"^  -\S+ +0 notes.txt link to changelog.txt$", done.stdout, re.M)
+
+
+def test_package_refuses_a_link_leaving_the_package(tmp_path, keydir, src):
+    (src / "bin" / "passwd").symlink_to("/etc/passwd")
+    out = tmp_path / "software_package-2.0.enc"
+    done = vendor("package", src, "--version", "2.0", "--key", keydir / "updates.key",
+                  "--signing-key", keydir / "vendor.key", "--out", out)
+    assert_one_line_error(done, "Refusing 'bin/passwd'")
+    assert not out.exists()
+
+
+def test_inspect_a_package_without_version(tmp_path, keydir):
+    from jidoteki_admin import package
+
+    (tmp_path / "payload").mkdir()
+    (tmp_path / "payload" / "update.sh").write_text("echo hi\n")
+    inner = tmp_path / "software_package.tar.gz"
+    subprocess.run(["tar", "-C", str(tmp_path / "payload"), "-czf", str(inner), "."], check=True)
+    out = tmp_path / "software_package-none.enc"
+    package.seal(inner, keydir / "vendor.key", keydir / "updates.key", out)
+    done = vendor("inspect", out, "--key", keydir / "updates.key", "--public-key", keydir / "updates.pub")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^version: +none ", done.stdout, re.M)
 
 
 def test_package_warns_about_a_name_the_appliance_ignores(tmp_path, keydir, src):

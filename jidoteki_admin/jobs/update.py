@@ -124,28 +124,25 @@ class UpdateProgram(Program):
         return self.args.package
 
     def check_version(self, extracted: Path) -> str:
-        """The package's version.txt must be newer than etc/version.txt, if there is one."""
+        """Refuse a package that is not newer than the installed version (E1001).
+
+        As the appliance's own update script did: versions compare by ``sort -V``, and only
+        when both version.txt files exist; a package or appliance without one is installed
+        without a comparison. Returns the package's version ("" when it has none).
+        """
         path = extracted / "version.txt"
-        text = read_first_line(path) if path.is_file() else None
-        if text is None:
-            raise PackageError(package.E_VERSION, "Missing version.txt in update package")
-        try:
-            new = Version.parse(text)
-        except ValueError as e:
-            raise PackageError(package.E_VERSION, f"Invalid version in update package: {e}") from None
-        installed_text = read_first_line(self.tree.etc / "version.txt")
-        try:
-            installed = Version.parse(installed_text) if installed_text is not None else None
-        except ValueError:
-            # The signature already vouches for the package; a garbled version file must
-            # not lock the appliance out of every future update.
-            self.log(f"Installed version {installed_text!r} is not a semantic version; not comparing")
-            installed = None
-        if installed is not None and new <= installed:
-            raise PackageError(package.E_VERSION, f"Update package version {new} is not newer "
-                               f"than the installed version {installed}")
-        self.log(f"Updating from version {installed or 'unknown'} to {new}")
-        return text.strip()
+        new = (read_first_line(path) or "").strip() if path.is_file() else None
+        installed = read_first_line(self.tree.etc / "version.txt")
+        if new is None or installed is None:
+            missing = "The update package has no version.txt" if new is None else "No etc/version.txt"
+            self.log(f"{missing}: installing without comparing versions")
+            return new or ""
+        installed = installed.strip()
+        if not Version(new) > Version(installed):
+            raise PackageError(package.E_VERSION, f"Update package version {new!r} is not newer "
+                               f"than the installed version {installed!r}")
+        self.log(f"Updating from version {installed} to {new}")
+        return new
 
     def run_update_script(self, extracted: Path, version: str) -> None:
         """Run the package's update.sh as the original did: made executable and run as

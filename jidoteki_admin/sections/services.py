@@ -1,12 +1,22 @@
-"""Section 6: the status of the daemon and of the services the appliance names.
+"""Section 6: the status of the services the appliance names, and of the daemon itself.
 
-Each service is asked in a child process: the appliance's hook bin/service-status if it
-has one (exit 0 means running), else `systemctl is-active`, else it is "not running".
+The names are the config's "services", then those in the appliance's services file
+(/usr/local/etc/allservices.txt on appliances in the field); the daemon is listed last.
+Each service is asked in a child process, the first of these that the appliance has:
+
+1. the hook bin/service-status NAME (exit 0 means running);
+2. the init script <init-directory>/NAME, asked ``status`` (running when its output says
+   "is running" or "online"), as appliances without systemd were always asked;
+3. ``systemctl is-active NAME``;
+
+and a service none of them can ask about is "not running".
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 from twisted.internet import defer
 
@@ -18,6 +28,8 @@ from ..context import Context
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"
 QUERY_TIMEOUT = 10.0
+SERVICES_FILE_MAX = 64 * 1024
+RUNNING_WORDS = (b"is running", b"online")
 
 
 SERVICES_SCHEMA = {
@@ -39,6 +51,8 @@ class Services:
         self.tree = context.tree
         self.names = [name for name in context.config.services if name != SELF]
         self.reactor = context.reactor
+        self.services_file = context.config.services_file
+        self.init_directory = context.config.init_directory
 
     def section(self) -> Section:
         status = get(self.status, "Whether the daemon and the appliance's services run", Reply(JSON, SERVICES_SCHEMA))
@@ -46,23 +60,73 @@ class Services:
 
     @defer.inlineCallbacks
     def status(self, request):
-        states = yield defer.gatherResults([self.state_of(name) for name in self.names])
-        listing = [{SELF: "running"}] + [{name: state} for name, state in zip(self.names, states)]
+        names = self.all_names()
+        states = yield defer.gatherResults([self.state_of(name) for name in names])
+        listing = [{name: state} for name, state in zip(names, states)] + [{SELF: "running"}]
         return responses.document(request, {"services": listing}, no_cache=True)
+
+    def all_names(self) -> list[str]:
+        """The configured names, then the services file's, each once; never the daemon."""
+        names = dict.fromkeys(self.names)
+        names.update(dict.fromkeys(read_service_names(self.services_file)))
+        names.pop(SELF, None)
+        return list(names)
 
     @defer.inlineCallbacks
     def state_of(self, name: str):
-        command = self._status_command(name)
-        if command is None:
-            return "not running"
-        result = yield run_child(self.reactor, command, timeout=QUERY_TIMEOUT).done
-        return "running" if result.exit_code == 0 else "not running"
-
-    def _status_command(self, name: str) -> list[str] | None:
         hook = self.tree.hook(STATUS_HOOK)
         if hook is not None:
-            return [str(hook), name]
+            result = yield self._run([str(hook), name])
+            return _state(result.exit_code == 0)
+        script = self._init_script(name)
+        if script is not None:
+            running = yield self._says_running([str(script), "status"])
+            return _state(running)
         systemctl = shutil.which("systemctl")
         if systemctl is not None:
-            return [systemctl, "is-active", "--quiet", name]
-        return None
+            result = yield self._run([systemctl, "is-active", "--quiet", name])
+            return _state(result.exit_code == 0)
+        return _state(False)
+
+    def _init_script(self, name: str) -> Path | None:
+        """The service's executable init script, when the name can be one file's name."""
+        if self.init_directory is None or "/" in name or "\0" in name or name in (".", ".."):
+            return None
+        script = self.init_directory / name
+        return script if script.is_file() and os.access(script, os.X_OK) else None
+
+    def _run(self, argv: list[str], on_line=lambda line: None):
+        return run_child(self.reactor, argv, timeout=QUERY_TIMEOUT, on_line=on_line).done
+
+    @defer.inlineCallbacks
+    def _says_running(self, argv: list[str]):
+        """Whether a line of the command's output says "is running" or "online"; its exit
+        status does not count, as it did not on appliances in the field."""
+        found = []
+
+        def look(line: bytes) -> None:
+            if not found and any(word in line for word in RUNNING_WORDS):
+                found.append(line)
+
+        yield self._run(argv, on_line=look)
+        return bool(found)
+
+
+def _state(running: bool) -> str:
+    return "running" if running else "not running"
+
+
+def read_service_names(path: Path | None) -> list[str]:
+    """The names in a services file: whitespace-separated, ``#`` starts a comment line."""
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as f:
+            text = f.read(SERVICES_FILE_MAX).decode("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    names = []
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#"):
+            names.extend(line.split())
+    return names
