@@ -7,6 +7,8 @@ assembled, inspected and tested without side effects.
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -120,13 +122,15 @@ class AdminService(MultiService):
         listener.setServiceParent(self)
         self.listeners[name] = listener
 
-    def privilegedStartService(self) -> None:
-        self._prepare()
-        super().privilegedStartService()
-
     def startService(self) -> None:
+        # Not in privilegedStartService: with twistd --uid/--gid the tree, the certificate
+        # and the token are made after the switch, owned by the user the daemon runs as.
+        # (The listeners bind before it, so a port below 1024 still works.)
         self._prepare()
         super().startService()
+        if os.geteuid() == 0:
+            self.log.warn("Running as root: run the daemon as an unprivileged user (the unit's User=, or "
+                          "twistd --uid/--gid) and give jobs root through privileged-command")
         if unserved := self.unserved_optional():
             self.log.warn("The config enables optional endpoints this version does not serve yet"
                           " (they answer 404 Not Found): {names}", names=", ".join(unserved))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+# Loaded lazily by werkzeug on the first request; with twistd --uid that is after the
+# switch to a user who may not be able to read the standard library's files any more.
+import encodings.idna  # noqa: F401
+
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from twisted.application.service import MultiService
@@ -93,8 +98,17 @@ class Daemon(MultiService):
     admin_path: Path | None = None
 
     def privilegedStartService(self) -> None:
-        try:
+        with self._one_line():
             super().privilegedStartService()
+
+    def startService(self) -> None:
+        with self._one_line():
+            super().startService()
+
+    @contextmanager
+    def _one_line(self):
+        try:
+            yield
         except StartupError as e:
             raise SystemExit(f"{PROGRAM}: {e}") from None
         except OSError as e:

@@ -210,3 +210,26 @@ async def test_the_status_of_older_appliances_is_read_from_status_update_txt(app
     (appliance.admin_path / "etc" / "status_update.txt").write_text("success\n")
     body = await json_of(await appliance.get("/update"))
     assert body["status"] == "success"
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_a_tree_of_links_into_a_persistent_mount_changes_land_in_the_mount(daemon, keys, tmp_path):
+    """Persisted files are symlinks into /mnt/<device>/mydata on appliances in the field:
+    an update and a token change must write through them, never replace them."""
+    install_keys(daemon.admin_path, keys)
+    etc, mount = daemon.admin_path / "etc", tmp_path / "mnt" / "sda1" / "mydata"
+    mount.mkdir(parents=True)
+    for name in ("version.txt", "changelog.txt", "api.token"):
+        (mount / name).write_bytes((etc / name).read_bytes() if (etc / name).exists() else b"")
+        (etc / name).unlink(missing_ok=True)
+        (etc / name).symlink_to(mount / name)
+    calls = recorder(daemon.admin_path, "persist.sh")
+    await accepted(daemon, build(tmp_path, keys, "1.4.0"))
+    assert (await finished(daemon))["status"] == "success"
+    assert (await daemon.post_form("/setup", {"newtoken": "persisted-token"})).code == 200
+    for name in ("version.txt", "changelog.txt", "api.token"):
+        assert (etc / name).is_symlink(), name
+    assert (mount / "version.txt").read_text() == "1.4.0\n"
+    assert "1.4.0" in (mount / "changelog.txt").read_text()
+    assert (mount / "api.token").read_text() == "persisted-token\n"
+    assert await wait_until(lambda: len(calls_of(calls)) == 2)  # after the update and the token

@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 class Twistd:
-    def __init__(self, cwd: Path, args: list[str], env: dict | None = None):
+    def __init__(self, cwd: Path, args: list[str], env: dict | None = None, twistd_options=()):
         self.output = cwd / "twistd.out"
         environment = twistd_env()
         environment.pop("JIDO_ADMIN_PATH", None)
@@ -40,7 +40,7 @@ class Twistd:
         environment.update(env or {})
         with open(self.output, "wb") as out:
             self.process = subprocess.Popen(
-                TWISTD + args, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT
+                TWISTD[:-1] + list(twistd_options) + TWISTD[-1:] + args, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT
             )
 
     def text(self) -> str:
@@ -77,8 +77,8 @@ class Twistd:
 def twistd(tmp_path):
     started = []
 
-    def start(*args, env=None):
-        daemon = Twistd(tmp_path, list(args), env)
+    def start(*args, env=None, twistd_options=()):
+        daemon = Twistd(tmp_path, list(args), env, twistd_options)
         started.append(daemon)
         return daemon
 
