@@ -10,6 +10,7 @@ document at /docs/openapi.json (openapi.py), so none of them can drift from the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
 from . import API_PREFIX
@@ -40,7 +41,7 @@ class Field:
 @dataclass(frozen=True)
 class Reply:
     kind: str
-    schema: dict | None = None  # for JSON: a JSON Schema of the document
+    schema: dict[str, Any] | None = None  # for JSON: a JSON Schema of the document
     media_type: str | None = None  # for PAGE and DOWNLOAD
     description: str = ""
 
@@ -50,7 +51,7 @@ class Operation:
     """One method of an endpoint."""
 
     method: str
-    handler: Callable
+    handler: Callable[..., Any]  # (request) -> body, Deferred or coroutine
     summary: str
     reply: Reply
     form: tuple[Field, ...] = ()
@@ -96,11 +97,11 @@ class Section:
     description: str = ""
 
 
-def get(handler: Callable, summary: str, reply: Reply, **more) -> Operation:
+def get(handler: Callable[..., Any], summary: str, reply: Reply, **more: Any) -> Operation:
     return Operation("GET", handler, summary, reply, **more)
 
 
-def post(handler: Callable, summary: str, reply: Reply, *form: Field, **more) -> Operation:
+def post(handler: Callable[..., Any], summary: str, reply: Reply, *form: Field, **more: Any) -> Operation:
     return Operation("POST", handler, summary, reply, tuple(form), **more)
 
 

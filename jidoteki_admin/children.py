@@ -11,9 +11,11 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from twisted.internet import defer, error, protocol
+from twisted.python.failure import Failure
 
 from .jobs.protocol import PROGRESS_FD
 
@@ -35,16 +37,17 @@ class ChildResult:
 
 @dataclass(frozen=True)
 class RunningChild:
-    done: defer.Deferred  # fires with a ChildResult
+    done: defer.Deferred[ChildResult]
     stop: Callable[[], None]  # stops the child and everything it started
 
 
 class _ChildProtocol(protocol.ProcessProtocol):
-    def __init__(self, on_line, on_message, clock):
+    def __init__(self, on_line: Callable[[bytes], None], on_message: Callable[[bytes], None] | None,
+                 clock: Any):  # IReactorTime (zope interfaces are not mypy types)
         self.on_line = on_line
         self.clock = clock
         self.on_message = on_message
-        self.done = defer.Deferred()
+        self.done: defer.Deferred[ChildResult] = defer.Deferred()
         self.timed_out = False
         self._partial: dict[int, bytes] = {}
 
@@ -66,7 +69,7 @@ class _ChildProtocol(protocol.ProcessProtocol):
         elif fd in (1, 2):
             self.on_line(line)
 
-    def processEnded(self, reason) -> None:
+    def processEnded(self, reason: Failure) -> None:
         for fd, rest in sorted(self._partial.items()):
             if rest:
                 self._deliver(fd, rest)
@@ -81,13 +84,16 @@ class _ChildProtocol(protocol.ProcessProtocol):
     def stop(self) -> None:
         """SIGTERM the child's group so it can clean up; SIGKILL it if it is still there
         after a grace period."""
-        if self.transport.pid is None:
+        if self._pid() is None:
             return
         self._signal_group(signal.SIGTERM)
         _cancel_when_done(self.done, self.clock.callLater(KILL_GRACE_SECONDS, self._signal_group, signal.SIGKILL))
 
+    def _pid(self) -> int | None:
+        return self.transport.pid if self.transport is not None else None
+
     def _signal_group(self, signum: int) -> None:
-        pid = self.transport.pid
+        pid = self._pid()
         if pid is None:
             return
         # Just after spawning, the child may not have made its own group yet: signal it by pid too.
@@ -99,13 +105,13 @@ class _ChildProtocol(protocol.ProcessProtocol):
 
 
 def run_child(
-    reactor,
+    reactor: Any,  # IReactorProcess
     argv: Sequence[str],
     *,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     timeout: float | None = None,
-    clock=None,
+    clock: Any = None,  # IReactorTime; the reactor by default
     on_line: Callable[[bytes], None] = lambda line: None,
     on_message: Callable[[bytes], None] | None = None,
 ) -> RunningChild:
@@ -124,14 +130,14 @@ def run_child(
         env=env if env is not None else default_env(),
         childFDs=fds,
     )
-    proto.transport.closeStdin()
+    proto.transport.closeStdin()  # type: ignore[union-attr,misc]  # zope interface attribute
     if timeout is not None:
         _cancel_when_done(proto.done, clock.callLater(timeout, proto.time_out))
     return RunningChild(proto.done, proto.stop)
 
 
-def _cancel_when_done(done: defer.Deferred, call) -> None:
-    def cancel(result):
+def _cancel_when_done(done: defer.Deferred[ChildResult], call: Any) -> None:
+    def cancel(result: object) -> object:
         if call.active():
             call.cancel()
         return result

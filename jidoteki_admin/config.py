@@ -6,6 +6,7 @@ import grp
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from .layout import DEFAULT_ADMIN_PATH
@@ -173,14 +174,14 @@ KNOWN_KEYS = {
 }
 
 
-def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str:
+def _choice(raw: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
     value = raw.get(key, choices[0])
     if value not in choices:
         raise ConfigError(f'"{key}" must be one of: {", ".join(repr(c) for c in choices)}')
-    return value
+    return str(value)
 
 
-def _command(raw: dict, key: str) -> tuple[str, ...]:
+def _command(raw: dict[str, Any], key: str) -> tuple[str, ...]:
     """An argv prefix: a list of non-empty strings whose first is an absolute path."""
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -190,14 +191,14 @@ def _command(raw: dict, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _names(raw: dict, key: str) -> tuple[str, ...]:
+def _names(raw: dict[str, Any], key: str) -> tuple[str, ...]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f'"{key}" must be a list of non-empty strings')
     return tuple(dict.fromkeys(value))
 
 
-def _path(raw: dict, key: str, default: str) -> Path:
+def _path(raw: dict[str, Any], key: str, default: str) -> Path:
     value = raw.get(key, default)
     if not isinstance(value, str) or not value:
         raise ConfigError(f'"{key}" must be a file path')

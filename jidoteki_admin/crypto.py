@@ -20,6 +20,7 @@ from typing import BinaryIO, Callable
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -78,7 +79,7 @@ SCHEMES: dict[str, Callable[[bytes, bytes], tuple[bytes, bytes]]] = {
 }
 
 
-def _aes(key: bytes, iv: bytes) -> Cipher:
+def _aes(key: bytes, iv: bytes) -> Cipher[modes.CBC]:
     return Cipher(algorithms.AES(key), modes.CBC(iv))
 
 
@@ -133,7 +134,7 @@ class DecryptingReader:
     hands out the decrypted bytes without copying them.
     """
 
-    def __init__(self, f: BinaryIO, passphrase: bytes, recognise: Callable[[bytes], bool], what: str = "file"):
+    def __init__(self, f: io.BufferedIOBase, passphrase: bytes, recognise: Callable[[bytes], bool], what: str = "file"):
         self._f = f
         self._what = what
         size = os.fstat(f.fileno()).st_size
@@ -230,7 +231,7 @@ def decrypt(encrypted_path: Path, out_path: Path, key_file: Path, recognise: Cal
 # Signatures: openssl dgst -sha256 -sign / -verify, over a digest computed while streaming
 
 
-def load_public_key(path: Path):
+def load_public_key(path: Path) -> PublicKeyTypes:
     try:
         return serialization.load_pem_public_key(Path(path).read_bytes())
     except OSError as e:
@@ -239,7 +240,7 @@ def load_public_key(path: Path):
         raise CryptoError(f"Not a PEM public key: {path}") from None
 
 
-def load_private_key(path: Path):
+def load_private_key(path: Path) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except OSError as e:
@@ -248,7 +249,7 @@ def load_private_key(path: Path):
         raise CryptoError(f"Not an unencrypted PEM private key: {path}") from None
 
 
-def sign_digest(private_key, digest: bytes) -> bytes:
+def sign_digest(private_key: PrivateKeyTypes, digest: bytes) -> bytes:
     """What ``openssl dgst -sha256 -sign`` writes: PKCS#1 v1.5 for RSA, DER ECDSA/DSA."""
     prehashed = Prehashed(hashes.SHA256())
     if isinstance(private_key, rsa.RSAPrivateKey):
@@ -260,7 +261,7 @@ def sign_digest(private_key, digest: bytes) -> bytes:
     raise CryptoError("The signing key must be an RSA, EC or DSA key")
 
 
-def verify_digest(public_key, signature: bytes, digest: bytes, what: str = "file") -> None:
+def verify_digest(public_key: PublicKeyTypes, signature: bytes, digest: bytes, what: str = "file") -> None:
     prehashed = Prehashed(hashes.SHA256())
     try:
         if isinstance(public_key, rsa.RSAPublicKey):

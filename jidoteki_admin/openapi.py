@@ -8,6 +8,7 @@ answers, with ``token`` and ``hash`` as API-key query parameters.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from . import __version__
 from .catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, STATUS, Catalogue, Endpoint, Operation
@@ -43,8 +44,8 @@ _REASONS = {
 }
 
 
-def openapi_document(catalogue: Catalogue) -> dict:
-    paths: dict[str, dict] = {}
+def openapi_document(catalogue: Catalogue) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
     for section, endpoint in catalogue.endpoints():
         paths[endpoint.full_path] = {
             op.method.lower(): _operation(section.title, endpoint, op) for op in endpoint.operations
@@ -73,8 +74,8 @@ def openapi_document(catalogue: Catalogue) -> dict:
     }
 
 
-def _operation(tag: str, endpoint: Endpoint, op: Operation) -> dict:
-    value: dict = {
+def _operation(tag: str, endpoint: Endpoint, op: Operation) -> dict[str, Any]:
+    value: dict[str, Any] = {
         "operationId": _operation_id(op.method, endpoint.full_path),
         "summary": op.summary,
         "tags": [tag],
@@ -97,11 +98,11 @@ def _operation_id(method: str, path: str) -> str:
     return method.lower() + "".join(w[:1].upper() + w[1:] for w in words)
 
 
-def _form(op: Operation) -> dict:
-    properties = {}
+def _form(op: Operation) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
     for field in op.form:
         if field.kind == FILE:
-            schema: dict = {"type": "string", "contentMediaType": "application/octet-stream"}
+            schema: dict[str, Any] = {"type": "string", "contentMediaType": "application/octet-stream"}
         else:
             schema = {"type": "string"}
             if field.allowed:
@@ -110,13 +111,13 @@ def _form(op: Operation) -> dict:
             schema["description"] = field.description
         properties[field.name] = schema
     required = [f.name for f in op.form if f.required]
-    schema = {"type": "object", "properties": properties}
+    body: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
-        schema["required"] = required
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+        body["required"] = required
+    return {"required": True, "content": {"multipart/form-data": {"schema": body}}}
 
 
-def _success(op: Operation) -> dict:
+def _success(op: Operation) -> dict[str, Any]:
     reply = op.reply
     if reply.kind == STATUS:
         return {"200": _json("Done", {"$ref": "#/components/schemas/Status"})}
@@ -141,7 +142,7 @@ def _success(op: Operation) -> dict:
     raise ValueError(f"unknown reply kind {reply.kind!r}")
 
 
-def _errors(endpoint: Endpoint, op: Operation) -> dict:
+def _errors(endpoint: Endpoint, op: Operation) -> dict[str, Any]:
     statuses = {405} if endpoint.public else {400, 403, 404, *op.errors}
     return {
         str(status): {
@@ -152,5 +153,5 @@ def _errors(endpoint: Endpoint, op: Operation) -> dict:
     }
 
 
-def _json(description: str, schema: dict) -> dict:
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}

@@ -68,7 +68,7 @@ class Progress:
             writable = False
         self._fd: int | None = fd if writable else None
 
-    def report(self, **fields) -> None:
+    def report(self, **fields: object) -> None:
         if self._fd is None:
             return
         try:
@@ -132,7 +132,7 @@ class Program:
         self.log(f"Failed: {message}")
 
 
-def _interrupted(signum, frame):
+def _interrupted(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
     raise Interrupted("Interrupted by SIGTERM")
 
