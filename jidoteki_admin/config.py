@@ -183,19 +183,22 @@ def _choice(raw: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
 
 def _command(raw: dict[str, Any], key: str) -> tuple[str, ...]:
     """An argv prefix: a list of non-empty strings whose first is an absolute path."""
-    value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f'"{key}" must be a list of non-empty strings, like ["sudo", "-n", "/path/to/program"]')
+    value = _strings(raw, key, ', like ["/usr/bin/sudo", "-n", "/path/to/program"]')
     if value and not value[0].startswith("/"):
         raise ConfigError(f'"{key}" must start with an absolute path, not {value[0]!r}')
-    return tuple(value)
+    return value
 
 
 def _names(raw: dict[str, Any], key: str) -> tuple[str, ...]:
+    """A list of names, each once, in the order given."""
+    return tuple(dict.fromkeys(_strings(raw, key)))
+
+
+def _strings(raw: dict[str, Any], key: str, example: str = "") -> tuple[str, ...]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f'"{key}" must be a list of non-empty strings')
-    return tuple(dict.fromkeys(value))
+        raise ConfigError(f'"{key}" must be a list of non-empty strings{example}')
+    return tuple(value)
 
 
 def _path(raw: dict[str, Any], key: str, default: str) -> Path:

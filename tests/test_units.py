@@ -371,3 +371,24 @@ def test_a_relative_admin_path_is_made_absolute_once(tmp_path, monkeypatch):
     settings = Settings(admin_path=Path("./admin-tree"), config=Config())
     monkeypatch.chdir("/")
     assert settings.admin_path == tmp_path / "admin-tree"
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"privileged-command": "sudo"}, '"privileged-command" must be a list of non-empty strings'),
+    ({"privileged-command": ["sudo", "-n"]}, '"privileged-command" must start with an absolute path'),
+    ({"privileged-command": ["/usr/bin/sudo", ""]}, "must be a list of non-empty strings"),
+    ({"jobs": "scripts"}, "\\"jobs\\" must be one of: 'builtin', 'appliance'"),
+])
+def test_privilege_and_job_keys_are_checked(raw, problem):
+    from jidoteki_admin.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw)
+    assert problem in str(refused.value)
+
+
+def test_a_privileged_command_keeps_repeated_arguments():
+    from jidoteki_admin.config import parse_config
+
+    command = ["/usr/bin/sudo", "-n", "-C", "4", "/x/jidoteki-admin-privileged", "--admin-path", "/x"]
+    assert parse_config({"privileged-command": command}).privileged_command == tuple(command)
