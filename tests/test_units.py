@@ -377,7 +377,7 @@ def test_a_relative_admin_path_is_made_absolute_once(tmp_path, monkeypatch):
     ({"privileged-command": "sudo"}, '"privileged-command" must be a list of non-empty strings'),
     ({"privileged-command": ["sudo", "-n"]}, '"privileged-command" must start with an absolute path'),
     ({"privileged-command": ["/usr/bin/sudo", ""]}, "must be a list of non-empty strings"),
-    ({"jobs": "scripts"}, "\\"jobs\\" must be one of: 'builtin', 'appliance'"),
+    ({"jobs": "scripts"}, """"jobs" must be one of: 'builtin', 'appliance'"""),
 ])
 def test_privilege_and_job_keys_are_checked(raw, problem):
     from jidoteki_admin.config import ConfigError, parse_config
