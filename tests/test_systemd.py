@@ -46,3 +46,16 @@ def test_systemd_analyze_verify_finds_nothing_to_complain_about(tmp_path):
     assert str(fake) in copy.read_text()
     done = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@pytest.mark.skipif(shutil.which("visudo") is None, reason="visudo (sudo) is not installed")
+def test_the_sudoers_drop_in_parses_and_allows_only_the_privileged_entry_point():
+    sudoers = Path(__file__).resolve().parents[1] / "etc" / "sudoers.d" / "jidoteki-admin"
+    done = subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = [line for line in sudoers.read_text().splitlines() if line and not line.startswith("#")]
+    allowed = [line for line in rules if "NOPASSWD" in line]
+    assert allowed == ["jidoteki ALL=(root) NOPASSWD: JIDOTEKI_JOBS"]
+    alias = next(line for line in rules if line.startswith("Cmnd_Alias JIDOTEKI_JOBS"))
+    assert alias.endswith("/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged "
+                          "--admin-path /opt/jidoteki/tinyadmin jidoteki_admin.jobs.*")
