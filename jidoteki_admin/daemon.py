@@ -22,6 +22,7 @@ from .auth import TokenStore
 from .catalogue import Catalogue
 from .config import APPLIANCE_JOBS, Config, Settings, listen_description
 from .context import Context
+from .httpsonly import HTTPSOnly
 from .layout import AdminTree
 from .pages import Pages
 from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
@@ -107,7 +108,7 @@ class AdminService(MultiService):
         self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock)
         self.listeners: dict[str, Listener] = {}
         if settings.https_listen is not None:
-            self._listen("https", settings.https_listen, TLSMemoryBIOFactory(self.tls, False, self.site))
+            self._listen("https", settings.https_listen, HTTPSOnly(TLSMemoryBIOFactory(self.tls, False, self.site)))
         if settings.http_port is not None:
             self._listen("http", listen_description(settings.http_port, settings.interface), self.site)
         self._prepared = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -79,3 +80,27 @@ def test_systemd_socket_activation(tmp_path):
     finally:
         process.terminate()
         process.wait(15)
+
+
+@pytest.mark.parametrize("request_line", [b"GET /api/v1/admin/health HTTP/1.1", b"POST /api/v1/admin/setup HTTP/1.0"])
+def test_plain_http_to_the_https_port_is_told_to_use_https(daemon_port, request_line):
+    with socket.create_connection(("127.0.0.1", daemon_port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nError-Message: This port speaks HTTPS: use https:// in the URL\r\n" in head
+    assert b"\r\nStrict-Transport-Security: " in head
+    assert json.loads(body) == {"Status": "400 Bad Request", "Error-Message": "This port speaks HTTPS: use https:// in the URL"}
+    # And TLS on the same port is untouched.
+    assert health_status(daemon_port) == b"HTTP/1.1 403 Forbidden"
+
+
+@pytest.fixture
+def daemon_port(twistd, tmp_path):
+    port = free_port()
+    daemon = twistd("--admin-path", str(tmp_path / "admin"), "--https", str(port), "--interface", "127.0.0.1")
+    daemon.wait_listening(port)
+    return port
