@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qs
-
 from klein import Klein
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -26,9 +24,10 @@ from .catalogue import Catalogue, Endpoint, Operation
 from .responses import APIError
 from .runner import AlreadyRunning
 from .uploads import FILE, FormPlan
-from .web import BodyPolicy
+from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
+CREDENTIALS = (b"token", b"hash")
 SETUP_REFUSAL_DELAY = 2.0
 
 
@@ -63,6 +62,8 @@ class AdminAPI:
 
     def admit(self, method: str, path: bytes, args: Mapping[bytes, list[bytes]]) -> tuple[Endpoint, Operation]:
         endpoint = self._lookup(path)
+        if not endpoint.public:
+            _refuse_repeated_credentials(args)
         if not endpoint.public and not (endpoint.open_while_no_token and self.tokens.current() is None):
             if not self.tokens.authenticates(
                 method, path.decode("ascii"), _first(args, b"token"), _first(args, b"hash")
@@ -87,9 +88,9 @@ class AdminAPI:
 
     def plan_body(self, method: bytes, uri: bytes) -> FormPlan | APIError | None:
         """What the body of this request may hold, decided from its request line alone."""
-        path, _, query = uri.partition(b"?")
+        path = uri.partition(b"?")[0]
         try:
-            _, operation = self.admit(_api_method(method), path, parse_qs(query))
+            _, operation = self.admit(_api_method(method), path, parse_query(uri))
         except APIError as refused:
             return refused
         except MethodNotAllowed:
@@ -203,6 +204,14 @@ def _api_method(method: bytes) -> str:
     """HEAD is answered as GET (the body is dropped by twisted.web)."""
     name = method.decode("ascii", "replace")
     return "GET" if name == "HEAD" else name
+
+
+def _refuse_repeated_credentials(args: Mapping[bytes, list[bytes]]) -> None:
+    """A repeated token or hash is refused: a proxy that reads the last one and the daemon
+    that reads the first could otherwise disagree on who is asking."""
+    for name in CREDENTIALS:
+        if len(args.get(name, ())) > 1:
+            raise APIError(400, f"Parameter {name.decode()} was given more than once")
 
 
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:

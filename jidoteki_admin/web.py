@@ -45,11 +45,33 @@ class BodyPolicy:
     finished: Callable[..., None]  # (request): audit a finished request
 
 
+def parse_query(uri: bytes) -> dict[bytes, list[bytes]]:
+    """The query parameters of a request target: name -> values, in order, percent-decoded.
+
+    The one parser for both the check made from the request line (before the body) and
+    dispatch, so the two can never disagree. Pairs are split on "&" only, as browsers and
+    the original daemon read a query; ";" is part of a value. A name without "=" has an
+    empty value. Any bytes are accepted.
+    """
+    args: dict[bytes, list[bytes]] = {}
+    for pair in uri.partition(b"?")[2].split(b"&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        args.setdefault(_unquote(name), []).append(_unquote(value))
+    return args
+
+
+def _unquote(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" "))
+
+
 def scrub_uri(uri: bytes) -> bytes:
     """The URI with the values of secret query parameters replaced; any bytes are fine.
 
     Names are compared the way the query parser reads them (percent-decoded), so an
-    encoded name such as %74oken is scrubbed too.
+    encoded name such as %74oken is scrubbed too. Pairs are split on ";" as well as "&":
+    that scrubs more than the parser reads, never less.
     """
     path, sep, query = uri.partition(b"?")
     if not sep:
@@ -57,7 +79,7 @@ def scrub_uri(uri: bytes) -> bytes:
     pairs = []
     for pair in re.split(rb"[&;]", query):
         name, equals, _ = pair.partition(b"=")
-        if unquote_to_bytes(name.replace(b"+", b" ")).lower() in SECRET_PARAMETERS:
+        if _unquote(name).lower() in SECRET_PARAMETERS:
             pair = name + b"=REDACTED"
         pairs.append(pair)
     return path + b"?" + b"&".join(pairs)
@@ -160,6 +182,7 @@ class AdminRequest(server.Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
+        self.args = parse_query(self.uri)  # not twisted.web's parser, which also splits on ";"
         add_security_headers(self)
         self.setHeader(b"X-Request-Id", self.request_id.encode())
         self.notifyFinish().addBoth(lambda _: self.form.discard())

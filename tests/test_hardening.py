@@ -1,0 +1,96 @@
+"""Requests that a proxy, a script or an attacker sends, and the one answer each gets."""
+
+import json
+
+import pytest
+import pytest_twisted
+
+from conftest import multipart, raw_request
+from jidoteki_admin.auth import request_hash
+from jidoteki_admin.web import parse_query
+
+TOKEN = "yourtoken"
+VERSION = "/api/v1/admin/version"
+
+
+@pytest.fixture
+def versioned(daemon):
+    (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
+    return daemon
+
+
+async def post_setup(daemon, query: str, newtoken: str = "replaced", pad: int = 0):
+    """POST /setup with a multipart body; pad makes it large enough to be judged before
+    the body is read."""
+    fields = {"newtoken": newtoken}
+    if pad:
+        fields["pad"] = "x" * pad
+    content_type, body = multipart(fields)
+    return await raw_request(daemon, "POST", "/api/v1/admin/setup?" + query,
+                             {"Content-Type": content_type}, body)
+
+
+# One query parser
+
+
+def test_the_query_parser_splits_on_ampersands_only():
+    assert parse_query(b"/x?token=a;b=c&x=%41+B&flag&=v") == {
+        b"token": [b"a;b=c"], b"x": [b"A B"], b"flag": [b""], b"": [b"v"]
+    }
+    assert parse_query(b"/x?a=%ff&a=%zz") == {b"a": [b"\xff", b"%zz"]}
+    assert parse_query(b"/x") == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_semicolon_is_part_of_the_token_for_get(versioned):
+    response = await raw_request(versioned, "GET", f"{VERSION}?token={TOKEN};a=1")
+    assert response.status == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_semicolon_is_part_of_the_token_for_a_post_judged_before_its_body(daemon):
+    response = await post_setup(daemon, f"token={TOKEN};a=1", pad=100_000)
+    assert response.status == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_with_a_semicolon_works_before_and_after_the_body(versioned):
+    versioned.set_token("abc;def")
+    get = await raw_request(versioned, "GET", f"{VERSION}?token=abc;def")
+    assert (get.status, json.loads(get.body)) == (200, {"version": "1.2.3"})
+    post = await post_setup(versioned, "token=abc;def", newtoken="abc;def")
+    assert post.status == 200
+
+
+# Repeated credentials
+
+
+@pytest.mark.parametrize("query", [
+    f"token={TOKEN}&token=other",
+    f"token=other&token={TOKEN}",
+    f"token={TOKEN}&%74oken={TOKEN}",
+    f"token={TOKEN}&token",
+    "hash=a&hash=b",
+])
+@pytest_twisted.ensureDeferred
+async def test_repeated_token_or_hash_is_refused(versioned, query):
+    response = await raw_request(versioned, "GET", f"{VERSION}?{query}")
+    assert response.status == 400
+    name = "hash" if "hash" in query else "token"
+    message = f"Parameter {name} was given more than once"
+    assert json.loads(response.body)["Error-Message"] == message
+    assert response.header("Error-Message") == message
+
+
+@pytest_twisted.ensureDeferred
+async def test_repeated_token_is_refused_before_a_large_body_is_read(daemon):
+    response = await post_setup(daemon, f"token={TOKEN}&token={TOKEN}", pad=100_000)
+    assert response.status == 400
+    assert (daemon.admin_path / "etc" / "api.token").read_text() == TOKEN + "\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_and_hash_once_each_are_fine(versioned):
+    digest = request_hash(TOKEN, "GET", VERSION)
+    response = await raw_request(versioned, "GET", f"{VERSION}?token={TOKEN}&hash={digest}")
+    assert response.status == 200
