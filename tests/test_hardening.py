@@ -94,3 +94,57 @@ async def test_token_and_hash_once_each_are_fine(versioned):
     digest = request_hash(TOKEN, "GET", VERSION)
     response = await raw_request(versioned, "GET", f"{VERSION}?token={TOKEN}&hash={digest}")
     assert response.status == 200
+
+
+# Trailing slash
+
+
+@pytest.mark.parametrize("path", ["/version/", "/health/", "/update/log/", "/endpoints/"])
+@pytest_twisted.ensureDeferred
+async def test_one_trailing_slash_is_the_same_endpoint(versioned, path):
+    (versioned.admin_path / "log" / "update.log").write_text("line\n")
+    with_slash = await raw_request(versioned, "GET", f"/api/v1/admin{path}?token={TOKEN}")
+    without = await raw_request(versioned, "GET", f"/api/v1/admin{path[:-1]}?token={TOKEN}")
+    assert with_slash.status == without.status == 200
+    assert with_slash.header("Content-Type") == without.header("Content-Type")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hash_is_computed_over_the_path_as_sent(versioned):
+    sent = VERSION + "/"
+    right = await raw_request(versioned, "GET", f"{sent}?hash={request_hash(TOKEN, 'GET', sent)}")
+    assert right.status == 200
+    other = await raw_request(versioned, "GET", f"{sent}?hash={request_hash(TOKEN, 'GET', VERSION)}")
+    assert other.status == 403
+
+
+@pytest.mark.parametrize("target", ["/api/v1/admin/version//", "/api/v1/admin//", "/docs/API.md/"])
+@pytest_twisted.ensureDeferred
+async def test_only_one_slash_on_an_api_endpoint(versioned, target):
+    response = await raw_request(versioned, "GET", f"{target}?token={TOKEN}")
+    assert response.status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_endpoint_with_a_slash_takes_its_form(daemon):
+    content_type, body = multipart({"newtoken": "slashed"})
+    response = await raw_request(daemon, "POST", f"/api/v1/admin/setup/?token={TOKEN}",
+                                 {"Content-Type": content_type}, body)
+    assert response.status == 200
+    assert (daemon.admin_path / "etc" / "api.token").read_text() == "slashed\n"
+
+
+# Caching
+
+
+@pytest.mark.parametrize("path,prepare", [
+    ("/build", lambda d: d.service.settings.config.build_file.write_text('{"name": "x"}')),
+    ("/changelog", lambda d: (d.admin_path / "etc" / "changelog.txt").write_text("1.0.0\n")),
+])
+@pytest_twisted.ensureDeferred
+async def test_build_and_changelog_are_not_cached(make_daemon, tmp_path, path, prepare):
+    daemon = make_daemon({"build-file": str(tmp_path / "build.json")})
+    prepare(daemon)
+    response = await raw_request(daemon, "GET", f"/api/v1/admin{path}?token={TOKEN}")
+    assert response.status == 200
+    assert response.header("Cache-Control") == "no-cache"

@@ -71,7 +71,7 @@ class Information:
         return responses.document(request, {"version": version.strip()})
 
     def changelog(self, request):
-        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT)
+        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT, no_cache=True)
 
     def build(self, request) -> bytes:
         try:
@@ -81,7 +81,7 @@ class Information:
             raise APIError(404, "Build file not found") from None
         except ValueError:
             raise APIError(500, f"Build file {self.build_file} is not valid JSON") from None
-        return responses.document(request, build)
+        return responses.document(request, build, no_cache=True)
 
     def health(self, request) -> bytes:
         disk = psutil.disk_usage("/")
