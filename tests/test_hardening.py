@@ -4,6 +4,11 @@ import json
 
 import pytest
 import pytest_twisted
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import LogLevel, globalLogPublisher
 
 from conftest import multipart, raw_request
 from jidoteki_admin.auth import request_hash
@@ -148,3 +153,63 @@ async def test_build_and_changelog_are_not_cached(make_daemon, tmp_path, path, p
     response = await raw_request(daemon, "GET", f"/api/v1/admin{path}?token={TOKEN}")
     assert response.status == 200
     assert response.header("Cache-Control") == "no-cache"
+
+
+# What an answer may show
+
+
+async def failed_update(daemon) -> dict:
+    """Upload a package and wait for the update job to fail; the GET /update report."""
+    response = await daemon.post_form("/update", files={"update": ("software_package-1.enc", b"x" * 64)})
+    assert response.code == 202
+    report: dict = {}
+
+    async def failed() -> bool:
+        report.update(json.loads(await (await daemon.get("/update")).content()))
+        return report.get("status") == "failed"
+
+    for _ in range(200):
+        if await failed():
+            return report
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"the update did not fail: {report}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_public_key_is_named_inside_the_admin_tree(daemon):
+    report = await failed_update(daemon)
+    assert report["error-message"] == "Cannot read the public key etc/updates.pub: No such file or directory"
+    log = (daemon.admin_path / "log" / "update.log").read_text()
+    assert str(daemon.admin_path) not in log
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_package_key_is_named_inside_the_admin_tree(daemon):
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (daemon.admin_path / "etc" / "updates.pub").write_bytes(
+        key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    report = await failed_update(daemon)
+    assert report["error-message"] == "Cannot read the package key etc/updates.key: No such file or directory"
+    assert str(daemon.admin_path) not in report["log"]
+
+
+# What the daemon writes to stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_multipart_body_writes_nothing_to_stderr(daemon, capfd):
+    events = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        body = b"--BOUNDARO\r\n"  # the parser logs "Expected boundary character 89, got 79"
+        response = await raw_request(daemon, "POST", f"/api/v1/admin/update?token={TOKEN}",
+                                     {"Content-Type": "multipart/form-data; boundary=BOUNDARY"}, body)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert response.status == 400
+    assert json.loads(response.body)["Error-Message"] == "Malformed multipart/form-data body"
+    assert capfd.readouterr().err == ""
+    parser = [e for e in events if e.get("log_namespace") == "jidoteki_admin.uploads.parser"]
+    assert parser and all(e["log_level"] == LogLevel.debug for e in parser)
+    assert "boundary" in parser[0]["message"].lower()
