@@ -41,6 +41,37 @@ class FirstRun:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client may hold of the daemon, so that slow or many connections from some
+    clients cannot keep the others from being served."""
+
+    header_timeout: float = 10.0  # seconds for a request line and all its headers
+    body_min_rate: int = 1024  # bytes per second a body must average...
+    body_rate_window: float = 30.0  # ...over each window of this many seconds
+    max: int = 512  # open connections in all
+    max_per_client: int = 32  # open connections from one client address
+
+
+@dataclass(frozen=True)
+class LogRotate:
+    """When the audit log and job logs are rotated, and how many old ones are kept."""
+
+    bytes: int = 4 * MiB
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class AuthThrottle:
+    """How failed authentication from one client address is slowed down: ``burst``
+    failures are free, one more is free every ``refill_seconds``; past that each failure
+    is answered after a delay that doubles, up to ``max_delay`` seconds."""
+
+    burst: int = 5
+    refill_seconds: float = 2.0
+    max_delay: float = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
@@ -50,6 +81,9 @@ class Config:
     services: tuple[str, ...] = ()
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
+    connections: ConnectionLimits = ConnectionLimits()
+    log_rotate: LogRotate = LogRotate()
+    auth_throttle: AuthThrottle = AuthThrottle()
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -65,6 +99,7 @@ class Settings:
     # A Twisted endpoint description for the HTTPS listener (tcp:8443,
     # systemd:domain=INET:index=0, ...); it replaces https_port and interface.
     listen: str | None = None
+    config_path: Path | None = None  # where the config was read from, to read it again on SIGHUP
 
     @property
     def https_listen(self) -> str | None:
@@ -124,6 +159,12 @@ def parse_config(raw: object) -> Config:
         services=_names(raw, "services"),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
+        connections=_object(raw, "connections", ConnectionLimits, {
+            "header-timeout": float, "body-min-rate": int, "body-rate-window": float,
+            "max": int, "max-per-client": int}),
+        log_rotate=_object(raw, "log-rotate", LogRotate, {"bytes": int, "keep": int}),
+        auth_throttle=_object(raw, "auth-throttle", AuthThrottle, {
+            "burst": int, "refill-seconds": float, "max-delay": float}),
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -137,7 +178,12 @@ KNOWN_KEYS = {
     "services",
     "upload-limits",
     "job-timeout",
+    "connections",
+    "log-rotate",
+    "auth-throttle",
 }
+# What a SIGHUP applies without a restart; other keys shape what the daemon serves.
+RELOADABLE_KEYS = ("services", "upload-limits", "job-timeout", "connections", "log-rotate", "auth-throttle")
 
 
 def _names(raw: dict, key: str) -> tuple[str, ...]:
@@ -158,6 +204,31 @@ def _positive_int(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f'"{key}" must be a positive integer')
     return value
+
+
+def _object(raw: dict, key: str, kind, fields: dict[str, type]):
+    """A config object of positive numbers, such as {"bytes": 4194304, "keep": 3}: the
+    dataclass ``kind`` with its defaults for the fields not given."""
+    value = raw.get(key, {})
+    example = ", ".join(f'"{name}": {getattr(kind(), name.replace("-", "_"))}' for name in fields)
+    if not isinstance(value, dict):
+        raise ConfigError(f'"{key}" must be an object like {{{example}}}')
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f'"{key}": unknown key {unknown[0]!r} (known: {", ".join(fields)})')
+    given = {}
+    for name, number in fields.items():
+        if name in value:
+            given[name.replace("-", "_")] = _positive_number(value[name], f"{key}.{name}", number)
+    return kind(**given)
+
+
+def _positive_number(value: object, key: str, number: type) -> int | float:
+    allowed = (int, float) if number is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, allowed) or value <= 0:
+        what = "number" if number is float else "integer"
+        raise ConfigError(f'"{key}" must be a positive {what}')
+    return number(value)
 
 
 def _first_run(value: object) -> FirstRun:

@@ -93,12 +93,15 @@ class AdminService(MultiService):
         self.catalogue.add(Pages(self.catalogue).section())
         self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock), clock,
                             config.upload_limits)
-        self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock)
+        self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
+                              config.connections)
         self.listeners: dict[str, Listener] = {}
         if settings.https_listen is not None:
-            self._listen("https", settings.https_listen, TLSMemoryBIOFactory(self.tls, False, self.site))
+            tls = TLSMemoryBIOFactory(self.tls, False, self.site)
+            self._listen("https", settings.https_listen, self.site.limited(tls))
         if settings.http_port is not None:
-            self._listen("http", listen_description(settings.http_port, settings.interface), self.site)
+            self._listen("http", listen_description(settings.http_port, settings.interface),
+                         self.site.limited(self.site))
         self._prepared = False
 
     def _listen(self, name: str, description: str, factory) -> None:
