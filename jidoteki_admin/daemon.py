@@ -92,7 +92,7 @@ class AdminService(MultiService):
                 service.setServiceParent(self)
         self.catalogue.add(Pages(self.catalogue).section())
         self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock), clock,
-                            config.upload_limits)
+                            config.upload_limits, config.auth_throttle)
         self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
                               config.connections)
         self.listeners: dict[str, Listener] = {}
@@ -125,6 +125,10 @@ class AdminService(MultiService):
                           name=name)
         if "https" in self.listeners:
             self._announce_first_call()
+
+    def stopService(self):
+        self.api.throttle.stop()
+        return super().stopService()
 
     def _prepare(self) -> None:
         """Lay out the tree, make what is missing, and load the certificate: once."""

@@ -52,8 +52,8 @@ class BodyPolicy:
     # (method, uri) from the request line -> a FormPlan to stream, an APIError to refuse
     # with, or None for "no body expected".
     plan: Callable[[bytes, bytes], FormPlan | APIError | None]
-    # (path, refusal) -> seconds to wait before answering it
-    refusal_delay: Callable[[bytes, APIError], float]
+    # (request, path, refusal) -> seconds to wait before answering it
+    refusal_delay: Callable[..., float]
     uploads: Path  # where file parts are written as they arrive
     first_run: Callable[[], bool]  # for the First-Run key of error answers
     refused: Callable[..., None]  # (request, method, path, refusal): audit an early refusal
@@ -258,7 +258,7 @@ class AdminRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" before the answer
         site = self.channel.site
         site.refused_early(self, problem)
-        delay = self.policy.refusal_delay(self.line_path, problem)
+        delay = self.policy.refusal_delay(self, self.line_path, problem)
         # twisted.web's own writing needs a finished request line and body: write the bytes.
         answer = early_answer(problem.status, problem.message, self.policy.first_run(), self.request_id)
         if delay:
