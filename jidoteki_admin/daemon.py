@@ -25,6 +25,7 @@ from .pages import Pages
 from .runner import JobRunner
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
+from .uploads import remove_partial_files
 from .web import AdminSite
 
 
@@ -127,6 +128,10 @@ class AdminService(MultiService):
             self._announce_first_call()
 
     def stopService(self):
+        # Before the listeners and connections go: a partial upload must not outlive the
+        # daemon, and the process may exit before the upload writer gets to remove it.
+        self.site.abort_uploads()
+        remove_partial_files(self.tree.uploads)
         self.api.throttle.stop()
         return super().stopService()
 
@@ -139,6 +144,10 @@ class AdminService(MultiService):
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
         self.tls.load()
+        removed = remove_partial_files(tree.uploads)
+        if removed:
+            self.log.info("Removed {count} partial upload(s) left by a daemon that stopped mid-upload",
+                          count=removed)
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
         for key in config.unknown_keys:

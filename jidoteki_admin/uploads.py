@@ -400,6 +400,24 @@ def _storage_error(error: Exception) -> APIError:
     return APIError(500, "Could not store the upload")
 
 
+def remove_partial_files(directory: Path) -> int:
+    """Remove every partial upload in ``directory``; how many there were.
+
+    At start-up they are what a daemon killed mid-upload left; at shutdown, what the
+    uploads just aborted had written (the writer thread may not get to remove them before
+    the process exits). Uploads a handler accepted were renamed and are not touched."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.startswith(PARTIAL_PREFIX):
+            remove_quietly(directory / name)
+            removed += 1
+    return removed
+
+
 def multipart_boundary(content_type: bytes | None) -> bytes | None:
     """The boundary of a multipart/form-data body, or None for anything else."""
     if not content_type:

@@ -122,6 +122,7 @@ class AdminRequest(server.Request):
         self._form_stream: FormStream | None = None
         self._refused = False
         self._body_cap = 0  # for a chunked body, whose length nobody announced
+        self._uploading: set = set()
         self._body_seen = 0
 
     def setHeader(self, name, value) -> None:
@@ -179,6 +180,8 @@ class AdminRequest(server.Request):
             channel = self.channel
             writer = DiskWriter(channel.site.reactor, channel.pause_reading, channel.resume_reading)
             self._form_stream = FormStream(plan, boundary, self.policy.uploads, writer)
+            self._uploading = channel.site.uploading  # the channel is gone when the request ends
+            self._uploading.add(self)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._form_stream is None:
@@ -227,7 +230,7 @@ class AdminRequest(server.Request):
             self.body_problem = APIError(404)  # "OPTIONS *", or an absolute URI: no such path here
         add_security_headers(self)
         self.setHeader(b"X-Request-Id", self.request_id.encode())
-        self.notifyFinish().addBoth(lambda _: self.form.discard())
+        self.notifyFinish().addBoth(lambda _: self.abort_upload())
         super().process()
 
     def _handleStar(self) -> None:
@@ -247,10 +250,17 @@ class AdminRequest(server.Request):
         self.finish()
 
     def connectionLost(self, reason) -> None:
+        self.abort_upload()
+        super().connectionLost(reason)
+
+    def abort_upload(self) -> None:
+        """Stop reading the form and remove what no handler claimed: the request ended,
+        its client left, or the daemon is stopping."""
         if self._form_stream is not None:
             self._form_stream.abort()
+            self._form_stream = None
         self.form.discard()
-        super().connectionLost(reason)
+        self._uploading.discard(self)
 
     def _refuse_early(self, problem: APIError) -> None:
         """Answer before the body arrives and hang up, so nothing large is read for nothing."""
@@ -514,12 +524,19 @@ class AdminSite(server.Site):
         self.clock = clock or reactor
         self.limits = limits  # replaced on SIGHUP; every connection reads the current one
         self.connections = ConnectionCounter(self)
+        self.uploading: set[AdminRequest] = set()  # requests with a form on its way to disk
         self.displayTracebacks = False
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
         channel.callLater = self.clock.callLater  # the idle timeout, on the injected clock
         return channel
+
+    def abort_uploads(self) -> None:
+        """Abort every upload in progress (the daemon is stopping): no new part is begun
+        and no partial file is kept."""
+        for request in list(self.uploading):
+            request.abort_upload()
 
     def limited(self, factory) -> ConnectionLimiter:
         """A listener's factory held to this site's connection caps (one count for all)."""
