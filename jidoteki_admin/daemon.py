@@ -80,7 +80,7 @@ class AdminService(MultiService):
         self.tree = tree = AdminTree(settings.admin_path)
         self.tokens = TokenStore(tree)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
-        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout)
+        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout, log_rotate=config.log_rotate)
         self.runner.setServiceParent(self)
         self.catalogue = Catalogue(enabled=frozenset(config.endpoints))
         context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock)
@@ -92,7 +92,7 @@ class AdminService(MultiService):
             for service in getattr(section, "services", lambda: [])():
                 service.setServiceParent(self)
         self.catalogue.add(Pages(self.catalogue).section())
-        self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock), clock,
+        self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock, config.log_rotate), clock,
                             config.upload_limits, config.auth_throttle)
         self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
                               config.connections)

@@ -24,13 +24,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .children import ChildResult, RunningChild, run_child
-from .files import atomic_write, atomic_write_json, remove_quietly
+from .config import LogRotate
+from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
-
-LOG_ROTATE_BYTES = 4 * 1024 * 1024
 
 
 class AlreadyRunning(Exception):
@@ -121,24 +120,26 @@ class JobFiles:
 
 
 class _Job:
-    """One running child: appends its lines to the log and tracks what it reported."""
+    """One running child: appends its lines to the log and tracks what it reported.
 
-    def __init__(self, files: JobFiles, clock):
+    A job starts a new log file when the last one is over the size limit, and a job whose
+    output passes the limit rotates it as it goes, so no log grows without bound."""
+
+    def __init__(self, files: JobFiles, clock, limits: LogRotate):
         self.files = files
         self.clock = clock
         self.percentage = 0
         self.error_code: str | None = None
         self.error_message: str | None = None
-        self._log = None
+        self.log = RotatingLog(files.log, limits)
 
     def open_log(self) -> None:
         log = self.files.log
-        if log.exists() and log.stat().st_size > LOG_ROTATE_BYTES:
-            log.replace(log.with_name(log.name + ".1"))
-        self._log = open(log, "ab", buffering=0)
+        if log.exists() and log.stat().st_size > self.log.limits.bytes:
+            rotate(log, self.log.limits.keep)
 
     def line(self, data: bytes) -> None:
-        self._log.write(data.rstrip(b"\r") + b"\n")
+        self.log.write(data.rstrip(b"\r") + b"\n")
 
     def say(self, message: str) -> None:
         """A line of the runner's own, in the appliance's log format."""
@@ -160,24 +161,41 @@ class _Job:
             self.error_message = _text_or_none(report.get(ERROR_MESSAGE))
 
     def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
+        self.log.close()
 
 
 class JobRunner(Service):
     log = Logger()
 
     def __init__(self, tree: AdminTree, reactor, clock=None, timeout: float = 3600,
-                 launcher: Launcher | None = None):
+                 launcher: Launcher | None = None, log_rotate: LogRotate = LogRotate()):
         self.tree = tree
         self.reactor = reactor
         self.clock = clock or reactor
-        self.timeout = timeout  # for kinds that do not set their own
+        self.timeout = timeout  # for kinds that do not set their own; replaced on SIGHUP
         self.launcher = launcher or BuiltinPrograms(tree)
         self.kinds: dict[str, JobKind] = {}
         self._files: dict[str, JobFiles] = {}
         self._running: dict[str, tuple[JobKind, RunningChild]] = {}
+        self._jobs: dict[str, _Job] = {}
         self._stopping = False
+        self.log_rotate = log_rotate
+
+    @property
+    def log_rotate(self) -> LogRotate:
+        return self._log_rotate
+
+    @log_rotate.setter
+    def log_rotate(self, limits: LogRotate) -> None:
+        """New limits apply to the logs of running jobs too."""
+        self._log_rotate = limits
+        for job in self._jobs.values():
+            job.log.limits = limits
+
+    def reopen_logs(self) -> None:
+        """After an outside rotation (SIGHUP): running jobs write to a new file at the path."""
+        for job in self._jobs.values():
+            job.log.reopen()
 
     def register(self, kind: JobKind) -> JobFiles:
         """Make a kind known (its interrupted jobs are recovered at start-up)."""
@@ -211,7 +229,7 @@ class JobRunner(Service):
         status = files.read()
         if status.status != RUNNING:
             return
-        job = _Job(files, self.clock)
+        job = _Job(files, self.clock, self.log_rotate)
         job.open_log()
         if kind.interrupted_outcome == SUCCESS:
             job.say("The daemon stopped while this job was running, as the job meant it to")
@@ -255,7 +273,7 @@ class JobRunner(Service):
         """
         self.check_free(kind)
         files = self.files(kind)
-        job = _Job(files, self.clock)
+        job = _Job(files, self.clock, self.log_rotate)
         job.open_log()
         files.write(JobStatus(RUNNING, 0))
         timeout = kind.timeout or self.timeout
@@ -273,10 +291,12 @@ class JobRunner(Service):
             # Spawning failed (no memory for a fork, say): the job must not stay "running".
             return defer.fail().addBoth(self._finished, kind, job, timeout)
         self._running[kind.name] = (kind, child)
+        self._jobs[kind.name] = job
         return child.done.addBoth(self._finished, kind, job, timeout)
 
     def _finished(self, result, kind: JobKind, job: _Job, timeout: float) -> JobStatus:
         self._running.pop(kind.name, None)
+        self._jobs.pop(kind.name, None)
         status = self._outcome(result, kind, job, timeout)
         if status.status == FAILED and status.error_message != job.error_message:
             job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
