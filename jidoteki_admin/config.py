@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .layout import DEFAULT_ADMIN_PATH
@@ -182,8 +182,34 @@ KNOWN_KEYS = {
     "log-rotate",
     "auth-throttle",
 }
-# What a SIGHUP applies without a restart; other keys shape what the daemon serves.
-RELOADABLE_KEYS = ("services", "upload-limits", "job-timeout", "connections", "log-rotate", "auth-throttle")
+# What a SIGHUP applies without a restart (config key -> Config field). The other keys
+# shape what the daemon serves (its sections, endpoints and files) and need a restart.
+RELOADABLE = {
+    "services": "services",
+    "upload-limits": "upload_limits",
+    "job-timeout": "job_timeout",
+    "connections": "connections",
+    "log-rotate": "log_rotate",
+    "auth-throttle": "auth_throttle",
+}
+NEEDS_RESTART = {
+    "endpoints": "endpoints",
+    "parameters": "parameters",
+    "first-run": "first_run",
+    "build-file": "build_file",
+    "storage-options-file": "storage_options_file",
+}
+
+
+def reload_config(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """What a SIGHUP makes of a config read again: the config to run with (the old one
+    with the new reloadable values), the reloadable keys that changed, and the keys that
+    changed but take effect only after a restart."""
+    changed = [key for key, name in RELOADABLE.items() if getattr(old, name) != getattr(new, name)]
+    later = [key for key, name in NEEDS_RESTART.items() if getattr(old, name) != getattr(new, name)]
+    running = replace(old, **{name: getattr(new, name) for name in RELOADABLE.values()},
+                      unknown_keys=new.unknown_keys)
+    return running, changed, later
 
 
 def _names(raw: dict, key: str) -> tuple[str, ...]:

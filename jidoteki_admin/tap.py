@@ -71,6 +71,7 @@ def settings_from(options: Options) -> Settings:
         http_port=options["http"],
         interface=options["interface"],
         listen=options["listen"],
+        config_path=config_path,
     )
 
 
