@@ -122,8 +122,8 @@ class AdminRequest(server.Request):
         self._form_stream: FormStream | None = None
         self._refused = False
         self._body_cap = 0  # for a chunked body, whose length nobody announced
-        self._uploading: set = set()
         self._body_seen = 0
+        self._uploading: set = set()  # the site's set of uploads, once this is one
 
     def setHeader(self, name, value) -> None:
         # twisted.web announces its name and version in every answer; say less.
@@ -277,7 +277,8 @@ class AdminRequest(server.Request):
             self._send_early(answer)
 
     def _send_early(self, answer: bytes) -> None:
-        if self.channel.transport is not None and not self._disconnected:
+        # After a delay the client may have gone; twisted.web then drops the channel.
+        if not self._disconnected and self.channel is not None and self.channel.transport is not None:
             self.channel.answer_and_close(answer)
 
 
@@ -316,6 +317,8 @@ class AdminChannel(http.HTTPChannel):
         self._begin_request()  # the TLS handshake counts against the first deadline
 
     def dataReceived(self, data: bytes) -> None:
+        if self._answered:
+            return  # read and dropped until the connection closes: nothing more is answered
         if self._phase == IDLE and data:
             self._begin_request()
         super().dataReceived(data)
@@ -401,6 +404,8 @@ class AdminChannel(http.HTTPChannel):
             return
         self._answered = True
         self._stop_timer()
+        if self._reading_paused:
+            self.resume_reading()  # drain what the client sends, so it gets to read the answer
         self.transport.write(answer)
         self.loseConnection()
         if self._abort_call is None:
