@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qs
-
 from klein import Klein
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -23,12 +21,15 @@ from . import responses
 from .audit import AuditLog, client_host
 from .auth import TokenStore
 from .catalogue import Catalogue, Endpoint, Operation
+from .config import AuthThrottle
 from .responses import APIError
 from .runner import AlreadyRunning
+from .throttle import FailureThrottle
 from .uploads import FILE, FormPlan
-from .web import BodyPolicy
+from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
+CREDENTIALS = (b"token", b"hash")
 SETUP_REFUSAL_DELAY = 2.0
 
 
@@ -38,12 +39,13 @@ class AdminAPI:
     log = Logger()
 
     def __init__(self, catalogue: Catalogue, tokens: TokenStore, audit: AuditLog, clock,
-                 upload_limits: Mapping[str, int]):
+                 upload_limits: Mapping[str, int], throttle: AuthThrottle = AuthThrottle()):
         self.catalogue = catalogue
         self.tokens = tokens
         self.audit = audit
         self.clock = clock
-        self.upload_limits = upload_limits
+        self.upload_limits = upload_limits  # replaced on SIGHUP
+        self.throttle = FailureThrottle(clock, throttle, self._throttling)
 
     def resource(self):
         return self.app.resource()
@@ -63,6 +65,8 @@ class AdminAPI:
 
     def admit(self, method: str, path: bytes, args: Mapping[bytes, list[bytes]]) -> tuple[Endpoint, Operation]:
         endpoint = self._lookup(path)
+        if not endpoint.public:
+            _refuse_repeated_credentials(args)
         if not endpoint.public and not (endpoint.open_while_no_token and self.tokens.current() is None):
             if not self.tokens.authenticates(
                 method, path.decode("ascii"), _first(args, b"token"), _first(args, b"hash")
@@ -87,9 +91,9 @@ class AdminAPI:
 
     def plan_body(self, method: bytes, uri: bytes) -> FormPlan | APIError | None:
         """What the body of this request may hold, decided from its request line alone."""
-        path, _, query = uri.partition(b"?")
+        path = uri.partition(b"?")[0]
         try:
-            _, operation = self.admit(_api_method(method), path, parse_qs(query))
+            _, operation = self.admit(_api_method(method), path, parse_query(uri))
         except APIError as refused:
             return refused
         except MethodNotAllowed:
@@ -110,7 +114,7 @@ class AdminAPI:
         try:
             _, operation = self.admit(method, request.path, request.args)
         except APIError as refused:
-            delay = self.refusal_delay(request.path, refused)
+            delay = self.refusal_delay(request, request.path, refused)
             if delay:
                 return deferLater(self.clock, delay, self._raise, refused)
             raise
@@ -149,12 +153,16 @@ class AdminAPI:
 
     def record_refusal(self, request, method: bytes, path: bytes, problem: APIError) -> None:
         """Audit a request refused before its body (the HTTP layer names method and path)."""
-        self._audit(request, method, path, f"{problem.status} {problem.message}")
+        if not self._throttled_failure(request, problem.status):
+            self._audit(request, method, path, f"{problem.status} {problem.message}")
 
     def record_finished(self, request) -> None:
         """Audit a finished request that changed something or failed; a 404 is left to the
-        access log, so scanning for paths cannot flood the audit trail."""
+        access log, so scanning for paths cannot flood the audit trail, and so is a
+        failure to authenticate while its client is throttled (the episode is audited)."""
         failed = request.code >= 400 and request.code != 404
+        if self._throttled_failure(request, request.code):
+            return
         if request.method == b"POST" or failed or self._audited(request):
             message = request.responseHeaders.getRawHeaders(b"error-message", [b""])[0]
             outcome = f"{request.code} {message.decode('ascii', 'replace')}".strip()
@@ -174,13 +182,32 @@ class AdminAPI:
             outcome,
         )
 
-    def refusal_delay(self, path: bytes, refused: APIError) -> float:
-        """Seconds to wait before refusing: slows token guessing through /setup, which
-        answers without authentication, without delaying anyone else."""
+    def _throttled_failure(self, request, status: int) -> bool:
+        return status == 403 and self.throttle.throttled(client_host(request))
+
+    def _throttling(self, client: str, event: str, delayed: int) -> None:
+        """Log and audit a throttling episode once as it starts and once as it ends."""
+        if event == "start":
+            self.log.warn("Slowing down {client}: it failed to authenticate more than {burst} times",
+                          client=client, burst=self.throttle.settings.burst)
+            outcome = "throttled: repeated authentication failures"
+        else:
+            self.log.info("Stopped slowing down {client}: {count} failed attempts were delayed",
+                          client=client, count=delayed)
+            outcome = f"throttling ended: {delayed} failed attempts were delayed"
+        self.audit.record("-", client, "THROTTLE", "authentication", outcome)
+
+    def refusal_delay(self, request, path: bytes, refused: APIError) -> float:
+        """Seconds to wait before refusing. A failure to authenticate counts against its
+        client's budget, and past it waits longer each time; /setup, which answers without
+        authentication, always makes a guess wait. Nobody else is delayed."""
+        if refused.status != 403:
+            return 0.0
+        delay = self.throttle.failed(client_host(request))
         endpoint = self.catalogue.lookup(path.decode("ascii", "replace"))
-        if refused.status == 403 and endpoint is not None and endpoint.open_while_no_token:
-            return SETUP_REFUSAL_DELAY
-        return 0.0
+        if endpoint is not None and endpoint.open_while_no_token:
+            delay = max(delay, SETUP_REFUSAL_DELAY)
+        return delay
 
     @staticmethod
     def _raise(problem: APIError):
@@ -203,6 +230,14 @@ def _api_method(method: bytes) -> str:
     """HEAD is answered as GET (the body is dropped by twisted.web)."""
     name = method.decode("ascii", "replace")
     return "GET" if name == "HEAD" else name
+
+
+def _refuse_repeated_credentials(args: Mapping[bytes, list[bytes]]) -> None:
+    """A repeated token or hash is refused: a proxy that reads the last one and the daemon
+    that reads the first could otherwise disagree on who is asking."""
+    for name in CREDENTIALS:
+        if len(args.get(name, ())) > 1:
+            raise APIError(400, f"Parameter {name.decode()} was given more than once")
 
 
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:

@@ -1,20 +1,33 @@
 """The audit trail: every authentication failure and every change, one JSON line each.
 
-Lines never carry a secret: no token, hash, or uploaded content.
+Lines never carry a secret: no token, hash, or uploaded content. The file is rotated by
+size (the config's "log-rotate") and opened for each line, so an outside rotation needs
+no signal.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .config import LogRotate
+from .files import RotatingLog
+
 
 class AuditLog:
-    def __init__(self, path: Path, clock):
+    def __init__(self, path: Path, clock, rotate: LogRotate = LogRotate()):
         self.path = path
         self.clock = clock
+        self.file = RotatingLog(path, rotate, 0o640)
+
+    @property
+    def rotate(self) -> LogRotate:
+        return self.file.limits
+
+    @rotate.setter
+    def rotate(self, limits: LogRotate) -> None:
+        self.file.limits = limits
 
     def record(self, request_id: str, client: str, action: str, target: str, outcome: str) -> None:
         entry = {
@@ -27,11 +40,10 @@ class AuditLog:
         }
         line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
         # O_APPEND keeps concurrent writers (jobs, hooks) from interleaving within a line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
-            os.write(fd, line)
+            self.file.write(line)
         finally:
-            os.close(fd)
+            self.file.close()
 
 
 def client_host(request) -> str:

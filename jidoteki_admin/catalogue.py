@@ -125,7 +125,13 @@ class Catalogue:
         return True
 
     def lookup(self, path: str) -> Endpoint | None:
+        """The endpoint at ``path``; an API endpoint also answers with one trailing slash,
+        as clients written for the original daemon may send it."""
         found = self._by_path.get(path)
+        if found is None and path.endswith("/"):
+            found = self._by_path.get(path[:-1])
+            if found is not None and found[1].public:
+                found = None
         return found[1] if found else None
 
     def endpoints(self) -> Iterator[tuple[Section, Endpoint]]:

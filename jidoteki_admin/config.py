@@ -5,7 +5,7 @@ from __future__ import annotations
 import grp
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from pathlib import Path
 
@@ -46,6 +46,37 @@ class FirstRun:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client may hold of the daemon, so that slow or many connections from some
+    clients cannot keep the others from being served."""
+
+    header_timeout: float = 10.0  # seconds for a request line and all its headers
+    body_min_rate: int = 1024  # bytes per second a body must average...
+    body_rate_window: float = 30.0  # ...over each window of this many seconds
+    max: int = 512  # open connections in all
+    max_per_client: int = 32  # open connections from one client address
+
+
+@dataclass(frozen=True)
+class LogRotate:
+    """When the audit log and job logs are rotated, and how many old ones are kept."""
+
+    bytes: int = 4 * MiB
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class AuthThrottle:
+    """How failed authentication from one client address is slowed down: ``burst``
+    failures are free, one more is free every ``refill_seconds``; past that each failure
+    is answered after a delay that doubles, up to ``max_delay`` seconds."""
+
+    burst: int = 5
+    refill_seconds: float = 2.0
+    max_delay: float = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
@@ -65,6 +96,9 @@ class Config:
     appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks
     decrypt_dir: Path | None = None  # where packages are decrypted; None: the tree's tmp/
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
+    connections: ConnectionLimits = ConnectionLimits()
+    log_rotate: LogRotate = LogRotate()
+    auth_throttle: AuthThrottle = AuthThrottle()
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -80,6 +114,7 @@ class Settings:
     # A Twisted endpoint description for the HTTPS listener (tcp:8443,
     # systemd:domain=INET:index=0, ...); it replaces https_port and interface.
     listen: str | None = None
+    config_path: Path | None = None  # where the config was read from, to read it again on SIGHUP
 
     def __post_init__(self) -> None:
         # Jobs run in the tree's tmp/ and get the admin path on their command line: a
@@ -151,6 +186,12 @@ def parse_config(raw: object) -> Config:
         appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
         decrypt_dir=_path(raw, "decrypt-dir", "") if "decrypt-dir" in raw else None,
         admin_group=_group(raw.get("admin-group")),
+        connections=_object(raw, "connections", ConnectionLimits, {
+            "header-timeout": float, "body-min-rate": int, "body-rate-window": float,
+            "max": int, "max-per-client": int}),
+        log_rotate=_object(raw, "log-rotate", LogRotate, {"bytes": int, "keep": int}),
+        auth_throttle=_object(raw, "auth-throttle", AuthThrottle, {
+            "burst": int, "refill-seconds": float, "max-delay": float}),
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -171,7 +212,38 @@ KNOWN_KEYS = {
     "appliance-lock-dir",
     "decrypt-dir",
     "admin-group",
+    "connections",
+    "log-rotate",
+    "auth-throttle",
 }
+# What a SIGHUP applies without a restart (config key -> Config field). The other keys
+# shape what the daemon serves (its sections, endpoints and files) and need a restart.
+RELOADABLE = {
+    "services": "services",
+    "upload-limits": "upload_limits",
+    "job-timeout": "job_timeout",
+    "connections": "connections",
+    "log-rotate": "log_rotate",
+    "auth-throttle": "auth_throttle",
+}
+NEEDS_RESTART = {
+    "endpoints": "endpoints",
+    "parameters": "parameters",
+    "first-run": "first_run",
+    "build-file": "build_file",
+    "storage-options-file": "storage_options_file",
+}
+
+
+def reload_config(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """What a SIGHUP makes of a config read again: the config to run with (the old one
+    with the new reloadable values), the reloadable keys that changed, and the keys that
+    changed but take effect only after a restart."""
+    changed = [key for key, name in RELOADABLE.items() if getattr(old, name) != getattr(new, name)]
+    later = [key for key, name in NEEDS_RESTART.items() if getattr(old, name) != getattr(new, name)]
+    running = replace(old, **{name: getattr(new, name) for name in RELOADABLE.values()},
+                      unknown_keys=new.unknown_keys)
+    return running, changed, later
 
 
 def _choice(raw: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
@@ -228,6 +300,29 @@ def _group(value: object) -> int | None:
         if value.isdigit():
             return int(value)
         raise ConfigError(f'"admin-group": no group named {value!r}') from None
+def _object(raw: dict, key: str, kind, fields: dict[str, type]):
+    """A config object of positive numbers, such as {"bytes": 4194304, "keep": 3}: the
+    dataclass ``kind`` with its defaults for the fields not given."""
+    value = raw.get(key, {})
+    example = ", ".join(f'"{name}": {getattr(kind(), name.replace("-", "_"))}' for name in fields)
+    if not isinstance(value, dict):
+        raise ConfigError(f'"{key}" must be an object like {{{example}}}')
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f'"{key}": unknown key {unknown[0]!r} (known: {", ".join(fields)})')
+    given = {}
+    for name, number in fields.items():
+        if name in value:
+            given[name.replace("-", "_")] = _positive_number(value[name], f"{key}.{name}", number)
+    return kind(**given)
+
+
+def _positive_number(value: object, key: str, number: type) -> int | float:
+    allowed = (int, float) if number is float else (int,)
+    if isinstance(value, bool) or not isinstance(value, allowed) or value <= 0:
+        what = "number" if number is float else "integer"
+        raise ConfigError(f'"{key}" must be a positive {what}')
+    return number(value)
 
 
 def _first_run(value: object) -> FirstRun:

@@ -42,19 +42,21 @@ class CryptoError(Exception):
 # Key derivation, exactly as openssl enc does it
 
 
-def read_passphrase(key_file: Path, what: str = "package") -> bytes:
+def read_passphrase(key_file: Path, what: str = "package", shown: str | None = None) -> bytes:
     """The passphrase ``openssl -pass file:key_file`` uses.
 
     openssl reads at most 1023 bytes of the first line, cuts at the first newline and, being
-    C, at the first NUL. A carriage return is kept, as openssl keeps it.
+    C, at the first NUL. A carriage return is kept, as openssl keeps it. Errors name the
+    file as ``shown`` (by default its path), so a caller can keep server paths out of them.
     """
+    shown = shown or str(key_file)
     try:
         with open(key_file, "rb") as f:
             data = f.read(PASSPHRASE_MAX)
     except OSError as e:
-        raise CryptoError(f"Cannot read the {what} key {key_file}: {e.strerror}") from None
+        raise CryptoError(f"Cannot read the {what} key {shown}: {e.strerror}") from None
     if not data:
-        raise CryptoError(f"The {what} key {key_file} is empty")
+        raise CryptoError(f"The {what} key {shown} is empty")
     return data.split(b"\n", 1)[0].split(b"\0", 1)[0]
 
 
@@ -231,13 +233,15 @@ def decrypt(encrypted_path: Path, out_path: Path, key_file: Path, recognise: Cal
 # Signatures: openssl dgst -sha256 -sign / -verify, over a digest computed while streaming
 
 
-def load_public_key(path: Path) -> PublicKeyTypes:
+def load_public_key(path: Path, shown: str | None = None) -> PublicKeyTypes:
+    """The PEM public key in ``path``; errors name it as ``shown`` (by default its path)."""
+    shown = shown or str(path)
     try:
         return serialization.load_pem_public_key(Path(path).read_bytes())
     except OSError as e:
-        raise CryptoError(f"Cannot read the public key {path}: {e.strerror}") from None
+        raise CryptoError(f"Cannot read the public key {shown}: {e.strerror}") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise CryptoError(f"Not a PEM public key: {path}") from None
+        raise CryptoError(f"Not a PEM public key: {shown}") from None
 
 
 def load_private_key(path: Path) -> PrivateKeyTypes:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+from dataclasses import replace
+
+from OpenSSL import SSL
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -16,12 +19,14 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from . import __version__
 from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
 from .catalogue import Catalogue
-from .config import APPLIANCE_JOBS, Config, Settings, listen_description
+from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
+from .hangup import HangupHandler, reopen_log_files
 from .httpsonly import HTTPSOnly
 from .layout import AdminTree
 from .pages import Pages
@@ -29,7 +34,16 @@ from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked
+from .uploads import remove_partial_files
 from .web import AdminSite
+
+
+def certificate_problem(error: Exception) -> str:
+    """Why a certificate and key could not be loaded, in a few words."""
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror or error)
+    reasons = [entry[2] for entry in getattr(error, "args", [[]])[0] if isinstance(entry, tuple) and len(entry) > 2]
+    return "; ".join(reasons) or "the certificate and key cannot be used together"
 
 
 class StartupError(Exception):
@@ -91,26 +105,33 @@ class AdminService(MultiService):
         self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group)
         self.lock = TreeLock(tree.lock_file)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
-        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout, launcher=launcher_for(tree, config))
+        self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout,
+                                launcher=launcher_for(tree, config), log_rotate=config.log_rotate)
         self.runner.setServiceParent(self)
         self.catalogue = Catalogue(enabled=frozenset(config.endpoints))
         context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock)
+        self.sections = []
         for make in REGISTERED:
             if make.optional and make.name not in self.catalogue.enabled:
                 continue
             section = make(context)
+            self.sections.append(section)
             self.catalogue.add(section.section())
             for service in getattr(section, "services", lambda: [])():
                 service.setServiceParent(self)
         self.catalogue.add(Pages(self.catalogue).section())
-        self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock), clock,
-                            config.upload_limits)
-        self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock)
+        self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock, config.log_rotate), clock,
+                            config.upload_limits, config.auth_throttle)
+        self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
+                              config.connections)
         self.listeners: dict[str, Listener] = {}
         if settings.https_listen is not None:
-            self._listen("https", settings.https_listen, HTTPSOnly(TLSMemoryBIOFactory(self.tls, False, self.site)))
+            tls = TLSMemoryBIOFactory(self.tls, False, self.site)
+            self._listen("https", settings.https_listen, self.site.limited(HTTPSOnly(tls)))
         if settings.http_port is not None:
-            self._listen("http", listen_description(settings.http_port, settings.interface), self.site)
+            self._listen("http", listen_description(settings.http_port, settings.interface),
+                         self.site.limited(self.site))
+        self.hangup = HangupHandler(reactor, self.reload)
         self._prepared = False
 
     def _listen(self, name: str, description: str, factory) -> None:
@@ -137,6 +158,21 @@ class AdminService(MultiService):
                           " (they answer 404 Not Found): {names}", names=", ".join(unserved))
         if "https" in self.listeners:
             self._announce_first_call()
+        self.log.info("Serving the admin tree {root} (jidoteki-admin {version})", root=str(self.tree.root),
+                      version=__version__)
+        self.reactor.callWhenRunning(self.hangup.install)
+
+    def stopService(self):
+        self.hangup.uninstall()
+        # Before the listeners and connections go: a partial upload must not outlive the
+        # daemon, and the process may exit before the upload writer gets to remove it.
+        self.site.abort_uploads()
+        remove_partial_files(self.tree.uploads)
+        self.api.throttle.stop()
+        stopped = super().stopService()
+        # The tree is released only once the jobs have stopped, so a successor never meets them.
+        stopped.addBoth(lambda result: (self.lock.release(), result)[1])
+        return stopped
 
     def unserved_optional(self) -> list[str]:
         """Optional endpoints the config enables but no registered section serves: an
@@ -154,17 +190,15 @@ class AdminService(MultiService):
         if ensure_certificate(tree.certificate, tree.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
         self.tls.load()
+        removed = remove_partial_files(tree.uploads)
+        if removed:
+            self.log.info("Removed {count} partial upload(s) left by a daemon that stopped mid-upload",
+                          count=removed)
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
         for key in config.unknown_keys:
             self.log.warn("Ignoring unknown config key {key!r}", key=key)
         self._prepared = True
-
-    def stopService(self):
-        """Release the tree only once the jobs have stopped, so a successor never meets them."""
-        stopped = super().stopService()
-        stopped.addBoth(lambda result: (self.lock.release(), result)[1])
-        return stopped
 
     def _lock_tree(self) -> None:
         try:
@@ -173,6 +207,66 @@ class AdminService(MultiService):
             holder = f"pid {e.holder}" if e.holder is not None else "pid unknown"
             raise StartupError(f"{self.tree.root} is in use by another jidoteki-admin ({holder}; "
                                f"lock file {e.path})") from None
+
+    def reload(self) -> None:
+        """What SIGHUP does: reopen the log files, load the TLS certificate and the config's
+        reloadable keys again, and say so in one log line. Whatever fails is named in that
+        line and the old state kept; the daemon goes on serving."""
+        done = []
+        for step, what in ((self._reopen_logs, "the logs"), (self._reload_certificate, "the TLS certificate"),
+                           (self._reload_config, "the config")):
+            try:
+                done.append(step())
+            except Exception as e:
+                self.log.failure("SIGHUP: reloading {what} failed", what=what)
+                done.append(f"kept {what} as they were: {e}")
+        failed = any(part.startswith("kept") for part in done)
+        (self.log.warn if failed else self.log.info)("SIGHUP: {done}", done="; ".join(done))
+
+    def _reopen_logs(self) -> str:
+        reopened = reopen_log_files()
+        self.runner.reopen_logs()
+        if reopened:
+            return f"reopened {', '.join(reopened)} and the job logs"
+        return "reopened the job logs (the daemon's own log is not a file)"
+
+    def _reload_certificate(self) -> str:
+        try:
+            self.tls.load()
+        except (OSError, SSL.Error) as e:
+            return f"kept the TLS certificate in use: {certificate_problem(e)}"
+        return f"loaded the TLS certificate {self.tree.certificate.relative_to(self.tree.root)}"
+
+    def _reload_config(self) -> str:
+        path = self.settings.config_path
+        if path is None:
+            return "no config file to read again"
+        try:
+            new = load_config(path)
+        except ConfigError as e:
+            return f"kept the config in use: {e}"
+        running, changed, later = reload_config(self.settings.config, new)
+        self._apply(running)
+        self.settings = replace(self.settings, config=running)
+        said = f"config {path}: " + (f"applied {', '.join(changed)}" if changed else "no change to apply")
+        if later:
+            said += f"; {', '.join(later)} changed and will apply after a restart"
+        if running.unknown_keys:
+            said += f"; ignored unknown keys {', '.join(running.unknown_keys)}"
+        return said
+
+    def _apply(self, config) -> None:
+        """Hand the reloadable values to the parts that use them; each reads its current
+        value when it next needs it (new connections, uploads, jobs, failures)."""
+        self.api.upload_limits = config.upload_limits
+        self.api.throttle.settings = config.auth_throttle
+        self.api.audit.rotate = config.log_rotate
+        self.runner.timeout = config.job_timeout
+        self.runner.log_rotate = config.log_rotate
+        self.site.limits = config.connections
+        for section in self.sections:
+            if hasattr(section, "reload"):
+                section.reload(config)
 
     def _announce_first_call(self) -> None:
         """Tell the operator how to make the first call (never printing a token)."""

@@ -1,4 +1,4 @@
-"""Whole-file writes that never leave a half-written file behind."""
+"""Whole-file writes that never leave a half-written file behind, and logs that rotate."""
 
 from __future__ import annotations
 
@@ -92,3 +92,53 @@ def remove_quietly(path: Path) -> None:
         Path(path).unlink()
     except FileNotFoundError:
         pass
+
+
+def rotate(path: Path, keep: int) -> None:
+    """Move ``path`` to ``path.1``, ``path.1`` to ``path.2`` and so on, keeping ``keep``
+    old generations; the oldest is overwritten."""
+    path = Path(path)
+    for n in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+    if path.exists():
+        os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+class RotatingLog:
+    """A log file that is appended to and rotated by size.
+
+    It is opened with O_APPEND, so after logrotate's copytruncate the next line lands at
+    the new end of the file instead of leaving a hole; ``reopen`` (on SIGHUP) follows a
+    logrotate that moved the file away. ``limits`` has ``bytes`` and ``keep``, and may be
+    replaced while the file is open.
+    """
+
+    def __init__(self, path: Path, limits, mode: int = 0o644):
+        self.path = Path(path)
+        self.limits = limits
+        self.mode = mode
+        self._fd: int | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._fd is None:
+            self._fd = self._open()
+        size = os.fstat(self._fd).st_size
+        if size and size + len(data) > self.limits.bytes:
+            self.close()
+            rotate(self.path, self.limits.keep)
+            self._fd = self._open()
+        os.write(self._fd, data)
+
+    def reopen(self) -> None:
+        """Write to whatever file is at the path now (the next write opens it)."""
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, self.mode)

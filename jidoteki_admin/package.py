@@ -75,14 +75,32 @@ def _looks_like_tar(block: bytes) -> bool:
     return True
 
 
-def read_passphrase(key_file: Path) -> bytes:
-    with _package_errors():
-        return crypto.read_passphrase(key_file)
+def shown(path: Path, root: Path | None) -> str:
+    """How an error message names a file: relative to the admin tree when it is inside
+    ``root``, so the answers of the API never show the server's directory layout."""
+    if root is not None:
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
 
 
-def load_public_key(path: Path):
+def _reason(error: BaseException) -> str:
+    """Why an operation failed, without the absolute path an OSError carries."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def read_passphrase(key_file: Path, root: Path | None = None) -> bytes:
     with _package_errors():
-        return crypto.load_public_key(path)
+        return crypto.read_passphrase(key_file, shown=shown(key_file, root))
+
+
+def load_public_key(path: Path, root: Path | None = None):
+    with _package_errors():
+        return crypto.load_public_key(path, shown=shown(path, root))
 
 
 def load_private_key(path: Path):
@@ -360,20 +378,22 @@ def _split_outer(reader: DecryptingReader, out_path: Path) -> dict[str, bytes]:
 
 
 def unpack(package_path: Path, key_file: Path, workdir: Path,
-           on_decrypted: Callable[[str], None] | None = None) -> tuple[Path, bytes, bytes]:
+           on_decrypted: Callable[[str], None] | None = None,
+           root: Path | None = None) -> tuple[Path, bytes, bytes]:
     """Decrypt a package and write its ``software_package.tar.gz`` into ``workdir``.
 
     Returns (path of the tar.gz, its SHA-256 digest, the signature bytes); nothing is
     verified yet. ``on_decrypted(scheme)`` is called once the key is known to open the
     package, before the long part. Raises PackageError (E1005, or E1003 when the package
-    file is missing), leaving no tar.gz behind.
+    file is missing), leaving no tar.gz behind; its messages name files relative to
+    ``root`` (the admin tree) when given.
     """
-    passphrase = read_passphrase(key_file)
+    passphrase = read_passphrase(key_file, root)
     out_path = Path(workdir) / INNER_NAME
     try:
         f = open(package_path, "rb")
     except FileNotFoundError:
-        raise PackageError(E_MISSING, f"Missing update package: {package_path}") from None
+        raise PackageError(E_MISSING, f"Missing update package: {shown(package_path, root)}") from None
     try:
         with f, _package_errors():  # a bad padding shows only at the very end
             reader = DecryptingReader(f, passphrase, _looks_like_tar, WHAT)
@@ -385,7 +405,7 @@ def unpack(package_path: Path, key_file: Path, workdir: Path,
         raise PackageError(E_PACKAGE, f"Cannot extract update package: {e}") from None
     except OSError as e:
         remove_quietly(out_path)
-        raise PackageError(E_PACKAGE, f"Cannot read update package: {e}") from None
+        raise PackageError(E_PACKAGE, f"Cannot read update package: {_reason(e)}") from None
     except BaseException:
         remove_quietly(out_path)
         raise
@@ -566,7 +586,7 @@ def extract_safely(tar_path: Path, dest: Path) -> list[str]:
                     _extract_member(tar, member, root, name)
                     names.append(name)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise PackageError(E_PACKAGE, f"Cannot extract {Path(tar_path).name}: {e}") from None
+        raise PackageError(E_PACKAGE, f"Cannot extract {Path(tar_path).name}: {_reason(e)}") from None
     return names
 
 
@@ -584,7 +604,7 @@ def read_contents(tar_path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
                     version = line.rstrip(b"\r\n").decode("utf-8", "replace")
                 members.append(member)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise PackageError(E_PACKAGE, f"Cannot read {Path(tar_path).name}: {e}") from None
+        raise PackageError(E_PACKAGE, f"Cannot read {Path(tar_path).name}: {_reason(e)}") from None
     return members, version
 
 

@@ -34,8 +34,12 @@ class APIError(Exception):
         self.message = message
 
 
+# Reasons twisted.web's table lacks.
+_REASONS = {431: b"Request Header Fields Too Large"}
+
+
 def status_line(status: int) -> str:
-    return f"{status} {RESPONSES.get(status, b'Unknown').decode()}"
+    return f"{status} {(RESPONSES.get(status) or _REASONS.get(status, b'Unknown')).decode()}"
 
 
 def add_security_headers(request) -> None:

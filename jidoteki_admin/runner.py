@@ -25,13 +25,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .children import ChildResult, RunningChild, default_env, run_child
-from .files import atomic_write, atomic_write_json, remove_quietly
+from .config import LogRotate
+from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
-
-LOG_ROTATE_BYTES = 4 * 1024 * 1024
 
 
 class AlreadyRunning(Exception):
@@ -198,7 +197,7 @@ class _Job:
 
     daemon_log = Logger(namespace="jidoteki_admin.jobs")
 
-    def __init__(self, files: JobFiles, clock, timeout: float, scripted: bool = False):
+    def __init__(self, files: JobFiles, clock, timeout: float, limits: LogRotate, scripted: bool = False):
         self.files = files
         self.clock = clock
         self.timeout = timeout
@@ -207,22 +206,21 @@ class _Job:
         self.percentage = 0
         self.error_code: str | None = None
         self.error_message: str | None = None
-        self._log = None
+        self.log: RotatingLog | None = None if scripted else RotatingLog(files.log, limits)
 
     def open_log(self) -> None:
-        if self.scripted:
+        if self.log is None:
             return
-        log = self.files.log
-        if log.exists() and log.stat().st_size > LOG_ROTATE_BYTES:
-            log.replace(log.with_name(log.name + ".1"))
-        self._log = open(log, "ab", buffering=0)
+        path = self.files.log
+        if path.exists() and path.stat().st_size > self.log.limits.bytes:
+            rotate(path, self.log.limits.keep)
 
     def line(self, data: bytes) -> None:
-        if self._log is None:
+        if self.log is None:
             self.daemon_log.info("{kind}: {line}", kind=self.files.kind.name,
                                  line=data.decode("utf-8", "replace").rstrip("\r"))
             return
-        self._log.write(data.rstrip(b"\r") + b"\n")
+        self.log.write(data.rstrip(b"\r") + b"\n")
 
     def say(self, message: str) -> None:
         """A line of the runner's own, in the appliance's log format."""
@@ -244,25 +242,45 @@ class _Job:
             self.error_message = _text_or_none(report.get(ERROR_MESSAGE))
 
     def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 class JobRunner(Service):
     log = Logger()
 
     def __init__(self, tree: AdminTree, reactor, clock=None, timeout: float = 3600,
-                 launcher: Launcher | None = None):
+                 launcher: Launcher | None = None, log_rotate: LogRotate = LogRotate()):
         self.tree = tree
         self.reactor = reactor
         self.clock = clock or reactor
-        self.timeout = timeout  # for kinds that do not set their own
+        self.timeout = timeout  # for kinds that do not set their own; replaced on SIGHUP
         self.launcher = launcher or BuiltinPrograms(tree)
         self.kinds: dict[str, JobKind] = {}
         self._files: dict[str, JobFiles] = {}
         self._running: dict[str, tuple[JobKind, RunningChild]] = {}
         self._again: set[str] = set()  # kinds requested again while running
+        self._jobs: dict[str, _Job] = {}
         self._stopping = False
+        self.log_rotate = log_rotate
+
+    @property
+    def log_rotate(self) -> LogRotate:
+        return self._log_rotate
+
+    @log_rotate.setter
+    def log_rotate(self, limits: LogRotate) -> None:
+        """New limits apply to the logs of running jobs too."""
+        self._log_rotate = limits
+        for job in self._jobs.values():
+            if job.log is not None:
+                job.log.limits = limits
+
+    def reopen_logs(self) -> None:
+        """After an outside rotation (SIGHUP): running jobs write to a new file at the path."""
+        for job in self._jobs.values():
+            if job.log is not None:
+                job.log.reopen()
 
     def register(self, kind: JobKind) -> JobFiles:
         """Make a kind known (its interrupted jobs are recovered at start-up)."""
@@ -296,7 +314,7 @@ class JobRunner(Service):
         status = files.read()
         if status.status != RUNNING or self.launcher.busy(kind):
             return  # a script holding its lock is still at work
-        job = _Job(files, self.clock, self.timeout)
+        job = _Job(files, self.clock, self.timeout, self.log_rotate)
         job.open_log()
         if kind.interrupted_outcome == SUCCESS:
             job.say("The daemon stopped while this job was running, as the job meant it to")
@@ -345,7 +363,7 @@ class JobRunner(Service):
         self.check_free(kind)
         command = self.launcher.command(kind, list(args), list(script_args))
         scripted = self.launcher.reports_through_files and kind.appliance_command is not None
-        job = _Job(self.files(kind), self.clock, kind.timeout or self.timeout, scripted)
+        job = _Job(self.files(kind), self.clock, kind.timeout or self.timeout, self.log_rotate, scripted)
         job.open_log()
         if not scripted:
             job.files.write(JobStatus(RUNNING, 0))
@@ -358,6 +376,7 @@ class JobRunner(Service):
             # Spawning failed (no memory for a fork, say): the job must not stay "running".
             return defer.fail().addBoth(self._finished, kind, job)
         self._running[kind.name] = (kind, child)
+        self._jobs[kind.name] = job
         return child.done.addBoth(self._finished, kind, job)
 
     def request(self, kind: JobKind) -> None:
@@ -373,6 +392,7 @@ class JobRunner(Service):
 
     def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
         self._running.pop(kind.name, None)
+        self._jobs.pop(kind.name, None)
         if kind.name in self._again and not self._stopping:
             self._again.discard(kind.name)
             self.reactor.callLater(0, self.request, kind)

@@ -77,8 +77,9 @@ def settings_from(options: Options) -> Settings:
     # Only the default config may be missing: a file named on the command line that is
     # not there is a typo, and running on defaults instead would hide it.
     named = options["config"] is not None
+    config_path = Path(options["config"] if named else DEFAULT_CONFIG_FILE)
     try:
-        config = load_config(Path(options["config"] if named else DEFAULT_CONFIG_FILE), required=named)
+        config = load_config(config_path, required=named)
     except ConfigError as e:
         raise SystemExit(f"{PROGRAM}: config error: {e}") from None
     admin_path = Path(options["admin-path"]) if options["admin-path"] else default_admin_path()
@@ -89,6 +90,7 @@ def settings_from(options: Options) -> Settings:
         http_port=options["http"],
         interface=options["interface"],
         listen=options["listen"],
+        config_path=config_path,
     )
 
 

@@ -9,6 +9,7 @@ place, and whatever no handler claimed is removed when the request ends.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -29,6 +31,32 @@ PARTIAL_PREFIX = ".partial-"
 # TLS hands the body over in 16 KiB records; parsing and writing in batches of this many
 # bytes makes the per-call overhead small next to the copying.
 BATCH_BYTES = 256 * 1024
+
+
+_parser_log = Logger(namespace="jidoteki_admin.uploads.parser")
+
+
+class _ParserLogHandler(logging.Handler):
+    """python-multipart reports a malformed body through the stdlib logging module, which,
+    with no handler configured, prints it to stderr. A malformed body is the client's
+    problem and is answered with a 400; the parser's words are kept at debug level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _parser_log.debug("multipart parser: {message}", message=record.getMessage())
+        except Exception:
+            pass  # a log line must never break an upload
+
+
+def route_parser_logging() -> None:
+    """Send python-multipart's log records to twisted.logger instead of stderr; once."""
+    parser_log = logging.getLogger("python_multipart")
+    if not any(isinstance(h, _ParserLogHandler) for h in parser_log.handlers):
+        parser_log.addHandler(_ParserLogHandler())
+    parser_log.propagate = False
+
+
+route_parser_logging()
 
 
 @dataclass(frozen=True)
@@ -370,6 +398,24 @@ def _storage_error(error: Exception) -> APIError:
     if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return APIError(507, "Not enough disk space to store the upload")
     return APIError(500, "Could not store the upload")
+
+
+def remove_partial_files(directory: Path) -> int:
+    """Remove every partial upload in ``directory``; how many there were.
+
+    At start-up they are what a daemon killed mid-upload left; at shutdown, what the
+    uploads just aborted had written (the writer thread may not get to remove them before
+    the process exits). Uploads a handler accepted were renamed and are not touched."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.startswith(PARTIAL_PREFIX):
+            remove_quietly(directory / name)
+            removed += 1
+    return removed
 
 
 def multipart_boundary(content_type: bytes | None) -> bytes | None:

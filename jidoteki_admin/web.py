@@ -1,9 +1,16 @@
-"""The HTTP layer under the API: a Request that streams form bodies, and the Site.
+"""The HTTP layer under the API: a Request that streams form bodies, a Channel with
+deadlines, and the Site with its connection caps.
 
 Twisted's stock Request buffers a whole body and then parses it in memory. This one asks
 the site's BodyPolicy, as soon as the headers are in, what the body may hold, then streams
 it through uploads.FormStream, or throws it away unread. The policy is all this layer
 knows of the API; every use of Twisted's private attributes is in this module.
+
+Twisted's stock channel lets a client that sends a byte every few seconds hold a
+connection for ever, drops a line over its limit without a word and answers a request it
+cannot parse with a bare "400 Bad Request". AdminChannel gives the headers a deadline and
+the body a minimum rate, and answers every refusal with the API's JSON error; the site
+closes new connections past its caps at once.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web import http, server
 
 from .audit import client_host
 from . import responses
+from .config import ConnectionLimits
 from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
 from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 
@@ -28,6 +37,12 @@ SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
 SERVER_NAME = b"jidoteki-admin"
 # A body this small is read to the end before answering, so the client sees a clean reply.
 EARLY_REFUSAL_THRESHOLD = 64 * 1024
+TOO_LARGE = "Request body is larger than this endpoint accepts"
+# After an answer that ends a connection, a client has this long to let go before it is
+# cut off: a TLS close otherwise waits for the client's own close for as long as it likes.
+CLOSE_GRACE = 2.0
+# Connections closed past the caps are logged at most once in this many seconds.
+REFUSAL_REPORT_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -37,19 +52,52 @@ class BodyPolicy:
     # (method, uri) from the request line -> a FormPlan to stream, an APIError to refuse
     # with, or None for "no body expected".
     plan: Callable[[bytes, bytes], FormPlan | APIError | None]
-    # (path, refusal) -> seconds to wait before answering it
-    refusal_delay: Callable[[bytes, APIError], float]
+    # (request, path, refusal) -> seconds to wait before answering it
+    refusal_delay: Callable[..., float]
     uploads: Path  # where file parts are written as they arrive
     first_run: Callable[[], bool]  # for the First-Run key of error answers
     refused: Callable[..., None]  # (request, method, path, refusal): audit an early refusal
     finished: Callable[..., None]  # (request): audit a finished request
 
 
+def parse_query(uri: bytes) -> dict[bytes, list[bytes]]:
+    """The query parameters of a request target: name -> values, in order, percent-decoded.
+
+    The one parser for both the check made from the request line (before the body) and
+    dispatch, so the two can never disagree. Pairs are split on "&" only, as browsers and
+    the original daemon read a query; ";" is part of a value. A name without "=" has an
+    empty value. Any bytes are accepted.
+    """
+    args: dict[bytes, list[bytes]] = {}
+    for pair in uri.partition(b"?")[2].split(b"&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        args.setdefault(_unquote(name), []).append(_unquote(value))
+    return args
+
+
+def _unquote(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" "))
+
+
+def early_answer(status: int, message: str | None, first_run: bool, request_id: str) -> bytes:
+    """An error answer as bytes, for writing straight to a connection that is then closed:
+    before a request is complete, or for one twisted.web could not parse. It carries what
+    every answer of the API carries: the JSON body, the security headers, X-Request-Id."""
+    headers, payload = responses.error_answer(status, message, first_run)
+    headers = {**SECURITY_HEADERS, **headers, b"Connection": b"close", b"X-Request-Id": request_id.encode()}
+    head = [f"HTTP/1.1 {status_line(status)}".encode()]
+    head += [name + b": " + value for name, value in headers.items()]
+    return b"\r\n".join(head) + b"\r\n\r\n" + payload
+
+
 def scrub_uri(uri: bytes) -> bytes:
     """The URI with the values of secret query parameters replaced; any bytes are fine.
 
     Names are compared the way the query parser reads them (percent-decoded), so an
-    encoded name such as %74oken is scrubbed too.
+    encoded name such as %74oken is scrubbed too. Pairs are split on ";" as well as "&":
+    that scrubs more than the parser reads, never less.
     """
     path, sep, query = uri.partition(b"?")
     if not sep:
@@ -57,7 +105,7 @@ def scrub_uri(uri: bytes) -> bytes:
     pairs = []
     for pair in re.split(rb"[&;]", query):
         name, equals, _ = pair.partition(b"=")
-        if unquote_to_bytes(name.replace(b"+", b" ")).lower() in SECRET_PARAMETERS:
+        if _unquote(name).lower() in SECRET_PARAMETERS:
             pair = name + b"=REDACTED"
         pairs.append(pair)
     return path + b"?" + b"&".join(pairs)
@@ -73,6 +121,9 @@ class AdminRequest(server.Request):
         self.body_problem: APIError | None = None
         self._form_stream: FormStream | None = None
         self._refused = False
+        self._body_cap = 0  # for a chunked body, whose length nobody announced
+        self._body_seen = 0
+        self._uploading: set = set()  # the site's set of uploads, once this is one
 
     def setHeader(self, name, value) -> None:
         # twisted.web announces its name and version in every answer; say less.
@@ -120,16 +171,30 @@ class AdminRequest(server.Request):
         boundary = multipart_boundary(self.requestHeaders.getRawHeaders(b"content-type", [None])[0])
         if boundary is None:
             self.body_problem = APIError(400, "Expected a multipart/form-data body")
+            if length is None or length > EARLY_REFUSAL_THRESHOLD:
+                self._refuse_early(self.body_problem)  # not worth reading to the end
         elif length is not None and length > plan.most_bytes():
-            self._refuse_early(APIError(413, "Request body is larger than this endpoint accepts"))
+            self._refuse_early(APIError(413, TOO_LARGE))
         else:
-            transport = self.channel.transport
-            writer = DiskWriter(self.channel.site.reactor, transport.pauseProducing, transport.resumeProducing)
+            self._body_cap = plan.most_bytes()
+            channel = self.channel
+            writer = DiskWriter(channel.site.reactor, channel.pause_reading, channel.resume_reading)
             self._form_stream = FormStream(plan, boundary, self.policy.uploads, writer)
+            self._uploading = channel.site.uploading  # the channel is gone when the request ends
+            self._uploading.add(self)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self._form_stream is not None:
-            self._form_stream.feed(data)
+        if self._form_stream is None:
+            return
+        self._body_seen += len(data)
+        if self._body_seen > self._body_cap:
+            # Only a chunked body gets here (a Content-Length over the cap was refused at
+            # once): it gets the same cap, applied as it arrives.
+            self._form_stream.abort()
+            self._form_stream = None
+            self._refuse_early(APIError(413, TOO_LARGE))
+            return
+        self._form_stream.feed(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
@@ -160,13 +225,22 @@ class AdminRequest(server.Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
+        self.args = parse_query(self.uri)  # not twisted.web's parser, which also splits on ";"
+        if not self.path.startswith(b"/"):
+            self.body_problem = APIError(404)  # "OPTIONS *", or an absolute URI: no such path here
         add_security_headers(self)
         self.setHeader(b"X-Request-Id", self.request_id.encode())
-        self.notifyFinish().addBoth(lambda _: self.form.discard())
+        self.notifyFinish().addBoth(lambda _: self.abort_upload())
         super().process()
 
+    def _handleStar(self) -> None:
+        # twisted.web answers "OPTIONS *" (and 405s any other method on "*") with an empty
+        # body of its own; here it is an unknown path like any other (set in process).
+        self.render(None)
+
     def render(self, resrc) -> None:
-        """A body the HTTP layer refused is answered here; the API never sees it."""
+        """A request the HTTP layer refused (its body, or a target that is not a path) is
+        answered here; the API never sees it."""
         if self.body_problem is None:
             return super().render(resrc)
         problem = self.body_problem
@@ -176,10 +250,17 @@ class AdminRequest(server.Request):
         self.finish()
 
     def connectionLost(self, reason) -> None:
+        self.abort_upload()
+        super().connectionLost(reason)
+
+    def abort_upload(self) -> None:
+        """Stop reading the form and remove what no handler claimed: the request ended,
+        its client left, or the daemon is stopping."""
         if self._form_stream is not None:
             self._form_stream.abort()
+            self._form_stream = None
         self.form.discard()
-        super().connectionLost(reason)
+        self._uploading.discard(self)
 
     def _refuse_early(self, problem: APIError) -> None:
         """Answer before the body arrives and hang up, so nothing large is read for nothing."""
@@ -187,37 +268,284 @@ class AdminRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" before the answer
         site = self.channel.site
         site.refused_early(self, problem)
-        delay = self.policy.refusal_delay(self.line_path, problem)
-        answer = self._early_answer(problem, self.policy.first_run())
+        delay = self.policy.refusal_delay(self, self.line_path, problem)
+        # twisted.web's own writing needs a finished request line and body: write the bytes.
+        answer = early_answer(problem.status, problem.message, self.policy.first_run(), self.request_id)
         if delay:
             site.clock.callLater(delay, self._send_early, answer)
         else:
             self._send_early(answer)
 
-    def _early_answer(self, problem: APIError, first_run: bool) -> bytes:
-        """The error answer as bytes, written to the connection before the request is
-        complete (twisted.web's own writing needs a finished request line and body)."""
-        headers, payload = responses.error_answer(problem.status, problem.message, first_run)
-        headers = {**SECURITY_HEADERS, **headers, b"Connection": b"close", b"X-Request-Id": self.request_id.encode()}
-        head = [f"HTTP/1.1 {status_line(problem.status)}".encode()]
-        head += [name + b": " + value for name, value in headers.items()]
-        return b"\r\n".join(head) + b"\r\n\r\n" + payload
-
     def _send_early(self, answer: bytes) -> None:
-        if self.channel.transport is not None and not self._disconnected:
-            self.channel.transport.write(answer)
-            self.channel.loseConnection()
+        # After a delay the client may have gone; twisted.web then drops the channel.
+        if not self._disconnected and self.channel is not None and self.channel.transport is not None:
+            self.channel.answer_and_close(answer)
+
+
+# Where a channel is in the life of a request.
+HEADERS, BODY, HANDLING, IDLE = "headers", "body", "handling", "idle"
+
+
+class AdminChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel with deadlines, whose refusals are the API's answers.
+
+    The request line and headers must arrive within ``header-timeout`` seconds of the
+    connection (or of the first byte of the next request on a kept-alive one); a body must
+    average ``body-min-rate`` bytes a second over each ``body-rate-window``, except while
+    the daemon itself has paused reading. A line over the limit is answered 414 or 431, a
+    request twisted.web cannot parse 400, a deadline missed 408: each with the JSON error
+    body, the security headers and an X-Request-Id, and the connection is closed.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._phase = IDLE
+        self._at_request_line = True
+        self._timer = None  # the header deadline, or the next check of the body's rate
+        self._body_bytes = 0
+        self._reading_paused = False
+        self._paused_in_window = False
+        self._abort_call = None
+        self._answered = False
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        return self.site.limits
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._begin_request()  # the TLS handshake counts against the first deadline
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._answered:
+            return  # read and dropped until the connection closes: nothing more is answered
+        if self._phase == IDLE and data:
+            self._begin_request()
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._phase == IDLE:
+            self._begin_request()  # a pipelined request, played back after the last one
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._too_large()
+            return
+        if line:
+            self._at_request_line = False
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._too_large()
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self.refuse(431, f"More than {self.maxHeaders} request header fields")
+            return False
+        return super().headerReceived(line)
+
+    def allHeadersReceived(self) -> None:
+        self._stop_timer()
+        self._phase = BODY
+        super().allHeadersReceived()
+        if self._phase == BODY and self.length != 0 and not self._answered:
+            self._watch_body()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._phase == BODY:
+            self._body_bytes += len(data)
+        super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._stop_timer()
+        self._phase = HANDLING
+        super().allContentReceived()
+
+    def requestDone(self, request) -> None:
+        if self.persistent:
+            self._phase = IDLE  # the idle timeout applies until the next request begins
+            self._at_request_line = True
+        super().requestDone(request)
+
+    def connectionLost(self, reason) -> None:
+        self._stop_timer()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        super().connectionLost(reason)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # twisted.web calls this for every request it cannot parse: bad bytes in the
+        # request line, a header without a name, two lengths, a bad chunk.
+        self.refuse(400, "Malformed HTTP request")
+
+    # Reading, as the upload writer asks
+
+    def pause_reading(self) -> None:
+        """Stop reading (the disk is behind); the body's rate is not judged meanwhile."""
+        self._reading_paused = self._paused_in_window = True
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self._reading_paused = False
+        self.transport.resumeProducing()
+
+    # Answers that end the connection
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer with the API's JSON error and hang up."""
+        if self._answered or self.transport is None:
+            return
+        request_id = self.requests[-1].request_id if self.requests else secrets.token_hex(8)
+        self.site.refused_connection(self, status, message, request_id)
+        self.answer_and_close(early_answer(status, message, self.site.policy.first_run(), request_id))
+
+    def answer_and_close(self, answer: bytes) -> None:
+        """Write a complete answer and close; only the first such answer is written."""
+        if self._answered:
+            return
+        self._answered = True
+        self._stop_timer()
+        if self._reading_paused:
+            self.resume_reading()  # drain what the client sends, so it gets to read the answer
+        self.transport.write(answer)
+        self.loseConnection()
+        if self._abort_call is None:
+            self._abort_call = self.site.clock.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        self.transport.abortConnection()
+
+    # Deadlines
+
+    def _begin_request(self) -> None:
+        self._phase = HEADERS
+        self._stop_timer()
+        self._timer = self.site.clock.callLater(self.limits.header_timeout, self._headers_too_slow)
+
+    def _headers_too_slow(self) -> None:
+        self._timer = None
+        self.refuse(408, f"The request headers did not arrive within {self.limits.header_timeout:g} seconds")
+
+    def _watch_body(self) -> None:
+        self._body_bytes = 0
+        self._paused_in_window = self._reading_paused
+        self._timer = self.site.clock.callLater(self.limits.body_rate_window, self._check_body_rate)
+
+    def _check_body_rate(self) -> None:
+        self._timer = None
+        limits = self.limits
+        if self._body_bytes < limits.body_min_rate * limits.body_rate_window and not self._paused_in_window:
+            self.refuse(408, f"The request body arrived slower than {limits.body_min_rate} bytes a second")
+        else:
+            self._watch_body()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _too_large(self) -> None:
+        if self._at_request_line:
+            self.refuse(414, f"Request line is longer than {self.MAX_LENGTH} bytes")
+        else:
+            self.refuse(431, f"Request header fields are larger than {self.totalHeadersSize} bytes")
+
+
+class ConnectionCounter:
+    """Open connections, in all and per client address, held against the site's caps.
+
+    A connection past a cap is refused; refusals are logged at most once a minute, with
+    how many there were, so a flood of connections cannot flood the log."""
+
+    def __init__(self, site: "AdminSite"):
+        self.site = site
+        self.total = 0
+        self.by_host: dict[str, int] = {}
+        self._unreported = 0
+        self._last_report: float | None = None
+
+    def admit(self, host: str) -> bool:
+        limits = self.site.limits
+        if self.total >= limits.max:
+            self._refused(f"{self.total} connections are open (connections.max is {limits.max})")
+            return False
+        if self.by_host.get(host, 0) >= limits.max_per_client:
+            self._refused(f"{host} has {self.by_host[host]} connections open "
+                          f"(connections.max-per-client is {limits.max_per_client})")
+            return False
+        self.total += 1
+        self.by_host[host] = self.by_host.get(host, 0) + 1
+        return True
+
+    def release(self, host: str) -> None:
+        self.total -= 1
+        left = self.by_host.get(host, 1) - 1
+        if left > 0:
+            self.by_host[host] = left
+        else:
+            self.by_host.pop(host, None)
+
+    def _refused(self, reason: str) -> None:
+        self._unreported += 1
+        now = self.site.clock.seconds()
+        if self._last_report is None or now - self._last_report >= REFUSAL_REPORT_INTERVAL:
+            self.site.logger.warn("Closed {count} new connection(s) at once: {reason}",
+                                  count=self._unreported, reason=reason)
+            self._unreported, self._last_report = 0, now
+
+
+class ConnectionLimiter(WrappingFactory):
+    """Wraps a listener's factory (TLS, or the site itself): a new connection past the
+    caps is closed at once, before a byte is read or a TLS handshake is made."""
+
+    protocol = ProtocolWrapper
+
+    def __init__(self, wrapped, counter: ConnectionCounter):
+        super().__init__(wrapped)
+        self.counter = counter
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", "-")
+        if not self.counter.admit(host):
+            return None  # the listening port closes the socket
+        protocol = super().buildProtocol(addr)
+        protocol.client_host = host
+        return protocol
+
+    def unregisterProtocol(self, protocol) -> None:
+        super().unregisterProtocol(protocol)
+        self.counter.release(protocol.client_host)
 
 
 class AdminSite(server.Site):
     requestFactory = AdminRequest
+    protocol = AdminChannel  # HTTP/1.1 only: the TLS context never offers h2
     logger = Logger()
 
-    def __init__(self, resource, policy: BodyPolicy, reactor, clock=None):
+    def __init__(self, resource, policy: BodyPolicy, reactor, clock=None,
+                 limits: ConnectionLimits = ConnectionLimits()):
         super().__init__(resource, reactor=reactor)
         self.policy = policy
         self.clock = clock or reactor
+        self.limits = limits  # replaced on SIGHUP; every connection reads the current one
+        self.connections = ConnectionCounter(self)
+        self.uploading: set[AdminRequest] = set()  # requests with a form on its way to disk
         self.displayTracebacks = False
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.callLater = self.clock.callLater  # the idle timeout, on the injected clock
+        return channel
+
+    def abort_uploads(self) -> None:
+        """Abort every upload in progress (the daemon is stopping): no new part is begun
+        and no partial file is kept."""
+        for request in list(self.uploading):
+            request.abort_upload()
+
+    def limited(self, factory) -> ConnectionLimiter:
+        """A listener's factory held to this site's connection caps (one count for all)."""
+        return ConnectionLimiter(factory, self.connections)
 
     def log(self, request: AdminRequest) -> None:
         """The access log, through twisted.logger, with secrets scrubbed.
@@ -240,6 +568,13 @@ class AdminSite(server.Site):
             length=request.sentLength or "-",
             request_id=request.request_id,
         )
+
+    def refused_connection(self, channel: AdminChannel, status: int, message: str, request_id: str) -> None:
+        """The access log line of a request the channel refused before it was complete."""
+        peer = channel.transport.getPeer() if channel.transport is not None else None
+        self.logger.info("{client} {code} {message} id={request_id}",
+                         client=getattr(peer, "host", "-"), code=status, message=message,
+                         request_id=request_id)
 
     def refused_early(self, request: AdminRequest, problem: APIError) -> None:
         self.logger.info(

@@ -33,6 +33,7 @@ def free_port() -> int:
 
 class Twistd:
     def __init__(self, cwd: Path, args: list[str], env: dict | None = None, twistd_options=()):
+        self.cwd, self.args = cwd, list(twistd_options) + list(args)
         self.output = cwd / "twistd.out"
         environment = twistd_env()
         environment.pop("JIDO_ADMIN_PATH", None)
@@ -46,6 +47,14 @@ class Twistd:
     def text(self) -> str:
         return self.output.read_text(errors="replace")
 
+    def logfile_text(self) -> str:
+        """What twistd wrote to a --logfile=FILE given on its command line, if any."""
+        for arg in self.args:
+            if arg.startswith("--logfile=") and arg != "--logfile=-":
+                path = self.cwd / arg.split("=", 1)[1]
+                return path.read_text(errors="replace") if path.exists() else ""
+        return ""
+
     def wait_listening(self, port: int, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -53,9 +62,14 @@ class Twistd:
                 pytest.fail(f"twistd exited with {self.process.returncode}:\n{self.text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
             except OSError:
                 time.sleep(0.05)
+                continue
+            # The port is bound before the service starts (twistd binds, then switches
+            # users, then starts it): wait for the line that says it is serving.
+            if "Serving the admin tree" in self.text() + self.logfile_text():
+                return
+            time.sleep(0.05)
         pytest.fail(f"twistd did not listen on {port}:\n{self.text()}")
 
     def listening_ports(self) -> set[int]:

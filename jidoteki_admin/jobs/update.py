@@ -80,10 +80,10 @@ class UpdateProgram(Program):
         self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=work))
 
         self.step(20, f"Decrypting update package {self.package.name}")
-        public_key = package.load_public_key(self.tree.etc / "updates.pub")
+        public_key = package.load_public_key(self.tree.etc / "updates.pub", root=self.tree.root)
         inner, digest, signature = package.unpack(
             self.package, self.tree.etc / "updates.key", self.workdir,
-            on_decrypted=lambda scheme: self.step(30, "Extracting update package"))
+            on_decrypted=lambda scheme: self.step(30, "Extracting update package"), root=self.tree.root)
         self.step(40, "Verifying update package signature")
         package.verify_digest(public_key, signature, digest)
 

@@ -70,7 +70,7 @@ class Information:
         return responses.document(request, {"version": version.strip()})
 
     def changelog(self, request):
-        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT)
+        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT, no_cache=True)
 
     def build(self, request) -> bytes:
         try:
@@ -80,7 +80,7 @@ class Information:
             raise APIError(404, "Build file not found") from None
         except ValueError:
             raise APIError(500, f"Build file {self.build_file} is not valid JSON") from None
-        return responses.document(request, build)
+        return responses.document(request, build, no_cache=True)
 
     def health(self, request) -> bytes:
         """Disk, memory and CPU now. ``cpu5min`` is the 5-minute load average, as the

@@ -54,6 +54,10 @@ class Services:
         self.services_file = context.config.services_file
         self.init_directory = context.config.init_directory
 
+    def reload(self, config) -> None:
+        """On SIGHUP: report the services the config names now."""
+        self.names = [name for name in config.services if name != SELF]
+
     def section(self) -> Section:
         status = get(self.status, "Whether the daemon and the appliance's services run", Reply(JSON, SERVICES_SCHEMA))
         return Section(self.name, "Services", (Endpoint("/services", (status,)),))

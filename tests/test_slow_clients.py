@@ -1,0 +1,285 @@
+"""Slow and numerous clients: deadlines for headers and bodies, caps on connections.
+
+The deadlines are driven by a Clock through the real channel and site; the caps and the
+deadlines are then shown through the real daemon with hundreds of connections.
+"""
+
+import json
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
+
+from conftest import parse_responses, raw_request, tls_client_context, wait_until
+from test_protocol_errors import received_so_far
+from jidoteki_admin.config import ConnectionLimits
+from jidoteki_admin.web import CLOSE_GRACE, AdminSite, BodyPolicy
+
+VERSION = "/api/v1/admin/version?token=yourtoken"
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return b"hello"
+
+
+def make_site(clock: Clock, **limits) -> AdminSite:
+    policy = BodyPolicy(plan=lambda method, uri: None, refusal_delay=lambda *a: 0.0, uploads=Path("/nonexistent"),
+                        first_run=lambda: False, refused=lambda *a: None, finished=lambda *a: None)
+    return AdminSite(Hello(), policy, reactor=clock, clock=clock, limits=ConnectionLimits(**limits))
+
+
+def connect(site: AdminSite, host: str = "10.0.0.1"):
+    address = IPv4Address("TCP", host, 40000)
+    channel = site.buildProtocol(address)
+    transport = StringTransport(peerAddress=address)
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def answer(transport) -> dict:
+    (response,) = parse_responses(transport.value())
+    return {"status": response.status, "body": json.loads(response.body), "headers": response.headers}
+
+
+# The header deadline
+
+
+def test_headers_trickled_byte_by_byte_get_408_at_the_deadline():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    head = b"GET /api/v1/admin/version HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    for byte in head:
+        channel.dataReceived(bytes([byte]))
+        clock.advance(0.15)  # a byte every 0.15 s: the idle timeout never fires
+    clock.advance(10 - 0.15 * len(head) - 0.01)
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(0.02)
+    reply = answer(transport)
+    assert reply["status"] == 408
+    assert reply["body"]["Error-Message"] == "The request headers did not arrive within 10 seconds"
+    assert len(reply["headers"]["x-request-id"]) == 16 and "strict-transport-security" in reply["headers"]
+    assert transport.disconnecting
+
+
+def test_a_client_that_does_not_let_go_is_cut_off_after_the_grace():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=5))
+    aborted = []
+    transport.abortConnection = lambda: aborted.append(True)
+    clock.advance(5)
+    assert transport.disconnecting and not aborted
+    clock.advance(CLOSE_GRACE)
+    assert aborted == [True]
+
+
+def test_complete_headers_in_time_are_served_and_the_next_request_gets_a_new_deadline():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    clock.advance(9)
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"hello" in transport.value()
+    transport.clear()
+    clock.advance(30)  # idle between requests: the idle timeout's business, not the deadline's
+    assert not transport.disconnecting
+    channel.dataReceived(b"GET / HTTP/1.1\r\n")
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert answer(transport)["status"] == 408
+
+
+def test_a_pipelined_request_gets_its_own_deadline():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n")
+    clock.advance(10.1)
+    assert b"hello" in transport.value() and b"408" in transport.value()
+
+
+# The body's rate
+
+
+def post_head(length: int) -> bytes:
+    return f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+def test_a_body_slower_than_the_minimum_rate_gets_408():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, body_min_rate=1024, body_rate_window=30))
+    channel.dataReceived(post_head(60_000))
+    for _ in range(2):
+        channel.dataReceived(b"x" * 10_000)  # 20 000 bytes in the window: less than 30 720
+        clock.advance(14.9)
+    assert not transport.disconnecting
+    clock.advance(0.3)
+    reply = answer(transport)
+    assert reply["status"] == 408
+    assert reply["body"]["Error-Message"] == "The request body arrived slower than 1024 bytes a second"
+
+
+def test_a_body_at_the_minimum_rate_is_read_to_the_end():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, body_min_rate=1024, body_rate_window=30))
+    channel.dataReceived(post_head(62_000))
+    for _ in range(2):
+        channel.dataReceived(b"x" * 31_000)
+        clock.advance(30)
+    assert b"hello" in transport.value() and not transport.disconnecting
+
+
+def test_a_window_in_which_the_daemon_paused_reading_is_not_judged():
+    clock = Clock()
+    channel, transport = connect(make_site(clock, body_min_rate=1024, body_rate_window=20))
+    channel.dataReceived(post_head(60_000))
+    channel.pause_reading()  # the disk is behind
+    clock.advance(21)
+    assert not transport.disconnecting
+    channel.resume_reading()
+    clock.advance(20)  # the rest of the window in which reading was paused
+    assert not transport.disconnecting
+    channel.dataReceived(b"x" * 100)  # a whole window with reading resumed, and 100 bytes
+    clock.advance(20)
+    assert answer(transport)["status"] == 408
+
+
+# The caps
+
+
+def test_connections_past_the_caps_are_refused_and_counted_back():
+    clock = Clock()
+    site = make_site(clock, max=4, max_per_client=2)
+    factory = site.limited(site)
+
+    def build(host):
+        return factory.buildProtocol(IPv4Address("TCP", host, 40000))
+
+    first = [build("10.0.0.1") for _ in range(3)]
+    assert first[2] is None  # a third from one client
+    second = [build("10.0.0.2") for _ in range(2)]
+    assert None not in second
+    assert build("10.0.0.3") is None  # four are open in all
+    first[0].makeConnection(StringTransport())
+    first[0].connectionLost(None)
+    assert build("10.0.0.3") is not None
+    assert site.connections.total == 4 and site.connections.by_host == {"10.0.0.1": 1, "10.0.0.2": 2, "10.0.0.3": 1}
+
+
+# Through the real daemon
+
+
+SLOW_SOURCES = [f"127.0.0.{n}" for n in range(10, 20)]
+
+
+def open_slow_connections(port: int, sources: list[str], each: int) -> list:
+    """TLS connections from these source addresses that send the start of a request line."""
+    context = tls_client_context()
+    held = []
+    for source in sources:
+        for _ in range(each):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+            tls = context.wrap_socket(raw)
+            tls.sendall(b"GET /api/v1/admin/version HTTP/1.1\r\nX-Slow: ")
+            held.append(tls)
+    return held
+
+
+def trickle(held: list, opened_at: float, until: float, interval: float = 0.5) -> dict:
+    """Send a byte on every connection each interval until the server closes it; returns
+    socket -> (seconds it stayed open, the bytes it received)."""
+    alive = {tls: b"" for tls in held}
+    outcome = {}
+    while alive and time.monotonic() < until:
+        for tls in list(alive):
+            try:
+                tls.sendall(b"x")
+                data = received_so_far(tls)
+            except (OSError, ssl.SSLError):
+                data = b""
+            if data is None:
+                continue
+            if data:
+                alive[tls] += data  # the answer; the end of the connection follows
+            else:
+                outcome[tls] = (time.monotonic() - opened_at, alive.pop(tls))
+        time.sleep(interval)
+    for tls in held:
+        tls.close()
+    return outcome
+
+
+@pytest_twisted.ensureDeferred
+async def test_three_hundred_slow_clients_do_not_keep_others_from_being_served(make_daemon):
+    daemon = make_daemon({"connections": {"header-timeout": 6, "max": 400}})
+    (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
+    opened = threading.Event()
+    result = {}
+
+    def slow_clients():
+        start = time.monotonic()
+        held = open_slow_connections(daemon.port, SLOW_SOURCES, 30)
+        result["open_seconds"] = time.monotonic() - start
+        opened.set()
+        return trickle(held, start, until=start + 15)
+
+    finished = deferToThread(slow_clients)
+    assert await wait_until(opened.is_set, timeout=10)
+    assert daemon.service.site.connections.total >= 300
+    latencies = []
+    for _ in range(10):
+        start = time.monotonic()
+        response = await raw_request(daemon, "GET", VERSION, timeout=3)
+        latencies.append(time.monotonic() - start)
+        assert response.status == 200
+    outcome = await finished
+    print(f"\n300 slow connections opened in {result['open_seconds']:.2f}s; a normal client's 10 requests "
+          f"took {min(latencies) * 1000:.0f}-{max(latencies) * 1000:.0f} ms; slow connections closed after "
+          f"{min(t for t, _ in outcome.values()):.1f}-{max(t for t, _ in outcome.values()):.1f}s")
+    assert max(latencies) < 1.5
+    assert len(outcome) == 300, "every slow connection is closed by the daemon"
+    assert max(seconds for seconds, _ in outcome.values()) < 6 + CLOSE_GRACE + 2
+    statuses = [parse_responses(data)[0].status for _, data in outcome.values() if data]
+    assert statuses == [408] * 300
+    assert await wait_until(lambda: daemon.service.site.connections.total == 0, timeout=5)
+
+
+def connection_closed_at_once(port: int, source: str) -> bool:
+    """Whether a new connection from ``source`` is closed by the daemon within a second."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=2, source_address=(source, 0)) as raw:
+        try:
+            with tls_client_context().wrap_socket(raw) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+    return time.monotonic() - start < 1.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_connections_past_the_caps_are_closed_at_once(make_daemon):
+    daemon = make_daemon({"connections": {"header-timeout": 30, "max": 12, "max-per-client": 5}})
+    (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
+    held = await deferToThread(open_slow_connections, daemon.port, ["127.0.0.20"], 5)
+    assert await deferToThread(connection_closed_at_once, daemon.port, "127.0.0.20")
+    response = await raw_request(daemon, "GET", VERSION)  # another client is served
+    assert response.status == 200
+    held += await deferToThread(open_slow_connections, daemon.port, ["127.0.0.21"], 5)
+    held += await deferToThread(open_slow_connections, daemon.port, ["127.0.0.22"], 2)
+    assert daemon.service.site.connections.total == 12
+    assert await deferToThread(connection_closed_at_once, daemon.port, "127.0.0.23")
+    for tls in held:
+        tls.close()
+    assert await wait_until(lambda: daemon.service.site.connections.total == 0, timeout=5)
+    response = await raw_request(daemon, "GET", VERSION)
+    assert response.status == 200
