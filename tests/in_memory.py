@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 from twisted.test import iosim
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -30,6 +31,7 @@ from zope.interface import implementer
 # Where the client appears to connect: the daemon's default HTTPS port on loopback.
 SERVER_ADDRESS = IPv4Address("TCP", "127.0.0.1", 8443)
 _CLIENT_PORTS = itertools.count(40000)
+_log = Logger()
 
 
 class _PumpedTransport(iosim.FakeTransport):
@@ -50,6 +52,16 @@ class _PumpedTransport(iosim.FakeTransport):
     def abortConnection(self):
         super().abortConnection()
         self._kick()
+
+    def bufferReceived(self, buf):
+        try:
+            super().bufferReceived(buf)
+        except Exception as error:
+            # What the reactor does when dataReceived raises: log it and drop the
+            # connection, so the other end sees a hang-up rather than waiting for ever.
+            _log.failure("{protocol} failed on the bytes it received", protocol=self.protocol)
+            self.disconnectReason = error
+            self.abortConnection()
 
 
 class MemoryConnection:
