@@ -423,6 +423,6 @@ def multipart_boundary(content_type: bytes | None) -> bytes | None:
     if not content_type:
         return None
     kind, options = parse_options_header(content_type)
-    if kind != b"multipart/form-data":
+    if kind.lower() != b"multipart/form-data":  # media types are case-insensitive
         return None
     return options.get(b"boundary") or None

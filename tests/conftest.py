@@ -1,4 +1,6 @@
-"""The real daemon service on 127.0.0.1, a free port, real TLS, and a treq client for it."""
+"""The real daemon service and a treq client for it: over TLS on 127.0.0.1 and a free port
+(the ``daemon`` fixtures), or connected in memory (the ``memory_daemon`` fixtures, see
+in_memory.py) for tests about what the daemon answers rather than how TLS carries it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -21,6 +25,7 @@ from jidoteki_admin import API_PREFIX
 from jidoteki_admin.auth import request_hash
 from jidoteki_admin.config import Settings, parse_config
 from jidoteki_admin.daemon import AdminService
+from in_memory import SERVER_ADDRESS, MemoryNetwork
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,23 +122,78 @@ class Daemon:
         )
 
 
-def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None = "yourtoken", **settings) -> Daemon:
+@dataclass
+class MemoryDaemon(Daemon):
+    """A Daemon whose client reaches the site in memory: no listener, no TLS, and a Clock
+    the test moves (``answer_after``) in place of the reactor's time for the daemon's delays."""
+
+    clock: Clock | None = None
+    network: MemoryNetwork | None = None
+    idle_calls: set = field(default_factory=set)  # on the clock once started: the CPU sampler's
+
+    @property
+    def port(self) -> int:
+        raise AttributeError("an in-memory daemon has no port: tests over TLS take the daemon fixture")
+
+    @property
+    def base(self) -> str:
+        return f"http://{SERVER_ADDRESS.host}:{SERVER_ADDRESS.port}"
+
+    def curl(self, *args: str):
+        raise AttributeError("curl needs a daemon over TLS: take the daemon fixture")
+
+    def waiting_on_clock(self) -> bool:
+        """The daemon has asked its clock for a call since it started (a delayed answer)."""
+        return any(call not in self.idle_calls for call in self.clock.getDelayedCalls())
+
+    async def answer_after(self, pending, at_least: float):
+        """The answer to a request the daemon holds back on its clock (``pending``, a
+        Deferred or coroutine). Once the daemon waits on the clock, there must be no
+        answer ``at_least`` seconds later; then time moves on until there is one."""
+        pending = ensureDeferred(pending)
+        answered = []  # not pending.called: that is also true while it waits on another Deferred
+        pending.addBoth(lambda result: answered.append(True) or result)
+        assert await wait_until(lambda: answered or self.waiting_on_clock(), timeout=5, interval=0.001), \
+            "the daemon never waited on its clock"
+        self.clock.advance(at_least)
+        await self.network.settle()
+        assert not answered, f"answered within {at_least}s of the daemon's clock"
+        for _ in range(600):
+            if answered:
+                break
+            self.clock.advance(0.1)
+            await self.network.settle()
+        return await pending
+
+
+def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None = "yourtoken",
+                 memory: bool = False, **settings) -> Daemon:
+    """Start the service on a new admin tree: listening over TLS, or (``memory``) with no
+    listener, its site reached in memory and its delays on a Clock of its own."""
     admin_path = tmp_path / "admin"
+    clock = None
+    if memory:
+        settings.setdefault("https_port", None)
+        clock = Clock()
+        clock.advance(reactor.seconds())  # audit times and job log lines read as now
+    else:
+        settings.setdefault("https_port", 0)
     service = AdminService(
-        Settings(
-            admin_path=admin_path,
-            config=parse_config(config or {}),
-            https_port=0,
-            interface="127.0.0.1",
-            **settings,
-        ),
+        Settings(admin_path=admin_path, config=parse_config(config or {}), interface="127.0.0.1", **settings),
         reactor,
+        clock=clock,
     )
     if token is not None:
         service.tree.lay_out()
         service.tree.token_file.write_text(token + "\n")
     service.startService()
     pool = HTTPConnectionPool(reactor, persistent=True)
+    if memory:
+        service.site.doStart()  # what a listening port does for its factory
+        network = MemoryNetwork(service.site)
+        agent = Agent.usingEndpointFactory(reactor, network, pool=pool)
+        return MemoryDaemon(service, admin_path, HTTPClient(agent), pool, token,
+                            clock=clock, network=network, idle_calls=set(clock.getDelayedCalls()))
     pem = service.tree.certificate.read_bytes()
     agent = Agent(reactor, contextFactory=TrustDaemonCertificate(pem), pool=pool)
     return Daemon(service, admin_path, HTTPClient(agent), pool, token)
@@ -141,12 +201,16 @@ def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None =
 
 def stop_daemon(daemon: Daemon) -> None:
     pytest_twisted.blockon(daemon.pool.closeCachedConnections())
+    if isinstance(daemon, MemoryDaemon):
+        pytest_twisted.blockon(ensureDeferred(daemon.network.close()))
     pytest_twisted.blockon(daemon.service.stopService())
+    if isinstance(daemon, MemoryDaemon):
+        daemon.service.site.doStop()
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    """A daemon whose API token is "yourtoken" (API.md's example token)."""
+    """A daemon over TLS whose API token is "yourtoken" (API.md's example token)."""
     d = start_daemon(tmp_path)
     yield d
     stop_daemon(d)
@@ -154,22 +218,53 @@ def daemon(tmp_path):
 
 @pytest.fixture
 def fresh_daemon(tmp_path):
-    """A daemon on a new admin tree, before any token was set."""
+    """A daemon over TLS on a new admin tree, before any token was set."""
     d = start_daemon(tmp_path, token=None)
     yield d
     stop_daemon(d)
 
 
-@pytest.fixture
-def make_daemon(tmp_path):
-    """Start daemons with a given config; all are stopped after the test."""
+def _started_daemons(tmp_path, memory: bool):
+    """A make function for daemons with a given config, and the list of those it started."""
     started = []
 
     def make(config=None, token="yourtoken", subdir="", **settings):
-        d = start_daemon(tmp_path / subdir if subdir else tmp_path, config, token, **settings)
+        d = start_daemon(tmp_path / subdir if subdir else tmp_path, config, token, memory=memory, **settings)
         started.append(d)
         return d
 
+    return make, started
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """Start daemons over TLS with a given config; all are stopped after the test."""
+    make, started = _started_daemons(tmp_path, memory=False)
+    yield make
+    for d in started:
+        stop_daemon(d)
+
+
+@pytest.fixture
+def memory_daemon(tmp_path):
+    """As ``daemon``, connected in memory."""
+    d = start_daemon(tmp_path, memory=True)
+    yield d
+    stop_daemon(d)
+
+
+@pytest.fixture
+def fresh_memory_daemon(tmp_path):
+    """As ``fresh_daemon``, connected in memory."""
+    d = start_daemon(tmp_path, token=None, memory=True)
+    yield d
+    stop_daemon(d)
+
+
+@pytest.fixture
+def make_memory_daemon(tmp_path):
+    """As ``make_daemon``, connected in memory."""
+    make, started = _started_daemons(tmp_path, memory=True)
     yield make
     for d in started:
         if d.service.running:  # a test may have stopped one itself
@@ -272,10 +367,14 @@ def raw_request_bytes(method: bytes, target: bytes, headers: dict | None = None,
 
 
 def raw_conversation(daemon, data: bytes, head: bool = False, timeout: float = 5.0):
-    """Send bytes on one TLS connection; fires with every response read until it closes."""
+    """Send bytes on one connection (TLS, or in memory for a MemoryDaemon); fires with every
+    response read until the server closes it."""
     from twisted.internet.threads import deferToThread
 
-    d = deferToThread(raw_exchange, daemon.port, data, timeout)
+    if isinstance(daemon, MemoryDaemon):
+        d = ensureDeferred(daemon.network.exchange(data, timeout))
+    else:
+        d = deferToThread(raw_exchange, daemon.port, data, timeout)
     d.addCallback(parse_responses, head=head)
     return d
 

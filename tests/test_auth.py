@@ -21,9 +21,9 @@ FORBIDDEN = {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 
 
 @pytest.fixture
-def versioned(daemon):
-    (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
-    return daemon
+def versioned(memory_daemon):
+    (memory_daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
+    return memory_daemon
 
 
 def nested() -> Section:
@@ -111,7 +111,7 @@ async def test_hash_for_another_endpoint_is_refused(versioned):
 
 
 @pytest.mark.parametrize("query", [{"token": "yourtoken"}, {"hash": PUBLISHED_HASH}, {"token": "x", "hash": "y"}], ids=repr)
-def test_credentials_are_compared_in_constant_time(daemon, monkeypatch, query):
+def test_credentials_are_compared_in_constant_time(memory_daemon, monkeypatch, query):
     compared = []
 
     def spy(a, b):
@@ -119,7 +119,7 @@ def test_credentials_are_compared_in_constant_time(daemon, monkeypatch, query):
         return hmac.compare_digest(a, b)
 
     monkeypatch.setattr(auth, "hmac", types.SimpleNamespace(compare_digest=spy, new=hmac.new))
-    daemon.service.tokens.authenticates("GET", "/api/v1/admin/version", query.get("token"), query.get("hash"))
+    memory_daemon.service.tokens.authenticates("GET", "/api/v1/admin/version", query.get("token"), query.get("hash"))
     assert len(compared) == 1
 
 
@@ -173,8 +173,8 @@ async def test_bad_credentials_are_refused_with_exact_403(versioned, query):
     ids=["empty token", "empty-token hash", "no credentials", "newline token"],
 )
 @pytest_twisted.ensureDeferred
-async def test_without_a_token_nobody_authenticates(make_daemon, token_file, query):
-    daemon = make_daemon(token=None)
+async def test_without_a_token_nobody_authenticates(make_memory_daemon, token_file, query):
+    daemon = make_memory_daemon(token=None)
     (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
     if token_file == "empty":
         daemon.service.tree.token_file.write_bytes(b"")

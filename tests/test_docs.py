@@ -16,8 +16,8 @@ def anchors(markdown: str) -> list[str]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_docs_page_is_html_rendered_from_the_markdown(daemon):
-    response = await daemon.client.get(daemon.base + "/docs")
+async def test_docs_page_is_html_rendered_from_the_markdown(memory_daemon):
+    response = await memory_daemon.client.get(memory_daemon.base + "/docs")
     assert response.code == 200
     assert response.headers.getRawHeaders("Content-Type")[0].startswith("text/html")
     page = (await response.content()).decode()
@@ -30,34 +30,34 @@ async def test_docs_page_is_html_rendered_from_the_markdown(daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_docs_page_has_every_section(daemon):
-    page = (await (await daemon.client.get(daemon.base + "/docs")).content()).decode()
+async def test_docs_page_has_every_section(memory_daemon):
+    page = (await (await memory_daemon.client.get(memory_daemon.base + "/docs")).content()).decode()
     for name in anchors(DOCS.read_text()):
         assert f'name="{name}"' in page, name
 
 
 @pytest.mark.parametrize("path", ["/docs", "/docs/API.md"])
 @pytest_twisted.ensureDeferred
-async def test_docs_need_no_authentication_even_with_a_token(daemon, path):
-    response = await daemon.client.get(daemon.base + path)
+async def test_docs_need_no_authentication_even_with_a_token(memory_daemon, path):
+    response = await memory_daemon.client.get(memory_daemon.base + path)
     assert response.code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_docs_need_no_authentication_before_setup(fresh_daemon):
-    response = await fresh_daemon.client.get(fresh_daemon.base + "/docs")
+async def test_docs_need_no_authentication_before_setup(fresh_memory_daemon):
+    response = await fresh_memory_daemon.client.get(fresh_memory_daemon.base + "/docs")
     assert response.code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_docs_ignore_credentials_and_other_query_parameters(daemon):
-    response = await daemon.client.get(daemon.base + "/docs?token=wrong&x=1")
+async def test_docs_ignore_credentials_and_other_query_parameters(memory_daemon):
+    response = await memory_daemon.client.get(memory_daemon.base + "/docs?token=wrong&x=1")
     assert response.code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_markdown_source_is_served_byte_identical(daemon):
-    response = await daemon.client.get(daemon.base + "/docs/API.md")
+async def test_markdown_source_is_served_byte_identical(memory_daemon):
+    response = await memory_daemon.client.get(memory_daemon.base + "/docs/API.md")
     assert response.code == 200
     content_type = response.headers.getRawHeaders("Content-Type")[0]
     assert content_type.startswith(("text/markdown", "text/plain"))
@@ -95,9 +95,9 @@ def test_docs_start_as_the_shared_contract():
 
 
 @pytest_twisted.ensureDeferred
-async def test_docs_with_a_slash_is_the_same_page_as_the_original_dashboard_links_it(daemon):
-    plain = await daemon.client.get(daemon.base + "/docs")
-    slash = await daemon.client.get(daemon.base + "/docs/")
+async def test_docs_with_a_slash_is_the_same_page_as_the_original_dashboard_links_it(memory_daemon):
+    plain = await memory_daemon.client.get(memory_daemon.base + "/docs")
+    slash = await memory_daemon.client.get(memory_daemon.base + "/docs/")
     assert slash.code == 200
     assert await slash.content() == await plain.content()
 

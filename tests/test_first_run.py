@@ -42,8 +42,8 @@ def test_the_shipped_wordlist_is_the_eff_large_list():
     assert {"abacus", "zoom", "t-shirt"} <= words
 
 
-def test_passphrase_is_four_eff_words(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+def test_passphrase_is_four_eff_words(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     etc = daemon.admin_path / "etc"
     content = (etc / "api.token").read_text()
     assert content.endswith("\n") and content.count("\n") == 1
@@ -54,50 +54,50 @@ def test_passphrase_is_four_eff_words(make_daemon):
 
 
 @pytest.mark.parametrize("words", [1, 6, 10])
-def test_word_length_is_respected(make_daemon, words):
-    daemon = first_run_daemon(make_daemon, words=words)
+def test_word_length_is_respected(make_memory_daemon, words):
+    daemon = first_run_daemon(make_memory_daemon, words=words)
     assert words in word_counts(daemon.token)
 
 
-def test_passphrases_differ_between_trees(make_daemon):
-    tokens = {first_run_daemon(make_daemon, subdir=f"tree{i}").token for i in range(3)}
+def test_passphrases_differ_between_trees(make_memory_daemon):
+    tokens = {first_run_daemon(make_memory_daemon, subdir=f"tree{i}").token for i in range(3)}
     assert len(tokens) == 3
 
 
-def test_an_existing_token_is_not_overwritten(make_daemon, tmp_path):
+def test_an_existing_token_is_not_overwritten(make_memory_daemon, tmp_path):
     (tmp_path / "admin" / "etc").mkdir(parents=True)
     (tmp_path / "admin" / "etc" / "api.token").write_text("keep-me\n")
-    daemon = make_daemon(config=FIRST_RUN, token=None)
+    daemon = make_memory_daemon(config=FIRST_RUN, token=None)
     etc = daemon.admin_path / "etc"
     assert (etc / "api.token").read_text() == "keep-me\n"
     assert not (etc / "api.token.setup").exists()
 
 
-def test_an_empty_token_file_gets_a_passphrase(make_daemon, tmp_path):
+def test_an_empty_token_file_gets_a_passphrase(make_memory_daemon, tmp_path):
     (tmp_path / "admin" / "etc").mkdir(parents=True)
     (tmp_path / "admin" / "etc" / "api.token").write_bytes(b"")
-    daemon = first_run_daemon(make_daemon)
+    daemon = first_run_daemon(make_memory_daemon)
     assert 4 in word_counts(daemon.token)
 
 
-def test_disabled_first_run_writes_no_token(make_daemon):
-    daemon = make_daemon(config={"first-run": {"enabled": False, "word-length": 4}}, token=None)
+def test_disabled_first_run_writes_no_token(make_memory_daemon):
+    daemon = make_memory_daemon(config={"first-run": {"enabled": False, "word-length": 4}}, token=None)
     etc = daemon.admin_path / "etc"
     assert not (etc / "api.token").exists()
     assert not (etc / "api.token.setup").exists()
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_passphrase_authenticates_by_token_and_hash(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+async def test_the_passphrase_authenticates_by_token_and_hash(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     assert (await daemon.get("/health", auth="token")).code == 200
     assert (await daemon.get("/health", auth="hash")).code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_anonymous_setup_is_refused_in_first_run(make_daemon):
-    daemon = first_run_daemon(make_daemon)
-    response = await daemon.post_form("/setup", {"newtoken": "mine"}, auth=None)
+async def test_anonymous_setup_is_refused_in_first_run(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
+    response = await daemon.answer_after(daemon.post_form("/setup", {"newtoken": "mine"}, auth=None), 1.9)
     assert response.code == 403
     assert await json_of(response) == {
         "Status": "403 Forbidden",
@@ -107,8 +107,8 @@ async def test_anonymous_setup_is_refused_in_first_run(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_error_carries_first_run(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+async def test_every_error_carries_first_run(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     forbidden = await daemon.get("/health", auth=None, token="wrong")
     not_found = await daemon.get("/nothing")
     wrong_method = await daemon.get("/setup")
@@ -127,8 +127,8 @@ async def test_every_error_carries_first_run(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_refused_large_upload_carries_first_run(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+async def test_refused_large_upload_carries_first_run(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     content_type, body = multipart({"newtoken": "x" * 100_000})
     response = await raw_request(daemon, "POST", "/api/v1/admin/version", {"Content-Type": content_type}, body)
     assert response.status == 403
@@ -136,16 +136,16 @@ async def test_refused_large_upload_carries_first_run(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_successes_do_not_carry_first_run(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+async def test_successes_do_not_carry_first_run(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     response = await daemon.get("/health")
     assert "First-Run" not in await json_of(response)
 
 
 @pytest.mark.parametrize("auth", ["token", "hash"])
 @pytest_twisted.ensureDeferred
-async def test_setting_a_token_ends_first_run(make_daemon, auth):
-    daemon = first_run_daemon(make_daemon)
+async def test_setting_a_token_ends_first_run(make_memory_daemon, auth):
+    daemon = first_run_daemon(make_memory_daemon)
     passphrase = daemon.token
     response = await daemon.post_form("/setup", {"newtoken": "chosen"}, auth=auth)
     assert response.code == 200
@@ -161,8 +161,8 @@ async def test_setting_a_token_ends_first_run(make_daemon, auth):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_refused_new_token_keeps_first_run(make_daemon):
-    daemon = first_run_daemon(make_daemon)
+async def test_a_refused_new_token_keeps_first_run(make_memory_daemon):
+    daemon = first_run_daemon(make_memory_daemon)
     response = await daemon.post_form("/setup", {"newtoken": "a" * 256})
     assert response.code == 400
     etc = daemon.admin_path / "etc"
@@ -171,10 +171,9 @@ async def test_a_refused_new_token_keeps_first_run(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_second_start_keeps_the_passphrase(make_daemon):
-    first = first_run_daemon(make_daemon)
-    await first.pool.closeCachedConnections()
+async def test_a_second_start_keeps_the_passphrase(make_memory_daemon):
+    first = first_run_daemon(make_memory_daemon)
     await first.service.stopService()  # one daemon per tree at a time
-    second = make_daemon(config=FIRST_RUN, token=None)
+    second = make_memory_daemon(config=FIRST_RUN, token=None)
     assert (second.admin_path / "etc" / "api.token").read_text() == first.token + "\n"
     assert (second.admin_path / "etc" / "api.token.setup").exists()

@@ -35,17 +35,17 @@ def content_type(response) -> str:
     [("1.2.3\n", "1.2.3"), ("1.2.3", "1.2.3"), ("2.0.0\nsecond line\n", "2.0.0"), ("3.1\r\n", "3.1")],
 )
 @pytest_twisted.ensureDeferred
-async def test_version_is_the_first_line(daemon, content, version):
-    (etc(daemon) / "version.txt").write_text(content)
-    response = await daemon.get("/version")
+async def test_version_is_the_first_line(memory_daemon, content, version):
+    (etc(memory_daemon) / "version.txt").write_text(content)
+    response = await memory_daemon.get("/version")
     assert response.code == 200
     assert content_type(response) == "application/json"
     assert await json_of(response) == {"version": version}
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_version_is_404_with_a_message(daemon):
-    response = await daemon.get("/version")
+async def test_missing_version_is_404_with_a_message(memory_daemon):
+    response = await memory_daemon.get("/version")
     assert response.code == 404
     body = await json_of(response)
     assert body["Status"] == "404 Not Found"
@@ -57,27 +57,27 @@ async def test_missing_version_is_404_with_a_message(daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_changelog_is_served_as_plain_text_byte_for_byte(daemon):
+async def test_changelog_is_served_as_plain_text_byte_for_byte(memory_daemon):
     text = b"# Changelog\n\n## 1.0.9 (2015-08-21)\n\n  * Update app\r\n  * caf\xc3\xa9\n\n"
-    (etc(daemon) / "changelog.txt").write_bytes(text)
-    response = await daemon.get("/changelog", auth="hash")
+    (etc(memory_daemon) / "changelog.txt").write_bytes(text)
+    response = await memory_daemon.get("/changelog", auth="hash")
     assert response.code == 200
     assert content_type(response).startswith("text/plain")
     assert await response.content() == text
 
 
 @pytest_twisted.ensureDeferred
-async def test_large_changelog_is_served_whole(daemon):
+async def test_large_changelog_is_served_whole(memory_daemon):
     text = os.urandom(3 * MiB)
-    (etc(daemon) / "changelog.txt").write_bytes(text)
-    response = await daemon.get("/changelog")
+    (etc(memory_daemon) / "changelog.txt").write_bytes(text)
+    response = await memory_daemon.get("/changelog")
     assert response.length == len(text)
     assert await response.content() == text
 
 
 @pytest_twisted.ensureDeferred
-async def test_missing_changelog_is_404(daemon):
-    response = await daemon.get("/changelog")
+async def test_missing_changelog_is_404(memory_daemon):
+    response = await memory_daemon.get("/changelog")
     assert response.code == 404
     body = await json_of(response)
     assert body["Status"] == "404 Not Found"
@@ -88,9 +88,9 @@ async def test_missing_changelog_is_404(daemon):
 
 
 @pytest.fixture
-def build_daemon(make_daemon, tmp_path):
+def build_daemon(make_memory_daemon, tmp_path):
     build_file = tmp_path / "build.json"
-    daemon = make_daemon(config={"build-file": str(build_file)})
+    daemon = make_memory_daemon(config={"build-file": str(build_file)})
     daemon.extra["build_file"] = build_file
     return daemon
 
@@ -130,8 +130,8 @@ SIZE = r"\d+(\.\d)?[KMGTPE]"
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_has_the_documented_shape(daemon):
-    response = await daemon.get("/health")
+async def test_health_has_the_documented_shape(memory_daemon):
+    response = await memory_daemon.get("/health")
     assert response.code == 200
     assert content_type(response) == "application/json"
     assert response.headers.getRawHeaders("Cache-Control") == ["no-cache"]
@@ -166,8 +166,8 @@ async def test_health_cpu5min_is_the_five_minute_load_in_cores(daemon, monkeypat
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_figures_are_live(daemon):
-    health = await json_of(await daemon.get("/health"))
+async def test_health_figures_are_live(memory_daemon):
+    health = await json_of(await memory_daemon.get("/health"))
     statvfs = os.statvfs("/")
     total = statvfs.f_blocks * statvfs.f_frsize
     assert health["disk"]["total"] == human_size(total)
@@ -181,14 +181,14 @@ def sampler_of(daemon) -> CpuSampler:
 
 
 @pytest_twisted.ensureDeferred
-async def test_health_cpu5min_percent_comes_from_the_sampler(daemon):
-    sampler_of(daemon).samples.extend([40.0, 60.0])
-    health = await json_of(await daemon.get("/health"))
+async def test_health_cpu5min_percent_comes_from_the_sampler(memory_daemon):
+    sampler_of(memory_daemon).samples.extend([40.0, 60.0])
+    health = await json_of(await memory_daemon.get("/health"))
     assert health["cpu"]["cpu5minPercent"] == 50
 
 
-def test_health_needs_no_file(daemon):
-    assert not (etc(daemon) / "health.json").exists()
+def test_health_needs_no_file(memory_daemon):
+    assert not (etc(memory_daemon) / "health.json").exists()
 
 
 # The CPU sampler
@@ -304,15 +304,15 @@ def write_hook(daemon, script: str):
 
 
 @pytest_twisted.ensureDeferred
-async def test_services_without_configured_services_lists_the_daemon(daemon):
-    response = await daemon.get("/services")
+async def test_services_without_configured_services_lists_the_daemon(memory_daemon):
+    response = await memory_daemon.get("/services")
     assert response.code == 200
     assert await json_of(response) == {"services": [{"jidoteki-admin-api": "running"}]}
 
 
 @pytest_twisted.ensureDeferred
-async def test_services_asks_the_hook_in_configured_order(make_daemon):
-    daemon = make_daemon(config={"services": ["openssh", "nginx", "app", "db"]})
+async def test_services_asks_the_hook_in_configured_order(make_memory_daemon):
+    daemon = make_memory_daemon(config={"services": ["openssh", "nginx", "app", "db"]})
     write_hook(daemon, 'case "$1" in openssh|app) exit 0;; *) exit 3;; esac\n')
     response = await daemon.get("/services")
     assert await json_of(response) == {
@@ -327,8 +327,8 @@ async def test_services_asks_the_hook_in_configured_order(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_services_gives_the_hook_the_name_as_one_argument(make_daemon, tmp_path):
-    daemon = make_daemon(config={"services": ["two words", "$(touch x)"]})
+async def test_services_gives_the_hook_the_name_as_one_argument(make_memory_daemon, tmp_path):
+    daemon = make_memory_daemon(config={"services": ["two words", "$(touch x)"]})
     record = tmp_path / "args"
     write_hook(daemon, f'printf "%s|" "$#" "$1" >> "{record}"\nexit 0\n')
     body = await json_of(await daemon.get("/services"))
@@ -337,18 +337,18 @@ async def test_services_gives_the_hook_the_name_as_one_argument(make_daemon, tmp
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_daemon_is_listed_once_and_last(make_daemon):
+async def test_the_daemon_is_listed_once_and_last(make_memory_daemon):
     # As API.md's example shows it.
-    daemon = make_daemon(config={"services": ["jidoteki-admin-api", "openssh"]})
+    daemon = make_memory_daemon(config={"services": ["jidoteki-admin-api", "openssh"]})
     write_hook(daemon, "exit 1\n")
     body = await json_of(await daemon.get("/services"))
     assert body == {"services": [{"openssh": "not running"}, {"jidoteki-admin-api": "running"}]}
 
 
 @pytest_twisted.ensureDeferred
-async def test_without_hook_or_systemctl_services_are_not_running(make_daemon, monkeypatch):
+async def test_without_hook_or_systemctl_services_are_not_running(make_memory_daemon, monkeypatch):
     monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: None))
-    daemon = make_daemon(config={"services": ["openssh", "nginx"]})
+    daemon = make_memory_daemon(config={"services": ["openssh", "nginx"]})
     body = await json_of(await daemon.get("/services"))
     assert body == {
         "services": [{"openssh": "not running"}, {"nginx": "not running"}, {"jidoteki-admin-api": "running"}]
@@ -356,9 +356,9 @@ async def test_without_hook_or_systemctl_services_are_not_running(make_daemon, m
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_hook_that_is_not_executable_is_not_used(make_daemon, monkeypatch):
+async def test_a_hook_that_is_not_executable_is_not_used(make_memory_daemon, monkeypatch):
     monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: None))
-    daemon = make_daemon(config={"services": ["openssh"]})
+    daemon = make_memory_daemon(config={"services": ["openssh"]})
     hook = write_hook(daemon, "exit 0\n")
     hook.chmod(0o644)
     body = await json_of(await daemon.get("/services"))
@@ -366,19 +366,19 @@ async def test_a_hook_that_is_not_executable_is_not_used(make_daemon, monkeypatc
 
 
 @pytest_twisted.ensureDeferred
-async def test_systemctl_is_asked_when_there_is_no_hook(make_daemon, monkeypatch, tmp_path):
+async def test_systemctl_is_asked_when_there_is_no_hook(make_memory_daemon, monkeypatch, tmp_path):
     fake = tmp_path / "systemctl"
     fake.write_text('#!/bin/sh\n[ "$1" = is-active ] && [ "$3" = openssh ] && exit 0\nexit 3\n')
     fake.chmod(0o755)
     monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: str(fake)))
-    daemon = make_daemon(config={"services": ["openssh", "nginx"]})
+    daemon = make_memory_daemon(config={"services": ["openssh", "nginx"]})
     body = await json_of(await daemon.get("/services"))
     assert body["services"][:-1] == [{"openssh": "running"}, {"nginx": "not running"}]
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_slow_hook_blocks_nobody(make_daemon):
-    daemon = make_daemon(config={"services": ["slow"]})
+async def test_a_slow_hook_blocks_nobody(make_memory_daemon):
+    daemon = make_memory_daemon(config={"services": ["slow"]})
     write_hook(daemon, "sleep 1\nexit 0\n")
     started = reactor.seconds()
     services = daemon.get("/services")

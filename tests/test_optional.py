@@ -48,8 +48,8 @@ def stable_headers(response) -> dict:
 
 
 @pytest_twisted.ensureDeferred
-async def test_enabled_optional_endpoint_answers(make_daemon):
-    daemon = with_license(make_daemon, enabled=True)
+async def test_enabled_optional_endpoint_answers(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=True)
     response = await daemon.get("/license", auth="hash")
     assert response.code == 200
     assert await json_of(response) == {"license": "ok"}
@@ -58,16 +58,16 @@ async def test_enabled_optional_endpoint_answers(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_enabled_optional_endpoint_needs_authentication(make_daemon):
-    daemon = with_license(make_daemon, enabled=True)
+async def test_enabled_optional_endpoint_needs_authentication(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=True)
     response = await daemon.get("/license", auth=None)
     assert response.code == 403
     assert await json_of(response) == {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 
 
 @pytest_twisted.ensureDeferred
-async def test_enabled_optional_endpoint_checks_the_method(make_daemon):
-    daemon = with_license(make_daemon, enabled=True)
+async def test_enabled_optional_endpoint_checks_the_method(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=True)
     response = await daemon.request("PUT", daemon.url("/license"))
     assert response.code == 400
     message = (await json_of(response))["Error-Message"]
@@ -76,8 +76,8 @@ async def test_enabled_optional_endpoint_checks_the_method(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_enabled_optional_endpoint_is_listed_once(make_daemon):
-    daemon = with_license(make_daemon, enabled=True)
+async def test_enabled_optional_endpoint_is_listed_once(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=True)
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
     assert listed.count("/api/v1/admin/license") == 1
     assert "/api/v1/admin/license/log" not in listed
@@ -90,8 +90,8 @@ async def test_enabled_optional_endpoint_is_listed_once(make_daemon):
 @pytest.mark.parametrize("path", ["/license", "/license/log"])
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_daemon, auth, path, method):
-    daemon = with_license(make_daemon, enabled=False)
+async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_memory_daemon, auth, path, method):
+    daemon = with_license(make_memory_daemon, enabled=False)
     disabled = await raw_request(daemon, method, "/api/v1/admin" + path + auth)
     unknown = await raw_request(daemon, method, "/api/v1/admin/no-such-thing" + auth)
     assert disabled.status == unknown.status == 404
@@ -100,23 +100,23 @@ async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_daem
 
 
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_with_a_form_answers_404(make_daemon):
-    daemon = with_license(make_daemon, enabled=False)
+async def test_disabled_optional_endpoint_with_a_form_answers_404(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=False)
     response = await daemon.post_form("/license", {"license": "data"}, auth=None)
     assert response.code == 404
     assert await response.content() == b'{"Status":"404 Not Found"}'
 
 
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_is_not_listed(make_daemon):
-    daemon = with_license(make_daemon, enabled=False)
+async def test_disabled_optional_endpoint_is_not_listed(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=False)
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
     assert not any("license" in entry for entry in listed)
 
 
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_audits_nothing(make_daemon):
-    daemon = with_license(make_daemon, enabled=False)
+async def test_disabled_optional_endpoint_audits_nothing(make_memory_daemon):
+    daemon = with_license(make_memory_daemon, enabled=False)
     await daemon.get("/license", auth=None)
     audit = daemon.admin_path / "log" / "jidoteki-audit.log"
     assert not audit.exists() or audit.read_text() == ""
@@ -126,8 +126,8 @@ async def test_disabled_optional_endpoint_audits_nothing(make_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_endpoints_lists_first_levels_and_docs_sorted(daemon):
-    response = await daemon.get("/endpoints")
+async def test_endpoints_lists_first_levels_and_docs_sorted(memory_daemon):
+    response = await memory_daemon.get("/endpoints")
     assert response.code == 200
     body = await json_of(response)
     assert list(body) == ["endpoints"]
@@ -138,13 +138,13 @@ async def test_endpoints_lists_first_levels_and_docs_sorted(daemon):
     assert DEFAULT_ENDPOINTS <= set(listed)
     for entry in listed[:-1]:
         assert re.fullmatch(r"/api/v1/admin/[a-z]+", entry), entry
-    registered = {"/api/v1/admin/" + p.split("/")[4] for p in daemon.service.catalogue.paths() if p.startswith("/api/v1/admin/")}
+    registered = {"/api/v1/admin/" + p.split("/")[4] for p in memory_daemon.service.catalogue.paths() if p.startswith("/api/v1/admin/")}
     assert set(listed) == registered | {"/docs"}
 
 
 @pytest_twisted.ensureDeferred
-async def test_endpoints_needs_authentication(daemon):
-    response = await daemon.get("/endpoints", auth=None)
+async def test_endpoints_needs_authentication(memory_daemon):
+    response = await memory_daemon.get("/endpoints", auth=None)
     assert response.code == 403
 
 

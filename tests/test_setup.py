@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 
-from conftest import json_of, multipart, raw_conversation, raw_request, raw_request_bytes
+from conftest import json_of, multipart, raw_conversation, raw_request, raw_request_bytes, wait_until
 from jidoteki_admin.auth import request_hash, token_problem
 
 FORBIDDEN = {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
@@ -40,38 +40,38 @@ async def post_raw_body(daemon, body: bytes, content_type: str | None, query: st
 
 
 @pytest_twisted.ensureDeferred
-async def test_first_setup_needs_no_credentials(fresh_daemon):
-    response = await fresh_daemon.post_form("/setup", {"newtoken": "first-token"}, auth=None)
+async def test_first_setup_needs_no_credentials(fresh_memory_daemon):
+    response = await fresh_memory_daemon.post_form("/setup", {"newtoken": "first-token"}, auth=None)
     assert response.code == 200
     assert await response.content() == b'{"Status":"200 OK"}'
-    path = token_file(fresh_daemon)
+    path = token_file(fresh_memory_daemon)
     assert path.read_text().splitlines()[0] == "first-token"
     assert stat.S_IMODE(path.stat().st_mode) in (0o600, 0o660)
-    assert leftovers(fresh_daemon) == []
+    assert leftovers(fresh_memory_daemon) == []
 
 
 @pytest_twisted.ensureDeferred
-async def test_new_token_then_authenticates_by_token_and_hash(fresh_daemon):
-    (fresh_daemon.admin_path / "etc" / "version.txt").write_text("9\n")
-    await fresh_daemon.post_form("/setup", {"newtoken": "first-token"}, auth=None)
-    fresh_daemon.token = "first-token"
-    assert (await fresh_daemon.get("/version", auth="token")).code == 200
-    assert (await fresh_daemon.get("/version", auth="hash")).code == 200
+async def test_new_token_then_authenticates_by_token_and_hash(fresh_memory_daemon):
+    (fresh_memory_daemon.admin_path / "etc" / "version.txt").write_text("9\n")
+    await fresh_memory_daemon.post_form("/setup", {"newtoken": "first-token"}, auth=None)
+    fresh_memory_daemon.token = "first-token"
+    assert (await fresh_memory_daemon.get("/version", auth="token")).code == 200
+    assert (await fresh_memory_daemon.get("/version", auth="hash")).code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_token_of_255_characters_is_accepted(fresh_daemon):
+async def test_token_of_255_characters_is_accepted(fresh_memory_daemon):
     token = ("abc~!#" * 60)[:255]
-    response = await fresh_daemon.post_form("/setup", {"newtoken": token}, auth=None)
+    response = await fresh_memory_daemon.post_form("/setup", {"newtoken": token}, auth=None)
     assert response.code == 200
-    assert token_file(fresh_daemon).read_bytes() == token.encode() + b"\n"
-    fresh_daemon.token = token
-    assert (await fresh_daemon.get("/health", auth="hash")).code == 200
+    assert token_file(fresh_memory_daemon).read_bytes() == token.encode() + b"\n"
+    fresh_memory_daemon.token = token
+    assert (await fresh_memory_daemon.get("/health", auth="hash")).code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_single_character_token_is_accepted(fresh_daemon):
-    response = await fresh_daemon.post_form("/setup", {"newtoken": "x"}, auth=None)
+async def test_single_character_token_is_accepted(fresh_memory_daemon):
+    response = await fresh_memory_daemon.post_form("/setup", {"newtoken": "x"}, auth=None)
     assert response.code == 200
 
 
@@ -93,47 +93,47 @@ BAD_TOKENS = {
 
 @pytest.mark.parametrize("value", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
 @pytest_twisted.ensureDeferred
-async def test_bad_new_token_is_refused_and_the_token_file_unchanged(daemon, value):
-    before = snapshot(token_file(daemon))
-    response = await daemon.post_form("/setup", {"newtoken": value}, auth="hash")
+async def test_bad_new_token_is_refused_and_the_token_file_unchanged(memory_daemon, value):
+    before = snapshot(token_file(memory_daemon))
+    response = await memory_daemon.post_form("/setup", {"newtoken": value}, auth="hash")
     assert response.code == 400
     body = await json_of(response)
     assert body["Status"] == "400 Bad Request"
     assert body["Error-Message"]
-    assert snapshot(token_file(daemon)) == before
-    assert leftovers(daemon) == []
-    assert (await daemon.get("/health", auth="token")).code == 200
+    assert snapshot(token_file(memory_daemon)) == before
+    assert leftovers(memory_daemon) == []
+    assert (await memory_daemon.get("/health", auth="token")).code == 200
 
 
 @pytest.mark.parametrize("value", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
 @pytest_twisted.ensureDeferred
-async def test_bad_first_token_writes_nothing(fresh_daemon, value):
-    response = await fresh_daemon.post_form("/setup", {"newtoken": value}, auth=None)
+async def test_bad_first_token_writes_nothing(fresh_memory_daemon, value):
+    response = await fresh_memory_daemon.post_form("/setup", {"newtoken": value}, auth=None)
     assert response.code == 400
     assert (await json_of(response))["Error-Message"]
-    etc = fresh_daemon.admin_path / "etc"
+    etc = fresh_memory_daemon.admin_path / "etc"
     assert not (etc / "api.token").exists()
     assert not (etc / "api.token.setup").exists()
-    assert leftovers(fresh_daemon) == []
+    assert leftovers(fresh_memory_daemon) == []
 
 
 @pytest.mark.parametrize(
     "fields", [{}, {"token": "abc"}, {"newToken": "abc"}, {"newtoken[]": "abc"}], ids=repr
 )
 @pytest_twisted.ensureDeferred
-async def test_missing_newtoken_is_400(daemon, fields):
-    before = snapshot(token_file(daemon))
-    response = await daemon.post_form("/setup", fields, auth="token")
+async def test_missing_newtoken_is_400(memory_daemon, fields):
+    before = snapshot(token_file(memory_daemon))
+    response = await memory_daemon.post_form("/setup", fields, auth="token")
     assert response.code == 400
     assert "newtoken" in (await json_of(response))["Error-Message"]
-    assert snapshot(token_file(daemon)) == before
+    assert snapshot(token_file(memory_daemon)) == before
 
 
 @pytest_twisted.ensureDeferred
-async def test_newtoken_in_the_query_string_does_not_count(daemon):
-    response = await raw_request(daemon, "POST", "/api/v1/admin/setup?token=yourtoken&newtoken=abc")
+async def test_newtoken_in_the_query_string_does_not_count(memory_daemon):
+    response = await raw_request(memory_daemon, "POST", "/api/v1/admin/setup?token=yourtoken&newtoken=abc")
     assert response.status == 400
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 @pytest.mark.parametrize(
@@ -151,45 +151,45 @@ async def test_newtoken_in_the_query_string_does_not_count(daemon):
     ids=["urlencoded", "json", "no type", "text", "no boundary", "wrong boundary", "cut short", "garbage"],
 )
 @pytest_twisted.ensureDeferred
-async def test_body_that_is_not_a_good_multipart_form_is_400(daemon, body, content_type):
-    response = await post_raw_body(daemon, body, content_type, "?token=yourtoken")
+async def test_body_that_is_not_a_good_multipart_form_is_400(memory_daemon, body, content_type):
+    response = await post_raw_body(memory_daemon, body, content_type, "?token=yourtoken")
     assert response.status == 400
     assert response.header("Error-Message")
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 @pytest_twisted.ensureDeferred
-async def test_newtoken_given_twice_is_400(daemon):
+async def test_newtoken_given_twice_is_400(memory_daemon):
     boundary = "b0undary"
     part = f'--{boundary}\r\nContent-Disposition: form-data; name="newtoken"\r\n\r\n{{}}\r\n'
     body = (part.format("one") + part.format("two") + f"--{boundary}--\r\n").encode()
-    response = await post_raw_body(daemon, body, f"multipart/form-data; boundary={boundary}", "?token=yourtoken")
+    response = await post_raw_body(memory_daemon, body, f"multipart/form-data; boundary={boundary}", "?token=yourtoken")
     assert response.status == 400
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 # One request, one response (the original answered 400 and then 200)
 
 
 @pytest_twisted.ensureDeferred
-async def test_refused_setup_sends_exactly_one_response(fresh_daemon):
+async def test_refused_setup_sends_exactly_one_response(fresh_memory_daemon):
     content_type, body = multipart({"newtoken": ""})
     data = raw_request_bytes(b"POST", b"/api/v1/admin/setup", {"Content-Type": content_type}, body)
-    responses = await raw_conversation(fresh_daemon, data)
+    responses = await raw_conversation(fresh_memory_daemon, data)
     assert [r.status for r in responses] == [400]
-    assert not (fresh_daemon.admin_path / "etc" / "api.token.setup").exists()
-    assert not token_file(fresh_daemon).exists()
+    assert not (fresh_memory_daemon.admin_path / "etc" / "api.token.setup").exists()
+    assert not token_file(fresh_memory_daemon).exists()
 
 
 @pytest_twisted.ensureDeferred
-async def test_refused_setup_leaves_the_connection_usable(fresh_daemon):
+async def test_refused_setup_leaves_the_connection_usable(fresh_memory_daemon):
     bad_type, bad = multipart({"newtoken": "a" * 256})
     good_type, good = multipart({"newtoken": "kept-alive"})
     data = raw_request_bytes(b"POST", b"/api/v1/admin/setup", {"Content-Type": bad_type}, bad, close=False)
     data += raw_request_bytes(b"POST", b"/api/v1/admin/setup", {"Content-Type": good_type}, good)
-    responses = await raw_conversation(fresh_daemon, data)
+    responses = await raw_conversation(fresh_memory_daemon, data)
     assert [r.status for r in responses] == [400, 200]
-    assert token_file(fresh_daemon).read_text() == "kept-alive\n"
+    assert token_file(fresh_memory_daemon).read_text() == "kept-alive\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -206,76 +206,76 @@ async def test_curl_sees_a_single_status_line_for_a_refused_setup(fresh_daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_anonymous_setup_after_a_token_exists_is_403_after_a_delay(daemon):
-    before = snapshot(token_file(daemon))
+async def test_anonymous_setup_after_a_token_exists_is_403_after_a_delay(memory_daemon):
+    before = snapshot(token_file(memory_daemon))
     started = reactor.seconds()
-    refused = daemon.post_form("/setup", {"newtoken": "takeover"}, auth=None)
-    health = await daemon.get("/health")
+    refused = memory_daemon.post_form("/setup", {"newtoken": "takeover"}, auth=None)
+    assert await wait_until(memory_daemon.waiting_on_clock, interval=0.001)  # the refusal is held back
+    health = await memory_daemon.get("/health")
     health_after = reactor.seconds() - started
-    refused = await refused
-    refused_after = reactor.seconds() - started
     assert health.code == 200 and health_after < 1.0
-    assert refused.code == 403 and refused_after >= 1.9
+    assert memory_daemon.waiting_on_clock()  # still held back
+    refused = await memory_daemon.answer_after(refused, 1.9)
+    assert refused.code == 403
     assert await json_of(refused) == FORBIDDEN
-    assert snapshot(token_file(daemon)) == before
-    log = (daemon.admin_path / "log" / "jidoteki-audit.log").read_text()
+    assert snapshot(token_file(memory_daemon)) == before
+    log = (memory_daemon.admin_path / "log" / "jidoteki-audit.log").read_text()
     assert '"target":"/api/v1/admin/setup"' in log.replace(" ", "")
     assert "takeover" not in log
 
 
 @pytest_twisted.ensureDeferred
-async def test_setup_with_a_wrong_token_is_403_after_a_delay(daemon):
-    started = reactor.seconds()
-    refused = await daemon.post_form("/setup", {"newtoken": "takeover"}, auth=None, token="guess")
+async def test_setup_with_a_wrong_token_is_403_after_a_delay(memory_daemon):
+    refused = memory_daemon.post_form("/setup", {"newtoken": "takeover"}, auth=None, token="guess")
+    refused = await memory_daemon.answer_after(refused, 1.9)
     assert refused.code == 403
-    assert reactor.seconds() - started >= 1.9
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 @pytest_twisted.ensureDeferred
-async def test_setup_refusal_is_delayed_even_with_a_large_body(daemon):
+async def test_setup_refusal_is_delayed_even_with_a_large_body(memory_daemon):
     content_type, body = multipart({"newtoken": "takeover", "pad": "p" * 100_000})
-    started = reactor.seconds()
-    response = await raw_request(daemon, "POST", "/api/v1/admin/setup?token=guess", {"Content-Type": content_type}, body)
+    response = raw_request(memory_daemon, "POST", "/api/v1/admin/setup?token=guess", {"Content-Type": content_type}, body)
+    response = await memory_daemon.answer_after(response, 1.9)
     assert response.status == 403
-    assert reactor.seconds() - started >= 1.9
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 @pytest.mark.parametrize("auth", ["token", "hash"])
 @pytest_twisted.ensureDeferred
-async def test_authenticated_token_change(daemon, auth):
-    old_inode = token_file(daemon).stat().st_ino
-    response = await daemon.post_form("/setup", {"newtoken": "second"}, auth=auth)
+async def test_authenticated_token_change(memory_daemon, auth):
+    old_inode = token_file(memory_daemon).stat().st_ino
+    response = await memory_daemon.post_form("/setup", {"newtoken": "second"}, auth=auth)
     assert response.code == 200
-    assert token_file(daemon).read_text() == "second\n"
-    assert token_file(daemon).stat().st_ino != old_inode
-    assert stat.S_IMODE(token_file(daemon).stat().st_mode) in (0o600, 0o660)
-    assert leftovers(daemon) == []
-    assert (await daemon.get("/health", auth=None, token="yourtoken")).code == 403
+    assert token_file(memory_daemon).read_text() == "second\n"
+    assert token_file(memory_daemon).stat().st_ino != old_inode
+    assert stat.S_IMODE(token_file(memory_daemon).stat().st_mode) in (0o600, 0o660)
+    assert leftovers(memory_daemon) == []
+    assert (await memory_daemon.get("/health", auth=None, token="yourtoken")).code == 403
     assert (
-        await daemon.get("/health", auth=None, hash=request_hash("yourtoken", "GET", "/api/v1/admin/health"))
+        await memory_daemon.get("/health", auth=None, hash=request_hash("yourtoken", "GET", "/api/v1/admin/health"))
     ).code == 403
-    assert (await daemon.get("/health", auth=None, token="second")).code == 200
+    assert (await memory_daemon.get("/health", auth=None, token="second")).code == 200
 
 
 @pytest_twisted.ensureDeferred
-async def test_hash_for_setup_is_over_post_and_the_setup_path(daemon):
+async def test_hash_for_setup_is_over_post_and_the_setup_path(memory_daemon):
     wrong = request_hash("yourtoken", "GET", "/api/v1/admin/setup")
-    response = await daemon.post_form("/setup", {"newtoken": "second"}, auth=None, hash=wrong)
+    response = memory_daemon.post_form("/setup", {"newtoken": "second"}, auth=None, hash=wrong)
+    response = await memory_daemon.answer_after(response, 1.9)
     assert response.code == 403
-    assert token_file(daemon).read_text() == "yourtoken\n"
+    assert token_file(memory_daemon).read_text() == "yourtoken\n"
 
 
 @pytest_twisted.ensureDeferred
-async def test_token_file_is_replaced_not_rewritten_in_place(daemon):
-    handle = open(token_file(daemon), "rb")
+async def test_token_file_is_replaced_not_rewritten_in_place(memory_daemon):
+    handle = open(token_file(memory_daemon), "rb")
     try:
-        await daemon.post_form("/setup", {"newtoken": "second"}, auth="token")
+        await memory_daemon.post_form("/setup", {"newtoken": "second"}, auth="token")
         assert handle.read() == b"yourtoken\n"
     finally:
         handle.close()
-    assert token_file(daemon).read_text() == "second\n"
+    assert token_file(memory_daemon).read_text() == "second\n"
 
 
 # token_problem

@@ -115,8 +115,8 @@ async def test_every_offered_tls12_cipher_is_ecdhe_aead(daemon):
         assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name), name
 
 
-def test_renegotiation_is_disabled(daemon):
-    context = daemon.service.tls.getContext()
+def test_renegotiation_is_disabled(memory_daemon):
+    context = memory_daemon.service.tls.getContext()
     assert context.set_options(0) & SSL.OP_NO_RENEGOTIATION
     assert context.set_options(0) & SSL.OP_NO_COMPRESSION
 
@@ -187,16 +187,16 @@ async def test_treq_reuses_one_connection(daemon):
 # The generated certificate
 
 
-def test_generated_certificate_names_localhost_and_the_host(daemon):
-    certificate = x509.load_pem_x509_certificate(daemon.service.tree.certificate.read_bytes())
+def test_generated_certificate_names_localhost_and_the_host(memory_daemon):
+    certificate = x509.load_pem_x509_certificate(memory_daemon.service.tree.certificate.read_bytes())
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     dns = names.get_values_for_type(x509.DNSName)
     assert "localhost" in dns
     assert socket.gethostname() in dns
 
 
-def test_generated_key_is_p256_or_rsa2048(daemon):
-    certificate = x509.load_pem_x509_certificate(daemon.service.tree.certificate.read_bytes())
+def test_generated_key_is_p256_or_rsa2048(memory_daemon):
+    certificate = x509.load_pem_x509_certificate(memory_daemon.service.tree.certificate.read_bytes())
     key = certificate.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
         assert key.curve.name == "secp256r1"
@@ -204,14 +204,14 @@ def test_generated_key_is_p256_or_rsa2048(daemon):
         assert isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
 
 
-def test_generated_key_file_is_private(daemon):
-    key = daemon.service.tree.private_key
+def test_generated_key_file_is_private(memory_daemon):
+    key = memory_daemon.service.tree.private_key
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert b"PRIVATE KEY" in key.read_bytes()
 
 
-def test_generated_certificate_is_currently_valid(daemon):
-    certificate = x509.load_pem_x509_certificate(daemon.service.tree.certificate.read_bytes())
+def test_generated_certificate_is_currently_valid(memory_daemon):
+    certificate = x509.load_pem_x509_certificate(memory_daemon.service.tree.certificate.read_bytes())
     now = datetime.datetime.now(datetime.timezone.utc)
     assert certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
 

@@ -152,12 +152,12 @@ async def assert_failed(daemon, code: str) -> dict:
 
 
 @pytest_twisted.ensureDeferred
-async def test_status_and_log_before_any_update(daemon):
-    response = await daemon.get("/update")
+async def test_status_and_log_before_any_update(memory_daemon):
+    response = await memory_daemon.get("/update")
     assert response.code == 200
     assert await json_of(response) == {"status": None, "log": None}
 
-    response = await daemon.get("/update/log")
+    response = await memory_daemon.get("/update/log")
     assert response.code == 404
     assert response.headers.getRawHeaders("Content-Type")[0].startswith("application/json")
     assert (await json_of(response))["Status"] == "404 Not Found"
@@ -197,51 +197,51 @@ async def test_vendor_tool_package_installs(daemon, keys, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_openssl_built_package_installs(daemon, keys, tmp_path):
-    install_keys(daemon.admin_path, keys)
+async def test_openssl_built_package_installs(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
     pkg = openssl_build(tmp_path, keys, "1.0.1", 'touch "$JIDO_ADMIN_PATH/update-ran.txt"\n')
 
-    await accepted(daemon, pkg)
-    body = await finished(daemon)
+    await accepted(memory_daemon, pkg)
+    body = await finished(memory_daemon)
     assert body["status"] == "success", body
-    assert installed_version(daemon.admin_path) == "1.0.1\n"
-    assert (daemon.admin_path / "update-ran.txt").exists()
-    assert_cleaned_up(daemon.admin_path)
+    assert installed_version(memory_daemon.admin_path) == "1.0.1\n"
+    assert (memory_daemon.admin_path / "update-ran.txt").exists()
+    assert_cleaned_up(memory_daemon.admin_path)
 
 
 @pytest_twisted.ensureDeferred
-async def test_legacy_md5_package_installs(daemon, keys, tmp_path):
-    install_keys(daemon.admin_path, keys)
+async def test_legacy_md5_package_installs(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
     pkg = openssl_build(tmp_path, keys, "1.1.0", legacy_md5=True)
     assert pkg.read_bytes()[:8] == b"Salted__"
 
-    await accepted(daemon, pkg)
-    body = await finished(daemon)
+    await accepted(memory_daemon, pkg)
+    body = await finished(memory_daemon)
     assert body["status"] == "success", body
-    assert (await json_of(await daemon.get("/version"))) == {"version": "1.1.0"}
+    assert (await json_of(await memory_daemon.get("/version"))) == {"version": "1.1.0"}
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "0.9.9"])
 @pytest_twisted.ensureDeferred
-async def test_package_not_newer_fails_E1001(daemon, keys, tmp_path, version):
-    install_keys(daemon.admin_path, keys)
+async def test_package_not_newer_fails_E1001(memory_daemon, keys, tmp_path, version):
+    install_keys(memory_daemon.admin_path, keys)
     pkg = build(tmp_path, keys, version, 'touch "$JIDO_ADMIN_PATH/update-ran.txt"\n')
 
-    await accepted(daemon, pkg)
-    await assert_failed(daemon, "E1001")
-    assert not (daemon.admin_path / "update-ran.txt").exists()
-    assert_cleaned_up(daemon.admin_path)
+    await accepted(memory_daemon, pkg)
+    await assert_failed(memory_daemon, "E1001")
+    assert not (memory_daemon.admin_path / "update-ran.txt").exists()
+    assert_cleaned_up(memory_daemon.admin_path)
 
 
 @pytest_twisted.ensureDeferred
-async def test_failing_update_script_fails_E1002(daemon, keys, tmp_path):
-    install_keys(daemon.admin_path, keys)
+async def test_failing_update_script_fails_E1002(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
     pkg = build(tmp_path, keys, "1.0.1", "echo about to fail\nexit 3\n")
 
-    await accepted(daemon, pkg)
-    body = await assert_failed(daemon, "E1002")
+    await accepted(memory_daemon, pkg)
+    body = await assert_failed(memory_daemon, "E1002")
     assert "about to fail" in body["log"]
-    assert_cleaned_up(daemon.admin_path)
+    assert_cleaned_up(memory_daemon.admin_path)
 
 
 def tampered(pkg: Path) -> Path:
@@ -253,8 +253,8 @@ def tampered(pkg: Path) -> Path:
 
 @pytest.mark.parametrize("how", ["tampered", "other signer", "other updates.key"])
 @pytest_twisted.ensureDeferred
-async def test_unopenable_package_fails_E1005(daemon, keys, tmp_path, how):
-    install_keys(daemon.admin_path, keys)
+async def test_unopenable_package_fails_E1005(memory_daemon, keys, tmp_path, how):
+    install_keys(memory_daemon.admin_path, keys)
     script = 'touch "$JIDO_ADMIN_PATH/update-ran.txt"\n'
     if how == "tampered":
         pkg = tampered(build(tmp_path, keys, "1.0.1", script, payload=32 * 1024))
@@ -263,50 +263,50 @@ async def test_unopenable_package_fails_E1005(daemon, keys, tmp_path, how):
     else:
         pkg = build(tmp_path, keys, "1.0.1", script, key="other_key")
 
-    await accepted(daemon, pkg)
-    await assert_failed(daemon, "E1005")
-    assert not (daemon.admin_path / "update-ran.txt").exists()
-    assert_cleaned_up(daemon.admin_path)
+    await accepted(memory_daemon, pkg)
+    await assert_failed(memory_daemon, "E1005")
+    assert not (memory_daemon.admin_path / "update-ran.txt").exists()
+    assert_cleaned_up(memory_daemon.admin_path)
 
 
 @pytest_twisted.ensureDeferred
-async def test_second_upload_while_running_is_refused_E1004(daemon, keys, tmp_path):
-    install_keys(daemon.admin_path, keys)
-    go = daemon.admin_path / "go"
+async def test_second_upload_while_running_is_refused_E1004(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
+    go = memory_daemon.admin_path / "go"
     waiting = 'i=0; while [ ! -e "$JIDO_ADMIN_PATH/go" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\n'
     first = build(tmp_path, keys, "1.0.1", waiting)
     second = build(tmp_path, keys, "2.0.0")
 
-    await accepted(daemon, first, "software_package-1.0.1.enc")
-    running = await wait_for(daemon, lambda body: body["percentage"] == 70 or body["status"] != "running")
+    await accepted(memory_daemon, first, "software_package-1.0.1.enc")
+    running = await wait_for(memory_daemon, lambda body: body["percentage"] == 70 or body["status"] != "running")
     assert running["status"] == "running", running
-    status_file = (daemon.admin_path / "etc" / "status_update.json").read_bytes()
+    status_file = (memory_daemon.admin_path / "etc" / "status_update.json").read_bytes()
 
-    response = await upload(daemon, second, "software_package-2.0.0.enc")
+    response = await upload(memory_daemon, second, "software_package-2.0.0.enc")
     body = await json_of(response)
     assert response.code == 400
     assert "E1004" in response.headers.getRawHeaders("Error-Message")[0]
     assert "E1004" in body["Error-Message"]
     await pause()
-    assert os.listdir(daemon.admin_path / "home" / "sftp" / "uploads") == ["software_package-1.0.1.enc"]
-    assert await update_status(daemon) == running
-    assert (daemon.admin_path / "etc" / "status_update.json").read_bytes() == status_file
+    assert os.listdir(memory_daemon.admin_path / "home" / "sftp" / "uploads") == ["software_package-1.0.1.enc"]
+    assert await update_status(memory_daemon) == running
+    assert (memory_daemon.admin_path / "etc" / "status_update.json").read_bytes() == status_file
 
     go.touch()
-    body = await finished(daemon)
+    body = await finished(memory_daemon)
     assert body["status"] == "success", body
-    assert installed_version(daemon.admin_path) == "1.0.1\n"
-    assert_cleaned_up(daemon.admin_path)
+    assert installed_version(memory_daemon.admin_path) == "1.0.1\n"
+    assert_cleaned_up(memory_daemon.admin_path)
 
 
 @pytest_twisted.ensureDeferred
-async def test_update_running_when_the_daemon_stopped_is_reported_failed(make_daemon, keys, tmp_path):
+async def test_update_running_when_the_daemon_stopped_is_reported_failed(make_memory_daemon, keys, tmp_path):
     admin_path = tmp_path / "admin"
     install_keys(admin_path, keys)
     (admin_path / "etc" / "status_update.json").write_text('{"status":"running","percentage":40}')
     pkg = build(tmp_path, keys, "1.0.1")
 
-    daemon = make_daemon()
+    daemon = make_memory_daemon()
     body = await update_status(daemon)
     assert body["status"] == "failed", body
     assert body["error-code"]
@@ -339,15 +339,15 @@ async def test_update_running_past_the_job_timeout_fails(make_daemon, keys, tmp_
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_uploaded_package_is_installed_not_a_leftover_with_a_version_in_its_name(daemon, keys, tmp_path):
-    install_keys(daemon.admin_path, keys)
-    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+async def test_the_uploaded_package_is_installed_not_a_leftover_with_a_version_in_its_name(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
+    uploads = memory_daemon.admin_path / "home" / "sftp" / "uploads"
     leftover = uploads / "software_package-1.5.0.enc"
     leftover.write_bytes(build(tmp_path, keys, "1.5.0").read_bytes())
-    await accepted(daemon, build(tmp_path, keys, "2.0.0"), name="myupdate-2.0.enc")
-    body = await finished(daemon)
+    await accepted(memory_daemon, build(tmp_path, keys, "2.0.0"), name="myupdate-2.0.enc")
+    body = await finished(memory_daemon)
     assert body["status"] == "success", body
-    assert installed_version(daemon.admin_path) == "2.0.0\n"
+    assert installed_version(memory_daemon.admin_path) == "2.0.0\n"
     # Only the upload is consumed; the leftover is someone else's business.
     assert os.listdir(uploads) == [leftover.name]
 

@@ -25,8 +25,8 @@ def no_job_started(daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_part_over_its_cap_is_refused_and_removed(make_daemon):
-    daemon = make_daemon({"upload-limits": {"update": 64 * 1024}})
+async def test_a_part_over_its_cap_is_refused_and_removed(make_memory_daemon):
+    daemon = make_memory_daemon({"upload-limits": {"update": 64 * 1024}})
     response = await daemon.post_form("/update", files={"update": ("p.enc", b"x" * (64 * 1024 + 1))})
     assert response.code == 413
     body = await json_of(response)
@@ -49,11 +49,11 @@ async def test_a_body_announced_over_every_cap_is_refused_before_it_is_sent(make
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_text_fields_are_ignored_but_capped(daemon):
-    response = await daemon.post_form("/update", fields={"comment": "x" * 5000}, files={"update": ("p.enc", b"data")})
+async def test_unknown_text_fields_are_ignored_but_capped(memory_daemon):
+    response = await memory_daemon.post_form("/update", fields={"comment": "x" * 5000}, files={"update": ("p.enc", b"data")})
     assert response.code == 413
     assert "comment" in (await json_of(response))["Error-Message"]
-    assert leftovers(daemon) == []
+    assert leftovers(memory_daemon) == []
 
 
 @pytest.mark.parametrize(
@@ -65,11 +65,11 @@ async def test_unknown_text_fields_are_ignored_but_capped(daemon):
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_missing_or_wrong_fields_are_400(daemon, fields, files, message):
-    response = await daemon.post_form("/update", fields=fields, files=files)
+async def test_missing_or_wrong_fields_are_400(memory_daemon, fields, files, message):
+    response = await memory_daemon.post_form("/update", fields=fields, files=files)
     assert response.code == 400
     assert message in (await json_of(response))["Error-Message"]
-    assert leftovers(daemon) == [] and no_job_started(daemon)
+    assert leftovers(memory_daemon) == [] and no_job_started(memory_daemon)
 
 
 @pytest.mark.parametrize(
@@ -81,32 +81,32 @@ async def test_missing_or_wrong_fields_are_400(daemon, fields, files, message):
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_malformed_multipart_is_400(daemon, body):
-    response = await daemon.client.post(
-        daemon.url("/update"), data=body, headers={"Content-Type": ["multipart/form-data; boundary=BOUNDARY"]}
+async def test_malformed_multipart_is_400(memory_daemon, body):
+    response = await memory_daemon.client.post(
+        memory_daemon.url("/update"), data=body, headers={"Content-Type": ["multipart/form-data; boundary=BOUNDARY"]}
     )
     assert response.code == 400
     assert "multipart" in (await json_of(response))["Error-Message"]
-    assert leftovers(daemon) == [] and no_job_started(daemon)
+    assert leftovers(memory_daemon) == [] and no_job_started(memory_daemon)
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_body_that_is_not_multipart_is_400(daemon):
-    response = await daemon.client.post(
-        daemon.url("/update"), data=b'{"update": 1}', headers={"Content-Type": ["application/json"]}
+async def test_a_body_that_is_not_multipart_is_400(memory_daemon):
+    response = await memory_daemon.client.post(
+        memory_daemon.url("/update"), data=b'{"update": 1}', headers={"Content-Type": ["application/json"]}
     )
     assert response.code == 400
     assert "multipart/form-data" in (await json_of(response))["Error-Message"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_unauthenticated_upload_is_not_stored(daemon):
+async def test_an_unauthenticated_upload_is_not_stored(memory_daemon):
     content_type, body = multipart(files={"update": ("p.enc", b"x" * 1000)})
-    response = await daemon.client.post(
-        daemon.url("/update", auth=None), data=body, headers={"Content-Type": [content_type]}
+    response = await memory_daemon.client.post(
+        memory_daemon.url("/update", auth=None), data=body, headers={"Content-Type": [content_type]}
     )
     assert response.code == 403
-    assert leftovers(daemon) == [] and no_job_started(daemon)
+    assert leftovers(memory_daemon) == [] and no_job_started(memory_daemon)
 
 
 def _send_half_an_upload(port: int, cafile: str, path: str, uploads_dir: str) -> int:
@@ -151,13 +151,13 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(daemon):
 
 
 @pytest.fixture
-def tiny_uploads_disk(daemon):
+def tiny_uploads_disk(memory_daemon):
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
-    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    uploads = memory_daemon.admin_path / "home" / "sftp" / "uploads"
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(uploads)]).returncode:
         pytest.skip("cannot mount tmpfs here")
-    yield daemon
+    yield memory_daemon
     subprocess.run(["umount", str(uploads)], check=True)
 
 
@@ -172,18 +172,18 @@ async def test_a_full_disk_is_a_clear_error_and_leaves_nothing(tiny_uploads_disk
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_upload_while_an_update_runs_is_refused_with_E1004(daemon):
-    runner = daemon.service.runner
+async def test_an_upload_while_an_update_runs_is_refused_with_E1004(memory_daemon):
+    runner = memory_daemon.service.runner
     done = runner.start(UPDATE, [sys.executable, "-c", "import time; time.sleep(30)"])
-    before = (daemon.admin_path / "etc" / "status_update.json").read_bytes()
-    response = await daemon.post_form("/update", files={"update": ("software_package-9.9.9.enc", b"pkg")})
+    before = (memory_daemon.admin_path / "etc" / "status_update.json").read_bytes()
+    response = await memory_daemon.post_form("/update", files={"update": ("software_package-9.9.9.enc", b"pkg")})
     assert response.code == 400
     body = await json_of(response)
     assert "E1004" in body["Error-Message"]
-    assert leftovers(daemon) == []
-    assert (daemon.admin_path / "etc" / "status_update.json").read_bytes() == before
+    assert leftovers(memory_daemon) == []
+    assert (memory_daemon.admin_path / "etc" / "status_update.json").read_bytes() == before
     assert runner.is_running(UPDATE)
-    status = await json_of(await daemon.get("/update"))
+    status = await json_of(await memory_daemon.get("/update"))
     assert status["status"] == "running"
     runner.stop(UPDATE)
     await done

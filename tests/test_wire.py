@@ -41,17 +41,17 @@ def accepting() -> Section:
 
 
 @pytest.fixture
-def versioned(daemon):
-    (daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
-    return daemon
+def versioned(memory_daemon):
+    (memory_daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
+    return memory_daemon
 
 
 # Bodies and content types
 
 
 @pytest_twisted.ensureDeferred
-async def test_success_status_body_is_exact(daemon):
-    response = await daemon.post_form("/setup", {"newtoken": "another"})
+async def test_success_status_body_is_exact(memory_daemon):
+    response = await memory_daemon.post_form("/setup", {"newtoken": "another"})
     assert response.code == 200
     body = await response.content()
     assert body == b'{"Status":"200 OK"}'
@@ -60,8 +60,8 @@ async def test_success_status_body_is_exact(daemon):
 
 
 @pytest_twisted.ensureDeferred
-async def test_authentication_error_body_and_header_are_exact(daemon):
-    response = await daemon.get("/version", auth=None, token="wrong")
+async def test_authentication_error_body_and_header_are_exact(memory_daemon):
+    response = await memory_daemon.get("/version", auth=None, token="wrong")
     assert response.code == 403
     assert await response.content() == FORBIDDEN
     assert header(response, "Error-Message") == "Authentication error"
@@ -77,16 +77,16 @@ async def test_json_documents_are_compact_without_a_trailing_newline(versioned):
 
 
 @pytest_twisted.ensureDeferred
-async def test_not_found_body_is_exact(daemon):
-    response = await daemon.get("/nothing-here")
+async def test_not_found_body_is_exact(memory_daemon):
+    response = await memory_daemon.get("/nothing-here")
     assert response.code == 404
     assert await response.content() == NOT_FOUND
     assert header(response, "Content-Length") == str(len(NOT_FOUND))
 
 
 @pytest_twisted.ensureDeferred
-async def test_error_message_is_both_a_json_key_and_a_header(daemon):
-    response = await daemon.request("PUT", daemon.url("/version"))
+async def test_error_message_is_both_a_json_key_and_a_header(memory_daemon):
+    response = await memory_daemon.request("PUT", memory_daemon.url("/version"))
     body = json.loads(await response.content())
     assert response.code == 400
     assert body == {
@@ -136,9 +136,9 @@ async def test_security_headers_on_every_response(versioned, method, target):
 
 
 @pytest_twisted.ensureDeferred
-async def test_accepted_body_and_location_are_exact(daemon):
-    daemon.service.catalogue.add(accepting())
-    response = await daemon.post_form("/sample", {})
+async def test_accepted_body_and_location_are_exact(memory_daemon):
+    memory_daemon.service.catalogue.add(accepting())
+    response = await memory_daemon.post_form("/sample", {})
     assert response.code == 202
     body = await response.content()
     assert body == b'{"Status":"202 Accepted","Location":"/api/v1/admin/sample"}'
@@ -155,18 +155,18 @@ async def test_accepted_body_and_location_are_exact(daemon):
     ids=["403", "400"],
 )
 @pytest_twisted.ensureDeferred
-async def test_refused_large_upload_has_the_exact_error_body(daemon, target, expected):
+async def test_refused_large_upload_has_the_exact_error_body(memory_daemon, target, expected):
     content_type, body = multipart({"newtoken": "x" * 100_000})
-    response = await raw_request(daemon, "POST", target, {"Content-Type": content_type}, body)
+    response = await raw_request(memory_daemon, "POST", target, {"Content-Type": content_type}, body)
     assert response.body == expected
     assert response.header("Content-Length") == str(len(expected))
 
 
 @pytest_twisted.ensureDeferred
-async def test_security_headers_on_a_refused_large_upload(daemon):
+async def test_security_headers_on_a_refused_large_upload(memory_daemon):
     content_type, body = multipart({"newtoken": "x" * 100_000})
     response = await raw_request(
-        daemon, "POST", "/api/v1/admin/version", {"Content-Type": content_type}, body
+        memory_daemon, "POST", "/api/v1/admin/version", {"Content-Type": content_type}, body
     )
     assert response.status == 403
     assert_security_headers(response.header)
@@ -174,8 +174,8 @@ async def test_security_headers_on_a_refused_large_upload(daemon):
 
 @pytest.mark.parametrize("path", ["/health", "/endpoints", "/services"])
 @pytest_twisted.ensureDeferred
-async def test_status_endpoints_are_not_cached(daemon, path):
-    response = await daemon.get(path)
+async def test_status_endpoints_are_not_cached(memory_daemon, path):
+    response = await memory_daemon.get(path)
     assert response.code == 200
     assert header(response, "Cache-Control") == "no-cache"
 
@@ -218,10 +218,10 @@ async def test_unknown_paths_answer_404(versioned, target, auth):
 
 
 @pytest_twisted.ensureDeferred
-async def test_unknown_path_with_a_large_body_answers_404(daemon):
+async def test_unknown_path_with_a_large_body_answers_404(memory_daemon):
     content_type, body = multipart({"pad": "x" * 100_000})
     response = await raw_request(
-        daemon, "POST", "/api/v1/admin/nothing", {"Content-Type": content_type}, body
+        memory_daemon, "POST", "/api/v1/admin/nothing", {"Content-Type": content_type}, body
     )
     assert (response.status, response.body) == (404, NOT_FOUND)
 
@@ -301,8 +301,8 @@ async def test_other_methods_on_an_endpoint_get_403_when_anonymous(versioned, me
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "POST", "PATCH", "FOO"])
 @pytest.mark.parametrize("target", ["/docs", "/docs/API.md"])
 @pytest_twisted.ensureDeferred
-async def test_other_methods_on_docs_get_405_with_allow(daemon, method, target):
-    response = await raw_request(daemon, method, target)
+async def test_other_methods_on_docs_get_405_with_allow(memory_daemon, method, target):
+    response = await raw_request(memory_daemon, method, target)
     assert response.status == 405
     assert "GET" in response.header("Allow")
     assert json.loads(response.body)["Status"] == "405 Method Not Allowed"
@@ -312,9 +312,9 @@ async def test_other_methods_on_docs_get_405_with_allow(daemon, method, target):
     "method", [b"G@T", b"GET\x00", b"\xff\xfe", b"A" * 300, b"", b"G E T", b"GET\t"]
 )
 @pytest_twisted.ensureDeferred
-async def test_garbage_methods_get_a_client_error_not_a_hangup(daemon, method):
+async def test_garbage_methods_get_a_client_error_not_a_hangup(memory_daemon, method):
     data = method + b" /api/v1/admin/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    responses = await raw_conversation(daemon, data)
+    responses = await raw_conversation(memory_daemon, data)
     assert len(responses) == 1
     assert 400 <= responses[0].status < 500
 
