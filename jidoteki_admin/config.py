@@ -6,10 +6,12 @@ import grp
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .layout import DEFAULT_ADMIN_PATH
+
+_T = TypeVar("_T")
 
 DEFAULT_CONFIG_FILE = "/usr/local/etc/jidoteki-admin-api.json"
 DEFAULT_BUILD_FILE = "/usr/local/etc/build.json"
@@ -300,7 +302,7 @@ def _group(value: object) -> int | None:
         if value.isdigit():
             return int(value)
         raise ConfigError(f'"admin-group": no group named {value!r}') from None
-def _object(raw: dict, key: str, kind, fields: dict[str, type]):
+def _object(raw: dict[str, Any], key: str, kind: type[_T], fields: dict[str, type]) -> _T:
     """A config object of positive numbers, such as {"bytes": 4194304, "keep": 3}: the
     dataclass ``kind`` with its defaults for the fields not given."""
     value = raw.get(key, {})
@@ -310,7 +312,7 @@ def _object(raw: dict, key: str, kind, fields: dict[str, type]):
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise ConfigError(f'"{key}": unknown key {unknown[0]!r} (known: {", ".join(fields)})')
-    given = {}
+    given: dict[str, int | float] = {}
     for name, number in fields.items():
         if name in value:
             given[name.replace("-", "_")] = _positive_number(value[name], f"{key}.{name}", number)
@@ -322,7 +324,7 @@ def _positive_number(value: object, key: str, number: type) -> int | float:
     if isinstance(value, bool) or not isinstance(value, allowed) or value <= 0:
         what = "number" if number is float else "integer"
         raise ConfigError(f'"{key}" must be a positive {what}')
-    return number(value)
+    return float(value) if number is float else int(value)
 
 
 def _first_run(value: object) -> FirstRun:

@@ -148,7 +148,7 @@ class DecryptingReader:
             raise CryptoError(f"Damaged {what} (truncated ciphertext)")
         salt = header[len(MAGIC):]
         first = f.read(PROBE_SIZE)
-        for scheme, derive in SCHEMES.items():
+        for scheme, derive in SCHEMES.items():  # noqa: B007 (the scheme found is kept below)
             key, iv = derive(passphrase, salt)
             if recognise(_aes(key, iv).decryptor().update(first)):
                 break

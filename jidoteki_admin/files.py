@@ -7,6 +7,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import LogRotate
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
@@ -115,7 +119,7 @@ class RotatingLog:
     replaced while the file is open.
     """
 
-    def __init__(self, path: Path, limits, mode: int = 0o644):
+    def __init__(self, path: Path, limits: LogRotate, mode: int = 0o644):
         self.path = Path(path)
         self.limits = limits
         self.mode = mode

@@ -42,7 +42,7 @@ def persistence_commands(tree: AdminTree, symlinktool: Path = SYMLINKTOOL,
     return []
 
 
-def persist(tree: AdminTree, log: Callable[[str], None], write: Callable[[bytes], None], **where) -> None:
+def persist(tree: AdminTree, log: Callable[[str], None], write: Callable[[bytes], None], **where: Path) -> None:
     """Run the persistence step, its output to ``write``; raises PersistError on failure."""
     for command in persistence_commands(tree, **where):
         log(f"Saving persistent files: {' '.join(command)}")

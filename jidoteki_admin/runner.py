@@ -18,11 +18,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .children import ChildResult, RunningChild, default_env, run_child
 from .config import LogRotate
@@ -60,7 +62,7 @@ class Launcher(Protocol):
     # scripts); the runner then only watches the child, and settles what they leave unsaid.
     reports_through_files: bool
 
-    def command(self, kind: JobKind, args: list[str], script_args: list[str]) -> Command:
+    def command(self, kind: JobKind, args: list[str], script_args: Sequence[str]) -> Command:
         """How to run a job of this kind: ``args`` are for the built-in program,
         ``script_args`` for the appliance's wrapper (the original's arguments)."""
 
@@ -82,7 +84,7 @@ class BuiltinPrograms:
         self.tree = tree
         self.privileged = privileged
 
-    def command(self, kind: JobKind, args: list[str], script_args: list[str] = ()) -> Command:
+    def command(self, kind: JobKind, args: list[str], script_args: Sequence[str] = ()) -> Command:
         if self.privileged and kind.privileged:
             return Command([*self.privileged, kind.program, *args])
         return Command([sys.executable, "-m", kind.program, "--admin-path", str(self.tree.root), *args])
@@ -109,7 +111,7 @@ class ApplianceScripts:
         self.lock_dir = lock_dir
         self.builtin = BuiltinPrograms(tree, privileged=())
 
-    def command(self, kind: JobKind, args: list[str], script_args: list[str] = ()) -> Command:
+    def command(self, kind: JobKind, args: list[str], script_args: Sequence[str] = ()) -> Command:
         if kind.appliance_command is None:
             return self.builtin.command(kind, args)
         argv = list(self.privileged) or [str(self.tree.bin / "wrapper.sh")]
@@ -130,6 +132,25 @@ class JobStatus:
     error_code: str | None = None
 
 
+@dataclass(frozen=True)
+class StatusPaths:
+    """The old appliance's status files of one kind, in etc/."""
+
+    json: Path
+    txt: Path
+    error_message: Path
+    error_code: Path
+
+    @classmethod
+    def of(cls, tree: AdminTree, kind: JobKind) -> StatusPaths | None:
+        name = kind.status_name
+        if name is None:
+            return None
+        return cls(tree.etc / f"{name}.json", tree.etc / f"{name}.txt",
+                   tree.etc / (kind.error_message_name or f"{name}_error_message.txt"),
+                   tree.etc / (kind.error_code_name or f"{name}_error_code.txt"))
+
+
 class JobFiles:
     """Where one kind keeps its log and status, and how they are read and written.
 
@@ -140,52 +161,51 @@ class JobFiles:
     def __init__(self, tree: AdminTree, kind: JobKind):
         self.kind = kind
         self.log = tree.log / kind.log_name
+        self.paths = StatusPaths.of(tree, kind)
         self._last = JobStatus(None)
-        if kind.has_status_files:
-            self.status_json: Path | None = tree.etc / f"{kind.status_name}.json"
-            self.status_txt: Path | None = tree.etc / f"{kind.status_name}.txt"
-            self.error_message: Path | None = tree.etc / (kind.error_message_name or f"{kind.status_name}_error_message.txt")
-            self.error_code: Path | None = tree.etc / (kind.error_code_name or f"{kind.status_name}_error_code.txt")
-        else:
-            self.status_json = self.status_txt = self.error_message = self.error_code = None
 
     def read(self) -> JobStatus:
-        if self.status_json is None:
+        paths = self.paths
+        if paths is None:
             return self._last
         try:
-            with open(self.status_json, "rb") as f:
+            with open(paths.json, "rb") as f:
                 value = json.loads(f.read(64 * 1024))
         except FileNotFoundError:
-            value = self._read_txt()  # older appliances' scripts write only the status word
+            value = self._read_txt(paths)  # older appliances' scripts write only the status word
         except ValueError:
             return JobStatus(None)
         if not isinstance(value, dict):
             return JobStatus(None)
         status, percentage = value.get("status"), value.get(PERCENTAGE)
         if status == FAILED:
-            return JobStatus(status, percentage, _read_text(self.error_message), _read_text(self.error_code))
+            return JobStatus(status, percentage, _read_text(paths.error_message), _read_text(paths.error_code))
         return JobStatus(status, percentage)
 
-    def _read_txt(self) -> dict | None:
-        word = _read_text(self.status_txt)
+    @staticmethod
+    def _read_txt(paths: StatusPaths) -> dict[str, str] | None:
+        word = _read_text(paths.txt)
         return {"status": word} if word in (RUNNING, SUCCESS, FAILED) else None
 
-    def stamp(self) -> tuple:
+    def stamp(self) -> tuple[int | None, ...]:
         """Changes whenever a status file is written, by the runner or by a script."""
-        return tuple(_mtime(path) for path in (self.status_json, self.status_txt, self.error_code))
+        if self.paths is None:
+            return ()
+        return tuple(_mtime(path) for path in (self.paths.json, self.paths.txt, self.paths.error_code))
 
     def write(self, status: JobStatus) -> None:
         self._last = status
-        if self.status_json is None:
+        paths = self.paths
+        if paths is None:
             return
         if status.status == FAILED:
-            atomic_write(self.error_message, (status.error_message or "").encode() + b"\n", 0o644)
-            atomic_write(self.error_code, (status.error_code or "").encode() + b"\n", 0o644)
+            atomic_write(paths.error_message, (status.error_message or "").encode() + b"\n", 0o644)
+            atomic_write(paths.error_code, (status.error_code or "").encode() + b"\n", 0o644)
         else:
-            remove_quietly(self.error_message)
-            remove_quietly(self.error_code)
-        atomic_write_json(self.status_json, {"status": status.status, PERCENTAGE: status.percentage})
-        atomic_write(self.status_txt, (status.status or "").encode() + b"\n", 0o644)
+            remove_quietly(paths.error_message)
+            remove_quietly(paths.error_code)
+        atomic_write_json(paths.json, {"status": status.status, PERCENTAGE: status.percentage})
+        atomic_write(paths.txt, (status.status or "").encode() + b"\n", 0o644)
 
 
 class _Job:
@@ -197,7 +217,7 @@ class _Job:
 
     daemon_log = Logger(namespace="jidoteki_admin.jobs")
 
-    def __init__(self, files: JobFiles, clock, timeout: float, limits: LogRotate, scripted: bool = False):
+    def __init__(self, files: JobFiles, clock: Any, timeout: float, limits: LogRotate, scripted: bool = False):
         self.files = files
         self.clock = clock
         self.timeout = timeout
@@ -249,7 +269,7 @@ class _Job:
 class JobRunner(Service):
     log = Logger()
 
-    def __init__(self, tree: AdminTree, reactor, clock=None, timeout: float = 3600,
+    def __init__(self, tree: AdminTree, reactor: Any, clock: Any = None, timeout: float = 3600,
                  launcher: Launcher | None = None, log_rotate: LogRotate = LogRotate()):
         self.tree = tree
         self.reactor = reactor
@@ -298,7 +318,7 @@ class JobRunner(Service):
         for kind in self.kinds.values():
             self._recover(kind)
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[Any]:
         """Stop running jobs with the daemon, so none is left half-done and unwatched."""
         super().stopService()
         self._stopping = True
@@ -354,7 +374,7 @@ class JobRunner(Service):
         return self.files(kind).read()
 
     def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = (),
-              script_args: list[str] | tuple[str, ...] = ()) -> defer.Deferred:
+              script_args: list[str] | tuple[str, ...] = ()) -> defer.Deferred[JobStatus]:
         """Start a job; fires with its final JobStatus.
 
         Raises AlreadyRunning when a job of the same group runs: no restore during an
@@ -390,7 +410,7 @@ class JobRunner(Service):
         except AlreadyRunning as busy:
             self.log.warn("Not running {kind}: {why}", kind=kind.name, why=busy.message)
 
-    def _finished(self, result, kind: JobKind, job: _Job) -> JobStatus:
+    def _finished(self, result: object, kind: JobKind, job: _Job) -> JobStatus:
         self._running.pop(kind.name, None)
         self._jobs.pop(kind.name, None)
         if kind.name in self._again and not self._stopping:
@@ -414,9 +434,10 @@ class JobRunner(Service):
             job.files.write(status)
         return job.files.read()
 
-    def _outcome(self, result, kind: JobKind, job: _Job) -> JobStatus:
+    def _outcome(self, result: object, kind: JobKind, job: _Job) -> JobStatus:
         if not isinstance(result, ChildResult):
-            self.log.failure("Could not run the {kind} job", result, kind=kind.name)
+            self.log.failure("Could not run the {kind} job", result if isinstance(result, Failure) else None,
+                             kind=kind.name)
             return JobStatus(FAILED, job.percentage, "The job could not be started", kind.unexpected_code)
         if result.timed_out:
             message = f"Stopped after running longer than {int(job.timeout)} seconds"
@@ -438,7 +459,7 @@ def _mtime(path: Path | None) -> int | None:
         return None
 
 
-def _text_or_none(value) -> str | None:
+def _text_or_none(value: object) -> str | None:
     return str(value) if value else None
 
 

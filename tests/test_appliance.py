@@ -17,7 +17,7 @@ import pytest_twisted
 from conftest import json_of, wait_until
 from jidoteki_admin.layout import AdminTree
 from jidoteki_admin.persistence import persistence_commands
-from test_updates import accepted, build, finished, install_keys, installed_version, keys  # noqa: F401
+from test_updates import accepted, build, finished, install_keys, installed_version
 
 PRIVILEGED = [sys.executable, "-m", "jidoteki_admin.privileged"]
 

@@ -4,17 +4,15 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import twistd_env
-from test_updates import build, install_keys, keys  # noqa: F401 (keys is a fixture)
+from conftest import TWISTD, free_port, twistd_env
+from test_updates import build, install_keys
 
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "jidoteki-admin"]
 LAYOUT = ["etc", "log", "home/sftp/uploads", "tmp", "bin"]
 
 
@@ -25,80 +23,6 @@ def empty_config(tmp_path: Path) -> str:
     return str(path)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Twistd:
-    def __init__(self, cwd: Path, args: list[str], env: dict | None = None, twistd_options=()):
-        self.cwd, self.args = cwd, list(twistd_options) + list(args)
-        self.output = cwd / "twistd.out"
-        environment = twistd_env()
-        environment.pop("JIDO_ADMIN_PATH", None)
-        environment.pop("JIDO_API_PORT", None)
-        environment.update(env or {})
-        with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(
-                TWISTD[:-1] + list(twistd_options) + TWISTD[-1:] + args, cwd=cwd, env=environment, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def logfile_text(self) -> str:
-        """What twistd wrote to a --logfile=FILE given on its command line, if any."""
-        for arg in self.args:
-            if arg.startswith("--logfile=") and arg != "--logfile=-":
-                path = self.cwd / arg.split("=", 1)[1]
-                return path.read_text(errors="replace") if path.exists() else ""
-        return ""
-
-    def wait_listening(self, port: int, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"twistd exited with {self.process.returncode}:\n{self.text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.05)
-                continue
-            # The port is bound before the service starts (twistd binds, then switches
-            # users, then starts it): wait for the line that says it is serving.
-            if "Serving the admin tree" in self.text() + self.logfile_text():
-                return
-            time.sleep(0.05)
-        pytest.fail(f"twistd did not listen on {port}:\n{self.text()}")
-
-    def listening_ports(self) -> set[int]:
-        connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
-        return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-@pytest.fixture
-def twistd(tmp_path):
-    started = []
-
-    def start(*args, env=None, twistd_options=()):
-        daemon = Twistd(tmp_path, list(args), env, twistd_options)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
 
 
 def curl(*args: str) -> tuple[int, str]:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import tls_client_context, twistd_env
-from test_cli import TWISTD, free_port, twistd  # noqa: F401 (a fixture)
+from conftest import TWISTD, free_port
 
 
 def health_status(port: int) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import free_port, twistd  # noqa: F401 (twistd is a fixture)
+from conftest import free_port
 from test_listen import health_status
 
 NOBODY = 65534

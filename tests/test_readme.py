@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_cli import empty_config, free_port, twistd  # noqa: F401 (twistd is a fixture)
+from conftest import free_port
+from test_cli import empty_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_PORT = "8443"

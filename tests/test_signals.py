@@ -19,16 +19,17 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
 
-import test_cli
+import conftest
 from conftest import raw_request, tls_client_context
 from jidoteki_admin.tls import ensure_certificate
-from test_cli import curl, free_port
+from conftest import free_port
+from test_cli import curl
 
 MiB = 1024 * 1024
 TOKEN = "signaltoken"
 
 
-class Twistd(test_cli.Twistd):
+class Twistd(conftest.Twistd):
     """`twistd -n --pidfile= [twistd options] jidoteki-admin ...` in a child process."""
 
     def __init__(self, cwd: Path, args: list[str], env: dict | None = None):
@@ -36,7 +37,7 @@ class Twistd(test_cli.Twistd):
         self.output = cwd / "twistd.out"
         command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile="]
         with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(command + args, cwd=cwd, env=test_cli.twistd_env(),
+            self.process = subprocess.Popen(command + args, cwd=cwd, env=conftest.twistd_env(),
                                             stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -152,7 +153,7 @@ def test_sighup_keeps_the_daemon_serving_and_says_what_it_did(twistd, tmp_path):
     config_path.write_text(json.dumps({"job-timeout": 200, "endpoints": ["backup"]}))
     for n in range(1, 3):
         daemon.process.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: len(sighup_lines(daemon)) == n), daemon.text()
+        assert wait_for(lambda n=n: len(sighup_lines(daemon)) == n), daemon.text()
         assert daemon.process.poll() is None
         assert version(port) == (200, '{"version":"1.2.3"}')
     first, second = sighup_lines(daemon)

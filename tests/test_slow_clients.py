@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock

@@ -9,7 +9,7 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 
-from conftest import parse_responses, raw_request, raw_request_bytes, tls_client_context
+from conftest import parse_responses, raw_request_bytes, tls_client_context
 from jidoteki_admin.config import AuthThrottle
 from jidoteki_admin.throttle import FailureThrottle, client_key
 

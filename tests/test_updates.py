@@ -27,23 +27,6 @@ def run(*args) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], check=True, capture_output=True, env=ENV, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory):
-    """Vendor keys from `jidoteki-admin-vendor keygen`, plus a foreign signing key and passphrase."""
-    d = tmp_path_factory.mktemp("update-keys")
-    run(sys.executable, "-m", "jidoteki_admin.vendor", "keygen", "--out", d / "vendor")
-    run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-out", d / "other_vendor.key")
-    (d / "other_updates.key").write_text(os.urandom(32).hex() + "\n")
-    return {
-        "key": d / "vendor" / "updates.key",
-        "vendor": d / "vendor" / "vendor.key",
-        "pub": d / "vendor" / "updates.pub",
-        "other_vendor": d / "other_vendor.key",
-        "other_key": d / "other_updates.key",
-    }
-
-
 def install_keys(admin_path: Path, keys, version: str = "1.0.0") -> None:
     etc = admin_path / "etc"
     etc.mkdir(parents=True, exist_ok=True)
