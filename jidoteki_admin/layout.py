@@ -61,6 +61,37 @@ class AdminTree:
     def lock_file(self) -> Path:
         return self.etc / "jidoteki-admin.lock"
 
+    @property
+    def version_file(self) -> Path:
+        """The installed version (GET /version); installed by updates."""
+        return self.etc / "version.txt"
+
+    @property
+    def changelog_file(self) -> Path:
+        return self.etc / "changelog.txt"
+
+    @property
+    def update_key(self) -> Path:
+        """The passphrase update packages are encrypted with (openssl -pass file:)."""
+        return self.etc / "updates.key"
+
+    @property
+    def update_public_key(self) -> Path:
+        """The vendor's public key that update packages are signed for."""
+        return self.etc / "updates.pub"
+
+    @property
+    def wrapper(self) -> Path:
+        """The appliance's own job entry point (with "jobs": "appliance")."""
+        return self.bin / "wrapper.sh"
+
+    def status_file(self, name: str) -> Path:
+        """etc/<name>: the old appliance's status and error files."""
+        return self.etc / name
+
+    def log_file(self, name: str) -> Path:
+        return self.log / name
+
     def hook(self, name: str) -> Path | None:
         """An executable appliance hook in bin/, or None when the appliance has none."""
         path = self.bin / name

@@ -114,7 +114,7 @@ class ApplianceScripts:
     def command(self, kind: JobKind, args: list[str], script_args: Sequence[str] = ()) -> Command:
         if kind.appliance_command is None:
             return self.builtin.command(kind, args)
-        argv = list(self.privileged) or [str(self.tree.bin / "wrapper.sh")]
+        argv = list(self.privileged) or [str(self.tree.wrapper)]
         return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": kind.appliance_command})
 
     def busy(self, kind: JobKind) -> bool:
@@ -146,9 +146,9 @@ class StatusPaths:
         name = kind.status_name
         if name is None:
             return None
-        return cls(tree.etc / f"{name}.json", tree.etc / f"{name}.txt",
-                   tree.etc / (kind.error_message_name or f"{name}_error_message.txt"),
-                   tree.etc / (kind.error_code_name or f"{name}_error_code.txt"))
+        return cls(tree.status_file(f"{name}.json"), tree.status_file(f"{name}.txt"),
+                   tree.status_file(kind.error_message_name or f"{name}_error_message.txt"),
+                   tree.status_file(kind.error_code_name or f"{name}_error_code.txt"))
 
 
 class JobFiles:
@@ -160,7 +160,7 @@ class JobFiles:
 
     def __init__(self, tree: AdminTree, kind: JobKind):
         self.kind = kind
-        self.log = tree.log / kind.log_name
+        self.log = tree.log_file(kind.log_name)
         self.paths = StatusPaths.of(tree, kind)
         self._last = JobStatus(None)
 

@@ -85,3 +85,15 @@ def test_library_code_does_not_import_the_global_reactor():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
                 assert "reactor" not in {a.name for a in node.names}, path
+
+
+def test_sections_and_programs_build_no_admin_tree_paths_from_strings():
+    """The admin tree object names every file (layout.AdminTree); a section or job program
+    that joins a string onto etc/, log/ or bin/ would hide a file from it."""
+    joined = []
+    for path in [*(PACKAGE / "sections").glob("*.py"), *(PACKAGE / "jobs").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+                    and isinstance(node.left, ast.Attribute) and node.left.attr in ("etc", "log", "bin")):
+                joined.append(f"{path.name}:{node.lineno}")
+    assert joined == []

@@ -80,9 +80,9 @@ class UpdateProgram(Program):
         self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=work))
 
         self.step(20, f"Decrypting update package {self.package.name}")
-        public_key = package.load_public_key(self.tree.etc / "updates.pub", root=self.tree.root)
+        public_key = package.load_public_key(self.tree.update_public_key, root=self.tree.root)
         inner, digest, signature = package.unpack(
-            self.package, self.tree.etc / "updates.key", self.workdir,
+            self.package, self.tree.update_key, self.workdir,
             on_decrypted=lambda scheme: self.step(30, "Extracting update package"), root=self.tree.root)
         self.step(40, "Verifying update package signature")
         package.verify_digest(public_key, signature, digest)
@@ -132,7 +132,7 @@ class UpdateProgram(Program):
         """
         path = extracted / "version.txt"
         new = (read_first_line(path) or "").strip() if path.is_file() else None
-        installed = read_first_line(self.tree.etc / "version.txt")
+        installed = read_first_line(self.tree.version_file)
         if new is None or installed is None:
             missing = "The update package has no version.txt" if new is None else "No etc/version.txt"
             self.log(f"{missing}: installing without comparing versions")
@@ -180,7 +180,7 @@ class UpdateProgram(Program):
             raise PackageError(E_SCRIPT, f"Update script failed with {how}")
 
     def _error_files(self) -> tuple[Path, Path]:
-        return (self.tree.etc / UPDATE.error_code_name, self.tree.etc / UPDATE.error_message_name)
+        return (self.tree.status_file(UPDATE.error_code_name), self.tree.status_file(UPDATE.error_message_name))
 
     def _error_files_stamp(self) -> tuple:
         return tuple(_stamp(path) for path in self._error_files())
@@ -195,10 +195,10 @@ class UpdateProgram(Program):
         return code.strip(), message.strip()
 
     def install(self, extracted: Path) -> None:
-        for name in ("version.txt", "changelog.txt"):
+        for name, target in (("version.txt", self.tree.version_file), ("changelog.txt", self.tree.changelog_file)):
             source = extracted / name
             if source.is_file():
-                atomic_write(self.tree.etc / name, source.read_bytes(), 0o644)
+                atomic_write(target, source.read_bytes(), 0o644)
 
     def clean_up(self) -> None:
         for path in self.seen:

@@ -64,13 +64,13 @@ class Information:
         ))
 
     def version(self, request) -> bytes:
-        version = read_first_line(self.tree.etc / "version.txt")
+        version = read_first_line(self.tree.version_file)
         if version is None:
             raise APIError(404, "Version file not found")
         return responses.document(request, {"version": version.strip()})
 
     def changelog(self, request):
-        return responses.stream_file(request, self.tree.etc / "changelog.txt", responses.TEXT, no_cache=True)
+        return responses.stream_file(request, self.tree.changelog_file, responses.TEXT, no_cache=True)
 
     def build(self, request) -> bytes:
         try:
