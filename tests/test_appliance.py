@@ -233,3 +233,15 @@ async def test_on_a_tree_of_links_into_a_persistent_mount_changes_land_in_the_mo
     assert "1.4.0" in (mount / "changelog.txt").read_text()
     assert (mount / "api.token").read_text() == "persisted-token\n"
     assert await wait_until(lambda: len(calls_of(calls)) == 2)  # after the update and the token
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_config_decrypt_dir_is_where_packages_are_unpacked(make_daemon, keys, tmp_path):
+    work = tmp_path / "disk"
+    daemon = make_daemon(config={"decrypt-dir": str(work)})
+    install_keys(daemon.admin_path, keys)
+    where = daemon.admin_path / "log" / "where.txt"
+    await accepted(daemon, build(tmp_path, keys, "1.5.0", update_sh=f"pwd > {where}\n"))
+    assert (await finished(daemon))["status"] == "success"
+    assert where.read_text().startswith(f"{work}/update-")
+    assert list((daemon.admin_path / "tmp").iterdir()) == []

@@ -328,3 +328,44 @@ def test_sigterm_cleans_up_E1002(tree, keys, tmp_path):
     assert not any(_alive(int(pid)) for pid in pids.read_text().split())
     assert (tree / "etc/version.txt").read_text() == "1.0.0\n"
     assert_cleaned_up(tree)
+
+
+def test_update_script_runs_with_its_own_shebang(tree, keys, tmp_path):
+    script = "#!/usr/bin/env python3\nimport os, sys\nprint('python update script', sys.version_info[0], os.getcwd())\n"
+    upload(tree, keys, tmp_path, "2.0.0", update_sh=script)
+    status, lines, messages = run_job(tree)
+    assert status == 0, lines
+    assert any(line.startswith(b"python update script 3 ") and line.endswith(b"/software_package")
+               for line in lines), lines
+
+
+def test_error_files_the_update_script_writes_are_its_word(tree, keys, tmp_path):
+    script = ('printf "E1077\\n" > "$JIDO_ADMIN_PATH/etc/status_error_code.txt"\n'
+              'printf "Disk too small for this version\\n" > "$JIDO_ADMIN_PATH/etc/status_error_message.txt"\n'
+              "exit 1\n")
+    upload(tree, keys, tmp_path, "2.0.0", update_sh=script)
+    message = assert_failed(tree, run_job(tree), "E1077", 70)
+    assert message == "Disk too small for this version"
+
+
+def test_the_package_is_decrypted_in_the_work_dir_given(tree, keys, tmp_path):
+    work = tmp_path / "big-disk"
+    script = 'pwd > "$JIDO_ADMIN_PATH/log/where.txt"\n'
+    package_path = upload(tree, keys, tmp_path, "2.0.0", update_sh=script)
+    command = [sys.executable, "-m", "jidoteki_admin.jobs.update", "--admin-path", str(tree),
+               "--package", str(package_path), "--work-dir", str(work)]
+    done = subprocess.run(command, cwd=tree / "tmp", env=ENV, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert (tree / "log/where.txt").read_text().startswith(str(work) + "/update-")
+    assert list(work.iterdir()) == []  # and cleaned up there
+
+
+def test_a_package_outside_the_uploads_folder_is_refused_and_left_alone(tree, keys, tmp_path):
+    elsewhere = tmp_path / "software_package-2.0.0.enc"
+    upload(tree, keys, tmp_path, "2.0.0").rename(elsewhere)
+    command = [sys.executable, "-m", "jidoteki_admin.jobs.update", "--admin-path", str(tree),
+               "--package", str(elsewhere)]
+    done = subprocess.run(command, cwd=tree / "tmp", env=ENV, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert b"must be in the uploads folder" in done.stdout
+    assert elsewhere.exists()
