@@ -38,6 +38,7 @@ class ChildResult:
 @dataclass(frozen=True)
 class RunningChild:
     done: defer.Deferred[ChildResult]
+    pid: int | None  # also its process group: the bootstrap starts a session
     stop: Callable[[], None]  # stops the child and everything it started
 
 
@@ -96,12 +97,17 @@ class _ChildProtocol(protocol.ProcessProtocol):
         pid = self._pid()
         if pid is None:
             return
-        # Just after spawning, the child may not have made its own group yet: signal it by pid too.
-        for send, target in ((os.killpg, pid), (os.kill, pid)):
-            try:
-                send(target, signum)
-            except ProcessLookupError:
-                pass
+        signal_group(pid, signum)
+
+
+def signal_group(pid: int, signum: int) -> None:
+    """Signal a child's process group, and the child itself: just after spawning it may
+    not have made its own group yet."""
+    for send, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            send(target, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def run_child(
@@ -133,7 +139,7 @@ def run_child(
     proto.transport.closeStdin()  # type: ignore[union-attr,misc]  # zope interface attribute
     if timeout is not None:
         _cancel_when_done(proto.done, clock.callLater(timeout, proto.time_out))
-    return RunningChild(proto.done, proto.stop)
+    return RunningChild(proto.done, proto._pid(), proto.stop)
 
 
 def _cancel_when_done(done: defer.Deferred[ChildResult], call: Any) -> None:

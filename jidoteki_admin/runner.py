@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import psutil
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .children import ChildResult, RunningChild, default_env, run_child
+from .children import KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, run_child, signal_group
 from .config import LogRotate
 from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
@@ -330,6 +332,7 @@ class JobRunner(Service):
     def _recover(self, kind: JobKind) -> None:
         """A job marked running at start-up ended with the previous daemon: settle it as
         the kind says an interruption ends (failed; a reboot job succeeded)."""
+        self._stop_orphan(kind)
         files = self.files(kind)
         status = files.read()
         if status.status != RUNNING or self.launcher.busy(kind):
@@ -346,6 +349,41 @@ class JobRunner(Service):
                                   kind.interrupted_code))
             self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
         job.close()
+
+    def _pid_file(self, kind: JobKind) -> Path:
+        return self.tree.tmp / f".job-{kind.name}.pid"
+
+    def _remember(self, kind: JobKind, child: RunningChild) -> None:
+        """Note the child's process, so a daemon killed under it (kill -9) does not leave
+        it finishing unwatched while its status says it failed, or beside a new one."""
+        if child.pid is None:
+            return
+        try:
+            started = psutil.Process(child.pid).create_time()
+        except psutil.Error:
+            return
+        atomic_write_json(self._pid_file(kind), {"pid": child.pid, "started": started})
+
+    def _stop_orphan(self, kind: JobKind) -> None:
+        """Stop the process group of a job the previous daemon left running, if it still
+        runs: SIGTERM so it can clean up, SIGKILL after the grace period."""
+        pid_file = self._pid_file(kind)
+        try:
+            noted = json.loads(pid_file.read_bytes())
+            pid, started = int(noted["pid"]), float(noted["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        finally:
+            remove_quietly(pid_file)
+        try:
+            if abs(psutil.Process(pid).create_time() - started) > 0.01:
+                return  # the pid is another process's now
+        except psutil.Error:
+            return
+        self.log.warn("Stopping the {kind} job (process group {pid}) the previous daemon left running",
+                      kind=kind.name, pid=pid)
+        signal_group(pid, signal.SIGTERM)
+        self.clock.callLater(KILL_GRACE_SECONDS, signal_group, pid, signal.SIGKILL)
 
     def stop(self, kind: JobKind) -> None:
         """Stop a running job of this kind (it is then marked failed)."""
@@ -397,6 +435,7 @@ class JobRunner(Service):
             return defer.fail().addBoth(self._finished, kind, job)
         self._running[kind.name] = (kind, child)
         self._jobs[kind.name] = job
+        self._remember(kind, child)
         return child.done.addBoth(self._finished, kind, job)
 
     def request(self, kind: JobKind) -> None:
@@ -411,7 +450,8 @@ class JobRunner(Service):
             self.log.warn("Not running {kind}: {why}", kind=kind.name, why=busy.message)
 
     def _finished(self, result: object, kind: JobKind, job: _Job) -> JobStatus:
-        self._running.pop(kind.name, None)
+        if self._running.pop(kind.name, None) is not None:
+            remove_quietly(self._pid_file(kind))
         self._jobs.pop(kind.name, None)
         if kind.name in self._again and not self._stopping:
             self._again.discard(kind.name)

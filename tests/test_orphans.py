@@ -1,0 +1,55 @@
+"""kill -9 of the daemon in the middle of a job: the job must not finish unwatched."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import psutil
+
+from conftest import free_port
+from test_cli import curl, empty_config
+from test_updates import build, install_keys
+
+SLOW_SCRIPT = 'echo "$$" > "$JIDO_ADMIN_PATH/log/script.pid"\nsleep 20\necho finished > "$JIDO_ADMIN_PATH/log/finished"\n'
+
+
+def wait_for(predicate, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_job_left_by_a_killed_daemon_is_stopped_by_the_next_one(twistd, tmp_path, keys):
+    tree, port = tmp_path / "admin", free_port()
+    install_keys(tree, keys)
+    (tree / "etc" / "api.token").write_text("yourtoken\n")
+    args = ["--admin-path", str(tree), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+            "--config", empty_config(tmp_path)]
+    url = f"http://127.0.0.1:{port}/api/v1/admin/update?token=yourtoken"
+    first = twistd(*args)
+    first.wait_listening(port)
+    package = build(tmp_path, keys, "1.1.0", update_sh=SLOW_SCRIPT)
+    assert curl("-F", f"update=@{package}", url)[0] == 202
+    script_pid = tree / "log" / "script.pid"
+    assert wait_for(lambda: script_pid.exists() and script_pid.read_text().strip())
+    script = psutil.Process(int(script_pid.read_text()))
+
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    assert script.is_running()  # the job is in its own session: it outlived the daemon
+
+    second = twistd(*args)
+    second.wait_listening(port)
+    assert wait_for(lambda: not script.is_running() or script.status() == psutil.STATUS_ZOMBIE)
+    status = json.loads(curl(url)[1])
+    assert status["status"] == "failed" and status["error-code"] == "E1002"
+    assert "Stopping the update job" in second.text()
+    time.sleep(0.5)
+    assert not (tree / "log" / "finished").exists()
+    assert (tree / "etc" / "version.txt").read_text() == "1.0.0\n"  # not installed behind its back
+    assert list((tree / "tmp").glob("update-*")) == []  # the job cleaned up on its SIGTERM
