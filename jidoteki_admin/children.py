@@ -85,16 +85,16 @@ class _ChildProtocol(protocol.ProcessProtocol):
     def stop(self) -> None:
         """SIGTERM the child's group so it can clean up; SIGKILL it if it is still there
         after a grace period."""
-        if self._pid() is None:
+        if self.current_pid() is None:
             return
         self._signal_group(signal.SIGTERM)
         _cancel_when_done(self.done, self.clock.callLater(KILL_GRACE_SECONDS, self._signal_group, signal.SIGKILL))
 
-    def _pid(self) -> int | None:
+    def current_pid(self) -> int | None:
         return self.transport.pid if self.transport is not None else None
 
     def _signal_group(self, signum: int) -> None:
-        pid = self._pid()
+        pid = self.current_pid()
         if pid is None:
             return
         signal_group(pid, signum)
@@ -139,7 +139,7 @@ def run_child(
     proto.transport.closeStdin()  # type: ignore[union-attr,misc]  # zope interface attribute
     if timeout is not None:
         _cancel_when_done(proto.done, clock.callLater(timeout, proto.time_out))
-    return RunningChild(proto.done, proto._pid(), proto.stop)
+    return RunningChild(proto.done, proto.current_pid(), proto.stop)
 
 
 def _cancel_when_done(done: defer.Deferred[ChildResult], call: Any) -> None:
