@@ -484,8 +484,14 @@ def check_member(member: tarfile.TarInfo) -> str:
         raise _refuse(member, "a link needs a name")
     if member.issym():
         _check_symlink_target(member, parts)
-    elif member.islnk() and not _relative_parts(member, member.linkname):
-        raise _refuse(member, "its target is the directory itself")
+    elif member.islnk():
+        target = _relative_parts(member, member.linkname)
+        if not target:
+            raise _refuse(member, "its target is the directory itself")
+        if target == parts:
+            # Extracting it would first remove the file it names: refused up front, so
+            # reading the archive and extracting it always agree.
+            raise _refuse(member, "it is a hard link to itself")
     return "/".join(parts)
 
 

@@ -552,6 +552,7 @@ def _archive_member(kind: str, name: str, target: str, outside: Path):
 @example([("symlink", "a/a", "../b"), ("symlink", "a/b", "a/../..")])
 @example([("symlink", "a/b", "../.."), ("hardlink", "b", "a/b")])
 @example([("symlink", "a", "."), ("symlink", "a/b", ".."), ("file", "a/b/x", "")])
+@example([("file", "a", ""), ("hardlink", "a", "a")])  # a hard link to itself
 def test_nothing_leaves_the_root(archive):
     with tempfile.TemporaryDirectory() as work:
         sandbox = Path(work)
