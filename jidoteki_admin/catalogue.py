@@ -44,6 +44,7 @@ class Reply:
     schema: dict[str, Any] | None = None  # for JSON: a JSON Schema of the document
     media_type: str | None = None  # for PAGE and DOWNLOAD
     description: str = ""
+    code: int = 200  # for STATUS: {"Status": "202 Accepted"} answers 202
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class Config:
     privileged_command: tuple[str, ...] = ()
     appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks
     decrypt_dir: Path | None = None  # where packages are decrypted; None: the tree's tmp/
+    reboot_command: tuple[str, ...] = ()  # e.g. ("/usr/bin/sudo", "-n", "/sbin/reboot"); none: no reboot
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
     connections: ConnectionLimits = ConnectionLimits()
     log_rotate: LogRotate = LogRotate()
@@ -187,6 +188,7 @@ def parse_config(raw: object) -> Config:
         privileged_command=_command(raw, "privileged-command"),
         appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
         decrypt_dir=_path(raw, "decrypt-dir", "") if "decrypt-dir" in raw else None,
+        reboot_command=_command(raw, "reboot-command"),
         admin_group=_group(raw.get("admin-group")),
         connections=_object(raw, "connections", ConnectionLimits, {
             "header-timeout": float, "body-min-rate": int, "body-rate-window": float,
@@ -213,6 +215,7 @@ KNOWN_KEYS = {
     "privileged-command",
     "appliance-lock-dir",
     "decrypt-dir",
+    "reboot-command",
     "admin-group",
     "connections",
     "log-rotate",

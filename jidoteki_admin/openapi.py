@@ -120,7 +120,8 @@ def _form(op: Operation) -> dict[str, Any]:
 def _success(op: Operation) -> dict[str, Any]:
     reply = op.reply
     if reply.kind == STATUS:
-        return {"200": _json("Done", {"$ref": "#/components/schemas/Status"})}
+        return {str(reply.code): _json("Done" if reply.code == 200 else "Started",
+                                       {"$ref": "#/components/schemas/Status"})}
     if reply.kind == JSON:
         return {"200": _json(reply.description or "The document", reply.schema or {"type": "object"})}
     if reply.kind == ACCEPTED:

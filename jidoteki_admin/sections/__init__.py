@@ -7,9 +7,10 @@ services it needs running. Sections never import each other. Registering one is 
 in REGISTERED.
 """
 
+from .administration import Administration
 from .information import Information
 from .services import Services
 from .setup import Setup
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates)
+REGISTERED = (Setup, Information, Services, Updates, Administration)
