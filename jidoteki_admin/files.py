@@ -94,7 +94,7 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 def remove_quietly(path: Path) -> None:
     try:
         Path(path).unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there, one way or another
         pass
 
 

@@ -17,7 +17,7 @@ from jidoteki_admin.responses import APIError, status
 from jidoteki_admin.uploads import Form
 
 # Paths tried against the daemon that must not be served; the document must not list them.
-NOT_SERVED = ["/api/v1/admin/settings", "/api/v1/admin/backup", "/api/v1/admin/logs", "/dashboard"]
+NOT_SERVED = ["/api/v1/admin/settings", "/api/v1/admin/backup", "/api/v1/admin/debug", "/dashboard"]
 
 
 async def document_of(daemon) -> dict:

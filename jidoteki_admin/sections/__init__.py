@@ -11,6 +11,7 @@ from .administration import Administration
 from .information import Information
 from .services import Services
 from .setup import Setup
+from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Administration)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration)
