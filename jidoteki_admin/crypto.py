@@ -32,6 +32,7 @@ PBKDF2_ITERATIONS = 10000  # openssl enc's default for -pbkdf2
 PASSPHRASE_MAX = 1023  # openssl reads -pass file: into a 1024-byte buffer
 CHUNK = 1 << 20
 PROBE_SIZE = 512  # plaintext bytes checked to tell the key derivation (one tar header)
+# A reader's probe is a whole number of blocks; the plaintext must be longer than it.
 
 
 class CryptoError(Exception):
@@ -136,7 +137,8 @@ class DecryptingReader:
     hands out the decrypted bytes without copying them.
     """
 
-    def __init__(self, f: io.BufferedIOBase, passphrase: bytes, recognise: Callable[[bytes], bool], what: str = "file"):
+    def __init__(self, f: io.BufferedIOBase, passphrase: bytes, recognise: Callable[[bytes], bool],
+                 what: str = "file", probe: int = PROBE_SIZE):
         self._f = f
         self._what = what
         size = os.fstat(f.fileno()).st_size
@@ -144,10 +146,10 @@ class DecryptingReader:
         body = size - len(header)
         if header[:len(MAGIC)] != MAGIC or len(header) != len(MAGIC) + SALT_SIZE:
             raise CryptoError(f"Not an encrypted {what} (no Salted__ header)")
-        if body < PROBE_SIZE + BLOCK or body % BLOCK:
+        if body < probe + BLOCK or body % BLOCK or probe % BLOCK:
             raise CryptoError(f"Damaged {what} (truncated ciphertext)")
         salt = header[len(MAGIC):]
-        first = f.read(PROBE_SIZE)
+        first = f.read(probe)
         for scheme, derive in SCHEMES.items():  # noqa: B007 (the scheme found is kept below)
             key, iv = derive(passphrase, salt)
             if recognise(_aes(key, iv).decryptor().update(first)):
@@ -157,7 +159,7 @@ class DecryptingReader:
         self.scheme = scheme
         self._decryptor = _aes(key, iv).decryptor()
         self._pending = self._decryptor.update(first)
-        self._remaining = body - PROBE_SIZE - BLOCK  # ciphertext before the last block
+        self._remaining = body - probe - BLOCK  # ciphertext before the last block
         self._ciphertext = memoryview(bytearray(CHUNK))
         self._done = False
         self._position = 0
@@ -286,3 +288,24 @@ def sha256_file(path: Path) -> bytes:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.digest()
+
+
+# ----------------------------------------------------------------------------------------
+# RSA encryption of a small secret: openssl rsautl -encrypt -pubin (PKCS#1 v1.5)
+
+
+def rsa_encrypt(public_key: PublicKeyTypes, data: bytes) -> bytes:
+    """What ``openssl rsautl -encrypt -pubin -inkey KEY`` (or ``pkeyutl -encrypt``) writes."""
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise CryptoError("The public key must be an RSA key to encrypt to it")
+    return public_key.encrypt(data, padding.PKCS1v15())
+
+
+def rsa_decrypt(private_key: PrivateKeyTypes, data: bytes) -> bytes:
+    """What ``openssl rsautl -decrypt -inkey KEY`` gives back."""
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise CryptoError("The private key must be an RSA key to decrypt with it")
+    try:
+        return private_key.decrypt(data, padding.PKCS1v15())
+    except ValueError:
+        raise CryptoError("Cannot decrypt the key: not encrypted to this private key") from None

@@ -21,8 +21,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import __version__, package
-from .files import atomic_write
+from . import __version__, debugbundle, package
+from .crypto import CryptoError
+from .files import atomic_write, remove_quietly
 from .package import PackageError
 
 PROG = "jidoteki-admin-vendor"
@@ -77,6 +78,17 @@ def inspect(args: argparse.Namespace) -> None:
     print(f"members:    {len(members)}")
     for member in members:
         print(f"  {_listing(member)}")
+
+
+def open_debug_bundle(args: argparse.Namespace) -> None:
+    if args.out.exists():
+        raise ValueError(f"refusing to overwrite {args.out}")
+    try:
+        debugbundle.open_bundle(args.file, args.vendor_key, args.out)
+    except CryptoError as e:
+        remove_quietly(args.out)
+        raise ValueError(str(e)) from None
+    print(f"wrote {args.out}")
 
 
 def _listing(member) -> str:
@@ -137,6 +149,7 @@ KEY_CHECKS = {
     "key": ("--key", check_passphrase_file),
     "signing_key": ("--signing-key", check_private_key_file),
     "public_key": ("--public-key", check_public_key_file),
+    "vendor_key": ("--key", check_private_key_file),
 }
 
 
@@ -188,6 +201,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key", type=Path, required=True, help="updates.key (encryption passphrase)")
     p.add_argument("--public-key", type=Path, required=True, help="updates.pub (PEM public key of vendor.key)")
     p.set_defaults(run=inspect)
+
+    p = commands.add_parser("open-debug-bundle", help="decrypt a debug bundle an appliance made (GET /debug)",
+                            description="Decrypt debug-bundle.tar with vendor.key into debug.tar.gz.")
+    p.add_argument("file", type=Path, metavar="FILE", help="the bundle (debug-bundle.tar)")
+    p.add_argument("--key", dest="vendor_key", type=Path, required=True,
+                   help="vendor.key (the PEM private key of the appliance's updates.pub)")
+    p.add_argument("--out", type=Path, default=Path("debug.tar.gz"),
+                   help="the decrypted tar.gz to write [default: debug.tar.gz]; never overwritten")
+    p.set_defaults(run=open_debug_bundle)
     return parser
 
 

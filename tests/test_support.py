@@ -41,9 +41,12 @@ async def test_logs_are_a_tar_gz_of_log_and_the_listed_paths_with_the_token_reda
 
 @pytest_twisted.ensureDeferred
 async def test_without_logs_txt_the_admin_trees_log_is_collected(daemon):
+    (daemon.admin_path / "log" / "update.log").write_text("an update\n")
     response = await daemon.get("/logs")
     assert response.code == 200
-    assert any(name.startswith("log/") for name in await bundle_of(response))
+    files = await bundle_of(response)
+    assert files["log/update.log"] == b"an update\n"
+    assert set(files) <= {"log/update.log", "log/logs.log"}  # the job's own log, as it stood
 
 
 @pytest_twisted.ensureDeferred

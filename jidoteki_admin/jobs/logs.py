@@ -17,10 +17,11 @@ import os
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..files import read_first_line, remove_quietly
+from ..layout import AdminTree
 from .program import JobFailed, Program, main
 from .protocol import JobKind
 
@@ -39,41 +40,20 @@ LOGS = JobKind(
 )
 
 
-class LogsProgram(Program):
-    kind = LOGS
-    description = "Collect the appliance's logs into logs.tar.gz, secrets redacted."
+class LogBundle:
+    """Writes logs.tar.gz: the debug bundle job includes one too."""
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
-        self.partial: Path | None = None
+    def __init__(self, tree: AdminTree, log: Callable[[str], None], work: Path):
+        self.tree = tree
+        self.log = log
+        self.work = work  # where the redacted copies are made, on the bundle's file system
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--out", type=Path, required=True, help="where logs.tar.gz is written")
-
-    def run(self) -> None:
-        secrets = self.secrets()
-        out: Path = self.args.out
-        fd, name = tempfile.mkstemp(prefix=".logs-", dir=out.parent)
-        self.partial = Path(name)
-        self.step(10, "Collecting log files")
-        try:
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                for path, arcname in self.sources():
-                    self.add(tar, path, arcname, secrets)
-        except OSError as e:
-            raise JobFailed(None, f"Could not write the log bundle: {e.strerror or e}") from None
-        os.chmod(self.partial, 0o600)
-        os.replace(self.partial, out)
-        self.partial = None
-        self.step(100, f"Log bundle ready: {out.name}")
-
-    def secrets(self) -> list[bytes]:
-        """What must never leave in a bundle: the API token (and its HMAC key)."""
-        token = read_first_line(self.tree.token_file)
-        if not token:
-            return []
-        return [token.encode(), hashlib.sha256(token.encode()).hexdigest().encode()]
+    def write(self, out: Path) -> None:
+        """Write the bundle to ``out`` (a new file); raises OSError when it cannot."""
+        secrets = token_secrets(self.tree)
+        with open(out, "xb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for path, arcname in self.sources():
+                self.add(tar, path, arcname, secrets)
 
     def sources(self) -> Iterator[tuple[Path, str]]:
         """(path, name in the bundle): log/ as "log", then each listed path by its own
@@ -107,7 +87,7 @@ class LogsProgram(Program):
         if path.is_symlink() or not path.is_file():
             return
         try:
-            copy = redacted_copy(path, secrets, self.args.out.parent)
+            copy = redacted_copy(path, secrets, self.work)
         except OSError as e:
             self.log(f"Skipping {path}: {e.strerror or e}")
             return
@@ -120,6 +100,40 @@ class LogsProgram(Program):
                 tar.addfile(info, f)
         finally:
             remove_quietly(copy)
+
+
+def token_secrets(tree: AdminTree) -> list[bytes]:
+    """What must never leave in a bundle: the API token and its HMAC key."""
+    token = read_first_line(tree.token_file)
+    if not token:
+        return []
+    return [token.encode(), hashlib.sha256(token.encode()).hexdigest().encode()]
+
+
+class LogsProgram(Program):
+    kind = LOGS
+    description = "Collect the appliance's logs into logs.tar.gz, secrets redacted."
+
+    def __init__(self, tree, args, progress):
+        super().__init__(tree, args, progress)
+        self.partial: Path | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--out", type=Path, required=True, help="where logs.tar.gz is written")
+
+    def run(self) -> None:
+        out: Path = self.args.out
+        self.step(10, "Collecting log files")
+        self.partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        try:
+            LogBundle(self.tree, self.log, out.parent).write(self.partial)
+            os.chmod(self.partial, 0o600)
+            os.replace(self.partial, out)
+        except OSError as e:
+            raise JobFailed(None, f"Could not write the log bundle: {e.strerror or e}") from None
+        self.partial = None
+        self.step(100, f"Log bundle ready: {out.name}")
 
     def clean_up(self) -> None:
         if self.partial is not None:

@@ -1,8 +1,9 @@
-"""Section 4: Support, the appliance's logs as logs.tar.gz (GET /logs).
+"""Section 4: Support, the appliance's logs as logs.tar.gz (GET /logs) and the
+encrypted debug bundle for the vendor (GET /debug).
 
-The bundle is built by a job (jobs/logs.py) while the request waits, then streamed from
-disk and removed: it is unlinked as soon as it is open, so nothing is left behind
-whether the client takes it all or leaves.
+Each is built by a job (jobs/logs.py, jobs/debug.py) while the request waits, then
+streamed from disk and removed: it is unlinked as soon as it is open, so nothing is left
+behind whether the client takes it all or leaves.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .. import responses
 from ..catalogue import DOWNLOAD, Endpoint, Reply, Section, get
 from ..context import Context
 from ..files import remove_quietly
+from ..jobs.debug import DEBUG
 from ..jobs.logs import LOGS
 from ..responses import APIError
 from ..runner import SUCCESS
@@ -26,28 +28,38 @@ class Support:
 
     def __init__(self, context: Context):
         self.runner = context.runner
-        self.bundle = context.tree.uploads / "logs.tar.gz"
+        self.uploads = context.tree.uploads
         context.runner.register(LOGS)
+        context.runner.register(DEBUG)
 
     def section(self) -> Section:
         logs = get(self.logs, "Download the appliance's log files as logs.tar.gz",
                    Reply(DOWNLOAD, media_type="application/octet-stream"), errors=(400, 404), audited=True)
-        return Section(self.name, "Support", (Endpoint("/logs", (logs,)),))
+        debug = get(self.debug, "Download the encrypted debug bundle for the vendor",
+                    Reply(DOWNLOAD, media_type="application/octet-stream"), errors=(400, 404), audited=True)
+        return Section(self.name, "Support", (Endpoint("/logs", (logs,)), Endpoint("/debug", (debug,))))
+
+    def logs(self, request):
+        return self._bundle(request, LOGS, "logs.tar.gz", "Could not collect the logs")
+
+    def debug(self, request):
+        return self._bundle(request, DEBUG, "debug-bundle.tar", "Could not create the debug bundle")
 
     @defer.inlineCallbacks
-    def logs(self, request):
+    def _bundle(self, request, kind, filename: str, failed: str):
+        bundle = self.uploads / filename
         gone = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        status = yield self.runner.start(LOGS, ["--out", str(self.bundle)])
+        status = yield self.runner.start(kind, ["--out", str(bundle)])
         if gone:
-            remove_quietly(self.bundle)  # the client left while the bundle was built
+            remove_quietly(bundle)  # the client left while the bundle was built
             return b""
         if status.status != SUCCESS:
-            remove_quietly(self.bundle)
-            raise APIError(400, f"Could not collect the logs: {status.error_message}")
+            remove_quietly(bundle)
+            raise APIError(400, f"{failed}: {status.error_message}")
         try:
-            transfer = responses.stream_file(request, self.bundle, OCTET_STREAM, filename="logs.tar.gz")
+            transfer = responses.stream_file(request, bundle, OCTET_STREAM, filename=filename)
         finally:
-            remove_quietly(self.bundle)  # open (or missing) by now: the data lives until it is sent
+            remove_quietly(bundle)  # open (or missing) by now: the data lives until it is sent
         result = yield transfer
         return result
