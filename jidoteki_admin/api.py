@@ -220,10 +220,17 @@ def check_form(operation: Operation, form) -> None:
         if field.kind == FILE:
             if field.required or field.name in form.texts:
                 form.file(field.name)
+        elif field.problem and field.required and field.name not in form.texts:
+            raise APIError(400, field.problem)
         elif field.required or field.name in form.texts:
-            value = form.text(field.name)
-            if field.allowed and value not in field.allowed:
-                raise APIError(400, f"Parameter {field.name} must be {' or '.join(field.allowed)}")
+            _check_allowed(field, form.text(field.name))
+
+
+def _check_allowed(field, value: str) -> None:
+    if not field.allowed:
+        return
+    if (value.upper() if field.any_case else value) not in field.allowed:
+        raise APIError(400, field.problem or f"Parameter {field.name} must be {' or '.join(field.allowed)}")
 
 
 def _api_method(method: bytes) -> str:

@@ -36,6 +36,8 @@ class Field:
     required: bool = True
     allowed: tuple[str, ...] = ()  # for a TEXT field: the only values accepted
     description: str = ""
+    any_case: bool = False  # "start" is START
+    problem: str | None = None  # the message for a missing or refused value, where the API names one
 
 
 @dataclass(frozen=True)

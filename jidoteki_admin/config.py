@@ -98,6 +98,8 @@ class Config:
     appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks
     decrypt_dir: Path | None = None  # where packages are decrypted; None: the tree's tmp/
     reboot_command: tuple[str, ...] = ()  # e.g. ("/usr/bin/sudo", "-n", "/sbin/reboot"); none: no reboot
+    backup_root: Path = Path("/data")  # what etc/backup.txt's globs are relative to
+    restore_max_bytes: int = 16 * GiB  # the most a backup archive may expand to
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
     connections: ConnectionLimits = ConnectionLimits()
     log_rotate: LogRotate = LogRotate()
@@ -189,6 +191,8 @@ def parse_config(raw: object) -> Config:
         appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
         decrypt_dir=_path(raw, "decrypt-dir", "") if "decrypt-dir" in raw else None,
         reboot_command=_command(raw, "reboot-command"),
+        backup_root=_path(raw, "backup-root", "/data"),
+        restore_max_bytes=_positive_int(raw.get("restore-max-bytes", 16 * GiB), "restore-max-bytes"),
         admin_group=_group(raw.get("admin-group")),
         connections=_object(raw, "connections", ConnectionLimits, {
             "header-timeout": float, "body-min-rate": int, "body-rate-window": float,
@@ -216,6 +220,8 @@ KNOWN_KEYS = {
     "appliance-lock-dir",
     "decrypt-dir",
     "reboot-command",
+    "backup-root",
+    "restore-max-bytes",
     "admin-group",
     "connections",
     "log-rotate",

@@ -105,7 +105,9 @@ def _form(op: Operation) -> dict[str, Any]:
             schema: dict[str, Any] = {"type": "string", "contentMediaType": "application/octet-stream"}
         else:
             schema = {"type": "string"}
-            if field.allowed:
+            if field.allowed and field.any_case:
+                schema["pattern"] = "^(" + "|".join(_any_case(value) for value in field.allowed) + ")$"
+            elif field.allowed:
                 schema["enum"] = list(field.allowed)
         if field.description:
             schema["description"] = field.description
@@ -115,6 +117,11 @@ def _form(op: Operation) -> dict[str, Any]:
     if required:
         body["required"] = required
     return {"required": True, "content": {"multipart/form-data": {"schema": body}}}
+
+
+def _any_case(value: str) -> str:
+    """START as [Ss][Tt][Aa][Rr][Tt]: JSON Schema patterns have no case-insensitive flag."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in value)
 
 
 def _success(op: Operation) -> dict[str, Any]:

@@ -436,8 +436,18 @@ _KINDS = {
 }
 
 
+class UnsafeMember(PackageError):
+    """A member refused by the safe extraction; other archives (backups) name it in
+    their own words from ``member`` and ``why``."""
+
+    def __init__(self, member: str, why: str):
+        super().__init__(E_PACKAGE, f"Refusing {member!r} in update package: {why}")
+        self.member = member
+        self.why = why
+
+
 def _refuse(member: tarfile.TarInfo, why: str) -> PackageError:
-    return PackageError(E_PACKAGE, f"Refusing {member.name!r} in update package: {why}")
+    return UnsafeMember(member.name, why)
 
 
 def _relative_parts(member: tarfile.TarInfo, path: str) -> list[str]:

@@ -76,16 +76,16 @@ async def test_every_served_route_is_in_the_document(daemon):
 
 @pytest_twisted.ensureDeferred
 async def test_an_enabled_optional_section_is_documented_and_a_disabled_one_is_not(make_daemon):
-    optional = Section("backup", "Backup", (
-        Endpoint("/backup", (post(lambda r: status(r), "Back up", Reply(STATUS)),)),), optional=True)
+    optional = Section("storage", "Storage", (
+        Endpoint("/storage", (post(lambda r: status(r), "Store", Reply(STATUS)),)),), optional=True)
     off = make_daemon(subdir="off")
     assert off.service.catalogue.add(optional) is False
-    on = make_daemon(config={"endpoints": ["backup"]}, subdir="on")
+    on = make_daemon(config={"endpoints": ["storage"]}, subdir="on")
     assert on.service.catalogue.add(optional) is True
-    assert "/api/v1/admin/backup" not in (await document_of(off))["paths"]
+    assert "/api/v1/admin/storage" not in (await document_of(off))["paths"]
     document = await document_of(on)
     validate(document)
-    assert document["paths"]["/api/v1/admin/backup"]["post"]["summary"] == "Back up"
+    assert document["paths"]["/api/v1/admin/storage"]["post"]["summary"] == "Store"
 
 
 @pytest_twisted.ensureDeferred
@@ -137,3 +137,16 @@ async def test_an_allowed_value_is_enforced_through_the_daemon(daemon):
     assert json.loads(await refused.content())["Error-Message"] == "Parameter action must be START or STOP"
     done = await daemon.post_form("/cluster", {"action": "START"})
     assert done.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_backup_section_when_enabled_is_documented_and_valid(make_daemon):
+    daemon = make_daemon(config={"endpoints": ["backup"]})
+    document = await document_of(daemon)
+    validate(document)
+    backup = {path for path in document["paths"] if path.startswith(API_PREFIX + "/backup")}
+    assert backup == {API_PREFIX + p for p in ("/backup", "/backup/download", "/backup/log", "/backup/restore")}
+    action = document["paths"][API_PREFIX + "/backup"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    pattern = action["schema"]["properties"]["action"]["pattern"]
+    assert all(re.fullmatch(pattern, value) for value in ("START", "stop", "Start"))
+    assert not re.fullmatch(pattern, "RESTART")

@@ -8,10 +8,11 @@ in REGISTERED.
 """
 
 from .administration import Administration
+from .backup import Backup
 from .information import Information
 from .services import Services
 from .setup import Setup
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup)

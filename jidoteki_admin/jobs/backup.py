@@ -1,0 +1,150 @@
+"""The backup job: backup.tar of what etc/backup.txt lists under the backup root.
+
+    python -m jidoteki_admin.jobs.backup --admin-path DIR --root /data --out FILE --status FILE
+
+etc/backup.txt holds whitespace-separated globs, relative to the backup root and expanded
+there, as on the original appliances; a listed path that matches nothing is logged and
+skipped. Before writing, the archive's size is estimated and the job refuses when it
+would leave less than 16 MiB free. GNU tar writes the archive (as fast as tar can be);
+it is hashed as it is written (tar | tee | openssl dgst), beside FILE, and renamed into place. The status file is the original's
+backup.json: {"status":"running"}, then {"status":"success","filesize":"<du -h>",
+"sha256":"..."} or {"status":"failed"}, without a trailing newline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..files import atomic_write, remove_quietly
+from .program import JobFailed, Program, main
+from .protocol import JobKind
+
+FREE_MARGIN = 16 * 1024 * 1024
+TAR_BLOCK = 512
+CHUNK = 1 << 20
+
+BACKUP = JobKind(
+    name="backup",
+    title="a backup",
+    program="jidoteki_admin.jobs.backup",
+    log_name="update_backup.log",
+    label="LIVE IMAGE",
+    appliance_command="backup",
+)
+
+
+def write_status(path: Path, value: dict[str, str]) -> None:
+    atomic_write(path, json.dumps(value, separators=(",", ":")).encode(), 0o644)
+
+
+def listed_paths(listing: Path, root: Path, log) -> list[str]:
+    """The paths etc/backup.txt names, relative to the root, each glob expanded there."""
+    if not listing.is_file():
+        raise JobFailed(None, "Nothing to back up: etc/backup.txt is missing")
+    found: list[str] = []
+    for pattern in listing.read_text(errors="replace").split():
+        if pattern.startswith("/") or ".." in Path(pattern).parts:
+            log(f"Skipping {pattern!r}: not a path inside the backup root")
+            continue
+        matches = sorted(glob.glob(pattern, root_dir=root))
+        if not matches:
+            log(f"Skipping {pattern!r}: nothing there")
+        found.extend(m for m in matches if m not in found)
+    if not found:
+        raise JobFailed(None, "Nothing to back up: no path listed in etc/backup.txt exists")
+    return found
+
+
+def estimated_size(root: Path, paths: list[str]) -> int:
+    """What tar will write, near enough: every file rounded up to blocks, a header each,
+    and the end-of-archive blocks."""
+    total = 2 * 10240
+    for relative in paths:
+        top = root / relative
+        entries = [top] if not top.is_dir() or top.is_symlink() else [
+            Path(d) / n for d, dirs, files in os.walk(top) for n in dirs + files] + [top]
+        for entry in entries:
+            total += TAR_BLOCK
+            if entry.is_file() and not entry.is_symlink():
+                total += -(-entry.stat().st_size // TAR_BLOCK) * TAR_BLOCK
+    return total
+
+
+class BackupProgram(Program):
+    kind = BACKUP
+    description = "Write backup.tar of the paths etc/backup.txt lists under the backup root."
+
+    def __init__(self, tree, args, progress):
+        super().__init__(tree, args, progress)
+        self.partial: Path | None = None
+        self.succeeded = False
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--root", type=Path, required=True, help="the backup root (/data)")
+        parser.add_argument("--out", type=Path, required=True, help="backup.tar to write")
+        parser.add_argument("--status", type=Path, required=True, help="backup.json to keep up to date")
+
+    def run(self) -> None:
+        args = self.args
+        write_status(args.status, {"status": "running"})
+        self.step(10, "Validating backup file size")
+        paths = listed_paths(self.tree.status_file("backup.txt"), args.root, self.log)
+        needed, free = estimated_size(args.root, paths), shutil.disk_usage(args.out.parent).free
+        if free - needed < FREE_MARGIN:
+            raise JobFailed(None, f"Not enough free space for the backup: it needs about {needed} bytes "
+                                  f"and {free} are free (at least {FREE_MARGIN} must stay free)")
+        self.step(20, "Starting backup")
+        self.partial = args.out.with_name(f".{args.out.name}.partial")
+        digest = self.tar(paths)
+        os.replace(self.partial, args.out)
+        self.partial = None
+        size = du_h(args.out)
+        self.log(f"Created file: {args.out} - size: {size} - hash: {digest}")
+        self.step(100, "Backup complete")
+        write_status(args.status, {"status": "success", "filesize": size, "sha256": digest})
+        self.succeeded = True
+
+    def tar(self, paths: list[str]) -> str:
+        """GNU tar | tee the archive | openssl dgst: the archive is hashed as it is written,
+        by three programs on as many cores, instead of written and then read back
+        (openssl's SHA-256 is several times faster than coreutils' sha256sum)."""
+        assert self.partial is not None
+        pipeline = ('tar -C "$1" -cf - --null -T - | tee "$2" | openssl dgst -sha256 -r; '
+                    'status=("${PIPESTATUS[@]}"); [ "${status[0]}" = 0 ] && [ "${status[1]}" = 0 ] || '
+                    'exit $(( ${status[0]} ? ${status[0]} : 1 ))')
+        done = subprocess.run(["/bin/bash", "-c", pipeline, "backup", str(self.args.root), str(self.partial)],
+                              input=b"\0".join(p.encode() for p in paths) + b"\0",
+                              capture_output=True, check=False)
+        said = done.stderr.decode("utf-8", "replace").strip()
+        if said:
+            self.log(said)
+        if done.returncode != 0:
+            raise JobFailed(None, f"tar ended with exit status {done.returncode}")
+        digest = done.stdout.split()[:1]
+        if not digest:
+            raise JobFailed(None, "Could not compute the archive's SHA-256 (openssl dgst)")
+        return digest[0].decode()
+
+    def clean_up(self) -> None:
+        if self.partial is not None:
+            remove_quietly(self.partial)
+        if not self.succeeded:
+            write_status(self.args.status, {"status": "failed"})
+
+
+def du_h(path: Path) -> str:
+    """The size as ``du -h`` prints it, which the original's clients show."""
+    done = subprocess.run(["du", "-h", str(path)], capture_output=True, check=False)
+    return done.stdout.split(b"\t", 1)[0].decode() if done.returncode == 0 else str(path.stat().st_size)
+
+
+if __name__ == "__main__":
+    sys.exit(main(BackupProgram))

@@ -1,0 +1,127 @@
+"""Section 12: Backup (optional): take the appliance's data off the box and put it back.
+
+POST /backup START runs the backup job (jobs/backup.py), which writes backup.tar and the
+original's backup.json in the uploads folder; STOP stops it through the job runner and
+deletes both. GET /backup is backup.json, /backup/download streams backup.tar, /backup/log
+is the job's log. POST /backup/restore is synchronous, as API.md says: the request waits
+(without blocking the reactor) on the restore job (jobs/restore.py), which never runs as
+root and leaves the previous data untouched when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import defer
+
+from .. import responses
+from ..catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..context import Context
+from ..files import remove_quietly
+from ..jobs.backup import BACKUP, write_status
+from ..jobs.restore import RESTORE
+from ..responses import APIError
+from ..runner import SUCCESS
+
+ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
+STATUS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ["running", "success", "failed"]},
+        "filesize": {"type": "string"},
+        "sha256": {"type": "string"},
+    },
+    "required": ["status"],
+}
+
+
+class Backup:
+    name = "backup"
+    optional = True
+
+    def __init__(self, context: Context):
+        tree, config = context.tree, context.config
+        self.runner = context.runner
+        self.root = config.backup_root
+        self.restore_max_bytes = config.restore_max_bytes
+        self.archive = tree.uploads / "backup.tar"
+        self.status_file = tree.uploads / "backup.json"
+        self.log_file = tree.log_file(BACKUP.log_name)
+        self._running: defer.Deferred | None = None
+        context.runner.register(BACKUP)
+        context.runner.register(RESTORE)
+
+    def section(self) -> Section:
+        action = Field("action", allowed=("START", "STOP"), any_case=True, problem=ACTION_PROBLEM,
+                       description="START a backup, or STOP it and delete the backup")
+        archive = Field("archive", FILE, description="A backup archive, as GET /backup/download gives it")
+        return Section(self.name, "Backup", (
+            Endpoint("/backup", (
+                get(self.status, "The status of the last backup", Reply(JSON, STATUS_SCHEMA), errors=(404,)),
+                post(self.act, "Start a backup, or stop it and delete it", Reply(ACCEPTED), action, errors=(400,)),
+            )),
+            Endpoint("/backup/download", (get(self.download, "Download backup.tar",
+                                              Reply(DOWNLOAD, media_type="application/octet-stream"),
+                                              errors=(404,)),)),
+            Endpoint("/backup/log", (get(self.log, "The backup log", Reply(PLAIN_TEXT), errors=(404,)),)),
+            Endpoint("/backup/restore", (post(self.restore, "Restore a backup archive (waits until done)",
+                                              Reply(STATUS), archive, errors=(400, 413, 507)),)),
+        ), optional=True)
+
+    def status(self, request) -> bytes:
+        """backup.json; "running" for as long as the job runs, so a client that sees
+        "success" can restore at once (the job writes the file just before it ends)."""
+        if self.runner.is_running(BACKUP):
+            return responses.document(request, {"status": "running"}, no_cache=True)
+        try:
+            with open(self.status_file, "rb") as f:
+                value = json.loads(f.read(64 * 1024))
+        except FileNotFoundError:
+            raise APIError(404, "backup.json not found") from None
+        except ValueError:
+            raise APIError(500, "backup.json is not valid JSON") from None
+        return responses.document(request, value, no_cache=True)
+
+    def act(self, request) -> bytes:
+        if request.form.text("action").upper() == "START":
+            return self.start(request)
+        return self.stop(request)
+
+    def start(self, request) -> bytes:
+        self.runner.check_free(BACKUP)
+        # The status says "running" from the answer on, not from when the job gets to it.
+        write_status(self.status_file, {"status": "running"})
+        self._running = self.runner.start(BACKUP, ["--root", str(self.root), "--out", str(self.archive),
+                                                   "--status", str(self.status_file)])
+        return responses.accepted(request, "/backup")
+
+    def stop(self, request) -> bytes:
+        """Stop a running backup, then delete the archive and its status, whatever state
+        they are in; with nothing running they are deleted at once."""
+        if self.runner.is_running(BACKUP) and self._running is not None:
+            self.runner.stop(BACKUP)
+            self._running.addBoth(lambda result: (self._delete(), result)[1])
+        else:
+            self._delete()
+        return responses.status(request)
+
+    def _delete(self) -> None:
+        remove_quietly(self.archive)
+        remove_quietly(self.status_file)
+
+    def download(self, request):
+        return responses.stream_file(request, self.archive, b"application/octet-stream", filename="backup.tar")
+
+    def log(self, request):
+        return responses.stream_file(request, self.log_file, responses.TEXT, no_cache=True)
+
+    @defer.inlineCallbacks
+    def restore(self, request):
+        upload = request.form.file("archive")
+        if upload.size == 0:
+            raise APIError(400, "The backup archive is empty")
+        status = yield self.runner.start(RESTORE, ["--root", str(self.root), "--archive", str(upload.path),
+                                                   "--max-bytes", str(self.restore_max_bytes)])
+        if status.status != SUCCESS:
+            raise APIError(400, status.error_message or "Unable to extract backup archive")
+        return responses.status(request)

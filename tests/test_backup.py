@@ -1,0 +1,221 @@
+"""Section 12, Backup: back up, download, stop, restore through the real daemon, with the
+jobs as real child processes on a temporary backup root, and a corpus of hostile archives."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from conftest import json_of
+
+ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    (root / "app" / "db").mkdir(parents=True)
+    (root / "app" / "db" / "main.db").write_bytes(os.urandom(200_000))
+    (root / "app" / "settings.conf").write_text("mode=fast\n")
+    (root / "app" / "settings.conf").chmod(0o640)
+    (root / "keep.txt").write_text("keep me\n")
+    (root / "ignored.txt").write_text("not listed\n")
+    return root
+
+
+@pytest.fixture
+def backup_daemon(make_daemon, data, tmp_path):
+    daemon = make_daemon(config={"endpoints": ["backup"], "backup-root": str(data),
+                                 "restore-max-bytes": 50_000_000})
+    (daemon.admin_path / "etc" / "backup.txt").write_text("app keep.*\nmissing/*\n")
+    return daemon
+
+
+def snapshot(root) -> dict[str, tuple[int, bytes]]:
+    """Every file under root: its mode and bytes (what a restore must give back exactly)."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = (os.stat(path).st_mode & 0o7777, f.read())
+    return found
+
+
+async def finished_backup(daemon, seconds: float = 30) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = await daemon.get("/backup")
+        if response.code == 200:
+            body = await json_of(response)
+            if body["status"] != "running":
+                return body
+        assert time.monotonic() < deadline, "the backup did not finish"
+        await deferLater(reactor, 0.05, lambda: None)
+
+
+async def restore(daemon, archive: bytes, name: str = "backup.tar"):
+    return await daemon.post_form("/backup/restore", files={"archive": (name, archive)})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backup_round_trip_restores_every_byte_and_mode(backup_daemon, data):
+    daemon = backup_daemon
+    assert (await daemon.get("/backup")).code == 404  # before any backup
+    started = await daemon.post_form("/backup", {"action": "start"})  # any case
+    assert started.code == 202
+    assert await started.content() == b'{"Status":"202 Accepted","Location":"/api/v1/admin/backup"}'
+    body = await finished_backup(daemon)
+    archive = daemon.admin_path / "home" / "sftp" / "uploads" / "backup.tar"
+    assert body["status"] == "success" and body["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert body["filesize"][-1] in "KM" and (daemon.admin_path / "home/sftp/uploads/backup.json").read_bytes()[-1:] == b"}"
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"app/db/main.db", "app/settings.conf", "keep.txt"} <= names and "ignored.txt" not in names
+    log = await (await daemon.get("/backup/log")).content()
+    assert b"Skipping 'missing/*': nothing there" in log and b"Backup complete" in log
+    download = await daemon.get("/backup/download")
+    assert download.headers.getRawHeaders("Filename") == ["backup.tar"]
+    saved = await download.content()
+    assert saved == archive.read_bytes()
+
+    before = snapshot(data)
+    (data / "app" / "settings.conf").write_text("mode=broken\n")
+    (data / "app" / "db" / "main.db").unlink()
+    (data / "keep.txt").chmod(0o600)
+    response = await restore(daemon, saved)
+    assert response.code == 200, await response.content()
+    assert await response.content() == b'{"Status":"200 OK"}'
+    assert snapshot(data) == before
+    assert sorted(os.listdir(data)) == ["app", "ignored.txt", "keep.txt"]  # no staging left
+
+
+@pytest.mark.parametrize("fields", [{}, {"action": "RESTART"}, {"action": ""}])
+@pytest_twisted.ensureDeferred
+async def test_action_must_be_start_or_stop(backup_daemon, fields):
+    response = await backup_daemon.post_form("/backup", fields)
+    assert response.code == 400
+    assert json.loads(await response.content())["Error-Message"] == ACTION_PROBLEM
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_stops_a_running_backup_and_deletes_it(backup_daemon, tmp_path, monkeypatch):
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
+    (slow / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    daemon = backup_daemon
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    assert (await json_of(await daemon.get("/backup")))["status"] == "running"
+    again = await daemon.post_form("/backup", {"action": "START"})
+    assert again.code == 400 and json.loads(await again.content())["Error-Message"] == "A backup is already running"
+    stopped = await daemon.post_form("/backup", {"action": "Stop"})
+    assert stopped.code == 200
+    for _ in range(200):
+        if not daemon.service.runner.is_running(daemon.service.runner.kinds["backup"]):
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    await deferLater(reactor, 0.1, lambda: None)
+    assert (await daemon.get("/backup")).code == 404
+    assert [n for n in os.listdir(daemon.admin_path / "home/sftp/uploads")] == []
+    assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 200  # nothing to stop: fine
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backup_that_would_fill_the_disk_is_refused_before_writing(backup_daemon, data):
+    with open(data / "app" / "huge.img", "wb") as f:
+        f.truncate(1 << 42)  # sparse: 4 TiB on paper, more than any test disk has free
+    assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
+    assert (await finished_backup(backup_daemon))["status"] == "failed"
+    log = (await (await backup_daemon.get("/backup/log")).content()).decode()
+    assert "Not enough free space for the backup: it needs about" in log and "are free" in log
+    assert not (backup_daemon.admin_path / "home/sftp/uploads/backup.tar").exists()
+
+
+# Hostile archives: each is refused whole, naming what is wrong, and nothing changes.
+
+def tar_of(*members, gz: bool = False) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as tar:
+        for info, content in members:
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
+    return out.getvalue()
+
+
+def entry(name: str, kind=tarfile.REGTYPE, content: bytes = b"x", linkname: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = len(content) if kind == tarfile.REGTYPE else 0
+    return info, (content if kind == tarfile.REGTYPE else None)
+
+
+def bomb() -> bytes:
+    info = tarfile.TarInfo("zeros.bin")
+    info.size = 60_000_000  # over the 50 MB cap the fixture sets
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    return out.getvalue()
+
+
+HOSTILE = {
+    "absolute name": (tar_of(entry("/etc/evil")), "'/etc/evil'"),
+    "dot-dot": (tar_of(entry("app/../../evil")), "'app/../../evil'"),
+    "symlink out": (tar_of(entry("app/link", tarfile.SYMTYPE, linkname="/etc/passwd")), "'app/link'"),
+    "symlink up": (tar_of(entry("up", tarfile.SYMTYPE, linkname="../../outside")), "'up'"),
+    "write through a symlink": (tar_of(entry("d", tarfile.SYMTYPE, linkname="app"), entry("d/x")), "'d/x'"),
+    "hard link out": (tar_of(entry("h", tarfile.LNKTYPE, linkname="../outside")), "'h'"),
+    "device": (tar_of(entry("dev", tarfile.CHRTYPE)), "'dev'"),
+    "fifo": (tar_of(entry("pipe", tarfile.FIFOTYPE)), "'pipe'"),
+    "tar bomb": (bomb(), "expands to 60000000 bytes"),
+    "truncated": (tar_of(entry("keep.txt", content=b"y" * 5000))[:1500], "Unable to extract backup archive"),
+    "not a tar": (b"just some text, not an archive at all\n" * 40, "Unable to extract backup archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+@pytest_twisted.ensureDeferred
+async def test_a_hostile_archive_is_refused_whole_and_changes_nothing(backup_daemon, data, case):
+    archive, named = HOSTILE[case]
+    before = snapshot(data)
+    response = await restore(backup_daemon, archive)
+    assert response.code == 400
+    message = json.loads(await response.content())["Error-Message"]
+    assert named in message, message
+    assert snapshot(data) == before
+    assert sorted(os.listdir(data)) == ["app", "ignored.txt", "keep.txt"]
+    assert "outside" not in os.listdir(data.parent) and not os.path.exists("/etc/evil")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_member_after_good_ones_refuses_the_whole_archive(backup_daemon, data):
+    before = snapshot(data)
+    archive = tar_of(entry("keep.txt", content=b"replaced\n"), entry("new.txt"), entry("/abs"))
+    response = await restore(backup_daemon, archive)
+    assert response.code == 400
+    assert snapshot(data) == before and not (data / "new.txt").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_restore_while_a_backup_runs(backup_daemon, tmp_path, monkeypatch):
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
+    (slow / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
+    response = await restore(backup_daemon, tar_of(entry("keep.txt")))
+    assert response.code == 400
+    assert json.loads(await response.content())["Error-Message"] == "Cannot start a restore while a backup is running"
+    assert (await backup_daemon.post_form("/backup", {"action": "STOP"})).code == 200
