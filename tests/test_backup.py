@@ -43,7 +43,7 @@ def backup_daemon(make_daemon, data, tmp_path):
 def snapshot(root) -> dict[str, tuple[int, bytes]]:
     """Every file under root: its mode and bytes (what a restore must give back exactly)."""
     found = {}
-    for directory, dirs, files in os.walk(root):
+    for directory, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(directory, name)
             with open(path, "rb") as f:
