@@ -8,7 +8,7 @@ import os
 import secrets
 from importlib import resources
 
-from .files import atomic_write, read_first_line
+from .files import CachedFirstLine, atomic_write
 from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255
@@ -41,30 +41,28 @@ def token_problem(candidate: str) -> str | None:
 class TokenStore:
     """The token in etc/api.token, re-read only when the file changes on disk.
 
-    ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
+    With a ``clock``, the file is looked at no more than once every ``max_age`` seconds
+    (a token changed outside the daemon takes effect within that time); a token the
+    daemon writes itself (POST /setup, first run) takes effect for the next request.
+    Without one, the file is looked at on every request. ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
     has an admin group, owns the token files (mode 0660) so its unprivileged tools can read
     them, as on appliances in the field; without it they are the daemon's alone (0600).
     """
 
-    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None):
+    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None,
+                 clock=None, max_age: float = 1.0):
         self.tree = tree
         self.first_run_enabled = first_run_enabled
         self.group = group
-        self._stamp: tuple | None = None
-        self._token: str | None = None
+        self._file = CachedFirstLine(tree.token_file, clock, max_age)
 
     def current(self) -> str | None:
         """The token, or None when there is no usable one (missing or empty file)."""
-        try:
-            st = os.stat(self.tree.token_file)
-        except FileNotFoundError:
-            self._stamp, self._token = None, None
-            return None
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp != self._stamp:
-            self._token = read_first_line(self.tree.token_file) or None
-            self._stamp = stamp
-        return self._token
+        return self._file.read() or None
+
+    def invalidate(self) -> None:
+        """Look at the token file on the next request, whenever it was last looked at."""
+        self._file.invalidate()
 
     @property
     def first_run(self) -> bool | None:
@@ -89,7 +87,10 @@ class TokenStore:
 
     def _write(self, path, token: str) -> None:
         mode = TOKEN_FILE_MODE if self.group is None else GROUP_TOKEN_FILE_MODE
-        atomic_write(path, token.encode() + b"\n", mode, self.group)
+        try:
+            atomic_write(path, token.encode() + b"\n", mode, self.group)
+        finally:
+            self.invalidate()  # the next request checks the new token, not the old
 
     def authenticates(self, method: str, path: str, token: str | None, hash_: str | None) -> bool:
         """Whether the query's token or hash matches; the hash decides when both are sent."""

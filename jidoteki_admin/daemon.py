@@ -102,7 +102,7 @@ class AdminService(MultiService):
         clock = clock or reactor
         config = settings.config
         self.tree = tree = AdminTree(settings.admin_path)
-        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group)
+        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group, clock)
         self.lock = TreeLock(tree.lock_file)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
         self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout,
