@@ -22,6 +22,7 @@ from .config import (
     default_admin_path,
     load_config,
 )
+from .accesslog import twistd_log_file
 from .daemon import AdminService, StartupError
 
 PROGRAM = "jidoteki-admin"
@@ -122,7 +123,7 @@ def makeService(options: Options) -> MultiService:
 
     settings = settings_from(options)
     try:
-        admin = AdminService(settings, reactor)
+        admin = AdminService(settings, reactor, log_file=twistd_log_file)
     except StartupError as e:
         raise SystemExit(f"{PROGRAM}: {e}") from None
     daemon = Daemon()

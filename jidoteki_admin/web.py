@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http, server
 
+from .accesslog import AccessLog
 from .audit import client_host
 from . import responses
 from .config import ConnectionLimits
@@ -531,6 +532,7 @@ class AdminSite(server.Site):
         self.connections = ConnectionCounter(self)
         self.uploading: set[AdminRequest] = set()  # requests with a form on its way to disk
         self.displayTracebacks = False
+        self.access_log = AccessLog(self.clock)  # the daemon points it at twistd's log file
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
@@ -558,32 +560,26 @@ class AdminSite(server.Site):
             self.logger.failure("Could not log request {id}", id=request.request_id)
 
     def _log_access(self, request: AdminRequest) -> None:
-        self.logger.info(
-            '{client} "{method} {uri} {protocol}" {code} {length} id={request_id}',
-            client=client_host(request),
-            method=request.method.decode("ascii", "replace"),
-            uri=scrub_uri(request.uri).decode("ascii", "replace"),
-            protocol=(request.clientproto or b"").decode("ascii", "replace"),
-            code=request.code,
-            length=request.sentLength or "-",
-            request_id=request.request_id,
+        # One f-string: this runs for every request (see accesslog.py).
+        self.access_log.record(
+            f'{client_host(request)} "{_text(request.method)} {_text(scrub_uri(request.uri))} '
+            f'{_text(request.clientproto or b"")}" {request.code} {request.sentLength or "-"} '
+            f'id={request.request_id}'
         )
 
     def refused_connection(self, channel: AdminChannel, status: int, message: str, request_id: str) -> None:
         """The access log line of a request the channel refused before it was complete."""
         peer = channel.transport.getPeer() if channel.transport is not None else None
-        self.logger.info("{client} {code} {message} id={request_id}",
-                         client=getattr(peer, "host", "-"), code=status, message=message,
-                         request_id=request_id)
+        self.access_log.record(f"{getattr(peer, 'host', '-')} {status} {message} id={request_id}")
 
     def refused_early(self, request: AdminRequest, problem: APIError) -> None:
-        self.logger.info(
-            '{client} "{method} {uri}" {code} refused before the body: {message} id={request_id}',
-            client=client_host(request),
-            method=request.line_method.decode("ascii", "replace"),
-            uri=scrub_uri(request.line_uri).decode("ascii", "replace"),
-            code=problem.status,
-            message=problem.message,
-            request_id=request.request_id,
+        self.access_log.record(
+            f'{client_host(request)} "{_text(request.line_method)} {_text(scrub_uri(request.line_uri))}" '
+            f'{problem.status} refused before the body: {problem.message} id={request.request_id}'
         )
         self.policy.refused(request, request.line_method, request.line_path, problem)
+
+
+def _text(value: bytes) -> str:
+    """Request bytes as log text: anything that is not ASCII shows as a replacement mark."""
+    return value.decode("ascii", "replace")

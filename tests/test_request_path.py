@@ -2,11 +2,16 @@
 second, a token the daemon writes is used at once, and the access log is written in
 batches that are never lost at a stop."""
 
-import json
+import http.client
+import re
 
 import pytest_twisted
+from twisted.internet.task import Clock
+from twisted.logger import formatTime
 
 from conftest import json_of
+from jidoteki_admin.accesslog import AccessLog
+from test_signals import TOKEN, start, twistd  # noqa: F401 (its twistd fixture, with the run directories start expects)
 
 
 def write_version(daemon, version: str) -> None:
@@ -56,3 +61,62 @@ async def test_a_token_set_through_setup_takes_effect_for_the_next_request(memor
     memory_daemon.token = "next-token"
     assert (await memory_daemon.get("/health", auth="hash")).code == 200
     assert (await memory_daemon.get("/health", auth="token")).code == 200
+
+
+# The access log
+
+
+def test_access_lines_wait_for_the_batch_and_keep_the_time_of_their_request():
+    clock, written = Clock(), []
+    log = AccessLog(clock, written.append, interval=0.25, most_lines=100)
+    clock.advance(1_800_000_000.5)
+    log.record("first")
+    clock.advance(0.125)
+    log.record("second")
+    assert written == []
+    clock.advance(0.125)
+    assert len(written) == 1  # one write for the batch
+    stamp = formatTime(1_800_000_000)
+    assert written[0] == (f"{stamp} [jidoteki_admin.web.AdminSite#info] first\n"
+                          f"{stamp} [jidoteki_admin.web.AdminSite#info] second\n")
+    assert clock.getDelayedCalls() == []  # nothing scheduled while nothing waits
+
+
+def test_a_full_batch_is_written_at_once():
+    clock, written = Clock(), []
+    log = AccessLog(clock, written.append, interval=0.2, most_lines=3)
+    for n in range(7):
+        log.record(f"line {n}")
+    assert [batch.count("\n") for batch in written] == [3, 3]
+    log.flush()
+    assert "".join(written).count("\n") == 7
+
+
+def test_at_a_stop_waiting_lines_and_later_ones_are_written_at_once():
+    clock, written = Clock(), []
+    log = AccessLog(clock, written.append, interval=0.2)
+    log.record("waiting")
+    log.stop()
+    assert len(written) == 1 and "waiting" in written[0]
+    log.record("after the stop")
+    assert len(written) == 2 and "after the stop" in written[1]
+    assert clock.getDelayedCalls() == []
+
+
+def test_under_twistd_every_access_line_reaches_the_log_before_it_exits(twistd, tmp_path):
+    daemon, admin, port, _ = start(twistd, tmp_path)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(40):  # one kept-alive connection, as fast as the daemon answers
+        connection.request("GET", f"/api/v1/admin/version?x=1&token={TOKEN}")
+        assert connection.getresponse().read() == b'{"version":"1.2.3"}'
+    connection.request("GET", "/api/v1/admin/version?newtoken=s3cret-new")
+    assert connection.getresponse().status == 403
+    connection.close()
+    daemon.stop()  # SIGTERM at once: the last batch is still waiting
+    text = daemon.text()
+    lines = [line for line in text.splitlines() if "[jidoteki_admin.web.AdminSite#info]" in line]
+    assert sum('"GET /api/v1/admin/version?x=1&token=REDACTED HTTP/1.1" 200 19 id=' in line
+               for line in lines) == 40, text
+    assert sum("?newtoken=REDACTED HTTP/1.1\" 403" in line for line in lines) == 1, text
+    assert TOKEN not in text and "s3cret-new" not in text
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[", line) for line in lines), lines
