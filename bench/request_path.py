@@ -12,7 +12,8 @@ Three servers run side by side as child processes over TLS with the same certifi
 wrk (keep-alive, 2 threads) loads each in turn for --duration seconds, rounds interleaved,
 and the median of the rounds is printed for req/s, p50 and p99, by token and by hash, at
 each connection count. Also printed: each server's idle RSS and its time from start to
-first answer. A report, not a test: nothing passes or fails.
+first answer, and the p50 and p99 of --pollers clients polling GET /update once a second
+while an update job runs on the daemon. A report, not a test: nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -213,6 +214,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", default="16,256")
+    parser.add_argument("--pollers", type=int, default=200, help="clients polling GET /update (0: none)")
+    parser.add_argument("--poll-seconds", type=float, default=10.0)
     parser.add_argument("--dir", help="where the admin tree lives [default: system temp]")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -225,6 +228,10 @@ def main() -> None:
         connections = [int(c) for c in args.connections.split(",")]
         results = load_runs(servers, connections, args.rounds, args.duration)
         print_table(servers, results, args.rounds, args.duration)
+        if args.pollers:
+            from polling import poll_during_update  # bench/, beside this file
+            poll_during_update(servers["jidoteki-admin"].port, work, work / "admin", TOKEN,
+                               args.pollers, args.poll_seconds)
     finally:
         for server in servers.values():
             server.stop()
