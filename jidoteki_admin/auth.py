@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from functools import lru_cache
 from importlib import resources
 
 from .files import CachedFirstLine, atomic_write
@@ -25,6 +26,15 @@ def secret_key(token: str) -> str:
 def request_hash(token: str, method: str, path: str) -> str:
     """HMAC-SHA256 over METHOD + path (no query string), keyed by the secret key."""
     return hmac.new(secret_key(token).encode(), (method + path).encode(), hashlib.sha256).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def expected_hash(token: str, method: str, path: str) -> bytes:
+    """request_hash as bytes, kept for the few (token, method, path) a daemon sees again
+    and again: two SHA-256 passes and an HMAC object for every request add up. Only
+    endpoints that exist get this far (an unknown path is a 404 before authentication),
+    and the cache is bounded, so odd methods cannot make it grow."""
+    return request_hash(token, method, path).encode()
 
 
 def token_problem(candidate: str) -> str | None:
@@ -55,10 +65,15 @@ class TokenStore:
         self.first_run_enabled = first_run_enabled
         self.group = group
         self._file = CachedFirstLine(tree.token_file, clock, max_age)
+        self._last: str | None = None
 
     def current(self) -> str | None:
         """The token, or None when there is no usable one (missing or empty file)."""
-        return self._file.read() or None
+        token = self._file.read() or None
+        if token != self._last:
+            expected_hash.cache_clear()  # no hash of a token that is gone stays in memory
+            self._last = token
+        return token
 
     def invalidate(self) -> None:
         """Look at the token file on the next request, whenever it was last looked at."""
@@ -98,9 +113,7 @@ class TokenStore:
         if expected is None:
             return False
         if hash_ is not None:
-            return hmac.compare_digest(
-                hash_.lower().encode(), request_hash(expected, method, path).encode()
-            )
+            return hmac.compare_digest(hash_.lower().encode(), expected_hash(expected, method, path))
         if token is not None:
             return hmac.compare_digest(token.encode(), expected.encode())
         return False

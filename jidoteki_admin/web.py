@@ -16,8 +16,8 @@ closes new connections past its caps at once.
 from __future__ import annotations
 
 import io
+import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,26 @@ TOO_LARGE = "Request body is larger than this endpoint accepts"
 CLOSE_GRACE = 2.0
 # Connections closed past the caps are logged at most once in this many seconds.
 REFUSAL_REPORT_INTERVAL = 60.0
+
+
+class RequestIds:
+    """Random request ids (16 hex digits) drawn from the system a batch at a time: one
+    os.urandom call per request cost as much as the rest of making the request."""
+
+    BATCH = 256
+
+    def __init__(self):
+        self._pool = ""
+        self._at = 0
+
+    def next(self) -> str:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(8 * self.BATCH).hex(), 0
+        start, self._at = self._at, self._at + 16
+        return self._pool[start:self._at]
+
+
+new_request_id = RequestIds().next
 
 
 @dataclass(frozen=True)
@@ -117,7 +137,7 @@ class AdminRequest(server.Request):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.request_id = secrets.token_hex(8)
+        self.request_id = new_request_id()
         self.form = Form()
         self.body_problem: APIError | None = None
         self._form_stream: FormStream | None = None
@@ -308,10 +328,26 @@ class AdminChannel(http.HTTPChannel):
         self._paused_in_window = False
         self._abort_call = None
         self._answered = False
+        self._host = None
+        self._secure: bool | None = None
 
     @property
     def limits(self) -> ConnectionLimits:
         return self.site.limits
+
+    # Every request asks for these; through the TLS and connection-cap wrappers each
+    # answer costs attribute lookups, an interface adaptation or a getsockname system
+    # call. Neither changes during a connection, so each is asked once.
+
+    def getHost(self):
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def isSecure(self) -> bool:
+        if self._secure is None:
+            self._secure = bool(super().isSecure())
+        return self._secure
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -395,7 +431,7 @@ class AdminChannel(http.HTTPChannel):
         """Answer with the API's JSON error and hang up."""
         if self._answered or self.transport is None:
             return
-        request_id = self.requests[-1].request_id if self.requests else secrets.token_hex(8)
+        request_id = self.requests[-1].request_id if self.requests else new_request_id()
         self.site.refused_connection(self, status, message, request_id)
         self.answer_and_close(early_answer(status, message, self.site.policy.first_run(), request_id))
 

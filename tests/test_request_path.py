@@ -11,7 +11,12 @@ from twisted.logger import formatTime
 
 from conftest import json_of
 from jidoteki_admin.accesslog import AccessLog
+from jidoteki_admin.auth import expected_hash, request_hash
+from jidoteki_admin.web import RequestIds
 from test_signals import TOKEN, start, twistd  # noqa: F401 (its twistd fixture, with the run directories start expects)
+
+
+HEALTH = "/api/v1/admin/health"
 
 
 def write_version(daemon, version: str) -> None:
@@ -120,3 +125,24 @@ def test_under_twistd_every_access_line_reaches_the_log_before_it_exits(twistd, 
     assert sum("?newtoken=REDACTED HTTP/1.1\" 403" in line for line in lines) == 1, text
     assert TOKEN not in text and "s3cret-new" not in text
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[", line) for line in lines), lines
+
+
+# Per-request work done once
+
+
+def test_request_ids_are_16_hex_digits_and_never_repeat_across_batches():
+    ids = RequestIds()
+    drawn = [ids.next() for _ in range(RequestIds.BATCH * 3 + 5)]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", value) for value in drawn)
+    assert len(set(drawn)) == len(drawn)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_replaced_token_leaves_no_cached_hash_of_the_old_one(memory_daemon):
+    assert (await memory_daemon.get("/health", auth="hash")).code == 200
+    assert expected_hash.cache_info().currsize >= 1
+    assert (await memory_daemon.post_form("/setup", {"newtoken": "next-token"}, auth="token")).code == 200
+    assert (await memory_daemon.get("/health", auth=None, hash=request_hash("yourtoken", "GET", HEALTH))).code == 403
+    hits = expected_hash.cache_info().hits
+    expected_hash("yourtoken", "GET", HEALTH)
+    assert expected_hash.cache_info().hits == hits  # a miss: the old token's hash was dropped

@@ -45,6 +45,7 @@ class Information:
         self.tree = context.tree
         # Read for every GET /version; an update's new version.txt shows within a second.
         self.version_file = CachedFirstLine(context.tree.version_file, context.clock)
+        self._version_body: tuple[str | None, bytes] = (None, b"")
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)
         self.catalogue = context.catalogue
@@ -69,7 +70,9 @@ class Information:
         version = self.version_file.read()
         if version is None:
             raise APIError(404, "Version file not found")
-        return responses.document(request, {"version": version.strip()})
+        if self._version_body[0] != version:  # the JSON is made once per version, not per request
+            self._version_body = (version, responses.compact_json({"version": version.strip()}))
+        return responses.body(request, 200, self._version_body[1], responses.JSON)
 
     def changelog(self, request):
         return responses.stream_file(request, self.tree.changelog_file, responses.TEXT, no_cache=True)
