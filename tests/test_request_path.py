@@ -2,6 +2,7 @@
 second, a token the daemon writes is used at once, and the access log is written in
 batches that are never lost at a stop."""
 
+import gc
 import http.client
 import re
 
@@ -12,6 +13,7 @@ from twisted.logger import formatTime
 from conftest import json_of
 from jidoteki_admin.accesslog import AccessLog
 from jidoteki_admin.auth import expected_hash, request_hash
+from jidoteki_admin.tap import Daemon, freeze_startup_objects
 from jidoteki_admin.web import RequestIds
 from test_signals import TOKEN, start, twistd  # noqa: F401 (its twistd fixture, with the run directories start expects)
 
@@ -146,3 +148,26 @@ async def test_a_replaced_token_leaves_no_cached_hash_of_the_old_one(memory_daem
     hits = expected_hash.cache_info().hits
     expected_hash("yourtoken", "GET", HEALTH)
     assert expected_hash.cache_info().hits == hits  # a miss: the old token's hash was dropped
+
+
+class Recorder:
+    """A reactor that only records what is to run once it runs."""
+
+    def __init__(self):
+        self.when_running = []
+
+    def callWhenRunning(self, f, *args):
+        self.when_running.append(f)
+
+
+def test_under_twistd_the_objects_made_at_start_up_are_frozen_once_the_reactor_runs():
+    daemon = Daemon()
+    daemon.reactor = Recorder()
+    daemon.startService()
+    assert daemon.reactor.when_running == [freeze_startup_objects]
+    gc.unfreeze()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
