@@ -77,7 +77,7 @@ async def _poll_all(port: int, target: str, clients: int, seconds: float):
 
 def poll_during_update(port: int, work: Path, admin: Path, token: str, clients: int, seconds: float) -> None:
     """Start an update that runs for longer than ``seconds``, poll, and print the latencies."""
-    pkg = install_slow_update(work, admin, seconds + 5)
+    pkg = install_slow_update(work, admin, seconds + 60)  # still running when the polling ends
     started = subprocess.run(
         ["curl", "-sSk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
          f"https://127.0.0.1:{port}{UPDATE_PATH}?token={token}", "-F", f"update=@{pkg}"],
