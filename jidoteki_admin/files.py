@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import LogRotate
@@ -73,6 +73,12 @@ def read_first_line(path: Path) -> str | None:
     return line.rstrip(b"\r\n").decode("utf-8", "replace")
 
 
+class Clock(Protocol):
+    """What CachedFirstLine needs of a reactor (IReactorTime.seconds)."""
+
+    def seconds(self) -> float: ...
+
+
 class CachedFirstLine:
     """The first line of a small file (read_first_line), kept between requests.
 
@@ -84,12 +90,12 @@ class CachedFirstLine:
     ``max_age`` 0 looks at every read.
     """
 
-    def __init__(self, path: Path, clock=None, max_age: float = 1.0):
+    def __init__(self, path: Path, clock: Clock | None = None, max_age: float = 1.0):
         self.path = path
         self.clock = clock
         self.max_age = max_age if clock is not None else 0.0
         self._checked: float | None = None
-        self._stamp: tuple | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._value: str | None = None
 
     def read(self) -> str | None:

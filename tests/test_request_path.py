@@ -15,7 +15,10 @@ from jidoteki_admin.accesslog import AccessLog
 from jidoteki_admin.auth import expected_hash, request_hash
 from jidoteki_admin.tap import Daemon, freeze_startup_objects
 from jidoteki_admin.web import RequestIds
-from test_signals import TOKEN, start, twistd  # noqa: F401 (its twistd fixture, with the run directories start expects)
+import test_signals
+from test_signals import TOKEN, start
+
+twistd = test_signals.twistd  # its fixture, with the run directories its start() expects
 
 
 HEALTH = "/api/v1/admin/health"
