@@ -6,6 +6,7 @@ import gc
 import http.client
 import re
 
+import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.logger import formatTime
@@ -113,8 +114,9 @@ def test_at_a_stop_waiting_lines_and_later_ones_are_written_at_once():
     assert clock.getDelayedCalls() == []
 
 
-def test_under_twistd_every_access_line_reaches_the_log_before_it_exits(twistd, tmp_path):
-    daemon, admin, port, _ = start(twistd, tmp_path)
+@pytest.mark.parametrize("log_option", [(), ("--logfile=twistd.log",)], ids=["stdout", "logfile"])
+def test_under_twistd_every_access_line_reaches_the_log_before_it_exits(twistd, tmp_path, log_option):
+    daemon, admin, port, _ = start(twistd, tmp_path, *log_option)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     for _ in range(40):  # one kept-alive connection, as fast as the daemon answers
         connection.request("GET", f"/api/v1/admin/version?x=1&token={TOKEN}")
@@ -123,7 +125,7 @@ def test_under_twistd_every_access_line_reaches_the_log_before_it_exits(twistd, 
     assert connection.getresponse().status == 403
     connection.close()
     daemon.stop()  # SIGTERM at once: the last batch is still waiting
-    text = daemon.text()
+    text = daemon.text() + daemon.logfile_text()
     lines = [line for line in text.splitlines() if "[jidoteki_admin.web.AdminSite#info]" in line]
     assert sum('"GET /api/v1/admin/version?x=1&token=REDACTED HTTP/1.1" 200 19 id=' in line
                for line in lines) == 40, text
