@@ -586,7 +586,7 @@ class AdminSite(server.Site):
         return ConnectionLimiter(factory, self.connections)
 
     def log(self, request: AdminRequest) -> None:
-        """The access log, through twisted.logger, with secrets scrubbed.
+        """The access log line (accesslog.py: batched into twistd's log), secrets scrubbed.
 
         Whatever goes wrong here must not keep the request from finishing."""
         try:
