@@ -176,3 +176,13 @@ def test_under_twistd_the_objects_made_at_start_up_are_frozen_once_the_reactor_r
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_writes_the_waiting_access_lines_before_the_logs_are_reopened(memory_daemon):
+    access_log, written = memory_daemon.service.site.access_log, []
+    access_log.output, access_log.batching = written.append, True  # as under twistd
+    assert (await memory_daemon.get("/health")).code == 200
+    assert written == []  # waiting for its batch: the daemon's clock has not moved
+    memory_daemon.service.reload()  # what SIGHUP runs
+    assert len(written) == 1 and '"GET /api/v1/admin/health?token=REDACTED HTTP/1.1" 200' in written[0]
