@@ -6,9 +6,10 @@ import hashlib
 import hmac
 import os
 import secrets
+from functools import lru_cache
 from importlib import resources
 
-from .files import atomic_write, read_first_line
+from .files import CachedFirstLine, atomic_write
 from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255
@@ -27,6 +28,15 @@ def request_hash(token: str, method: str, path: str) -> str:
     return hmac.new(secret_key(token).encode(), (method + path).encode(), hashlib.sha256).hexdigest()
 
 
+@lru_cache(maxsize=256)
+def expected_hash(token: str, method: str, path: str) -> bytes:
+    """request_hash as bytes, kept for the few (token, method, path) a daemon sees again
+    and again: two SHA-256 passes and an HMAC object for every request add up. Only
+    endpoints that exist get this far (an unknown path is a 404 before authentication),
+    and the cache is bounded, so odd methods cannot make it grow."""
+    return request_hash(token, method, path).encode()
+
+
 def token_problem(candidate: str) -> str | None:
     """Why ``candidate`` can't be an API token, or None when it can."""
     if not candidate:
@@ -41,30 +51,33 @@ def token_problem(candidate: str) -> str | None:
 class TokenStore:
     """The token in etc/api.token, re-read only when the file changes on disk.
 
-    ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
+    With a ``clock``, the file is looked at no more than once every ``max_age`` seconds
+    (a token changed outside the daemon takes effect within that time); a token the
+    daemon writes itself (POST /setup, first run) takes effect for the next request.
+    Without one, the file is looked at on every request. ``first_run_enabled`` is the config's first-run switch. ``group``, when the appliance
     has an admin group, owns the token files (mode 0660) so its unprivileged tools can read
     them, as on appliances in the field; without it they are the daemon's alone (0600).
     """
 
-    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None):
+    def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None,
+                 clock=None, max_age: float = 1.0):
         self.tree = tree
         self.first_run_enabled = first_run_enabled
         self.group = group
-        self._stamp: tuple | None = None
-        self._token: str | None = None
+        self._file = CachedFirstLine(tree.token_file, clock, max_age)
+        self._last: str | None = None
 
     def current(self) -> str | None:
         """The token, or None when there is no usable one (missing or empty file)."""
-        try:
-            st = os.stat(self.tree.token_file)
-        except FileNotFoundError:
-            self._stamp, self._token = None, None
-            return None
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp != self._stamp:
-            self._token = read_first_line(self.tree.token_file) or None
-            self._stamp = stamp
-        return self._token
+        token = self._file.read() or None
+        if token != self._last:
+            expected_hash.cache_clear()  # no hash of a token that is gone stays in memory
+            self._last = token
+        return token
+
+    def invalidate(self) -> None:
+        """Look at the token file on the next request, whenever it was last looked at."""
+        self._file.invalidate()
 
     @property
     def first_run(self) -> bool | None:
@@ -89,7 +102,10 @@ class TokenStore:
 
     def _write(self, path, token: str) -> None:
         mode = TOKEN_FILE_MODE if self.group is None else GROUP_TOKEN_FILE_MODE
-        atomic_write(path, token.encode() + b"\n", mode, self.group)
+        try:
+            atomic_write(path, token.encode() + b"\n", mode, self.group)
+        finally:
+            self.invalidate()  # the next request checks the new token, not the old
 
     def authenticates(self, method: str, path: str, token: str | None, hash_: str | None) -> bool:
         """Whether the query's token or hash matches; the hash decides when both are sent."""
@@ -97,9 +113,7 @@ class TokenStore:
         if expected is None:
             return False
         if hash_ is not None:
-            return hmac.compare_digest(
-                hash_.lower().encode(), request_hash(expected, method, path).encode()
-            )
+            return hmac.compare_digest(hash_.lower().encode(), expected_hash(expected, method, path))
         if token is not None:
             return hmac.compare_digest(token.encode(), expected.encode())
         return False

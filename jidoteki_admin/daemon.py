@@ -20,6 +20,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from . import __version__
+from .accesslog import file_output
 from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
@@ -95,14 +96,18 @@ def launcher_for(tree: AdminTree, config: Config) -> Launcher:
 class AdminService(MultiService):
     log = Logger()
 
-    def __init__(self, settings: Settings, reactor, clock=None):
+    def __init__(self, settings: Settings, reactor, clock=None, log_file=lambda: None):
+        """``log_file``, called when the service starts, gives the file the daemon's log
+        goes to (twistd's), which the access log then writes to in batches; None keeps
+        every access log line going through twisted.logger."""
         super().__init__()
         self.settings = settings
+        self.log_file = log_file
         self.reactor = reactor
         clock = clock or reactor
         config = settings.config
         self.tree = tree = AdminTree(settings.admin_path)
-        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group)
+        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group, clock)
         self.lock = TreeLock(tree.lock_file)
         self.tls = ContextFactory(tree.certificate, tree.private_key)
         self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout,
@@ -149,6 +154,10 @@ class AdminService(MultiService):
         # and the token are made after the switch, owned by the user the daemon runs as.
         # (The listeners bind before it, so a port below 1024 still works.)
         self._prepare()
+        out = self.log_file()
+        if out is not None:
+            self.site.access_log.output = file_output(out)
+            self.site.access_log.batching = True
         super().startService()
         if os.geteuid() == 0:
             self.log.warn("Running as root: run the daemon as an unprivileged user (the unit's User=, or "
@@ -170,6 +179,9 @@ class AdminService(MultiService):
         remove_partial_files(self.tree.uploads)
         self.api.throttle.stop()
         stopped = super().stopService()
+        # After the listeners' stop began: the lines of requests still finishing are
+        # written as they come from now on.
+        self.site.access_log.stop()
         # The tree is released only once the jobs have stopped, so a successor never meets them.
         stopped.addBoth(lambda result: (self.lock.release(), result)[1])
         return stopped
@@ -224,6 +236,7 @@ class AdminService(MultiService):
         (self.log.warn if failed else self.log.info)("SIGHUP: {done}", done="; ".join(done))
 
     def _reopen_logs(self) -> str:
+        self.site.access_log.flush()  # the lines waiting belong in the file being moved away
         reopened = reopen_log_files()
         self.runner.reopen_logs()
         if reopened:

@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import LogRotate
@@ -71,6 +71,56 @@ def read_first_line(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     return line.rstrip(b"\r\n").decode("utf-8", "replace")
+
+
+class Clock(Protocol):
+    """What CachedFirstLine needs of a reactor (IReactorTime.seconds)."""
+
+    def seconds(self) -> float: ...
+
+
+class CachedFirstLine:
+    """The first line of a small file (read_first_line), kept between requests.
+
+    Opening and reading the file for every request costs more than the rest of a small
+    answer. The file is looked at (one stat) at most once every ``max_age`` seconds of
+    ``clock``, and read again only when its inode, size or modification time changed, so
+    a change made outside the daemon is served within ``max_age`` seconds. A change the
+    daemon makes itself calls ``invalidate``, and the next read sees it at once.
+    ``max_age`` 0 looks at every read.
+    """
+
+    def __init__(self, path: Path, clock: Clock | None = None, max_age: float = 1.0):
+        self.path = path
+        self.clock = clock
+        self.max_age = max_age if clock is not None else 0.0
+        self._checked: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
+        self._value: str | None = None
+
+    def read(self) -> str | None:
+        """The first line, or None when the file is missing."""
+        now = self.clock.seconds() if self.clock is not None else 0.0
+        last = self._checked
+        if last is not None and 0 <= now - last < self.max_age:
+            return self._value
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp = self._value = None
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp != self._stamp:
+            # Read after the stat: a file replaced in between is read new and read again
+            # at the next look, since its stamp differs from the one kept.
+            self._value = read_first_line(self.path)
+            self._stamp = stamp
+        return self._value
+
+    def invalidate(self) -> None:
+        """Look at the file again on the next read (the daemon just changed it)."""
+        self._checked = None
 
 
 def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:

@@ -97,8 +97,11 @@ class Daemon:
         return self.base + full
 
     def set_token(self, token: str) -> None:
+        """Change the token outside the daemon, and have it seen by the next request
+        (without waiting for the daemon's next look at the file)."""
         tree = self.service.tree
         tree.token_file.write_text(token + "\n")
+        self.service.tokens.invalidate()
         self.token = token
 
     def request(self, method: str, url: str, **kwargs):

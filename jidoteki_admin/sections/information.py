@@ -13,7 +13,7 @@ from twisted.internet.task import LoopingCall
 from .. import responses
 from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
 from ..context import Context
-from ..files import read_first_line
+from ..files import CachedFirstLine
 from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0
@@ -43,6 +43,9 @@ class Information:
 
     def __init__(self, context: Context):
         self.tree = context.tree
+        # Read for every GET /version; an update's new version.txt shows within a second.
+        self.version_file = CachedFirstLine(context.tree.version_file, context.clock)
+        self._version_body: tuple[str | None, bytes] = (None, b"")
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)
         self.catalogue = context.catalogue
@@ -64,10 +67,12 @@ class Information:
         ))
 
     def version(self, request) -> bytes:
-        version = read_first_line(self.tree.version_file)
+        version = self.version_file.read()
         if version is None:
             raise APIError(404, "Version file not found")
-        return responses.document(request, {"version": version.strip()})
+        if self._version_body[0] != version:  # the JSON is made once per version, not per request
+            self._version_body = (version, responses.compact_json({"version": version.strip()}))
+        return responses.body(request, 200, self._version_body[1], responses.JSON)
 
     def changelog(self, request):
         return responses.stream_file(request, self.tree.changelog_file, responses.TEXT, no_cache=True)
