@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from conftest import json_of
+from conftest import json_of, wait_until
 
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
 
@@ -89,6 +89,10 @@ async def test_a_backup_round_trip_restores_every_byte_and_mode(backup_daemon, d
     assert saved == archive.read_bytes()
 
     before = snapshot(data)
+    persisted = daemon.admin_path / "log" / "persisted"
+    hook = daemon.admin_path / "bin" / "persist.sh"
+    hook.write_text(f"#!/bin/sh\necho yes >> {persisted}\n")
+    hook.chmod(0o755)
     (data / "app" / "settings.conf").write_text("mode=broken\n")
     (data / "app" / "db" / "main.db").unlink()
     (data / "keep.txt").chmod(0o600)
@@ -97,6 +101,7 @@ async def test_a_backup_round_trip_restores_every_byte_and_mode(backup_daemon, d
     assert await response.content() == b'{"Status":"200 OK"}'
     assert snapshot(data) == before
     assert sorted(os.listdir(data)) == ["app", "ignored.txt", "keep.txt"]  # no staging left
+    assert await wait_until(lambda: persisted.exists())  # the restored data survives a reboot
 
 
 @pytest.mark.parametrize("fields", [{}, {"action": "RESTART"}, {"action": ""}])

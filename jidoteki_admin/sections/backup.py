@@ -19,6 +19,7 @@ from ..catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, STATUS, Endp
 from ..context import Context
 from ..files import remove_quietly
 from ..jobs.backup import BACKUP, write_status
+from ..jobs.persist import PERSIST
 from ..jobs.restore import RESTORE
 from ..responses import APIError
 from ..runner import SUCCESS
@@ -50,6 +51,7 @@ class Backup:
         self._running: defer.Deferred | None = None
         context.runner.register(BACKUP)
         context.runner.register(RESTORE)
+        context.runner.register(PERSIST)
 
     def section(self) -> Section:
         action = Field("action", allowed=("START", "STOP"), any_case=True, problem=ACTION_PROBLEM,
@@ -124,4 +126,6 @@ class Backup:
                                                    "--max-bytes", str(self.restore_max_bytes)])
         if status.status != SUCCESS:
             raise APIError(400, status.error_message or "Unable to extract backup archive")
+        # The restore runs unprivileged; saving the persistent files needs the privileged job.
+        self.runner.request(PERSIST)
         return responses.status(request)
