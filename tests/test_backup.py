@@ -224,3 +224,14 @@ async def test_no_restore_while_a_backup_runs(backup_daemon, tmp_path, monkeypat
     assert response.code == 400
     assert json.loads(await response.content())["Error-Message"] == "Cannot start a restore while a backup is running"
     assert (await backup_daemon.post_form("/backup", {"action": "STOP"})).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backup_left_running_by_a_dead_daemon_reads_as_failed(backup_daemon):
+    status = backup_daemon.admin_path / "home" / "sftp" / "uploads" / "backup.json"
+    status.write_text('{"status":"running"}')  # what a daemon killed mid-backup leaves
+    body = await json_of(await backup_daemon.get("/backup"))
+    assert body == {"status": "failed"}
+    assert status.read_text() == '{"status":"failed"}'
+    assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202  # and the next one runs
+    assert (await finished_backup(backup_daemon))["status"] == "success"

@@ -82,6 +82,11 @@ class Backup:
             raise APIError(404, "backup.json not found") from None
         except ValueError:
             raise APIError(500, "backup.json is not valid JSON") from None
+        if isinstance(value, dict) and value.get("status") == "running":
+            # No backup runs, yet the file says one does: its job died with a daemon killed
+            # under it (kill -9, a power cut), too suddenly to say so itself.
+            value = {"status": "failed"}
+            write_status(self.status_file, value)
         return responses.document(request, value, no_cache=True)
 
     def act(self, request) -> bytes:
