@@ -51,6 +51,15 @@ def snapshot(root) -> dict[str, tuple[int, bytes]]:
     return found
 
 
+def slow_tar(tmp_path, monkeypatch) -> None:
+    """A tar on the PATH the jobs get that takes 30 s: a backup that is still running."""
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
+    (slow / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+
+
 async def finished_backup(daemon, seconds: float = 30) -> dict:
     deadline = time.monotonic() + seconds
     while True:
@@ -114,11 +123,7 @@ async def test_action_must_be_start_or_stop(backup_daemon, fields):
 
 @pytest_twisted.ensureDeferred
 async def test_stop_stops_a_running_backup_and_deletes_it(backup_daemon, tmp_path, monkeypatch):
-    slow = tmp_path / "slow-bin"
-    slow.mkdir()
-    (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
-    (slow / "tar").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    slow_tar(tmp_path, monkeypatch)
     daemon = backup_daemon
     assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
     assert (await json_of(await daemon.get("/backup")))["status"] == "running"
@@ -214,11 +219,7 @@ async def test_a_bad_member_after_good_ones_refuses_the_whole_archive(backup_dae
 
 @pytest_twisted.ensureDeferred
 async def test_no_restore_while_a_backup_runs(backup_daemon, tmp_path, monkeypatch):
-    slow = tmp_path / "slow-bin"
-    slow.mkdir()
-    (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
-    (slow / "tar").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    slow_tar(tmp_path, monkeypatch)
     assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
     response = await restore(backup_daemon, tar_of(entry("keep.txt")))
     assert response.code == 400
