@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -131,10 +131,13 @@ def test_parse_config_raises_only_config_error(raw):
 @SETTINGS
 @given(CONFIGS)
 def test_parse_config_survives_a_json_round_trip(raw):
-    try:
-        parse_config(json.loads(json.dumps(raw)))
-    except ConfigError:
-        pass
+    def outcome(value):
+        try:
+            return parse_config(value)
+        except ConfigError as error:
+            return ("refused", str(error))
+
+    assert outcome(json.loads(json.dumps(raw))) == outcome(raw)
 
 
 def test_admin_group_is_a_gid_or_a_group_name():
@@ -333,8 +336,15 @@ def test_human_size_just_under_ten_units_has_no_decimal():
     assert human_size(int(9.97 * 1024**3)) == "10G"
 
 
+def test_human_size_just_under_ten_kib_is_ten_k():
+    assert human_size(10239) == "10K"
+    assert human_size(10188) == "9.9K"
+
+
 @SETTINGS
 @given(st.integers(0, 2**70))
+@example(10239)  # 9.999K once printed as "10.0K"
+@example(int(9.97 * 1024**3))
 def test_human_size_is_a_number_and_a_unit_close_to_the_size(size):
     text = human_size(size)
     value = parse_size(text)
