@@ -321,6 +321,36 @@ def test_multipart_boundary(content_type, boundary):
     assert multipart_boundary(raw) == boundary
 
 
+# RFC 2046 boundary characters; a boundary with a space or one of "()+,/:=? must be quoted.
+BCHARS_PLAIN = string.ascii_letters + string.digits + "'-._"
+BCHARS_QUOTED = BCHARS_PLAIN + "()+,/:=? "
+
+
+@SETTINGS
+@given(
+    boundary=st.one_of(
+        st.text(BCHARS_PLAIN, min_size=1, max_size=70).map(lambda b: (b, b)),
+        st.text(BCHARS_QUOTED, min_size=1, max_size=69).filter(lambda b: not b.endswith(" "))
+        .map(lambda b: (b, f'"{b}"')),
+    ),
+    media=st.sampled_from(["multipart/form-data", "MULTIPART/FORM-DATA", "Multipart/form-DATA"]),
+    before=st.sampled_from(["", "; charset=utf-8", ';  name="x"']),
+    after=st.sampled_from(["", "; charset=utf-8", "; x=y"]),
+)
+def test_multipart_boundary_is_found_however_the_header_is_written(boundary, media, before, after):
+    value, written = boundary
+    header = f"{media}{before}; boundary={written}{after}"
+    assert multipart_boundary(header.encode()) == value.encode()
+
+
+@SETTINGS
+@given(media=st.sampled_from(["text/plain", "multipart/mixed", "application/x-www-form-urlencoded",
+                              "multipart/form-datax", "form-data"]),
+       boundary=st.text(BCHARS_PLAIN, min_size=1, max_size=20))
+def test_only_multipart_form_data_has_a_boundary(media, boundary):
+    assert multipart_boundary(f"{media}; boundary={boundary}".encode()) is None
+
+
 # human_size
 
 UNIT_POWERS = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
