@@ -67,6 +67,8 @@ def test_a_job_left_by_a_killed_daemon_is_stopped_by_the_next_one(twistd, tmp_pa
     assert (tree / "etc" / "version.txt").read_text() == "1.0.0\n"  # not installed behind its back
     assert list((tree / "tmp").glob("update-*")) == []  # the job cleaned up on its SIGTERM
     assert status["error-message"] and (tree / "etc" / "api.token").read_text() == "yourtoken\n"
+    # The status files are written one after the other: wait for the last one.
+    assert wait_for(lambda: (tree / "etc" / "status_update.txt").read_text() == "failed\n")
     assert_nothing_partial(tree)
 
     # Nothing is left locked: the next update runs.
