@@ -406,3 +406,20 @@ async def test_a_refused_signature_fails_at_the_verification_step(memory_daemon,
     await accepted(memory_daemon, build(tmp_path, keys, "1.0.1", signer="other_vendor"))
     body = await assert_failed(memory_daemon, "E1005")
     assert body["percentage"] == 40  # "Verifying update package signature"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_package_gone_before_the_job_opens_it_is_E1003(make_memory_daemon, keys, tmp_path):
+    """The package is removed between the upload and the job (here by a privileged entry
+    point that deletes it, then runs the job as jidoteki-admin-privileged would)."""
+    admin_path = tmp_path / "admin"
+    entry = tmp_path / "privileged"
+    entry.write_text(f'#!/bin/sh\nprogram=$1; shift\nrm -f "$2"\n'
+                     f'exec {sys.executable} -m "$program" --admin-path {admin_path} "$@"\n')
+    entry.chmod(0o755)
+    daemon = make_memory_daemon({"privileged-command": [str(entry)]})
+    install_keys(admin_path, keys)
+    await accepted(daemon, build(tmp_path, keys, "1.0.1"))
+    body = await assert_failed(daemon, "E1003")
+    assert body["error-message"] == "Missing update package"
+    assert body["percentage"] == 10  # "Looking for the update package"
