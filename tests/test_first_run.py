@@ -209,3 +209,13 @@ async def test_first_run_is_on_413_500_507_and_an_early_400_too(make_memory_daem
         assert (await json_of(response))["First-Run"] is True, code
     assert early.status == 400
     assert json.loads(early.body)["First-Run"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_run_enabled_with_a_token_and_no_marker_says_false(make_memory_daemon):
+    """An appliance with first-run on whose token was set before (no marker file at all)
+    is not in first-run: its errors say so rather than leaving the key out or saying true."""
+    daemon = make_memory_daemon(config=FIRST_RUN, token="set-by-hand")
+    assert not (daemon.admin_path / "etc" / "api.token.setup").exists()
+    response = await daemon.get("/nothing")
+    assert await json_of(response) == {"Status": "404 Not Found", "First-Run": False}
