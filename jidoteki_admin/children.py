@@ -33,6 +33,7 @@ MAX_LINE = 64 * 1024
 class ChildResult:
     exit_code: int | None  # None when killed by a signal
     timed_out: bool = False
+    signal: int | None = None  # the signal that killed it, if one did
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,11 @@ class _ChildProtocol(protocol.ProcessProtocol):
             if rest:
                 self._deliver(fd, rest)
         self._partial.clear()
-        code = reason.value.exitCode if isinstance(reason.value, error.ProcessTerminated) else 0
-        self.done.callback(ChildResult(code, self.timed_out))
+        ended = reason.value
+        if isinstance(ended, error.ProcessTerminated):
+            self.done.callback(ChildResult(ended.exitCode, self.timed_out, ended.signal))
+        else:
+            self.done.callback(ChildResult(0, self.timed_out))
 
     def time_out(self) -> None:
         self.timed_out = True

@@ -27,6 +27,7 @@ from .auth import TokenStore
 from .catalogue import Catalogue
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
+from .files import remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
 from .httpsonly import HTTPSOnly
 from .layout import AdminTree
@@ -37,6 +38,12 @@ from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked
 from .uploads import remove_partial_files
 from .web import AdminSite
+
+
+def _daemon_owned(name: str) -> bool:
+    """The files in etc/ that only the daemon writes: the token, the first-run marker and
+    the jobs' status files (version.txt and changelog.txt are a job's to write)."""
+    return name in ("api.token", "api.token.setup") or name.startswith("status_")
 
 
 def certificate_problem(error: Exception) -> str:
@@ -206,6 +213,12 @@ class AdminService(MultiService):
         if removed:
             self.log.info("Removed {count} partial upload(s) left by a daemon that stopped mid-upload",
                           count=removed)
+        # The token and the status files are written by the daemon alone (jobs report to it),
+        # and no other daemon holds the tree: a temporary file of theirs is a leftover.
+        stale = remove_stale_temporaries(tree.etc, _daemon_owned)
+        if stale:
+            self.log.info("Removed temporary files left by a daemon that stopped mid-write: {names}",
+                          names=", ".join(stale))
         if config.first_run.enabled and self.tokens.start_first_run(config.first_run.word_length):
             self.log.info("First run: a generated API token is in {path}", path=str(tree.token_file))
         for key in config.unknown_keys:

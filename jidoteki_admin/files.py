@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     from .config import LogRotate
@@ -139,6 +140,29 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
             data = f.read(step) + data
     lines = data.decode("utf-8", "replace").splitlines()
     return lines[-count:]
+
+
+# What atomic_write's mkstemp names its temporary file: "." + the target's name + "." + 8
+# characters.
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}")
+
+
+def remove_stale_temporaries(directory: Path, owned: Callable[[str], bool]) -> list[str]:
+    """Remove the temporary files atomic_write leaves when its process dies between creating
+    one and renaming it (kill -9, power loss), for the targets ``owned`` says only this
+    process writes; returns the names removed. Called at start, when no write of these
+    files can be in progress."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match and owned(match["target"]) and (directory / name).is_file():
+            remove_quietly(directory / name)
+            removed.append(name)
+    return sorted(removed)
 
 
 def remove_quietly(path: Path) -> None:

@@ -38,7 +38,7 @@ _REASONS = {
     403: "Authentication error",
     404: "Not found, or an optional endpoint this appliance does not enable",
     405: "Method not allowed",
-    413: "The body is larger than this endpoint accepts",
+    413: "The body, or one of its fields, is larger than this endpoint accepts",
     500: "Internal error",
     507: "Not enough disk space for the upload",
 }
@@ -151,7 +151,11 @@ def _success(op: Operation) -> dict[str, Any]:
 
 
 def _errors(endpoint: Endpoint, op: Operation) -> dict[str, Any]:
-    statuses = {405} if endpoint.public else {400, 403, 404, *op.errors}
+    # Every operation refuses an oversized body (413: a body where none is taken, or a field
+    # over its cap), whatever the section declares; a file field can also fill the disk (507).
+    statuses = {405, 413} if endpoint.public else {400, 403, 404, 413, *op.errors}
+    if any(field.kind == FILE for field in op.form):
+        statuses.add(507)
     return {
         str(status): {
             **_json(_REASONS.get(status, "Error"), {"$ref": "#/components/schemas/Error"}),

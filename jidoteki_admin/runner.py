@@ -488,7 +488,7 @@ class JobRunner(Service):
             if kind.interrupted_outcome == SUCCESS:
                 return JobStatus(SUCCESS, 100)
             return JobStatus(FAILED, job.percentage, "Stopped with the daemon", kind.interrupted_code)
-        message = job.error_message or f"The job ended with exit status {result.exit_code}"
+        message = job.error_message or _ending(result)
         return JobStatus(FAILED, job.percentage, message, job.error_code or kind.unexpected_code)
 
 
@@ -511,3 +511,15 @@ def _read_text(path: Path | None) -> str | None:
     except FileNotFoundError:
         return None
     return text or None
+
+
+def _ending(result: ChildResult) -> str:
+    """Why a job that said nothing failed: its exit status, or the signal that killed it
+    (an exit status of None told an administrator nothing)."""
+    if result.exit_code is None and result.signal is not None:
+        try:
+            name = signal.Signals(result.signal).name
+        except ValueError:
+            name = "unknown"
+        return f"The job was killed by signal {result.signal} ({name})"
+    return f"The job ended with exit status {result.exit_code}"

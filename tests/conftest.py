@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from hypothesis import settings as hypothesis_settings
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
@@ -28,6 +29,11 @@ from jidoteki_admin.daemon import AdminService
 from in_memory import SERVER_ADDRESS, MemoryNetwork
 
 REPO = Path(__file__).resolve().parent.parent
+
+# CI runs the same examples every time: a property test never fails there by chance. A
+# failure found anywhere is kept in its test as an explicit @example.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
 @implementer(IPolicyForHTTPS)

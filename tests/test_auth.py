@@ -350,3 +350,34 @@ async def test_access_log_scrubs_setup_secrets(versioned, log_events):
     assert "yourtoken" not in text
     assert "q-secret" not in text
     assert "brand-new-9" not in text
+
+
+def _refusals():
+    """Requests refused on each path that writes an access line of its own, with the token
+    in the query: before the body (web.AdminSite.refused_early), by the channel (414, 431),
+    and mid-body (a field over its cap)."""
+    from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+
+    content_type, over_cap = multipart({"newtoken": "n" * 5000})
+    return {
+        "before the body": ("POST", "/api/v1/admin/update?token=yourtoken&hash=" + PUBLISHED_HASH,
+                            {"Content-Type": "text/plain"}, b"x" * (EARLY_REFUSAL_THRESHOLD + 1),
+                            403, "refused before the body"),
+        "over its cap": ("POST", "/api/v1/admin/setup?token=yourtoken", {"Content-Type": content_type},
+                         over_cap, 413, "/api/v1/admin/setup"),
+        "headers too large": ("GET", "/api/v1/admin/version?token=yourtoken", {"X-Big": "b" * 70_000},
+                              b"", 431, "431"),
+        "URI too long": ("GET", "/api/v1/admin/version?token=yourtoken&x=" + "u" * 70_000, {}, b"", 414, "414"),
+    }
+
+
+@pytest.mark.parametrize("refusal", list(_refusals()))
+@pytest_twisted.ensureDeferred
+async def test_access_log_scrubs_refused_requests_too(versioned, log_events, refusal):
+    method, target, headers, body, status, logged = _refusals()[refusal]
+    response = await raw_request(versioned, method, target, headers, body)
+    assert response.status == status
+    text = logged_text(log_events)
+    assert logged in text, "the refusal should have its access line"
+    assert "yourtoken" not in text
+    assert PUBLISHED_HASH not in text

@@ -130,7 +130,7 @@ async def test_stop_stops_a_running_backup_and_deletes_it(backup_daemon, tmp_pat
     again = await daemon.post_form("/backup", {"action": "START"})
     assert again.code == 400 and json.loads(await again.content())["Error-Message"] == "A backup is already running"
     stopped = await daemon.post_form("/backup", {"action": "Stop"})
-    assert stopped.code == 200
+    assert stopped.code == 202
     for _ in range(200):
         if not daemon.service.runner.is_running(daemon.service.runner.kinds["backup"]):
             break
@@ -138,7 +138,7 @@ async def test_stop_stops_a_running_backup_and_deletes_it(backup_daemon, tmp_pat
     await deferLater(reactor, 0.1, lambda: None)
     assert (await daemon.get("/backup")).code == 404
     assert [n for n in os.listdir(daemon.admin_path / "home/sftp/uploads")] == []
-    assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 200  # nothing to stop: fine
+    assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 202  # nothing to stop: fine
 
 
 @pytest_twisted.ensureDeferred
@@ -224,7 +224,7 @@ async def test_no_restore_while_a_backup_runs(backup_daemon, tmp_path, monkeypat
     response = await restore(backup_daemon, tar_of(entry("keep.txt")))
     assert response.code == 400
     assert json.loads(await response.content())["Error-Message"] == "Cannot start a restore while a backup is running"
-    assert (await backup_daemon.post_form("/backup", {"action": "STOP"})).code == 200
+    assert (await backup_daemon.post_form("/backup", {"action": "STOP"})).code == 202
 
 
 @pytest_twisted.ensureDeferred

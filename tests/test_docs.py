@@ -8,7 +8,9 @@ import pytest_twisted
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "API.md"
-SHARED = REPO.parent / "shared" / "API.md"
+# The original API reference this daemon answers to, checked in so the comparison runs
+# everywhere (it used to be read from a folder beside the checkout, absent in CI).
+SHARED = REPO / "tests" / "reference" / "API.md"
 
 
 def anchors(markdown: str) -> list[str]:
@@ -64,10 +66,6 @@ async def test_markdown_source_is_served_byte_identical(memory_daemon):
     assert await response.content() == DOCS.read_bytes()
 
 
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="the shared API.md is not beside this checkout")
-
-
-@needs_shared
 def test_docs_keep_every_section_of_the_shared_contract():
     ours, shared = DOCS.read_text(), SHARED.read_text()
     assert anchors(shared)
@@ -88,7 +86,6 @@ def test_docs_keep_the_published_vectors_and_examples():
         assert text in ours, text
 
 
-@needs_shared
 def test_docs_start_as_the_shared_contract():
     ours, shared = DOCS.read_text().splitlines(), SHARED.read_text().splitlines()
     assert ours[:40] == shared[:40]

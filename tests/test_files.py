@@ -97,3 +97,19 @@ async def test_setting_a_token_keeps_the_persisted_link(daemon, tmp_path):
     assert (mount / "api.token").read_text() == "persisted\n"
     daemon.token = "persisted"
     assert (await daemon.get("/version", auth="hash")).code != 403
+
+
+def test_a_start_removes_the_temporary_files_a_killed_daemon_left_in_etc(make_memory_daemon, tmp_path):
+    """kill -9 between atomic_write's mkstemp and its rename leaves a dotfile beside the
+    target; the next daemon removes those of the files only a daemon writes, and leaves the
+    temporaries of files a job may be writing, and anything else, alone."""
+    etc = tmp_path / "admin" / "etc"
+    etc.mkdir(parents=True)
+    left = [".status_update.txt.elg14h0p", ".api.token.a1b2_c3d", ".status_error_code.txt.zzzzzzzz"]
+    kept = [".version.txt.abcdefgh", ".hidden", ".api.token.TOOLONGNAME", "status_update.txt"]
+    for name in left + kept:
+        (etc / name).write_text("x\n")
+    make_memory_daemon()
+    remaining = set(os.listdir(etc))
+    assert remaining.isdisjoint(left)
+    assert set(kept) <= remaining

@@ -50,7 +50,7 @@ def test_passphrase_is_four_eff_words(make_memory_daemon):
     assert 4 in word_counts(daemon.token)
     assert daemon.token == daemon.token.strip().lower()
     assert (etc / "api.token.setup").exists()
-    assert (etc / "api.token").stat().st_mode & 0o077 in (0, 0o060)
+    assert (etc / "api.token").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("words", [1, 6, 10])
@@ -177,3 +177,45 @@ async def test_a_second_start_keeps_the_passphrase(make_memory_daemon):
     second = make_memory_daemon(config=FIRST_RUN, token=None)
     assert (second.admin_path / "etc" / "api.token").read_text() == first.token + "\n"
     assert (second.admin_path / "etc" / "api.token.setup").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_run_is_on_413_500_507_and_an_early_400_too(make_memory_daemon, tmp_path, monkeypatch):
+    """The errors answered outside a section's handler (a field over its cap, a crash, a
+    full disk, a body refused before it is read) carry First-Run like the others."""
+    import errno
+
+    from jidoteki_admin import uploads
+    from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+
+    build_file = tmp_path / "build.json"
+    build_file.write_bytes(b"{not json")
+    daemon = make_memory_daemon(config={**FIRST_RUN, "build-file": str(build_file)}, token=None)
+    daemon.token = (daemon.admin_path / "etc" / "api.token").read_text().splitlines()[0]
+
+    too_large = await daemon.post_form("/setup", {"newtoken": "x" * 5000})
+    crashed = await daemon.get("/build")
+    early = await raw_request(daemon, "POST", f"/api/v1/admin/update?token={daemon.token}",
+                              {"Content-Type": "text/plain"}, b"x" * (EARLY_REFUSAL_THRESHOLD + 1))
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(uploads, "_write_all", disk_full)
+    full = await daemon.post_form("/update", files={"update": ("p.enc", b"x" * 100_000)})
+
+    for response, code in [(too_large, 413), (crashed, 500), (full, 507)]:
+        assert response.code == code
+        assert (await json_of(response))["First-Run"] is True, code
+    assert early.status == 400
+    assert json.loads(early.body)["First-Run"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_run_enabled_with_a_token_and_no_marker_says_false(make_memory_daemon):
+    """An appliance with first-run on whose token was set before (no marker file at all)
+    is not in first-run: its errors say so rather than leaving the key out or saying true."""
+    daemon = make_memory_daemon(config=FIRST_RUN, token="set-by-hand")
+    assert not (daemon.admin_path / "etc" / "api.token.setup").exists()
+    response = await daemon.get("/nothing")
+    assert await json_of(response) == {"Status": "404 Not Found", "First-Run": False}

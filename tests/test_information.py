@@ -187,8 +187,17 @@ async def test_health_cpu5min_percent_comes_from_the_sampler(memory_daemon):
     assert health["cpu"]["cpu5minPercent"] == 50
 
 
-def test_health_needs_no_file(memory_daemon):
+@pytest_twisted.ensureDeferred
+async def test_health_needs_no_file(memory_daemon):
+    """Health is measured when asked: the daemon neither needs nor reads a health file
+    (the original appliance's scripts wrote one), so a stale one changes nothing."""
     assert not (etc(memory_daemon) / "health.json").exists()
+    response = await memory_daemon.get("/health")
+    assert response.code == 200
+    assert set(await json_of(response)) == {"disk", "memory", "cpu"}
+    (etc(memory_daemon) / "health.json").write_text('{"disk": "stale", "stale": true}')
+    health = await json_of(await memory_daemon.get("/health"))
+    assert set(health) == {"disk", "memory", "cpu"} and isinstance(health["disk"], dict)
 
 
 # The CPU sampler

@@ -15,6 +15,7 @@ from jidoteki_admin.api import check_form
 from jidoteki_admin.catalogue import STATUS, Endpoint, Field, Reply, Section, post
 from jidoteki_admin.responses import APIError, status
 from jidoteki_admin.uploads import Form
+from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
 
 # Paths tried against the daemon that must not be served; the document must not list them.
 NOT_SERVED = ["/api/v1/admin/settings", "/api/v1/admin/backup", "/api/v1/admin/storage", "/dashboard"]
@@ -150,3 +151,27 @@ async def test_the_backup_section_when_enabled_is_documented_and_valid(make_daem
     pattern = action["schema"]["properties"]["action"]["pattern"]
     assert all(re.fullmatch(pattern, value) for value in ("START", "stop", "Start"))
     assert not re.fullmatch(pattern, "RESTART")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_operation_documents_the_413_it_answers_to_an_oversized_body(memory_daemon):
+    """Any operation refuses a body it does not take, and /setup a newtoken over 4 KiB: the
+    document must list that 413 (it once listed it for /update alone)."""
+    document = await document_of(memory_daemon)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "413" in operation["responses"], (method, path)
+            has_file = any(schema.get("contentMediaType") for schema in _form_properties(operation))
+            assert ("507" in operation["responses"]) == has_file, (method, path)
+    answer = await memory_daemon.post_form("/setup", {"newtoken": "a" * 4097})
+    assert answer.code == 413
+    assert (await json_of(answer))["Error-Message"] == "Parameter newtoken is larger than its limit of 4096 bytes"
+    answer = await raw_request(memory_daemon, "GET", API_PREFIX + "/version?token=yourtoken", {},
+                               b"x" * (EARLY_REFUSAL_THRESHOLD + 1))
+    assert answer.status == 413
+
+
+def _form_properties(operation: dict) -> list[dict]:
+    """The schemas of an operation's multipart form fields, if it takes a form."""
+    content = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+    return list(content.get("schema", {}).get("properties", {}).values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -22,6 +23,18 @@ def wait_for(predicate, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def assert_nothing_partial(tree) -> None:
+    """After a kill -9: no file the daemon keeps is empty or half-written (each is replaced
+    atomically), and no temporary or partial file is left beside them."""
+    etc = tree / "etc"
+    for name in ("api.token", "status_update.json", "status_update.txt", "version.txt"):
+        if (etc / name).exists():
+            assert (etc / name).read_bytes().endswith(b"\n") and (etc / name).stat().st_size > 1, name
+    json.loads((etc / "status_update.json").read_text())
+    for folder in (etc, tree / "home" / "sftp" / "uploads", tree / "tmp"):
+        assert [n for n in os.listdir(folder) if n.startswith(".")] == [], folder
 
 
 def test_a_job_left_by_a_killed_daemon_is_stopped_by_the_next_one(twistd, tmp_path, keys):
@@ -53,3 +66,13 @@ def test_a_job_left_by_a_killed_daemon_is_stopped_by_the_next_one(twistd, tmp_pa
     assert not (tree / "log" / "finished").exists()
     assert (tree / "etc" / "version.txt").read_text() == "1.0.0\n"  # not installed behind its back
     assert list((tree / "tmp").glob("update-*")) == []  # the job cleaned up on its SIGTERM
+    assert status["error-message"] and (tree / "etc" / "api.token").read_text() == "yourtoken\n"
+    # The status files are written one after the other: wait for the last one.
+    assert wait_for(lambda: (tree / "etc" / "status_update.txt").read_text() == "failed\n")
+    assert_nothing_partial(tree)
+
+    # Nothing is left locked: the next update runs.
+    assert curl("-F", f"update=@{build(tmp_path, keys, '1.2.0')}", url)[0] == 202
+    assert wait_for(lambda: json.loads(curl(url)[1])["status"] != "running")
+    assert json.loads(curl(url)[1])["status"] == "success"
+    assert (tree / "etc" / "version.txt").read_text() == "1.2.0\n"

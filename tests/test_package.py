@@ -252,20 +252,24 @@ def test_wrong_key(good_package, keys):
                    "wrong key")
 
 
-@pytest.mark.parametrize("where", ["middle", "last block", "first block"])
-def test_tampered_ciphertext(good_package, keys, where):
+@pytest.mark.parametrize("where,message", [
+    ("middle", "Invalid update package signature"),  # decrypts, but not what was signed
+    ("last block", "bad padding"),
+    ("first block", "wrong key or damaged package"),
+])
+def test_tampered_ciphertext(good_package, keys, where, message):
     pkg, work = good_package
     data = bytearray(pkg.read_bytes())
     data[{"middle": len(data) // 2, "last block": -1, "first block": 20}[where]] ^= 0x01
     pkg.write_bytes(data)
-    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "")
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), message)
 
 
 def test_truncated_package(good_package, keys):
     pkg, work = good_package
     data = pkg.read_bytes()
     pkg.write_bytes(data[:len(data) - 32])
-    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "")
+    assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "bad padding")
     pkg.write_bytes(data[:len(data) - 5])
     assert_refused(work, lambda: package.decrypt_and_verify(pkg, keys["key"], keys["pub"], work), "truncated")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, threads
 from twisted.internet.task import Clock, deferLater
 
 from conftest import wait_until
@@ -192,9 +192,30 @@ async def test_stopping_the_runner_stops_its_jobs(tree):
 
 @pytest_twisted.ensureDeferred
 async def test_status_files_are_replaced_atomically(runner, tree):
-    await runner.start(KIND, python(REPORT + "report(percentage=10)"))
+    status_json = tree.etc / "status_demo.json"
+    code = REPORT + "import time\nfor p in range(1, 100):\n    report(percentage=p)\n    time.sleep(0.002)\n"
+    done = runner.start(KIND, python(code))
+    reads = await threads.deferToThread(_read_while, status_json, done)
+    await done
+    assert len(reads) > 50, "the reader should have seen the file many times"
+    seen = set()
+    for data in reads:  # never empty, never a partial JSON document
+        seen.add(json.loads(data)["percentage"])
+    assert len(seen) > 3, "the reader should have seen the file replaced while it read"
     leftovers = [name for name in os.listdir(tree.etc) if name.startswith(".")]
     assert leftovers == []
+
+
+def _read_while(path, done, limit: float = 20.0) -> list[bytes]:
+    """Read a file as fast as possible, in a thread, until a job ends: every read of a
+    file replaced atomically is a whole version of it."""
+    reads, deadline = [], time.monotonic() + limit
+    while not done.called and time.monotonic() < deadline:
+        try:
+            reads.append(path.read_bytes())
+        except FileNotFoundError:
+            pass
+    return reads
 
 
 @pytest_twisted.ensureDeferred
@@ -319,3 +340,38 @@ def test_the_built_in_launcher_goes_through_the_privileged_entry_point_for_root_
     assert launcher.command(KIND, ["--package", "/x"]).argv == [*entry, "demo.program", "--package", "/x"]
     unprivileged = replace(KIND, privileged=False)
     assert launcher.command(unprivileged, []).argv[:3] == [sys.executable, "-m", "demo.program"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_killed_with_sigkill_is_failed_and_frees_its_group(runner, tree):
+    """SIGKILL leaves the job no chance to report: the runner says why it failed, keeps the
+    last percentage, and the group is free for the next job (of another kind too)."""
+    restore = replace(KIND, name="restore", title="a restore", log_name="restore.log",
+                      status_name="status_restore", busy_code="E9100")
+    runner.register(restore)
+    code = REPORT + "import os, signal\nreport(percentage=30)\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    status = await runner.start(KIND, python(code))
+    assert (status.status, status.error_code, status.percentage) == (FAILED, "E9000", 30)
+    assert status.error_message == "The job was killed by signal 9 (SIGKILL)"
+    assert not runner.is_running(KIND)
+    on_disk, text = status_files(tree)
+    assert on_disk == {"status": "failed", "percentage": 30} and text == "failed\n"
+    assert (tree.etc / "status_demo_error_code.txt").read_text() == "E9000\n"
+    assert (await runner.start(restore, python("pass"))).status == SUCCESS
+    assert (await runner.start(KIND, python("pass"))).status == SUCCESS
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hung_job_is_failed_at_its_timeout_and_frees_its_group(clocked_runner):
+    runner, clock = clocked_runner
+    runner.startService()
+    try:
+        done = runner.start(KIND, python("import time; time.sleep(300)"))
+        await deferLater(reactor, 0.2, lambda: None)
+        clock.advance(60)
+        status = await done
+        assert (status.status, status.error_code) == (FAILED, "E9001")
+        assert not runner.is_running(KIND)
+        assert (await runner.start(KIND, python("pass"))).status == SUCCESS
+    finally:
+        await runner.stopService()

@@ -46,7 +46,7 @@ async def test_first_setup_needs_no_credentials(fresh_memory_daemon):
     assert await response.content() == b'{"Status":"200 OK"}'
     path = token_file(fresh_memory_daemon)
     assert path.read_text().splitlines()[0] == "first-token"
-    assert stat.S_IMODE(path.stat().st_mode) in (0o600, 0o660)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # no admin-group: the owner alone
     assert leftovers(fresh_memory_daemon) == []
 
 
@@ -249,7 +249,7 @@ async def test_authenticated_token_change(memory_daemon, auth):
     assert response.code == 200
     assert token_file(memory_daemon).read_text() == "second\n"
     assert token_file(memory_daemon).stat().st_ino != old_inode
-    assert stat.S_IMODE(token_file(memory_daemon).stat().st_mode) in (0o600, 0o660)
+    assert stat.S_IMODE(token_file(memory_daemon).stat().st_mode) == 0o600
     assert leftovers(memory_daemon) == []
     assert (await memory_daemon.get("/health", auth=None, token="yourtoken")).code == 403
     assert (

@@ -139,6 +139,29 @@ def test_a_partial_file_left_by_kill_9_is_removed_at_start(twistd, tmp_path):
     assert partials(admin) == []
     assert (admin / "home" / "sftp" / "uploads" / "software_package-1.enc").read_bytes() == b"kept"
     assert "Removed 1 partial upload" in again.text()
+    assert (admin / "etc" / "api.token").read_text() == TOKEN + "\n"
+
+
+def test_after_kill_9_during_an_upload_the_next_update_runs(twistd, tmp_path, keys):
+    from test_orphans import assert_nothing_partial
+    from test_updates import build, install_keys
+
+    daemon, admin, port, _ = start(twistd, tmp_path)
+    install_keys(admin, keys)
+    (admin / "etc" / "api.token").write_text(TOKEN + "\n")
+    sock = start_upload(port, admin)
+    daemon.process.kill()
+    daemon.process.wait(10)
+    sock.close()
+    again, _, port, _ = start(twistd, tmp_path)
+    url = f"http://127.0.0.1:{port}/api/v1/admin/update?token={TOKEN}"
+    assert curl("-F", f"update=@{build(tmp_path, keys, '9.0.0')}", url)[0] == 202
+    assert wait_for(lambda: json.loads(curl(url)[1])["status"] != "running")
+    status = json.loads(curl(url)[1])
+    assert status["status"] == "success", status
+    assert (admin / "etc" / "version.txt").read_text() == "9.0.0\n"
+    assert_nothing_partial(admin)
+    assert os.listdir(admin / "home" / "sftp" / "uploads") == []
 
 
 # SIGHUP, through twistd

@@ -4,12 +4,13 @@ import json
 import socket
 import time
 
+import pytest
 import pytest_twisted
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 
-from conftest import parse_responses, raw_request_bytes, tls_client_context
+from conftest import multipart, parse_responses, raw_request, raw_request_bytes, tls_client_context
 from jidoteki_admin.config import AuthThrottle
 from jidoteki_admin.throttle import FailureThrottle, client_key
 
@@ -142,3 +143,21 @@ async def test_setup_guesses_wait_at_least_two_seconds_and_are_throttled(make_da
     assert [r.code for r in responses] == [403] * 4
     assert 4.0 <= elapsed < 8.0  # the 2 s floor for /setup, and 4 s for the last guesses
     assert (daemon.admin_path / "etc" / "api.token").read_text() == "yourtoken\n"
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/api/v1/admin/version"), ("GET", "/api/v1/admin/health"), ("GET", "/api/v1/admin/update"),
+    ("GET", "/api/v1/admin/update/log"), ("POST", "/api/v1/admin/update"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_token_elsewhere_than_setup_is_answered_at_once(memory_daemon, method, path):
+    """Only a refused POST /setup waits 2 s: the first failures (the burst) on any other
+    endpoint are answered without the daemon waiting on its clock, which this test never
+    moves, so a delayed 403 could not arrive at all."""
+    content_type, body = multipart({"x": "1"})
+    headers = {"Content-Type": content_type} if method == "POST" else {}
+    for attempt in range(5):
+        response = await raw_request(memory_daemon, method, f"{path}?token=wrong{attempt}", headers,
+                                     body if method == "POST" else b"", timeout=2.0)
+        assert response.status == 403
+        assert not memory_daemon.waiting_on_clock()

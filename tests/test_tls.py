@@ -4,6 +4,7 @@ import datetime
 import socket
 import ssl
 import stat
+import subprocess
 import warnings
 
 import pytest
@@ -78,22 +79,42 @@ async def test_tls12_cipher_is_forward_secret_aead(daemon):
     assert "GCM" in cipher or "CHACHA20" in cipher
 
 
+def rsa_daemon(make_daemon, tmp_path):
+    """A daemon whose admin tree already holds an RSA certificate: the ciphers that need an
+    RSA certificate can only be refused for themselves by such a server (a P-256 one could
+    never agree to them anyway)."""
+    ssl_dir = tmp_path / "rsa" / "admin" / "etc" / "ssl"
+    ssl_dir.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(ssl_dir / "key.pem"), "-out", str(ssl_dir / "cert.pem")],
+                   check=True, capture_output=True)
+    daemon = make_daemon(subdir="rsa")
+    assert b"RSA" in subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(ssl_dir / "cert.pem")],
+                                    capture_output=True).stdout
+    return daemon
+
+
 @pytest.mark.parametrize(
-    "cipher",
+    "certificate,cipher",
     [
-        "ECDHE-ECDSA-AES128-SHA",
-        "ECDHE-ECDSA-AES256-SHA384",
-        "ECDHE-RSA-AES128-SHA256",
-        "AES128-GCM-SHA256",
-        "AES256-SHA",
-        "DHE-RSA-AES128-SHA",
+        ("ec", "ECDHE-ECDSA-AES128-SHA"),
+        ("ec", "ECDHE-ECDSA-AES256-SHA384"),
+        ("rsa", "ECDHE-RSA-AES128-SHA256"),
+        ("rsa", "AES128-GCM-SHA256"),
+        ("rsa", "AES256-SHA"),
+        ("rsa", "DHE-RSA-AES128-SHA"),
     ],
 )
 @pytest_twisted.ensureDeferred
-async def test_tls12_without_forward_secret_aead_is_refused(daemon, cipher):
+async def test_tls12_without_forward_secret_aead_is_refused(make_daemon, tmp_path, certificate, cipher):
+    daemon = rsa_daemon(make_daemon, tmp_path) if certificate == "rsa" else make_daemon()
     ctx = pinned(ssl.TLSVersion.TLSv1_2, cipher + ":@SECLEVEL=0")
     error = await deferToThread(refusal, daemon.port, ctx)
     assert "HANDSHAKE_FAILURE" in (error.reason or "") or "handshake failure" in str(error)
+    if certificate == "rsa":  # the same server agrees to a forward-secret AEAD RSA suite
+        _, agreed = await deferToThread(handshake, daemon.port,
+                                        pinned(ssl.TLSVersion.TLSv1_2, "ECDHE-RSA-AES128-GCM-SHA256"))
+        assert agreed == "ECDHE-RSA-AES128-GCM-SHA256"
 
 
 @pytest_twisted.ensureDeferred

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -131,10 +131,13 @@ def test_parse_config_raises_only_config_error(raw):
 @SETTINGS
 @given(CONFIGS)
 def test_parse_config_survives_a_json_round_trip(raw):
-    try:
-        parse_config(json.loads(json.dumps(raw)))
-    except ConfigError:
-        pass
+    def outcome(value):
+        try:
+            return parse_config(value)
+        except ConfigError as error:
+            return ("refused", str(error))
+
+    assert outcome(json.loads(json.dumps(raw))) == outcome(raw)
 
 
 def test_admin_group_is_a_gid_or_a_group_name():
@@ -318,6 +321,36 @@ def test_multipart_boundary(content_type, boundary):
     assert multipart_boundary(raw) == boundary
 
 
+# RFC 2046 boundary characters; a boundary with a space or one of "()+,/:=? must be quoted.
+BCHARS_PLAIN = string.ascii_letters + string.digits + "'-._"
+BCHARS_QUOTED = BCHARS_PLAIN + "()+,/:=? "
+
+
+@SETTINGS
+@given(
+    boundary=st.one_of(
+        st.text(BCHARS_PLAIN, min_size=1, max_size=70).map(lambda b: (b, b)),
+        st.text(BCHARS_QUOTED, min_size=1, max_size=69).filter(lambda b: not b.endswith(" "))
+        .map(lambda b: (b, f'"{b}"')),
+    ),
+    media=st.sampled_from(["multipart/form-data", "MULTIPART/FORM-DATA", "Multipart/form-DATA"]),
+    before=st.sampled_from(["", "; charset=utf-8", ';  name="x"']),
+    after=st.sampled_from(["", "; charset=utf-8", "; x=y"]),
+)
+def test_multipart_boundary_is_found_however_the_header_is_written(boundary, media, before, after):
+    value, written = boundary
+    header = f"{media}{before}; boundary={written}{after}"
+    assert multipart_boundary(header.encode()) == value.encode()
+
+
+@SETTINGS
+@given(media=st.sampled_from(["text/plain", "multipart/mixed", "application/x-www-form-urlencoded",
+                              "multipart/form-datax", "form-data"]),
+       boundary=st.text(BCHARS_PLAIN, min_size=1, max_size=20))
+def test_only_multipart_form_data_has_a_boundary(media, boundary):
+    assert multipart_boundary(f"{media}; boundary={boundary}".encode()) is None
+
+
 # human_size
 
 UNIT_POWERS = {"B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
@@ -333,8 +366,15 @@ def test_human_size_just_under_ten_units_has_no_decimal():
     assert human_size(int(9.97 * 1024**3)) == "10G"
 
 
+def test_human_size_just_under_ten_kib_is_ten_k():
+    assert human_size(10239) == "10K"
+    assert human_size(10188) == "9.9K"
+
+
 @SETTINGS
 @given(st.integers(0, 2**70))
+@example(10239)  # 9.999K once printed as "10.0K"
+@example(int(9.97 * 1024**3))
 def test_human_size_is_a_number_and_a_unit_close_to_the_size(size):
     text = human_size(size)
     value = parse_size(text)

@@ -292,7 +292,7 @@ async def test_update_running_when_the_daemon_stopped_is_reported_failed(make_me
     daemon = make_memory_daemon()
     body = await update_status(daemon)
     assert body["status"] == "failed", body
-    assert body["error-code"]
+    assert body["error-code"] == "E1002"  # the update kind's interrupted_code
     assert body["error-message"]
     assert body["percentage"] == 40
 
@@ -345,3 +345,81 @@ async def test_every_name_the_daemon_stores_an_upload_under_is_found_by_the_job(
     body = await finished(daemon)
     assert body["status"] == "success", body
     assert_cleaned_up(daemon.admin_path)
+
+
+def _signing_pair(tmp_path: Path, algorithm: str, name: str) -> tuple[Path, Path]:
+    """A private signing key (PEM) and its public key (PEM) of the given algorithm."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec
+
+    key = ec.generate_private_key(ec.SECP256R1()) if algorithm == "EC" else dsa.generate_private_key(2048)
+    private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.mark.parametrize("algorithm", ["EC", "DSA"])
+@pytest_twisted.ensureDeferred
+async def test_an_ec_or_dsa_updates_pub_accepts_its_signer_and_refuses_another(memory_daemon, keys, tmp_path,
+                                                                             algorithm):
+    """Each verification branch is exercised through the daemon: an appliance whose
+    updates.pub is an EC or DSA key installs what that key signed, and nothing else."""
+    vendor, vendor_pub = _signing_pair(tmp_path, algorithm, "vendor")
+    other, _ = _signing_pair(tmp_path, algorithm, "other")
+    mine = {**keys, "vendor": vendor, "other_vendor": other, "pub": vendor_pub}
+    install_keys(memory_daemon.admin_path, mine)
+    script = 'touch "$JIDO_ADMIN_PATH/update-ran.txt"\n'
+
+    await accepted(memory_daemon, build(tmp_path, mine, "1.0.1", script, signer="other_vendor"))
+    body = await assert_failed(memory_daemon, "E1005")
+    assert body["error-message"] == "Invalid update package signature"
+    assert not (memory_daemon.admin_path / "update-ran.txt").exists()
+    assert installed_version(memory_daemon.admin_path) == "1.0.0\n"
+    assert_cleaned_up(memory_daemon.admin_path)
+
+    await accepted(memory_daemon, build(tmp_path, mine, "1.0.2", script))
+    assert (await finished(memory_daemon))["status"] == "success"
+    assert (memory_daemon.admin_path / "update-ran.txt").exists()
+    assert installed_version(memory_daemon.admin_path) == "1.0.2\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_update_that_fails_unexpectedly_is_E1000_at_the_step_it_reached(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
+    version = memory_daemon.admin_path / "etc" / "version.txt"
+    version.unlink()
+    version.mkdir()  # unreadable in a way the job does not expect
+    await accepted(memory_daemon, build(tmp_path, keys, "1.0.1"))
+    body = await finished(memory_daemon)
+    assert (body["status"], body["error-code"]) == ("failed", "E1000"), body
+    assert body["error-message"].startswith("Unexpected error: IsADirectoryError")
+    assert body["percentage"] == 60  # "Checking the update package version"
+    assert_cleaned_up(memory_daemon.admin_path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_signature_fails_at_the_verification_step(memory_daemon, keys, tmp_path):
+    install_keys(memory_daemon.admin_path, keys)
+    await accepted(memory_daemon, build(tmp_path, keys, "1.0.1", signer="other_vendor"))
+    body = await assert_failed(memory_daemon, "E1005")
+    assert body["percentage"] == 40  # "Verifying update package signature"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_package_gone_before_the_job_opens_it_is_E1003(make_memory_daemon, keys, tmp_path):
+    """The package is removed between the upload and the job (here by a privileged entry
+    point that deletes it, then runs the job as jidoteki-admin-privileged would)."""
+    admin_path = tmp_path / "admin"
+    entry = tmp_path / "privileged"
+    entry.write_text(f'#!/bin/sh\nprogram=$1; shift\nrm -f "$2"\n'
+                     f'exec {sys.executable} -m "$program" --admin-path {admin_path} "$@"\n')
+    entry.chmod(0o755)
+    daemon = make_memory_daemon({"privileged-command": [str(entry)]})
+    install_keys(admin_path, keys)
+    await accepted(daemon, build(tmp_path, keys, "1.0.1"))
+    body = await assert_failed(daemon, "E1003")
+    assert body["error-message"] == "Missing update package"
+    assert body["percentage"] == 10  # "Looking for the update package"

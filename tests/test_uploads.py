@@ -151,12 +151,23 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(daemon):
 
 
 @pytest.fixture
-def tiny_uploads_disk(memory_daemon):
+def tiny_uploads_disk(memory_daemon, tmp_path):
+    """The uploads folder on a 1 MiB file system: tmpfs where mounting it is allowed, else
+    an ext2 image on a loop device (both need root, which CI has; RLIMIT_FSIZE would not do,
+    as it limits this whole process rather than a disk)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     uploads = memory_daemon.admin_path / "home" / "sftp" / "uploads"
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(uploads)]).returncode:
-        pytest.skip("cannot mount tmpfs here")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(uploads)],
+                      capture_output=True).returncode:
+        image = tmp_path / "tiny.img"
+        with open(image, "wb") as f:
+            f.truncate(1024 * 1024)
+        subprocess.run(["mkfs.ext2", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(uploads)], capture_output=True)
+        assert mounted.returncode == 0, f"neither tmpfs nor a loop device can be mounted: {mounted.stderr!r}"
+        uploads.chmod(0o755)
+        (uploads / "lost+found").rmdir()  # the folder holds nothing but uploads
     yield memory_daemon
     subprocess.run(["umount", str(uploads)], check=True)
 

@@ -104,13 +104,14 @@ class Backup:
 
     def stop(self, request) -> bytes:
         """Stop a running backup, then delete the archive and its status, whatever state
-        they are in; with nothing running they are deleted at once."""
+        they are in; with nothing running they are deleted at once. Like START, it answers
+        202: a running job is stopped, and the files deleted, once it has ended."""
         if self.runner.is_running(BACKUP) and self._running is not None:
             self.runner.stop(BACKUP)
             self._running.addBoth(lambda result: (self._delete(), result)[1])
         else:
             self._delete()
-        return responses.status(request)
+        return responses.accepted(request, "/backup")
 
     def _delete(self) -> None:
         remove_quietly(self.archive)

@@ -1,0 +1,128 @@
+"""The served OpenAPI document is the contract: generated requests for every operation it
+lists, sent over TLS to the real daemon (twistd in a child process), must be answered as
+the document says (status codes, content types, JSON bodies against the schemas, the
+declared headers), never with a 5xx and never with a traceback in the body.
+
+Generation is derandomized, so CI sends the same cases on every run; the number of
+examples per operation keeps the whole run (over 10,000 requests) to a couple of minutes
+on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+import schemathesis
+import urllib3
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.checks import not_a_server_error
+
+from jidoteki_admin.auth import request_hash
+from test_signals import TOKEN, Twistd, admin_tree, free_port
+
+EXAMPLES_PER_OPERATION = int(os.environ.get("CONTRACT_EXAMPLES", "650"))
+# Operations that wait on a job (a child process) per request: fewer examples keep the run
+# short; a second start while one runs is refused at once, so the others are cheap.
+WAITS_ON_A_JOB = {("GET", "/api/v1/admin/logs"), ("GET", "/api/v1/admin/debug"),
+                  ("GET", "/api/v1/admin/reboot"), ("POST", "/api/v1/admin/backup/restore")}
+EXAMPLES_WAITING_ON_A_JOB = min(EXAMPLES_PER_OPERATION, 40)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, response_headers_conformance]
+# Query parameters the document does not declare: the daemon must ignore them.
+EXTRA_NAMES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="&=#%+"),
+                      min_size=1, max_size=8).filter(lambda name: name not in ("token", "hash"))
+EXTRA_QUERY = st.dictionaries(EXTRA_NAMES, st.text(max_size=12), max_size=3)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """twistd over HTTPS on 127.0.0.1 with a token, services whose status hook is faked, and
+    the document it serves."""
+    tmp = tmp_path_factory.mktemp("contract")
+    admin = admin_tree(tmp)
+    hook = admin / "bin" / "service-status"
+    hook.write_text('#!/bin/sh\ncase "$1" in ssh) exit 0;; *) exit 3;; esac\n')
+    hook.chmod(0o755)
+    (admin / "etc" / "build.txt").write_text("build 42\n")
+    data = tmp / "data"
+    (data / "app").mkdir(parents=True)
+    (data / "app" / "settings.conf").write_text("mode=fast\n")
+    (admin / "etc" / "backup.txt").write_text("app\n")
+    config = tmp / "config.json"
+    # Every optional section this version serves is enabled; the reboot command is left
+    # out, so a generated GET /reboot can never reboot the machine running the tests.
+    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup"],
+                                  "backup-root": str(data), "restore-max-bytes": 10_000_000}))
+    port = free_port()
+    daemon = Twistd(tmp, ["jidoteki-admin", "--admin-path", str(admin), "--https", str(port),
+                          "--interface", "127.0.0.1", "--config", str(config)])
+    try:
+        daemon.wait_listening(port)
+        base = f"https://127.0.0.1:{port}"
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        schema = schemathesis.openapi.from_url(base + "/docs/openapi.json", verify=False)
+        yield base, admin, schema
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.text(), daemon.text()
+
+
+def restore_token(admin) -> None:
+    """A generated POST /setup replaces the token: put the test's back (atomically, as the
+    daemon rereads the file when it changes) so the next case is authenticated."""
+    token_file = admin / "etc" / "api.token"
+    spare = token_file.with_name(".contract-token")
+    spare.write_text(TOKEN + "\n")
+    os.replace(spare, token_file)
+
+
+def test_every_operation_answers_as_the_document_says(served):
+    base, admin, schema = served
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 15
+    session = requests.Session()
+    sent = []
+    started = time.monotonic()
+
+    for operation in operations:
+        slow = (operation.method.upper(), operation.path) in WAITS_ON_A_JOB
+        @settings(max_examples=EXAMPLES_WAITING_ON_A_JOB if slow else EXAMPLES_PER_OPERATION, derandomize=True, database=None, deadline=None,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(), extra=EXTRA_QUERY, by_hash=st.booleans())
+        def check(case, extra, by_hash):
+            # The generator fills the security schemes' parameters too (hash="" beside the
+            # token, which the hash then decides): send one valid form, as a client would.
+            declared = {k: v for k, v in (case.query or {}).items() if k not in ("token", "hash")}
+            query = {**extra, **declared}
+            full_path = case.formatted_path
+            query["hash" if by_hash else "token"] = (
+                request_hash(TOKEN, case.method, full_path) if by_hash else TOKEN)
+            case.query = query
+            response = case.call(base_url=base, session=session, timeout=30, verify=False)
+            sent.append(response.status_code)
+            where = f"{case.method} {full_path}?{quote(json.dumps(query))} -> {response.status_code}"
+            assert b"Traceback" not in response.content, where
+            case.validate_response(response, checks=CHECKS)
+            if case.method == "POST" and full_path.endswith("/setup"):
+                restore_token(admin)
+
+        check()
+
+    elapsed = time.monotonic() - started
+    print(f"\ncontract: {len(sent)} cases in {elapsed:.1f}s, statuses {sorted(set(sent))}")
+    assert not [status for status in sent if status >= 500]
+    assert 403 not in sent, "every case was sent with a valid token or hash"
+    if EXAMPLES_PER_OPERATION >= 650:
+        assert len(sent) >= 10_000
