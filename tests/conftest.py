@@ -524,3 +524,31 @@ def keys(tmp_path_factory):
     }
 
 
+
+
+# A full disk, for real: the fault tests put a folder of the tree on a 1 MiB file system.
+
+from contextlib import contextmanager
+
+
+@contextmanager
+def tiny_disk(folder: Path, work: Path):
+    """Mount a 1 MiB file system on ``folder`` for the duration: tmpfs where mounting it is
+    allowed, else an ext2 image on a loop device (both need root, which CI has;
+    RLIMIT_FSIZE would not do, as it limits this whole process rather than a disk)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        image = work / "tiny.img"
+        with open(image, "wb") as f:
+            f.truncate(1024 * 1024)
+        subprocess.run(["mkfs.ext2", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(folder)], capture_output=True)
+        assert mounted.returncode == 0, f"neither tmpfs nor a loop device can be mounted: {mounted.stderr!r}"
+        folder.chmod(0o755)
+        (folder / "lost+found").rmdir()  # the folder holds nothing but what the test puts there
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from conftest import json_of, wait_until
+from conftest import json_of, tiny_disk, wait_until
 
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
 
@@ -236,3 +236,15 @@ async def test_a_backup_left_running_by_a_dead_daemon_reads_as_failed(backup_dae
     assert status.read_text() == '{"status":"failed"}'
     assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202  # and the next one runs
     assert (await finished_backup(backup_daemon))["status"] == "success"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backup_on_a_full_disk_fails_clearly_leaves_nothing_and_the_daemon_serves(backup_daemon, tmp_path):
+    uploads = backup_daemon.admin_path / "home" / "sftp" / "uploads"
+    with tiny_disk(uploads, tmp_path):
+        assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
+        assert (await finished_backup(backup_daemon))["status"] == "failed"
+        log = (await (await backup_daemon.get("/backup/log")).content()).decode()
+        assert "Not enough free space for the backup" in log
+        assert os.listdir(uploads) == ["backup.json"]  # no partial archive
+        assert (await backup_daemon.get("/health")).code == 200

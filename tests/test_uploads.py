@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import json_of, multipart, wait_until
+from conftest import tiny_disk, json_of, multipart, wait_until
 from jidoteki_admin.sections.updates import UPDATE
 
 MiB = 1024 * 1024
@@ -152,24 +152,9 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(daemon):
 
 @pytest.fixture
 def tiny_uploads_disk(memory_daemon, tmp_path):
-    """The uploads folder on a 1 MiB file system: tmpfs where mounting it is allowed, else
-    an ext2 image on a loop device (both need root, which CI has; RLIMIT_FSIZE would not do,
-    as it limits this whole process rather than a disk)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    uploads = memory_daemon.admin_path / "home" / "sftp" / "uploads"
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(uploads)],
-                      capture_output=True).returncode:
-        image = tmp_path / "tiny.img"
-        with open(image, "wb") as f:
-            f.truncate(1024 * 1024)
-        subprocess.run(["mkfs.ext2", "-q", "-F", "-m", "0", str(image)], check=True, capture_output=True)
-        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(uploads)], capture_output=True)
-        assert mounted.returncode == 0, f"neither tmpfs nor a loop device can be mounted: {mounted.stderr!r}"
-        uploads.chmod(0o755)
-        (uploads / "lost+found").rmdir()  # the folder holds nothing but uploads
-    yield memory_daemon
-    subprocess.run(["umount", str(uploads)], check=True)
+    """The uploads folder on a 1 MiB file system (conftest.tiny_disk)."""
+    with tiny_disk(memory_daemon.admin_path / "home" / "sftp" / "uploads", tmp_path):
+        yield memory_daemon
 
 
 @pytest_twisted.ensureDeferred
