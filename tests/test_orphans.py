@@ -76,3 +76,38 @@ def test_a_job_left_by_a_killed_daemon_is_stopped_by_the_next_one(twistd, tmp_pa
     assert wait_for(lambda: json.loads(curl(url)[1])["status"] != "running")
     assert json.loads(curl(url)[1])["status"] == "success"
     assert (tree / "etc" / "version.txt").read_text() == "1.2.0\n"
+
+
+def test_a_backup_interrupted_by_kill_9_reads_failed_and_the_next_one_runs(twistd, tmp_path):
+    tree, port, data = tmp_path / "admin", free_port(), tmp_path / "data"
+    (data / "app").mkdir(parents=True)
+    (data / "app" / "file").write_text("data\n")
+    for sub in ("etc", "log", "home/sftp/uploads", "tmp", "bin"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    (tree / "etc" / "api.token").write_text("yourtoken\n")
+    (tree / "etc" / "backup.txt").write_text("app\n")
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "tar").write_text(f'#!/bin/sh\necho "$$" > {tmp_path}/tar.pid\nsleep 30\n')
+    (slow / "tar").chmod(0o755)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"endpoints": ["backup"], "backup-root": str(data)}))
+    args = ["--admin-path", str(tree), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+            "--config", str(config)]
+    url = f"http://127.0.0.1:{port}/api/v1/admin/backup?token=yourtoken"
+    first = twistd(*args, env={"PATH": f"{slow}:{os.environ['PATH']}"})
+    first.wait_listening(port)
+    assert curl("-F", "action=START", url)[0] == 202
+    tar_pid = tmp_path / "tar.pid"
+    assert wait_for(lambda: tar_pid.exists() and tar_pid.read_text().strip())
+    tar = psutil.Process(int(tar_pid.read_text()))
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+
+    second = twistd(*args)  # the real tar this time
+    second.wait_listening(port)
+    assert wait_for(lambda: not tar.is_running() or tar.status() == psutil.STATUS_ZOMBIE)
+    assert json.loads(curl(url)[1]) == {"status": "failed"}
+    assert [p.name for p in (tree / "home" / "sftp" / "uploads").iterdir()] == ["backup.json"]
+    assert curl("-F", "action=START", url)[0] == 202
+    assert wait_for(lambda: json.loads(curl(url)[1])["status"] == "success")
