@@ -13,17 +13,15 @@ from typing import Any
 
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
-from .responses import SECURITY_HEADERS, error_answer, status_line
+from .web import early_answer, new_request_id
 
 TLS_HANDSHAKE = 0x16
 MESSAGE = "This port speaks HTTPS: use https:// in the URL"
 
 
 def plain_answer() -> bytes:
-    headers, payload = error_answer(400, MESSAGE, None)
-    headers = {**SECURITY_HEADERS, **headers, b"Connection": b"close"}
-    head = [f"HTTP/1.1 {status_line(400)}".encode()] + [name + b": " + value for name, value in headers.items()]
-    return b"\r\n".join(head) + b"\r\n\r\n" + payload
+    """The same error answer as every other refusal on the wire (web.early_answer)."""
+    return early_answer(400, MESSAGE, None, new_request_id())
 
 
 class _FirstByte(ProtocolWrapper):

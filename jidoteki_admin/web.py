@@ -102,7 +102,7 @@ def _unquote(text: bytes) -> bytes:
     return unquote_to_bytes(text.replace(b"+", b" "))
 
 
-def early_answer(status: int, message: str | None, first_run: bool, request_id: str) -> bytes:
+def early_answer(status: int, message: str | None, first_run: bool | None, request_id: str) -> bytes:
     """An error answer as bytes, for writing straight to a connection that is then closed:
     before a request is complete, or for one twisted.web could not parse. It carries what
     every answer of the API carries: the JSON body, the security headers, X-Request-Id."""
