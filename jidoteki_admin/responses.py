@@ -125,6 +125,18 @@ def header_safe(message: str) -> bytes:
     return " ".join(message.split()).encode("ascii", "replace")
 
 
+def json_file(path, limit: int, not_found: str, invalid: str) -> object:
+    """A small JSON file a section answers with: 404 ``not_found`` when it is not there,
+    500 ``invalid`` when it is not JSON. At most ``limit`` bytes are read."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read(limit))
+    except FileNotFoundError:
+        raise APIError(404, not_found) from None
+    except ValueError:
+        raise APIError(500, invalid) from None
+
+
 def stream_file(request, path, content_type: bytes, filename: str | None = None, no_cache: bool = False):
     """Send a file of any size from disk with a producer; fires when the transfer ends.
 

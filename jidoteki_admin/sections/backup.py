@@ -10,7 +10,6 @@ root and leaves the previous data untouched when it fails.
 
 from __future__ import annotations
 
-import json
 
 from twisted.internet import defer
 
@@ -75,13 +74,8 @@ class Backup:
         "success" can restore at once (the job writes the file just before it ends)."""
         if self.runner.is_running(BACKUP):
             return responses.document(request, {"status": "running"}, no_cache=True)
-        try:
-            with open(self.status_file, "rb") as f:
-                value = json.loads(f.read(64 * 1024))
-        except FileNotFoundError:
-            raise APIError(404, "backup.json not found") from None
-        except ValueError:
-            raise APIError(500, "backup.json is not valid JSON") from None
+        value = responses.json_file(self.status_file, 64 * 1024, "backup.json not found",
+                                    "backup.json is not valid JSON")
         if isinstance(value, dict) and value.get("status") == "running":
             # No backup runs, yet the file says one does: its job died with a daemon killed
             # under it (kill -9, a power cut), too suddenly to say so itself.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 
@@ -78,13 +77,8 @@ class Information:
         return responses.stream_file(request, self.tree.changelog_file, responses.TEXT, no_cache=True)
 
     def build(self, request) -> bytes:
-        try:
-            with open(self.build_file, "rb") as f:
-                build = json.loads(f.read(1024 * 1024))
-        except FileNotFoundError:
-            raise APIError(404, "Build file not found") from None
-        except ValueError:
-            raise APIError(500, f"Build file {self.build_file} is not valid JSON") from None
+        build = responses.json_file(self.build_file, 1024 * 1024, "Build file not found",
+                                    f"Build file {self.build_file} is not valid JSON")
         return responses.document(request, build, no_cache=True)
 
     def health(self, request) -> bytes:
