@@ -292,9 +292,7 @@ def _path(raw: dict[str, Any], key: str, default: str) -> Path:
 
 
 def _positive_int(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f'"{key}" must be a positive integer')
-    return value
+    return int(_positive_number(value, key, int))
 
 
 def _group(value: object) -> int | None:
