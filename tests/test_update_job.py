@@ -369,3 +369,35 @@ def test_a_package_outside_the_uploads_folder_is_refused_and_left_alone(tree, ke
     assert done.returncode == 1
     assert b"must be in the uploads folder" in done.stdout
     assert elsewhere.exists()
+
+
+SIGTERM_AT = """
+import os, signal, sys
+from jidoteki_admin.jobs.persist import PersistProgram
+from jidoteki_admin.jobs.program import main
+
+class Program(PersistProgram):
+    def __init__(self, *args):
+        if sys.argv[1] == "construction":
+            os.kill(os.getpid(), signal.SIGTERM)  # while the program is being made
+        super().__init__(*args)
+
+    def run(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # as soon as it runs
+        signal.pause()
+
+sys.exit(main(Program, ["--admin-path", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("moment, status", [("construction", -signal.SIGTERM), ("run", 1)])
+def test_a_sigterm_at_any_moment_of_a_jobs_start_never_ends_in_a_traceback(tmp_path, moment, status):
+    """The runner stops a job whenever it is told to, even while the program starts: the
+    SIGTERM ends it by the signal (before the program can clean up anything), or as an
+    Interrupted it handles, never as an exception nobody catches."""
+    root = tmp_path / "admin"
+    (root / "log").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", SIGTERM_AT, moment, str(root)], env=ENV,
+                          capture_output=True, timeout=30)
+    assert b"Traceback" not in done.stdout + done.stderr, done.stderr.decode()
+    assert done.returncode == status

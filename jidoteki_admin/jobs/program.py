@@ -148,10 +148,12 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
     """Run a program the way the runner expects; returns the exit status."""
     progress = Progress()  # first, before any file of the job's own can take fd 3
     args = parse_arguments(program, argv)
-    signal.signal(signal.SIGTERM, _interrupted)
     job = program(AdminTree(args.admin_path.resolve()), args, progress)
     failure = None
     try:
+        # Inside the try: a SIGTERM from here on is an Interrupted this function handles;
+        # before it, the default action ends the process, which the runner reports.
+        signal.signal(signal.SIGTERM, _interrupted)
         job.run()
         if program.kind.persists and not job.persisted:
             job.persist()
