@@ -9,7 +9,7 @@ method there is a 405. Nothing here knows what any section does: it reads the ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from klein import Klein
 from twisted.internet.task import deferLater
@@ -26,6 +26,7 @@ from .responses import APIError
 from .runner import AlreadyRunning
 from .throttle import FailureThrottle
 from .uploads import FILE, FormPlan
+from .validate import Invalid
 from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
@@ -39,13 +40,15 @@ class AdminAPI:
     log = Logger()
 
     def __init__(self, catalogue: Catalogue, tokens: TokenStore, audit: AuditLog, clock,
-                 upload_limits: Mapping[str, int], throttle: AuthThrottle = AuthThrottle()):
+                 upload_limits: Mapping[str, int], throttle: AuthThrottle = AuthThrottle(),
+                 authenticated: Sequence[Callable[[], None]] = ()):
         self.catalogue = catalogue
         self.tokens = tokens
         self.audit = audit
         self.clock = clock
         self.upload_limits = upload_limits  # replaced on SIGHUP
         self.throttle = FailureThrottle(clock, throttle, self._throttling)
+        self.authenticated = authenticated  # told of every request that authenticated
 
     def resource(self):
         return self.app.resource()
@@ -72,6 +75,8 @@ class AdminAPI:
                 method, path.decode("ascii"), _first(args, b"token"), _first(args, b"hash")
             ):
                 raise APIError(403, AUTHENTICATION_ERROR)
+            for listener in self.authenticated:
+                listener()
         operation = endpoint.operation(method)
         if operation is None:
             expected = " or ".join(endpoint.methods)
@@ -127,6 +132,10 @@ class AdminAPI:
     def api_error(self, request, failure):
         problem = failure.value
         return responses.error(request, problem.status, problem.message, self.tokens.first_run)
+
+    @app.handle_errors(Invalid)
+    def invalid(self, request, failure):
+        return responses.error(request, 400, str(failure.value), self.tokens.first_run)
 
     @app.handle_errors(AlreadyRunning)
     def already_running(self, request, failure):

@@ -101,6 +101,18 @@ class Config:
     backup_root: Path = Path("/data")  # what etc/backup.txt's globs are relative to
     restore_max_bytes: int = 16 * GiB  # the most a backup archive may expand to
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
+    # Files of the appliance outside the admin tree that configuration jobs write; None:
+    # AdminTree.system_file decides (the original's /usr/local/etc/ on the appliance's own
+    # tree, the tree's etc/ anywhere else, so a trial run never writes outside its tree).
+    network_conf: Path | None = None
+    storage_conf: Path | None = None
+    # Seconds a network change waits for an authenticated request before it is undone; 0: off.
+    settings_confirm_seconds: int = 0
+    # The TLS files the daemon serves from and POST /certs installs; None: in the admin tree.
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_bundle: Path | None = None  # key + certificate + CA in one file, for other services
     connections: ConnectionLimits = ConnectionLimits()
     log_rotate: LogRotate = LogRotate()
     auth_throttle: AuthThrottle = AuthThrottle()
@@ -194,6 +206,13 @@ def parse_config(raw: object) -> Config:
         backup_root=_path(raw, "backup-root", "/data"),
         restore_max_bytes=_positive_int(raw.get("restore-max-bytes", 16 * GiB), "restore-max-bytes"),
         admin_group=_group(raw.get("admin-group")),
+        network_conf=_optional_path(raw, "network-conf"),
+        storage_conf=_optional_path(raw, "storage-conf"),
+        settings_confirm_seconds=_non_negative_int(raw.get("settings-confirm-seconds", 0), "settings-confirm-seconds"),
+        tls_certificate=_optional_path(raw, "tls-certificate"),
+        tls_private_key=_optional_path(raw, "tls-private-key"),
+        tls_ca=_optional_path(raw, "tls-ca"),
+        tls_bundle=_optional_path(raw, "tls-bundle"),
         connections=_object(raw, "connections", ConnectionLimits, {
             "header-timeout": float, "body-min-rate": int, "body-rate-window": float,
             "max": int, "max-per-client": int}),
@@ -223,6 +242,13 @@ KNOWN_KEYS = {
     "backup-root",
     "restore-max-bytes",
     "admin-group",
+    "network-conf",
+    "storage-conf",
+    "settings-confirm-seconds",
+    "tls-certificate",
+    "tls-private-key",
+    "tls-ca",
+    "tls-bundle",
     "connections",
     "log-rotate",
     "auth-throttle",
@@ -289,6 +315,22 @@ def _path(raw: dict[str, Any], key: str, default: str) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f'"{key}" must be a file path')
     return Path(value)
+
+
+def _optional_path(raw: dict[str, Any], key: str) -> Path | None:
+    """An absolute file path, or None when the key is not given."""
+    if key not in raw:
+        return None
+    path = _path(raw, key, "")
+    if not path.is_absolute():
+        raise ConfigError(f'"{key}" must be an absolute file path, not {str(path)!r}')
+    return path
+
+
+def _non_negative_int(value: object, key: str) -> int:
+    if value == 0 and not isinstance(value, bool):
+        return 0
+    return _positive_int(value, key)
 
 
 def _positive_int(value: object, key: str) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import TokenStore
@@ -10,6 +11,7 @@ from .catalogue import Catalogue
 from .config import Config
 from .layout import AdminTree
 from .runner import JobRunner
+from .tls import ContextFactory
 
 
 @dataclass(frozen=True)
@@ -21,3 +23,7 @@ class Context:
     catalogue: Catalogue  # read only after every section is added (GET /endpoints)
     reactor: Any
     clock: Any
+    tls: ContextFactory  # the certificate the HTTPS listener serves; load() swaps it
+    # Called (with no argument) after every request that authenticated: a section that
+    # waits for the administrator to show up (a network change to confirm) adds to it.
+    authenticated: list[Callable[[], None]] = field(default_factory=list)

@@ -116,12 +116,13 @@ class AdminService(MultiService):
         self.tree = tree = AdminTree(settings.admin_path)
         self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group, clock)
         self.lock = TreeLock(tree.lock_file)
-        self.tls = ContextFactory(tree.certificate, tree.private_key)
+        self.tls = ContextFactory(config.tls_certificate or tree.certificate,
+                                  config.tls_private_key or tree.private_key)
         self.runner = JobRunner(tree, reactor, clock, timeout=config.job_timeout,
                                 launcher=launcher_for(tree, config), log_rotate=config.log_rotate)
         self.runner.setServiceParent(self)
         self.catalogue = Catalogue(enabled=frozenset(config.endpoints))
-        context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock)
+        context = Context(tree, config, self.tokens, self.runner, self.catalogue, reactor, clock, self.tls)
         self.sections = []
         for make in REGISTERED:
             if make.optional and make.name not in self.catalogue.enabled:
@@ -133,7 +134,7 @@ class AdminService(MultiService):
                 service.setServiceParent(self)
         self.catalogue.add(Pages(self.catalogue).section())
         self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock, config.log_rotate), clock,
-                            config.upload_limits, config.auth_throttle)
+                            config.upload_limits, config.auth_throttle, context.authenticated)
         self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
                               config.connections)
         self.listeners: dict[str, Listener] = {}
@@ -206,8 +207,8 @@ class AdminService(MultiService):
         tree, config = self.tree, self.settings.config
         tree.lay_out()
         self._lock_tree()  # before a certificate, a token or a job of the tree is touched
-        if ensure_certificate(tree.certificate, tree.private_key):
-            self.log.info("Generated a self-signed certificate in {path}", path=str(tree.certificate))
+        if ensure_certificate(self.tls.certificate, self.tls.private_key):
+            self.log.info("Generated a self-signed certificate in {path}", path=str(self.tls.certificate))
         self.tls.load()
         removed = remove_partial_files(tree.uploads)
         if removed:
@@ -261,7 +262,10 @@ class AdminService(MultiService):
             self.tls.load()
         except (OSError, SSL.Error) as e:
             return f"kept the TLS certificate in use: {certificate_problem(e)}"
-        return f"loaded the TLS certificate {self.tree.certificate.relative_to(self.tree.root)}"
+        shown = self.tls.certificate
+        if shown.is_relative_to(self.tree.root):
+            shown = shown.relative_to(self.tree.root)
+        return f"loaded the TLS certificate {shown}"
 
     def _reload_config(self) -> str:
         path = self.settings.config_path
@@ -299,7 +303,7 @@ class AdminService(MultiService):
         host = self.listeners["https"].port.getHost()
         address = "127.0.0.1" if getattr(host, "host", "") in ("0.0.0.0", "", "::") else host.host
         base = f"https://{address}:{getattr(host, 'port', '?')}/api/v1/admin"
-        curl = f"curl --cacert {self.tree.certificate}"
+        curl = f"curl --cacert {self.tls.certificate}"
         if self.tokens.current() is None:
             self.log.info("No API token yet. Set one: {curl} -X POST {base}/setup -F newtoken=YOURTOKEN",
                           curl=curl, base=base)

@@ -85,6 +85,24 @@ class AdminTree:
         """The appliance's own job entry point (with "jobs": "appliance")."""
         return self.bin / "wrapper.sh"
 
+    @property
+    def appliance(self) -> bool:
+        """The appliance's own tree, where files outside it belong to the appliance too."""
+        return self.root == Path(DEFAULT_ADMIN_PATH)
+
+    def system_file(self, configured: Path | None, appliance_default: str) -> Path:
+        """A file of the appliance outside the tree that a job writes (network.conf, say).
+
+        The config names it; else the original's path on the appliance's own tree, and the
+        tree's etc/ on any other, so trying the daemon on a workstation never writes
+        outside the tree it was given.
+        """
+        if configured is not None:
+            return configured
+        if self.appliance:
+            return Path(appliance_default)
+        return self.etc / Path(appliance_default).name
+
     def status_file(self, name: str) -> Path:
         """etc/<name>: the old appliance's status and error files."""
         return self.etc / name

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -111,6 +112,23 @@ class Program:
 
     def clean_up(self) -> None:
         """Runs after ``run`` whatever happened, with SIGTERM ignored."""
+
+    def run_hook(self, name: str, *args: str) -> bool:
+        """Run the appliance's hook bin/<name> with ``args``, its output going to the log.
+
+        False when the appliance has no such hook (the work done so far is all there is);
+        a hook that fails fails the job.
+        """
+        hook = self.tree.hook(name)
+        if hook is None:
+            return False
+        self.log(f"Running {hook}{''.join(' ' + a for a in args)}")
+        sys.stdout.flush()
+        done = subprocess.run([str(hook), *args], stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              cwd=self.tree.root, check=False)
+        if done.returncode != 0:
+            raise JobFailed(self.kind.unexpected_code, f"bin/{name} failed with exit status {done.returncode}")
+        return True
 
     persisted = False
 

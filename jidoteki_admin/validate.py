@@ -1,0 +1,210 @@
+"""Checks for the values administrators upload in settings documents, shared by the
+sections (which refuse bad input before anything on disk changes) and the job programs
+(which check again what they are handed, since they can be run by hand).
+
+Every check raises Invalid with the message the API answers in Error-Message, naming the
+option and what is allowed, in the original's words: ``Missing or invalid string for
+option: ntpserver. Allowed: ...``. A value that passes can be written between double
+quotes in a file a shell sources (network.conf, storage.conf) and never leave them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DOCUMENT_MAX = 64 * 1024  # a settings document is a few hundred bytes
+
+# What a value written into a shell-sourced file may hold: printable ASCII without any
+# character a shell treats specially inside double quotes ($ ` \ "), no markup (< > &),
+# no quote or command separator (' ; |) and no control character or newline. What is
+# left is literal between double quotes.
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9 _.,:/@%+=~^\-\[\]{}()!#*?]*\Z")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_INTERFACE = re.compile(r"[A-Za-z0-9]{3,14}\Z")
+
+
+class Invalid(ValueError):
+    """A value the API refuses; str() is the whole message for the client."""
+
+
+def problem(option: str, allowed: str, kind: str = "string") -> Invalid:
+    return Invalid(f"Missing or invalid {kind} for option: {option}. Allowed: {allowed}")
+
+
+def load_document(data: bytes, what: str, limit: int = DOCUMENT_MAX) -> dict[str, Any]:
+    """The JSON object an uploaded settings file holds.
+
+    UTF-8 only (with or without a byte-order mark), an object at the top level, no key
+    twice (which object would win is a matter of parser), at most ``limit`` bytes.
+    """
+    if len(data) > limit:
+        raise Invalid(f"The {what} file is too large: {len(data)} bytes (at most {limit})")
+    if not data.strip():
+        raise Invalid(f"The {what} file is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise Invalid(f"The {what} file is not UTF-8 text (byte {e.start})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise Invalid(f"The {what} file is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise Invalid(f"The {what} file is nested too deeply") from None
+    except Invalid as e:
+        raise Invalid(f"The {what} file is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise Invalid(f"The {what} file must hold a JSON object, not {json_type(value)}")
+    return value
+
+
+def read_document(path: Path, what: str, limit: int = DOCUMENT_MAX) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return load_document(f.read(limit + 1), what, limit)
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise Invalid(f"the key {key!r} is given twice")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> None:
+    raise Invalid(f"{name} is not a JSON value")
+
+
+def json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def only_keys(document: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(document) - set(known))
+    if unknown:
+        raise Invalid(f"Unknown option in {where}: {unknown[0]}. Allowed: {', '.join(known)}")
+
+
+def text(document: Mapping[str, Any], option: str, allowed: str) -> str | None:
+    """A string option; None when absent, null or "" (the original's clients send "" for
+    a field they leave empty). Anything else but a string is refused."""
+    value = document.get(option)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise problem(option, allowed)
+    return value
+
+
+def shell_safe(value: str, option: str, allowed: str, longest: int = 255) -> str:
+    if len(value) > longest or not _SHELL_SAFE.match(value):
+        raise problem(option, allowed)
+    return value
+
+
+def interface(value: str, option: str = "interface") -> str:
+    if not _INTERFACE.match(value):
+        raise problem(option, "3 to 14 letters and digits, like eth0")
+    return value
+
+
+def hostname(value: str, option: str = "hostname") -> str:
+    """A host name as RFC 1123 has it: dot-separated labels of letters, digits and
+    hyphens, 3 to 255 characters in all (one trailing dot allowed)."""
+    allowed = "a host name of 3 to 255 characters: labels of letters, digits and hyphens separated by dots"
+    name = value[:-1] if value.endswith(".") else value
+    if not 3 <= len(value) <= 255 or not name or not all(_LABEL.match(label) for label in name.split(".")):
+        raise problem(option, allowed)
+    if name.replace(".", "").isdigit():
+        raise problem(option, allowed)  # 1.2.3.4 is an address, not a name
+    return value
+
+
+def ip_address(value: str, option: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        if "%" in value:
+            raise ValueError("no zone")
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise problem(option, "an IPv4 address like 192.168.1.10 or an IPv6 address like 2001:db8::10") from None
+
+
+def netmask(value: str, version: int, option: str = "netmask") -> str:
+    """A netmask for an address of IP ``version``: a dotted quad (IPv4) or a prefix length."""
+    longest = 32 if version == 4 else 128
+    allowed = (f"a prefix length from 0 to {longest}" +
+               (" or a netmask like 255.255.255.0" if version == 4 else " (this is an IPv6 address)"))
+    if value.isdigit() and value.isascii():
+        if int(value) <= longest and str(int(value)) == value:
+            return value
+        raise problem(option, allowed)
+    if version == 4:
+        try:
+            ipaddress.IPv4Network(f"0.0.0.0/{value}")
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise problem(option, allowed) from None
+        return value
+    raise problem(option, allowed)
+
+
+def host_or_address(value: str, option: str, with_port: bool = False) -> str:
+    """A host name or an IP address; with ``with_port``, optionally followed by :port
+    (an IPv6 address with a port is written [2001:db8::1]:123)."""
+    allowed = "a host name or an IP address" + (", optionally followed by :port" if with_port else "")
+    host, port = value, None
+    if with_port:
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?::([0-9]+))?", value)
+        if bracketed:
+            host, port = bracketed.group(1), bracketed.group(2)
+            if ":" not in host:
+                raise problem(option, allowed)
+        elif value.count(":") == 1:
+            host, port = value.split(":")
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise problem(option, allowed)
+    try:
+        ipaddress.ip_address(host)
+        return value
+    except ValueError:
+        pass
+    try:
+        hostname(host, option)
+    except Invalid:
+        raise problem(option, allowed) from None
+    return value
+
+
+def port(value: object, option: str = "port") -> str:
+    """A TCP port, given as a number or a string of digits (the original's examples quote it)."""
+    if isinstance(value, bool):
+        raise problem(option, "a port number from 1 to 65535")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise problem(option, "a port number from 1 to 65535")
+    return str(int(value))
+
+
+def quoted(value: str) -> str:
+    """``value`` between double quotes, for a shell-sourced file. Only values that passed
+    shell_safe (or a stricter check) get here; this is the last line of defence."""
+    if not _SHELL_SAFE.match(value):
+        raise Invalid(f"refusing to write {value!r} into a shell file")
+    return f'"{value}"'
