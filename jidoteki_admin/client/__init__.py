@@ -382,6 +382,26 @@ def _text_form(fields: dict[str, str]) -> tuple[bytes, bytes]:
             b"".join(parts) + f"--{boundary}--\r\n".encode())
 
 
+async def presented_fingerprint(reactor: Any, url: str) -> str:
+    """The fingerprint of the certificate an appliance presents, fetched without trusting
+    it: the administrator compares it with the one the appliance's console shows before
+    pinning it, and a fleet tool compares it with the certificate it means to install."""
+    import ssl as stdlib_ssl
+
+    from twisted.internet.threads import deferToThreadPool
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 443
+
+    def fetch() -> str:
+        return certificate_fingerprint(stdlib_ssl.get_server_certificate((host, port)).encode())
+
+    try:
+        return await deferToThreadPool(reactor, reactor.getThreadPool(), fetch)
+    except OSError as e:
+        raise Unreachable(f"cannot reach {host}:{port}: {e}") from None
+
+
 async def _raise_for(response) -> None:
     body = await treq.content(response)
     message = response.headers.getRawHeaders(b"error-message", [b""])[0].decode("utf-8", "replace")

@@ -21,17 +21,16 @@ import argparse
 import getpass
 import json
 import os
-import ssl
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
-from . import AdminClient, APIError, ClientError, JobFailed, Misconfigured, Unreachable, certificate_fingerprint, response_json
+from . import (AdminClient, APIError, ClientError, JobFailed, Misconfigured, Unreachable, presented_fingerprint,
+               response_json)
 
 CONFIG = Path("~/.config/jidoteki-admin/hosts.toml")
 TOKEN_ENV = "JIDOTEKI_ADMIN_TOKEN"
@@ -307,24 +306,6 @@ def new_token(path: Path | None) -> str:
     if not token:
         raise UsageError("no new token given")
     return token
-
-
-async def presented_fingerprint(reactor, url: str) -> str:
-    """The fingerprint of the certificate the appliance presents, fetched without trusting
-    it: the administrator compares it with the one the appliance's console shows."""
-    from twisted.internet.threads import deferToThreadPool
-
-    parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 443
-
-    def fetch() -> str:
-        pem = ssl.get_server_certificate((host, port))
-        return certificate_fingerprint(pem.encode())
-
-    try:
-        return await deferToThreadPool(reactor, reactor.getThreadPool(), fetch)
-    except OSError as e:
-        raise Unreachable(f"cannot reach {host}:{port}: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
