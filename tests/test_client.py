@@ -287,3 +287,45 @@ def test_log_follower_prints_each_line_once(capsys):
     follow({"log": "a\nb\nc"})
     follow({"log": "b\nc\nd"})
     assert capsys.readouterr().err.splitlines() == ["a", "b", "c", "d"]
+
+
+def test_cli_reboot_wait_returns_once_the_api_answers_again(twistd, tmp_path):
+    """The reboot command here only leaves a mark; the test then stops the daemon and starts
+    another on the same port and tree, as an appliance's reboot would."""
+    import subprocess
+    import time
+
+    from conftest import free_port
+
+    admin, port = tmp_path / "admin", free_port()
+    (admin / "etc").mkdir(parents=True)
+    (admin / "etc" / "api.token").write_text("yourtoken\n")
+    mark = tmp_path / "rebooted"
+    command = tmp_path / "reboot.sh"
+    command.write_text(f"#!/bin/sh\ntouch {mark}\n")
+    command.chmod(0o755)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"reboot-command": [str(command)]}))
+    args = ["--admin-path", str(admin), "--config", str(config), "--https", str(port), "--interface", "127.0.0.1"]
+    first = twistd(*args)
+    first.wait_listening(port)
+    token = tmp_path / "token"
+    token.write_text("yourtoken\n")
+    fingerprint = certificate_fingerprint((admin / "etc" / "ssl" / "cert.pem").read_bytes())
+    client = subprocess.Popen([sys.executable, "-m", "jidoteki_admin.client.cli", "--url", f"https://127.0.0.1:{port}",
+                               "--token-file", str(token), "--fingerprint", fingerprint, "reboot", "--wait",
+                               "--timeout", "60"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mark.exists(), first.text()
+    time.sleep(1.5)  # the client sees the API still answering, and keeps waiting
+    assert client.poll() is None
+    first.stop()
+    time.sleep(1.5)  # ...and then not answering
+    assert client.poll() is None
+    second = twistd(*args)
+    second.wait_listening(port)
+    out, err = client.communicate(timeout=30)
+    assert client.returncode == 0, err
+    assert "The appliance answers again." in out
