@@ -456,3 +456,44 @@ async def test_without_a_hook_there_is_nothing_to_confirm(confirming_daemon):
     assert (await applied(daemon, STATIC)).status == "success"
     assert time.monotonic() - started < 2
     assert (etc(daemon) / "network.conf").read_text() == STATIC_CONF
+
+
+# With "jobs": "appliance": the appliance's own update_settings.sh does the job.
+
+@pytest_twisted.ensureDeferred
+async def test_the_appliances_own_scripts_get_the_files_and_command_the_original_gave_them(make_daemon, tmp_path):
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    daemon = make_daemon(config={"endpoints": ["settings"], "jobs": "appliance", "appliance-lock-dir": str(locks)})
+    tree = daemon.admin_path
+    wrapper = tree / "bin" / "wrapper.sh"
+    # What the original's wrapper.sh and update_settings.sh do, in short.
+    wrapper.write_text(f"""#!/bin/sh
+echo "args=$* command=$SSH_ORIGINAL_COMMAND" > {tree}/log/wrapper.calls
+cd {tree}/home/sftp/uploads && mv -f app.json network.json network.conf {tree}/etc/
+printf '{{"status":"success","percentage":100}}' > {tree}/etc/status_settings.json
+""")
+    wrapper.chmod(0o755)
+    assert (await post(daemon, STATIC)).code == 202
+    assert (await finished(daemon)).status == "success"
+    assert (tree / "log" / "wrapper.calls").read_text() == "args=static command=settings static\n"
+    assert (etc(daemon) / "network.conf").read_text() == STATIC_CONF
+    assert json.loads((etc(daemon) / "network.json").read_text()) == {"mode": "static", **STATIC["network"]}
+    assert json.loads((etc(daemon) / "app.json").read_text()) == STATIC["app"]
+    assert not (tree / "tmp" / "settings.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_persisted_files_that_are_links_stay_links(settings_daemon, tmp_path):
+    daemon = settings_daemon
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    for name in ("network.json", "app.json", "network.conf"):
+        (mount / name).write_text("{}\n")
+        (mount / name).chmod(0o600)
+        (etc(daemon) / name).symlink_to(mount / name)
+    assert (await applied(daemon, DHCP)).status == "success"
+    for name in ("network.json", "app.json", "network.conf"):
+        assert (etc(daemon) / name).is_symlink()
+        assert os.stat(mount / name).st_mode & 0o777 == 0o600  # the mode it had
+    assert (mount / "network.conf").read_text() == DHCP_CONF

@@ -16,6 +16,7 @@ from .. import responses, validate
 from ..catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write
+from ..jobs import settings as job
 from ..jobs.settings import SETTINGS
 from ..responses import APIError
 
@@ -71,14 +72,26 @@ class Settings:
         with open(upload.path, "rb") as f:
             data = f.read(validate.DOCUMENT_MAX + 1)
         settings = validate.settings_document(validate.load_document(data, "settings"))
-        # The job reads the document from the tree's tmp/ (the uploads folder may be another
-        # filesystem, or gone once the request ends) and checks it again.
-        atomic_write(self.tree.settings_upload, data, 0o600)
+        if self.runner.launcher.reports_through_files:
+            self._stage(settings)
+        else:
+            # The job reads the document from the tree's tmp/ (the uploads folder may be
+            # another filesystem) and checks it again.
+            atomic_write(self.tree.settings_upload, data, 0o600)
         args = ["--settings", str(self.tree.settings_upload), "--network-conf", str(self.network_conf)]
         if self.confirm_seconds > 0:
             args += ["--confirm-seconds", str(self.confirm_seconds)]
         self.runner.start(SETTINGS, args, script_args=[settings.network.mode])
         return responses.accepted(request, "/settings")
+
+    def _stage(self, settings: validate.SettingsDocument) -> None:
+        """With "jobs": "appliance", the appliance's update_settings.sh does the job as it
+        did for the original: it moves app.json, network.json and network.conf from the
+        uploads folder into place, then runs network.sh."""
+        uploads = self.tree.uploads
+        atomic_write(uploads / "app.json", job.app_json(settings), 0o640)
+        atomic_write(uploads / "network.json", job.network_json(settings), 0o640)
+        atomic_write(uploads / "network.conf", job.network_conf(settings.network), 0o640)
 
     def confirm(self) -> None:
         """An authenticated request: while the job runs, it confirms the new settings."""
