@@ -97,7 +97,8 @@ async def confirmed(daemon, document) -> object:
 
 
 def log_text(daemon) -> str:
-    return (daemon.admin_path / "log" / "update_settings.log").read_text()
+    log = daemon.admin_path / "log" / "update_settings.log"
+    return log.read_text() if log.exists() else ""
 
 
 def snapshot(daemon) -> dict[str, bytes]:
@@ -497,3 +498,19 @@ async def test_persisted_files_that_are_links_stay_links(settings_daemon, tmp_pa
         assert (etc(daemon) / name).is_symlink()
         assert os.stat(mount / name).st_mode & 0o777 == 0o600  # the mode it had
     assert (mount / "network.conf").read_text() == DHCP_CONF
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_daemon_stopped_during_the_wait_puts_the_previous_settings_back(make_daemon):
+    daemon = make_daemon(config={"endpoints": ["settings"], "settings-confirm-seconds": 30})
+    hook(daemon, "")
+    (etc(daemon) / "network.conf").write_text(DHCP_CONF)
+    assert (await post(daemon, STATIC)).code == 202
+    assert await wait_until(lambda: "Waiting 30 seconds" in log_text(daemon))
+    started = time.monotonic()
+    await daemon.service.stopService()
+    assert time.monotonic() - started < 10  # restored well within the grace before SIGKILL
+    assert (etc(daemon) / "network.conf").read_text() == DHCP_CONF
+    assert not (etc(daemon) / "network.json").exists()
+    assert hook_calls(daemon) == ["static", "dhcp"]
+    assert daemon.service.runner.status(SETTINGS).status == "failed"
