@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -514,3 +515,39 @@ async def test_a_daemon_stopped_during_the_wait_puts_the_previous_settings_back(
     assert not (etc(daemon) / "network.json").exists()
     assert hook_calls(daemon) == ["static", "dhcp"]
     assert daemon.service.runner.status(SETTINGS).status == "failed"
+
+
+# The job program run by hand (as root it must write and remove nothing it was not meant to).
+
+def run_job(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    tree = tmp_path / "tree"
+    for sub in ("etc", "log", "tmp", "bin"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    return subprocess.run([sys.executable, "-m", SETTINGS.program, "--admin-path", str(tree), *args],
+                          capture_output=True, text=True, check=False)
+
+
+def test_the_job_writes_no_file_but_one_named_network_conf(tmp_path):
+    settings = tmp_path / "mine.json"
+    settings.write_text(json.dumps(DHCP))
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    done = run_job(tmp_path, "--settings", str(settings), "--network-conf", str(victim))
+    assert done.returncode == 1
+    assert "not an absolute path to a file named network.conf" in done.stdout
+    assert victim.read_text() == "root:x:0:0\n"
+    assert not (tmp_path / "tree" / "etc" / "network.json").exists()
+
+
+def test_the_job_run_by_hand_keeps_the_document_it_was_given(tmp_path):
+    settings = tmp_path / "mine.json"
+    settings.write_text(json.dumps(DHCP))
+    conf = tmp_path / "tree" / "etc" / "network.conf"
+    done = run_job(tmp_path, "--settings", str(settings), "--network-conf", str(conf))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert settings.exists() and conf.read_text() == DHCP_CONF
+    assert "Settings saved but not applied" in done.stdout
+    settings.write_text('{"network": {"interface": "eth0", "hostname": "$(reboot)"}}')
+    done = run_job(tmp_path, "--settings", str(settings), "--network-conf", str(conf))
+    assert done.returncode == 1 and "Missing or invalid string for option: hostname" in done.stdout
+    assert conf.read_text() == DHCP_CONF

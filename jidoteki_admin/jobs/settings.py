@@ -127,13 +127,19 @@ class SettingsProgram(Program):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--settings", type=Path, required=True, help="the settings document (JSON)")
+        parser.add_argument("--settings", type=Path, required=True,
+                            help="the settings document (JSON); removed once read when it is the tree's "
+                                 "tmp/settings.json, where the daemon hands it over")
         parser.add_argument("--network-conf", type=Path, required=True, help="network.conf to write")
         parser.add_argument("--confirm-seconds", type=int, default=0,
                             help="undo the change unless the daemon sees a request within this time")
 
     def run(self) -> None:
         self.step(10, "Updating settings. Please wait..")
+        conf = self.args.network_conf
+        if not conf.is_absolute() or conf.name != "network.conf":
+            # Run as root, the job writes only a file of that name, whatever it is handed.
+            raise JobFailed(None, f"Refusing to write {conf}: not an absolute path to a file named network.conf")
         settings = self.read_settings()
         network = settings.network
         files = {self.tree.network_json: network_json(settings), self.tree.app_json: app_json(settings),
@@ -161,7 +167,8 @@ class SettingsProgram(Program):
         except OSError as e:
             raise JobFailed(None, f"Cannot read the settings file: {e.strerror}") from None
         finally:
-            remove_quietly(self.args.settings)
+            if self.args.settings == self.tree.settings_upload:
+                remove_quietly(self.args.settings)  # handed over by the daemon; a file of one's own stays
 
     def confirm(self, before: list[Saved], mode: str | None) -> None:
         """Wait for the administrator to show up over the new settings; undo them if not.
