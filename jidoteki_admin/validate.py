@@ -27,6 +27,7 @@ DOCUMENT_MAX = 64 * 1024  # a settings document is a few hundred bytes
 _SHELL_SAFE = re.compile(r"[A-Za-z0-9 _.,:/@%+=~^\-\[\]{}()!#*?]*\Z")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _INTERFACE = re.compile(r"[A-Za-z0-9]{3,14}\Z")
+HOSTNAME_ALLOWED = "a host name of 3 to 255 characters: labels of letters, digits and hyphens separated by dots"
 
 
 class Invalid(ValueError):
@@ -128,7 +129,7 @@ def interface(value: str, option: str = "interface") -> str:
 def hostname(value: str, option: str = "hostname") -> str:
     """A host name as RFC 1123 has it: dot-separated labels of letters, digits and
     hyphens, 3 to 255 characters in all (one trailing dot allowed)."""
-    allowed = "a host name of 3 to 255 characters: labels of letters, digits and hyphens separated by dots"
+    allowed = HOSTNAME_ALLOWED
     name = value[:-1] if value.endswith(".") else value
     if not 3 <= len(value) <= 255 or not name or not all(_LABEL.match(label) for label in name.split(".")):
         raise problem(option, allowed)
@@ -279,13 +280,12 @@ def network_settings(given: Mapping[str, Any]) -> Network:
     iface = text(given, "interface", "3 to 14 letters and digits, like eth0")
     if iface is None:
         raise problem("interface", "3 to 14 letters and digits, like eth0")
-    name = text(given, "hostname", "a host name like test.host")
+    name = text(given, "hostname", HOSTNAME_ALLOWED)
     if name is None:
-        raise problem("hostname", "a host name of 3 to 255 characters: labels of letters, digits and "
-                                  "hyphens separated by dots")
+        raise problem("hostname", HOSTNAME_ALLOWED)
     network = {"interface": interface(iface), "hostname": hostname(name)}
     address = _address(given, "ip_address")
-    mask, gateway = text(given, "netmask", "a netmask"), _address(given, "gateway")
+    mask, gateway = text(given, "netmask", "a prefix length, or a netmask like 255.255.255.0"), _address(given, "gateway")
     present = {"ip_address": address, "netmask": mask, "gateway": gateway}
     missing = [option for option in STATIC_OPTIONS if present[option] is None]
     if missing and len(missing) < len(STATIC_OPTIONS):
