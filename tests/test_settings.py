@@ -551,3 +551,14 @@ def test_the_job_run_by_hand_keeps_the_document_it_was_given(tmp_path):
     done = run_job(tmp_path, "--settings", str(settings), "--network-conf", str(conf))
     assert done.returncode == 1 and "Missing or invalid string for option: hostname" in done.stdout
     assert conf.read_text() == DHCP_CONF
+
+
+@pytest_twisted.ensureDeferred
+async def test_new_settings_files_get_the_admin_group(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file another group needs root")
+    daemon = make_daemon(config={"endpoints": ["settings"], "admin-group": 65534})
+    assert (await applied(daemon, DHCP)).status == "success"
+    for name in ("network.json", "app.json", "network.conf"):
+        st = os.stat(etc(daemon) / name)
+        assert (st.st_gid, st.st_mode & 0o777) == (65534, 0o640), name

@@ -101,21 +101,22 @@ class Saved:
         except FileNotFoundError:
             return cls(path, None)
 
-    def restore(self) -> None:
+    def restore(self, new_group: int | None = None) -> None:
         if self.content is None:
             remove_quietly(self.path)
         else:
-            write(self.path, self.content)
+            write(self.path, self.content, new_group)
 
 
-def write(path: Path, content: bytes) -> None:
+def write(path: Path, content: bytes, new_group: int | None = None) -> None:
     """Replace a settings file atomically, keeping the mode and group it had; a new one
-    gets FILE_MODE and the group of its directory, so the daemon can read what it shows."""
+    gets FILE_MODE and ``new_group`` (the config's admin-group) or else the group of its
+    directory, so the daemon can read what it shows."""
     try:
         st = path.stat()
         mode, group = st.st_mode & 0o7777, st.st_gid
     except FileNotFoundError:
-        mode, group = FILE_MODE, path.parent.stat().st_gid
+        mode, group = FILE_MODE, path.parent.stat().st_gid if new_group is None else new_group
     if os.geteuid() != 0 and group != os.getegid() and group not in os.getgroups():
         group = -1  # not ours to give; the file keeps the writer's group
     atomic_write(path, content, mode, None if group == -1 else group)
@@ -131,6 +132,8 @@ class SettingsProgram(Program):
                             help="the settings document (JSON); removed once read when it is the tree's "
                                  "tmp/settings.json, where the daemon hands it over")
         parser.add_argument("--network-conf", type=Path, required=True, help="network.conf to write")
+        parser.add_argument("--group", type=int, default=None,
+                            help="the gid new settings files get (the config's admin-group)")
         parser.add_argument("--confirm-seconds", type=int, default=0,
                             help="undo the change unless the daemon sees a request within this time")
 
@@ -146,7 +149,7 @@ class SettingsProgram(Program):
                  self.args.network_conf: network_conf(network)}
         before = [Saved.of(path) for path in files]
         for path, content in files.items():
-            write(path, content)
+            write(path, content, self.args.group)
             self.log(f"Saved {path}")
         self.step(50, f"Applying the {network.mode} network settings")
         if self.args.confirm_seconds > 0:
@@ -195,7 +198,7 @@ class SettingsProgram(Program):
     def restore(self, before: list[Saved], mode: str | None) -> None:
         self.log("No request confirmed the new settings: restoring the previous ones")
         for saved in before:
-            saved.restore()
+            saved.restore(self.args.group)
         if mode is None:
             self.log("There were no previous network settings to apply again")
             return

@@ -39,6 +39,7 @@ class Settings:
         self.runner = context.runner
         self.network_conf = tree.system_file(config.network_conf, "/usr/local/etc/network.conf")
         self.confirm_seconds = config.settings_confirm_seconds
+        self.admin_group = config.admin_group
         context.runner.register(SETTINGS)
         if self.confirm_seconds > 0:
             context.authenticated.append(self.confirm)
@@ -81,6 +82,8 @@ class Settings:
         args = ["--settings", str(self.tree.settings_upload), "--network-conf", str(self.network_conf)]
         if self.confirm_seconds > 0:
             args += ["--confirm-seconds", str(self.confirm_seconds)]
+        if self.admin_group is not None:
+            args += ["--group", str(self.admin_group)]
         self.runner.start(SETTINGS, args, script_args=[settings.network.mode])
         return responses.accepted(request, "/settings")
 
