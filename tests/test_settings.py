@@ -562,3 +562,27 @@ async def test_new_settings_files_get_the_admin_group(make_daemon):
     for name in ("network.json", "app.json", "network.conf"):
         st = os.stat(etc(daemon) / name)
         assert (st.st_gid, st.st_mode & 0o777) == (65534, 0o640), name
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hook_that_cannot_put_the_previous_settings_back_says_so(confirming_daemon):
+    daemon = confirming_daemon
+    (etc(daemon) / "network.conf").write_text(DHCP_CONF)
+    hook(daemon, '[ "$1" = static ] || exit 4')
+    status = await applied(daemon, STATIC)
+    assert status.status == "failed"
+    assert status.error_message == f"{NOT_CONFIRMED}, but applying them failed: bin/network.sh failed with exit " \
+                                   "status 4"
+    assert (etc(daemon) / "network.conf").read_text() == DHCP_CONF
+
+
+def test_a_file_that_cannot_be_written_leaves_the_previous_settings_whole(tmp_path):
+    settings = tmp_path / "mine.json"
+    settings.write_text(json.dumps(STATIC))
+    etc_dir = tmp_path / "tree" / "etc"
+    etc_dir.mkdir(parents=True)
+    (etc_dir / "network.json").write_text('{"mode": "dhcp"}\n')
+    done = run_job(tmp_path, "--settings", str(settings), "--network-conf", str(tmp_path / "gone" / "network.conf"))
+    assert done.returncode == 1 and "Cannot save the settings" in done.stdout
+    assert (etc_dir / "network.json").read_text() == '{"mode": "dhcp"}\n'
+    assert not (etc_dir / "app.json").exists()

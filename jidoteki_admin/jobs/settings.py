@@ -148,9 +148,15 @@ class SettingsProgram(Program):
         files = {self.tree.network_json: network_json(settings), self.tree.app_json: app_json(settings),
                  self.args.network_conf: network_conf(network)}
         before = [Saved.of(path) for path in files]
-        for path, content in files.items():
-            write(path, content, self.args.group)
-            self.log(f"Saved {path}")
+        try:
+            for path, content in files.items():
+                write(path, content, self.args.group)
+                self.log(f"Saved {path}")
+        except OSError as e:
+            # Never leave the new network.json beside the old network.conf (a full disk).
+            for saved in before:
+                saved.restore(self.args.group)
+            raise JobFailed(None, f"Cannot save the settings: {e}") from None
         self.step(50, f"Applying the {network.mode} network settings")
         if self.args.confirm_seconds > 0:
             remove_quietly(self.tree.settings_confirmation)
@@ -202,7 +208,10 @@ class SettingsProgram(Program):
         if mode is None:
             self.log("There were no previous network settings to apply again")
             return
-        self.run_hook("network.sh", mode)
+        try:
+            self.run_hook("network.sh", mode)
+        except JobFailed as e:
+            raise JobFailed(None, f"{NOT_CONFIRMED}, but applying them failed: {e.message}") from None
 
 
 def wait_for(marker: Path, seconds: float) -> bool:
