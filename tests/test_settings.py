@@ -586,3 +586,18 @@ def test_a_file_that_cannot_be_written_leaves_the_previous_settings_whole(tmp_pa
     assert done.returncode == 1 and "Cannot save the settings" in done.stdout
     assert (etc_dir / "network.json").read_text() == '{"mode": "dhcp"}\n'
     assert not (etc_dir / "app.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_section_is_in_the_openapi_document_and_endpoints_when_enabled(settings_daemon):
+    from openapi_spec_validator import validate as validate_openapi
+
+    daemon = settings_daemon
+    response = await daemon.client.get(daemon.base + "/docs/openapi.json")
+    document = await json_of(response)
+    validate_openapi(document)
+    item = document["paths"]["/api/v1/admin/settings"]
+    assert set(item) == {"get", "post"}
+    form = item["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["settings"] and form["properties"]["settings"].get("contentMediaType")
+    assert "/api/v1/admin/settings" in (await json_of(await daemon.get("/endpoints")))["endpoints"]
