@@ -81,6 +81,27 @@ class AdminTree:
         return self.etc / "updates.pub"
 
     @property
+    def network_json(self) -> Path:
+        """The network settings as last saved (GET /settings), "mode" first."""
+        return self.etc / "network.json"
+
+    @property
+    def app_json(self) -> Path:
+        """The application's own settings, saved with the network settings."""
+        return self.etc / "app.json"
+
+    @property
+    def settings_upload(self) -> Path:
+        """A settings document handed from the API to the settings job."""
+        return self.tmp / "settings.json"
+
+    @property
+    def settings_confirmation(self) -> Path:
+        """Touched by the daemon on each authenticated request while the settings job
+        runs: the administrator can still reach the appliance after a network change."""
+        return self.tmp / "settings.confirmed"
+
+    @property
     def wrapper(self) -> Path:
         """The appliance's own job entry point (with "jobs": "appliance")."""
         return self.bin / "wrapper.sh"

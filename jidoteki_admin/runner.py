@@ -98,7 +98,8 @@ class BuiltinPrograms:
 class ApplianceScripts:
     """Hands each job to the appliance's own bin/wrapper.sh, as the original daemon did.
 
-    The job's command goes in SSH_ORIGINAL_COMMAND; the wrapper (through the privileged
+    The job's command goes in SSH_ORIGINAL_COMMAND, followed by its arguments as the
+    original sent them over ssh ("settings static"); the wrapper (through the privileged
     entry point when one is configured, else run as it is, doing its own sudo) runs the
     appliance's update_<command>.sh, which takes the lock <lock_dir>/update_<command>.sh.task
     and writes the status files and the log itself. A kind the appliance has no script for
@@ -117,7 +118,8 @@ class ApplianceScripts:
         if kind.appliance_command is None:
             return self.builtin.command(kind, args)
         argv = list(self.privileged) or [str(self.tree.wrapper)]
-        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": kind.appliance_command})
+        command = " ".join([kind.appliance_command, *script_args])
+        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": command})
 
     def busy(self, kind: JobKind) -> bool:
         return kind.appliance_command is not None and self.lock(kind).exists()

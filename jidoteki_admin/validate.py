@@ -14,6 +14,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ DOCUMENT_MAX = 64 * 1024  # a settings document is a few hundred bytes
 _SHELL_SAFE = re.compile(r"[A-Za-z0-9 _.,:/@%+=~^\-\[\]{}()!#*?]*\Z")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _INTERFACE = re.compile(r"[A-Za-z0-9]{3,14}\Z")
+HOSTNAME_ALLOWED = "a host name of 3 to 255 characters: labels of letters, digits and hyphens separated by dots"
 
 
 class Invalid(ValueError):
@@ -127,7 +129,7 @@ def interface(value: str, option: str = "interface") -> str:
 def hostname(value: str, option: str = "hostname") -> str:
     """A host name as RFC 1123 has it: dot-separated labels of letters, digits and
     hyphens, 3 to 255 characters in all (one trailing dot allowed)."""
-    allowed = "a host name of 3 to 255 characters: labels of letters, digits and hyphens separated by dots"
+    allowed = HOSTNAME_ALLOWED
     name = value[:-1] if value.endswith(".") else value
     if not 3 <= len(value) <= 255 or not name or not all(_LABEL.match(label) for label in name.split(".")):
         raise problem(option, allowed)
@@ -208,3 +210,130 @@ def quoted(value: str) -> str:
     if not _SHELL_SAFE.match(value):
         raise Invalid(f"refusing to write {value!r} into a shell file")
     return f'"{value}"'
+
+
+# The network settings of POST /settings (API.md section 8).
+
+NETWORK_OPTIONS = ("interface", "hostname", "ip_address", "netmask", "gateway", "dns1", "dns2", "ntpserver")
+STATIC_OPTIONS = ("ip_address", "netmask", "gateway")
+APP_MAX = 32 * 1024  # app.json, serialized: an application's own few settings
+# Keys this version does not know are kept in network.json as given (newer clients and
+# appliances add their own); their names stay plain identifiers.
+_EXTRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+EXTRA_ALLOWED = ("a number, true, false, null or a string of printable ASCII without markup, quotes or "
+                 "the shell characters $ ` \\ ; | & < >")
+
+
+@dataclass(frozen=True)
+class Network:
+    """The network settings of a settings document, each checked; None where absent."""
+
+    interface: str
+    hostname: str
+    ip_address: str | None = None
+    netmask: str | None = None
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+    ntpserver: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "static" if self.ip_address is not None else "dhcp"
+
+    @property
+    def ipv6(self) -> bool:
+        return self.ip_address is not None and ":" in self.ip_address
+
+
+@dataclass(frozen=True)
+class SettingsDocument:
+    """A checked settings document: what network.conf is made of, and the two objects
+    network.json and app.json keep (the network object as given, unknown keys included,
+    its "mode" left out: the mode is decided by what is given)."""
+
+    network: Network
+    given: dict[str, Any]
+    app: dict[str, Any]
+
+
+def settings_document(document: Mapping[str, Any]) -> SettingsDocument:
+    """Check an uploaded settings document through and through, or raise Invalid."""
+    only_keys(document, ("network", "app"), "the settings file")
+    given = document.get("network")
+    if not isinstance(given, dict):
+        raise problem("network", "an object with interface, hostname and the other network settings", "object")
+    app = document.get("app")
+    if app is None:
+        app = {}
+    if not isinstance(app, dict):
+        raise problem("app", "an object (the application's own settings)", "object")
+    if len(json.dumps(app)) > APP_MAX:
+        raise problem("app", f"an object of at most {APP_MAX} bytes as JSON", "object")
+    network = network_settings(given)
+    return SettingsDocument(network, {k: v for k, v in given.items() if k != "mode"}, app)
+
+
+def network_settings(given: Mapping[str, Any]) -> Network:
+    """The network object: interface and hostname required; static when ip_address,
+    netmask and gateway are all given, DHCP when none is; every other key kept as long as
+    it is a plain value that is safe to show and to write."""
+    iface = text(given, "interface", "3 to 14 letters and digits, like eth0")
+    if iface is None:
+        raise problem("interface", "3 to 14 letters and digits, like eth0")
+    name = text(given, "hostname", HOSTNAME_ALLOWED)
+    if name is None:
+        raise problem("hostname", HOSTNAME_ALLOWED)
+    network = {"interface": interface(iface), "hostname": hostname(name)}
+    address = _address(given, "ip_address")
+    mask, gateway = text(given, "netmask", "a prefix length, or a netmask like 255.255.255.0"), _address(given, "gateway")
+    present = {"ip_address": address, "netmask": mask, "gateway": gateway}
+    missing = [option for option in STATIC_OPTIONS if present[option] is None]
+    if missing and len(missing) < len(STATIC_OPTIONS):
+        raise Invalid(f"Missing option for static network settings: {', '.join(missing)}. Allowed: ip_address, "
+                      "netmask and gateway all given (static), or none of them (DHCP)")
+    if address is not None and mask is not None and gateway is not None:
+        version = ipaddress.ip_address(address).version
+        netmask(mask, version)
+        if ipaddress.ip_address(gateway).version != version:
+            raise problem("gateway", f"an IPv{version} address, like ip_address")
+        network.update(ip_address=address, netmask=mask, gateway=gateway)
+    dns = tuple(value for value in (_address(given, "dns1"), _address(given, "dns2")) if value is not None)
+    ntp_allowed = "a host name or an IP address, optionally followed by :port"
+    ntp = text(given, "ntpserver", ntp_allowed)
+    if ntp is not None:
+        network["ntpserver"] = host_or_address(shell_safe(ntp, "ntpserver", ntp_allowed), "ntpserver",
+                                               with_port=True)
+    _check_mode(given)
+    for key in sorted(set(given) - set(NETWORK_OPTIONS) - {"mode"}):
+        extra(key, given[key])
+    return Network(dns=dns, **network)
+
+
+def _address(given: Mapping[str, Any], option: str) -> str | None:
+    value = text(given, option, "an IP address")
+    if value is None:
+        return None
+    ip_address(value, option)
+    return value
+
+
+def _check_mode(given: Mapping[str, Any]) -> None:
+    """A client may send back the "mode" GET /settings showed it; what is given decides
+    the mode, so it is only checked, never followed."""
+    mode = text(given, "mode", "static or dhcp")
+    if mode is not None and mode.lower() not in ("static", "dhcp"):
+        raise problem("mode", "static or dhcp (the mode follows from the settings given)")
+
+
+def extra(key: str, value: object) -> object:
+    """A network key this version does not know: kept in network.json, never written to
+    network.conf. A plain JSON value only (no object, no array), its text as safe as any
+    other network value."""
+    if not _EXTRA_KEY.match(key):
+        raise Invalid(f"Invalid option name in network: {key[:64]!r}. Allowed: letters, digits, _ and -, "
+                      "starting with a letter, at most 64 characters")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if not isinstance(value, str):
+        raise problem(key, EXTRA_ALLOWED, "value")
+    return shell_safe(value, key, EXTRA_ALLOWED) if value else value

@@ -60,10 +60,12 @@ def served(tmp_path_factory):
     (data / "app").mkdir(parents=True)
     (data / "app" / "settings.conf").write_text("mode=fast\n")
     (admin / "etc" / "backup.txt").write_text("app\n")
+    (admin / "etc" / "network.json").write_text('{"mode":"dhcp","interface":"eth0","hostname":"test.host"}\n')
+    (admin / "etc" / "app.json").write_text('{"name":"testapp"}\n')
     config = tmp / "config.json"
     # Every optional section this version serves is enabled; the reboot command is left
     # out, so a generated GET /reboot can never reboot the machine running the tests.
-    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup"],
+    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "settings"],
                                   "backup-root": str(data), "restore-max-bytes": 10_000_000}))
     port = free_port()
     daemon = Twistd(tmp, ["jidoteki-admin", "--admin-path", str(admin), "--https", str(port),

@@ -11,8 +11,9 @@ from .administration import Administration
 from .backup import Backup
 from .information import Information
 from .services import Services
+from .settings import Settings
 from .setup import Setup
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings)
