@@ -19,8 +19,6 @@ from test_updates import build, install_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.skipif(not (BIN / "ansible-playbook").exists(),
-                                reason="ansible-core is not installed (pip install '.[test]')")
 
 
 async def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> tuple[int, str]:
@@ -220,3 +218,44 @@ def test_ansible_test_sanity(tmp_path):
                           env={**os.environ, "HOME": str(home)}, timeout=1200)
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR")]
     assert done.returncode == 0, "\n".join(errors) or done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest_twisted.ensureDeferred
+async def test_settings_module_posts_once_then_changes_nothing(make_daemon, tmp_path, collections):
+    daemon = make_daemon(config={"endpoints": ["settings"]}, subdir="one")
+    book = playbook(tmp_path / "play.yml", """
+    - jidoteki.admin.settings:
+        <<: *connection
+        network:
+          interface: eth0
+          hostname: site1.example.com
+          ip_address: 192.168.1.100
+          netmask: 255.255.255.0
+          gateway: 192.168.1.1
+          dns1: 192.168.1.2
+          ntpserver: ""
+        app:
+          name: testapp
+      register: first
+    - jidoteki.admin.settings:
+        <<: *connection
+        network:
+          interface: eth0
+          hostname: site1.example.com
+          ip_address: 192.168.1.100
+          netmask: 255.255.255.0
+          gateway: 192.168.1.1
+          dns1: 192.168.1.2
+        app:
+          name: testapp
+      register: second
+    - ansible.builtin.assert:
+        that: ["first.changed", "not second.changed", "second.settings.network.mode == 'static'"]
+""")
+    code, output = await run("ansible-playbook", "--diff", "-i",
+                             str(inventory(tmp_path / "inventory.json", {"site-1": daemon})), str(book),
+                             env=environment(collections, tmp_path))
+    assert code == 0, output
+    network = json.loads((daemon.admin_path / "etc" / "network.json").read_text())
+    assert network["ip_address"] == "192.168.1.100" and network["mode"] == "static"
+    assert '"hostname": "site1.example.com"' in output  # the diff shows the change

@@ -12,6 +12,7 @@ import pytest
 import pytest_twisted
 from hypothesis import given, strategies as st
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from jidoteki_admin.auth import request_hash
@@ -329,3 +330,26 @@ def test_cli_reboot_wait_returns_once_the_api_answers_again(twistd, tmp_path):
     out, err = client.communicate(timeout=30)
     assert client.returncode == 0, err
     assert "The appliance answers again." in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_settings_set_then_get(make_daemon, tmp_path):
+    daemon = make_daemon(config={"endpoints": ["settings"]})
+    hosts = hosts_file(tmp_path, daemon)
+    wanted = {"network": {"interface": "eth0", "hostname": "site12.example.com", "ntpserver": "pool.ntp.org"},
+              "app": {"name": "testapp"}}
+    document = tmp_path / "settings.json"
+    document.write_text(json.dumps(wanted))
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "settings", "set", str(document))
+    assert code == 0, err
+    settings_json = daemon.admin_path / "etc" / "network.json"
+    for _ in range(100):
+        if settings_json.exists():
+            break
+        await deferLater(reactor, 0.1, lambda: None)
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "--json", "settings", "get")
+    assert code == 0, err
+    assert json.loads(out) == {"network": {"mode": "dhcp", **wanted["network"]}, "app": wanted["app"]}
+    document.write_text(json.dumps({"network": {"interface": "eth0", "hostname": "x"}}))
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "settings", "set", str(document))
+    assert code == 1 and "hostname" in err
