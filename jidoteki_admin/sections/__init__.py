@@ -9,10 +9,12 @@ in REGISTERED.
 
 from .administration import Administration
 from .backup import Backup
+from .cluster import Cluster
 from .information import Information
 from .services import Services
 from .setup import Setup
+from .storage import Storage
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Storage, Cluster)
