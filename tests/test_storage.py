@@ -396,3 +396,46 @@ async def test_storage_conf_goes_where_the_config_says(make_daemon, tmp_path):
     assert await finished(daemon) == "success"
     assert target.read_text() == 'type="aoe"\ndevice="e0.1"\n'
     assert not (daemon.admin_path / "etc" / "storage.conf").exists()
+
+
+# With "jobs": "appliance", the checked files wait in the uploads folder for the appliance's script.
+
+@pytest_twisted.ensureDeferred
+async def test_with_the_appliances_scripts_the_checked_files_wait_in_uploads(make_daemon, tmp_path):
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    daemon = make_daemon(config={"endpoints": ["storage"], "jobs": "appliance", "appliance-lock-dir": str(locks),
+                                 "storage-options-file": options_file(tmp_path, ALL_TYPES)})
+    (daemon.admin_path / "etc" / "storage.json").write_text(json.dumps({"storage": EXAMPLES["iscsi"]}))
+    seen = tmp_path / "seen"
+    hook(daemon, "")  # bin/storage.sh is the appliance script's business, not the daemon's
+    wrapper = daemon.admin_path / "bin" / "wrapper.sh"
+    wrapper.write_text(f'#!/bin/sh\ntree="$(dirname "$(dirname "$0")")"\nup="$tree/home/sftp/uploads"\n'
+                       f'echo "command=$SSH_ORIGINAL_COMMAND args=$#" > {seen}\ncat "$up/storage.json" "$up/storage.conf" >> {seen}\n'
+                       'printf \'{"status":"success","percentage":100}\' > "$tree/etc/status_storage.json"\n')
+    wrapper.chmod(0o755)
+    posted = {**EXAMPLES["iscsi"], "password": MASK, "target": "iqn.2020-01.org.example:t"}
+    assert (await post(daemon, {"storage": posted})).code == 202
+    assert await finished(daemon) == "success"
+    lines = seen.read_text().splitlines()
+    assert lines[0] == "command=storage args=0"
+    expected = {**posted, "password": "pass"}  # the stored password, for the script to write
+    assert json.loads(lines[1]) == {"storage": expected}
+    assert lines[2:] == [f'{key}="{value}"' for key, value in expected.items()]
+    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    assert stat.S_IMODE((uploads / "storage.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_a_secret_written_as_root_belongs_to_the_owner_of_etc_and_no_one_else_reads_it(tmp_path):
+    from jidoteki_admin.files import write_secret
+
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    os.chown(etc, 65534, 65534)
+    write_secret(etc / "storage.json", b"{}\n", etc)
+    info = (etc / "storage.json").stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o600)
+    os.chown(etc, 0, 0)
+    write_secret(etc / "storage.json", b"{}\n", etc)
+    assert (etc / "storage.json").stat().st_uid == 0
