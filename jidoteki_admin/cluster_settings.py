@@ -14,6 +14,7 @@ for a new one).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,13 +85,22 @@ def _peers(value: object, node: str) -> list[dict[str, Any]]:
             raise Invalid(f"Peer {index} is this node itself ({peer['name']}): a node is not its own peer")
         if key in names:
             raise Invalid(f"Peer {index}: the peer {peer['name']} is listed twice")
-        where = (peer["address"].lower(), peer.get("port"))
+        where = (_same_address(peer["address"]), peer.get("port"))
         if where in addresses:
             raise Invalid(f"Peer {index}: the address {peer['address']} is listed twice")
         names.add(key)
         addresses.add(where)
         peers.append(peer)
     return peers
+
+
+def _same_address(address: str) -> str:
+    """One spelling per address: 2001:DB8::1 and 2001:db8:0::1 are one peer, as are
+    Node2.example. and node2.example."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address.lower().rstrip(".")
 
 
 def _peer(item: object, index: int) -> dict[str, Any]:

@@ -193,6 +193,10 @@ def peers(*items) -> dict:
      "Peer 2: the peer NODE2 is listed twice"),
     (peers({"name": "a", "address": "10.0.0.2", "port": 1}, {"name": "b", "address": "10.0.0.2", "port": "1"}),
      "Peer 2: the address 10.0.0.2 is listed twice"),
+    (peers({"name": "a", "address": "2001:DB8::1"}, {"name": "b", "address": "2001:db8:0::1"}),
+     "Peer 2: the address 2001:db8:0::1 is listed twice"),
+    (peers({"name": "a", "address": "Node2.example."}, {"name": "b", "address": "node2.example"}),
+     "Peer 2: the address node2.example is listed twice"),
     (peers({"name": "Node1", "address": "10.0.0.9"}), "Peer 1 is this node itself (Node1)"),
     (peers(*[{"name": f"n{i}", "address": f"10.0.1.{i}"} for i in range(65)]), "Too many peers: 65 (at most 64)"),
 ])

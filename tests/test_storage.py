@@ -200,6 +200,23 @@ async def test_the_password_is_masked_and_sending_the_mask_back_keeps_it(storage
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_oddest_values_allowed_stay_literal_when_sh_sources_storage_conf(storage_daemon, tmp_path):
+    marker = tmp_path / "ran"
+    odd = {"type": "iscsi", "target": "iqn.2016-01.com.example:a.b-c_d:e", "ip": "2001:db8::1",
+           "username": f"~/{marker}=x+y@z:w", "password": f" !#*?()[]{{}}~^%+=,:/.-_ {marker} *"}
+    assert (await post(storage_daemon, {"storage": odd})).code == 202
+    assert await finished(storage_daemon) == "success"
+    path = storage_daemon.admin_path / "etc" / "storage.conf"
+    assert sourced(path, list(odd)) == odd
+    assert not marker.exists()
+    odd_nfs = {"type": "nfs", "mount_options": "vers=4.1,sec=krb5p,_netdev,x-systemd.automount",
+               "ip": "10.0.0.1", "share": "/exports/~a+b@c:d=e,f-g_h.i"}
+    assert (await post(storage_daemon, {"storage": odd_nfs})).code == 202
+    assert await finished(storage_daemon) == "success"
+    assert sourced(path, list(odd_nfs)) == odd_nfs
+
+
+@pytest_twisted.ensureDeferred
 async def test_the_mask_with_no_stored_password_is_refused(storage_daemon):
     await refused(storage_daemon, {"storage": {**EXAMPLES["iscsi"], "password": MASK}},
                   "option: password. ******** keeps the stored password, and none is stored")
