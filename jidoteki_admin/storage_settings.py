@@ -115,7 +115,12 @@ def _stored_password(stored: Mapping[str, Any] | None) -> str:
     if not isinstance(password, str) or not password or password == MASK:
         raise Invalid(f"Missing or invalid string for option: password. {MASK} keeps the stored password, "
                       "and none is stored")
-    return password
+    try:
+        return _password(password)
+    except Invalid:
+        # Saved by an earlier version, which took any password: it cannot go into storage.conf.
+        raise Invalid(f"Missing or invalid string for option: password. {MASK} keeps the stored password, "
+                      f"and the stored one is not allowed: {_ALLOWED['password']}") from None
 
 
 _ALLOWED = {

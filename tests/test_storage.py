@@ -220,6 +220,19 @@ async def test_the_oddest_values_allowed_stay_literal_when_sh_sources_storage_co
 async def test_the_mask_with_no_stored_password_is_refused(storage_daemon):
     await refused(storage_daemon, {"storage": {**EXAMPLES["iscsi"], "password": MASK}},
                   "option: password. ******** keeps the stored password, and none is stored")
+    (storage_daemon.admin_path / "etc" / "storage.json").write_text(json.dumps({"storage": EXAMPLES["nfs"]}))
+    await refused(storage_daemon, {"storage": {**EXAMPLES["iscsi"], "password": MASK}}, "and none is stored")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_mask_cannot_keep_a_stored_password_storage_conf_cannot_hold(storage_daemon):
+    # Saved by the original, which took any password.
+    (storage_daemon.admin_path / "etc" / "storage.json").write_text(
+        json.dumps({"storage": {**EXAMPLES["iscsi"], "password": 'pa"$(reboot)'}}))
+    await refused(storage_daemon, {"storage": {**EXAMPLES["iscsi"], "password": MASK}},
+                  "******** keeps the stored password, and the stored one is not allowed")
+    assert (await post(storage_daemon, {"storage": EXAMPLES["iscsi"]})).code == 202
+    assert await finished(storage_daemon) == "success"
 
 
 # The options file.
