@@ -14,19 +14,21 @@ if TYPE_CHECKING:
     from .config import LogRotate
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None,
+                 owner: int | None = None) -> None:
     """Replace the file at ``path`` with ``data``: a crash leaves either the old or the new one.
 
     On appliances, persisted files are symbolic links into a persistent mount: renaming over
     the link would replace it with a file that is lost at the next reboot. So the file the
     link points to is replaced, never the link; the temporary file lives beside that file so
-    the rename stays on one filesystem. ``group``, when given, becomes the file's group.
+    the rename stays on one filesystem. ``group`` and ``owner``, when given, become the
+    file's group and owner before it takes the old one's place.
     """
     target = _final_target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        if group is not None:
-            os.fchown(fd, -1, group)
+        if group is not None or owner is not None:
+            os.fchown(fd, -1 if owner is None else owner, -1 if group is None else group)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -220,3 +222,12 @@ class RotatingLog:
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, self.mode)
+
+
+def write_secret(path: Path, data: bytes, owned_like: Path) -> None:
+    """Replace a file that holds a secret: mode 0600, owned by whoever owns ``owned_like``
+    (the admin tree's etc/, the daemon's user), so that a job running as root leaves a
+    file the daemon can still read and nobody else can."""
+    info = os.stat(owned_like)
+    mine = os.geteuid() == info.st_uid
+    atomic_write(path, data, 0o600, None if mine else info.st_gid, None if mine else info.st_uid)

@@ -102,6 +102,16 @@ class AdminTree:
         return self.tmp / "settings.confirmed"
 
     @property
+    def storage_settings(self) -> Path:
+        """The persistent storage settings (GET /storage), as last posted."""
+        return self.etc / "storage.json"
+
+    @property
+    def cluster_settings(self) -> Path:
+        """The cluster settings (GET /cluster), shared secret included: mode 0600."""
+        return self.etc / "cluster.json"
+
+    @property
     def wrapper(self) -> Path:
         """The appliance's own job entry point (with "jobs": "appliance")."""
         return self.bin / "wrapper.sh"

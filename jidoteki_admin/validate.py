@@ -337,3 +337,71 @@ def extra(key: str, value: object) -> object:
     if not isinstance(value, str):
         raise problem(key, EXTRA_ALLOWED, "value")
     return shell_safe(value, key, EXTRA_ALLOWED) if value else value
+
+
+# Storage and cluster settings (sections storage and cluster).
+
+_PATH = re.compile(r"/[A-Za-z0-9._+@:=~,/-]*\Z")
+_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:=[A-Za-z0-9_.:/@+-]+)?\Z")
+_AOE_DEVICE = re.compile(r"e(0|[1-9][0-9]{0,4})\.(0|[1-9][0-9]{0,2})\Z")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_IQN = re.compile(rf"iqn\.[0-9]{{4}}-(?:0[1-9]|1[0-2])\.{_DNS_LABEL}(?:\.{_DNS_LABEL})*(?::[a-z0-9.:_-]+)?\Z")
+_EUI_NAA = re.compile(r"(?:eui\.[0-9A-Fa-f]{16}|naa\.(?:[0-9A-Fa-f]{16}|[0-9A-Fa-f]{32}))\Z")
+_WORD = re.compile(r"[A-Za-z0-9._+@:/=~-]{1,255}\Z")
+# Printable ASCII (space included) without a quote or a backslash.
+_SECRET = re.compile(r"[ !#-&(-\[\]-~]{16,256}\Z")
+
+
+def absolute_path(value: str, option: str) -> str:
+    """An absolute path of plain characters (no space, no shell metacharacter) and no
+    ``..`` component: an NFS export, say, which the appliance's script mounts as given."""
+    allowed = "an absolute path like /nfs/storage, of letters, digits and . _ + @ : = ~ , - /, without .."
+    if len(value) > 1024 or not _PATH.match(value) or ".." in value.split("/"):
+        raise problem(option, allowed)
+    return value
+
+
+def mount_options(value: str, option: str = "mount_options") -> str:
+    """Comma-separated mount option words (``noacl,sync``, ``vers=4.1``): nothing that
+    could start another option of the mount command or leave the quotes."""
+    allowed = "comma-separated mount options like noacl,sync or vers=4.1"
+    if len(value) > 255 or not all(_MOUNT_OPTION.match(word) for word in value.split(",")):
+        raise problem(option, allowed)
+    return value
+
+
+def aoe_device(value: str, option: str = "device") -> str:
+    """An ATA-over-Ethernet device as e<shelf>.<slot>: shelf 0-65534, slot 0-254."""
+    match = _AOE_DEVICE.match(value)
+    if match is None or int(match.group(1)) > 65534 or int(match.group(2)) > 254:
+        raise problem(option, "an AoE device like e0.1 (shelf 0-65534, slot 0-254)")
+    return value
+
+
+def iscsi_name(value: str, option: str = "target") -> str:
+    """An iSCSI name (RFC 3720): iqn.YYYY-MM.reversed.domain[:name], eui.<16 hex> or naa."""
+    if len(value) > 223 or not (_IQN.match(value) or _EUI_NAA.match(value)):
+        raise problem(option, "an iSCSI name like iqn.2016-01.com.example:storage.lun1 or eui.02004567A425678D")
+    return value
+
+
+def word(value: str, option: str, longest: int = 255) -> str:
+    """One word of letters, digits and . _ + @ : / = ~ - (a user name, an export name)."""
+    if len(value) > longest or not _WORD.match(value):
+        raise problem(option, f"1 to {longest} letters, digits and . _ + @ : / = ~ -")
+    return value
+
+
+def label(value: str, option: str) -> str:
+    """One host-name label: 1 to 63 letters, digits and hyphens, no hyphen at either end."""
+    if not _LABEL.match(value):
+        raise problem(option, "1 to 63 letters, digits and hyphens, not starting or ending with a hyphen")
+    return value
+
+
+def secret(value: str, option: str = "secret") -> str:
+    """A shared secret: 16 to 256 printable ASCII characters, without quotes or backslashes
+    (so it can be written in any configuration file format unescaped)."""
+    if not _SECRET.match(value):
+        raise problem(option, "16 to 256 printable ASCII characters, without quotes or backslashes")
+    return value

@@ -65,8 +65,12 @@ def served(tmp_path_factory):
     config = tmp / "config.json"
     # Every optional section this version serves is enabled; the reboot command is left
     # out, so a generated GET /reboot can never reboot the machine running the tests.
-    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "settings"],
-                                  "backup-root": str(data), "restore-max-bytes": 10_000_000}))
+    options = tmp / "storage-options.json"
+    options.write_text(json.dumps({"options": ["local", "nfs", "nbd", "iscsi", "aoe"]}))
+    (admin / "etc" / "storage.json").write_text('{"storage":{"type":"local"}}\n')
+    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "settings", "storage", "cluster"],
+                                  "backup-root": str(data), "restore-max-bytes": 10_000_000,
+                                  "storage-options-file": str(options)}))
     port = free_port()
     daemon = Twistd(tmp, ["jidoteki-admin", "--admin-path", str(admin), "--https", str(port),
                           "--interface", "127.0.0.1", "--config", str(config)])

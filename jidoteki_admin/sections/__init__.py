@@ -9,11 +9,13 @@ in REGISTERED.
 
 from .administration import Administration
 from .backup import Backup
+from .cluster import Cluster
 from .information import Information
 from .services import Services
 from .settings import Settings
 from .setup import Setup
+from .storage import Storage
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster)

@@ -1,0 +1,85 @@
+"""The cluster job: save the cluster settings and hand them to the appliance.
+
+    python -m jidoteki_admin.jobs.cluster --admin-path DIR --settings FILE
+
+FILE is the settings document the cluster section checked and staged (a masked secret
+already replaced by the stored one); it is checked again here, since the job can be run
+by hand. The job writes etc/cluster.json (mode 0600: it holds the shared secret)
+atomically, then runs bin/cluster.sh with no arguments; the hook reads etc/cluster.json.
+The staged file is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..cluster_settings import cluster_settings, stored_cluster
+from ..files import remove_quietly, write_secret
+from ..validate import Invalid, read_document
+from .program import JobFailed, Program, main
+from .protocol import JobKind
+
+CLUSTER = JobKind(
+    name="cluster",
+    title="a cluster settings change",
+    program="jidoteki_admin.jobs.cluster",
+    log_name="update_cluster.log",
+    label="CLUSTER",
+    status_name="status_cluster",
+    group="cluster",
+    appliance_command="cluster",
+    persists=True,
+)
+
+
+def document_bytes(document: dict) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+class ClusterProgram(Program):
+    kind = CLUSTER
+    description = "Save the cluster settings and run bin/cluster.sh."
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--settings", type=Path, required=True, help="the checked settings document")
+
+    def run(self) -> None:
+        self.step(10, "Updating cluster settings. Please wait..")
+        document = self.checked()
+        cluster = document["cluster"]
+        self.step(30, f"Saving the cluster settings: cluster {cluster['name']}, node {cluster['node']} "
+                      f"({cluster['role']}), {len(cluster['peers'])} peer(s)")
+        write_secret(self.tree.cluster_settings, document_bytes(document), self.tree.etc)
+        self.step(60, f"Saved {self.tree.cluster_settings}")
+        if self.run_hook("cluster.sh"):
+            self.step(100, "Cluster settings saved and applied")
+        else:
+            self.step(100, "Cluster settings saved but not applied: the appliance has no bin/cluster.sh")
+
+    def checked(self) -> dict:
+        """The staged document, checked again; a masked secret still in it stands for the
+        stored one."""
+        try:
+            posted = read_document(self.args.settings, "settings")
+            return cluster_settings(posted, stored_cluster(self.stored()))
+        except FileNotFoundError:
+            raise JobFailed(None, f"Invalid or missing settings file: {self.args.settings}") from None
+        except Invalid as e:
+            raise JobFailed(None, f"Invalid or missing settings file: {e}") from None
+
+    def stored(self) -> object:
+        try:
+            return json.loads(self.tree.cluster_settings.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def clean_up(self) -> None:
+        remove_quietly(self.args.settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main(ClusterProgram))

@@ -1,0 +1,93 @@
+"""The storage job: save the persistent storage settings and hand them to the appliance.
+
+    python -m jidoteki_admin.jobs.storage --admin-path DIR --settings FILE --conf FILE
+
+FILE is the settings document the storage section checked and staged (a masked password
+already replaced by the stored one); it is checked again here, since the job can be run
+by hand. The job writes etc/storage.json (the whole document, mode 0600 when it holds a
+password) and the storage.conf the appliance's bin/storage.sh sources (one ``key="value"``
+line per key, the type first), each atomically, then runs bin/storage.sh with no
+arguments, as the original did. The appliance applies the settings at the next boot.
+The staged file is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..files import atomic_write, remove_quietly, write_secret
+from ..storage_settings import TYPES, conf_text, holds_secret, stored_storage, storage_settings
+from ..validate import Invalid, read_document
+from .program import JobFailed, Program, main
+from .protocol import JobKind
+
+STORAGE = JobKind(
+    name="storage",
+    title="a storage settings change",
+    program="jidoteki_admin.jobs.storage",
+    log_name="update_storage.log",
+    label="STORAGE",
+    status_name="status_storage",
+    group="storage",
+    appliance_command="storage",
+    persists=True,
+)
+
+
+def document_bytes(document: dict) -> bytes:
+    """storage.json as the original wrote it: compact JSON and a newline."""
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+class StorageProgram(Program):
+    kind = STORAGE
+    description = "Save the persistent storage settings and run bin/storage.sh."
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--settings", type=Path, required=True, help="the checked settings document")
+        parser.add_argument("--conf", type=Path, required=True, help="the storage.conf bin/storage.sh sources")
+
+    def run(self) -> None:
+        self.step(10, "Updating storage settings. Please wait..")
+        document = self.checked()
+        self.step(30, f"Saving the storage settings (type {document['storage']['type']})")
+        secret = holds_secret(document)
+        if secret:
+            write_secret(self.tree.storage_settings, document_bytes(document), self.tree.etc)
+        else:
+            atomic_write(self.tree.storage_settings, document_bytes(document), 0o644)
+        # Sourced by a script that runs as root: it stays the writer's (root's) own file.
+        atomic_write(self.args.conf, conf_text(document), 0o600 if secret else 0o644)
+        self.step(60, f"Saved {self.tree.storage_settings} and {self.args.conf}")
+        if self.run_hook("storage.sh"):
+            self.step(100, "Storage settings saved: they are applied after a reboot")
+        else:
+            self.step(100, "Storage settings saved but not applied: the appliance has no bin/storage.sh")
+
+    def checked(self) -> dict:
+        """The staged document, checked again; a masked password still in it stands for
+        the stored one."""
+        try:
+            posted = read_document(self.args.settings, "settings")
+            return storage_settings(posted, TYPES, stored_storage(self.stored()))
+        except FileNotFoundError:
+            raise JobFailed(None, f"Invalid or missing settings file: {self.args.settings}") from None
+        except Invalid as e:
+            raise JobFailed(None, f"Invalid or missing settings file: {e}") from None
+
+    def stored(self) -> object:
+        try:
+            return json.loads(self.tree.storage_settings.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def clean_up(self) -> None:
+        remove_quietly(self.args.settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main(StorageProgram))
