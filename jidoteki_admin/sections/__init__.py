@@ -9,10 +9,11 @@ in REGISTERED.
 
 from .administration import Administration
 from .backup import Backup
+from .certs import Certs
 from .information import Information
 from .services import Services
 from .setup import Setup
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Certs)
