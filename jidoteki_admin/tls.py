@@ -42,13 +42,13 @@ class ContextFactory:
 
         New connections get the new context; connections already open keep theirs.
         """
-        context = build_context(self.certificate, self.private_key)
-        served = served_certificate(context)
-        self._context, self._served = context, served
+        served = served_certificate(self.certificate)
+        self._context = build_context(self.certificate, self.private_key)
+        self._served = served
 
     def served(self) -> ServedCertificate | None:
-        """What the listener serves now (None before the first load): read at load()
-        from the context itself, so it is never a file changed on disk since."""
+        """What the listener serves now (None before the first load): read at load(), so
+        it is never a file changed on disk since."""
         return self._served
 
     def getContext(self) -> SSL.Context:
@@ -69,12 +69,14 @@ class ServedCertificate:
     sha256: str  # hex fingerprint
 
 
-def served_certificate(context: SSL.Context) -> ServedCertificate:
-    """The certificate a context presents (the first of its chain)."""
-    x509_cert = SSL.Connection(context, None).get_certificate()
-    if x509_cert is None:
-        raise SSL.Error("the TLS context has no certificate")
-    cert = x509_cert.to_cryptography()
+def served_certificate(certificate: Path) -> ServedCertificate:
+    """The facts of the first certificate of a PEM file: the one a context built from it
+    presents (read just before the context, as a pyOpenSSL context cannot be asked for it
+    without being frozen)."""
+    try:
+        cert = x509.load_pem_x509_certificates(certificate.read_bytes())[0]
+    except ValueError as e:
+        raise SSL.Error(f"{certificate}: no certificate can be read ({e})") from None
     return ServedCertificate(cert.subject.rfc4514_string(), cert.not_valid_after_utc,
                              cert.fingerprint(hashes.SHA256()).hex())
 
