@@ -27,10 +27,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from .validate import Invalid
 
 EXPIRY_WARNING_DAYS = 30
+# Real chains are two to four certificates; the cap bounds the signatures checked per request.
+CHAIN_MAX = 10
 CERTIFICATE_MARKER = b"-----BEGIN CERTIFICATE-----"
 KEY_MARKER = b"PRIVATE KEY-----"
 # What openssl writes around an encrypted key: PKCS#8, or the traditional format's header.
@@ -51,6 +54,8 @@ def read_certificates(data: bytes, what: str) -> list[x509.Certificate]:
         raise Invalid(f"The {what} file is empty")
     if CERTIFICATE_MARKER not in data:
         raise Invalid(f"The {what} file is not a PEM certificate: no '-----BEGIN CERTIFICATE-----' line")
+    if data.count(CERTIFICATE_MARKER) > CHAIN_MAX:
+        raise Invalid(f"The {what} file holds {data.count(CERTIFICATE_MARKER)} certificates: at most {CHAIN_MAX}")
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError as e:
@@ -98,7 +103,7 @@ def check_pair(certificate: x509.Certificate, key: PrivateKey) -> None:
         raise Invalid("The private key does not match the certificate in the public file")
 
 
-def _public_der(public_key) -> bytes:
+def _public_der(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -345,6 +345,8 @@ REFUSED = {
                                  "The private file is not a PEM private key"),
     "garbage ca": (lambda p: (p.ec_leaf.pem, p.ec_leaf.key_pem, b"{\"json\": true}"),
                    "The ca file is not a PEM certificate"),
+    "a chain too long": (lambda p: (p.ec_leaf.pem + p.root.pem * 10, p.ec_leaf.key_pem, None),
+                         "The public file holds 11 certificates: at most 10"),
     "a JSON document": (lambda p: (b'["public"]', p.ec_leaf.key_pem, None), "The public file is not a PEM"),
 }
 

@@ -35,9 +35,10 @@ from OpenSSL import SSL
 
 from ..certificates import Candidate, fingerprint, subject_of, validate
 from ..files import fsync_directory, remove_quietly, staged_write
+from ..layout import AdminTree
 from ..tls import build_context
 from ..validate import Invalid
-from .program import JobFailed, Program, main
+from .program import JobFailed, Program, Progress, main
 from .protocol import JobKind
 
 UPLOAD_MAX = 1024 * 1024  # the upload cap of each field
@@ -79,7 +80,7 @@ class CertsProgram(Program):
     kind = CERTS
     description = "Check and install a TLS certificate, its key and CA."
 
-    def __init__(self, tree, args, progress):
+    def __init__(self, tree: AdminTree, args: argparse.Namespace, progress: Progress):
         super().__init__(tree, args, progress)
         self.replacements: list[Replacement] = []
         self.done = False
