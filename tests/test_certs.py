@@ -233,8 +233,11 @@ async def test_the_bundle_and_the_configured_paths_are_written_and_the_hook_told
              "tls-ca": pki_dir / "cacerts" / "enterprise-ca.crt",
              "tls-bundle": pki_dir / "enterprise.pem"}
     daemon = make_daemon(config={"endpoints": ["certs"], **{k: str(v) for k, v in paths.items()}})
-    told = tmp_path / "told"
+    told, persisted = tmp_path / "told", tmp_path / "persisted"
     hook(daemon, f'echo "$@" > {told}\necho reloading the web front ends\n')
+    persist = daemon.admin_path / "bin" / "persist.sh"
+    persist.write_text(f"#!/bin/sh\n[ -e {told} ] && touch {persisted}\n")  # after the hook
+    persist.chmod(0o755)
     response = await post_certs(daemon, pki.rsa_leaf.pem, pki.rsa_leaf.key_pem,
                                 pki.intermediate.pem + pki.root.pem)
     assert response.code == 202, await response.content()
@@ -249,6 +252,7 @@ async def test_the_bundle_and_the_configured_paths_are_written_and_the_hook_told
     assert told.read_text().split() == [str(paths[k]) for k in ("tls-certificate", "tls-private-key",
                                                                  "tls-ca", "tls-bundle")]
     assert "reloading the web front ends" in body["log"]
+    assert persisted.exists()
     assert await deferToThread(served, daemon.port) == pki.rsa_leaf.der
     assert await deferToThread(verified_by, daemon.port, pki.root.pem)
 
@@ -421,16 +425,23 @@ async def test_a_second_upload_while_the_job_runs_is_refused(certs_daemon, pki, 
 # Failures after the upload: the old certificate stays, in service and on disk
 
 
+@pytest.mark.parametrize("failing", ["certs.sh", "persist.sh"])
 @pytest_twisted.ensureDeferred
-async def test_a_failing_hook_puts_the_previous_files_back(certs_daemon, pki):
+async def test_a_failing_hook_or_persistence_puts_the_previous_files_back(certs_daemon, pki, failing):
     daemon = certs_daemon
     before, served_before = tree_files(daemon), await deferToThread(served, daemon.port)
-    hook(daemon, "echo cannot reload nginx\nexit 3\n")
+    script = daemon.admin_path / "bin" / failing
+    script.write_text("#!/bin/sh\necho cannot do it\nexit 3\n")
+    script.chmod(0o755)
     assert (await post_certs(daemon, pki.ec_leaf.pem, pki.ec_leaf.key_pem, pki.root.pem)).code == 202
     body = await finished(daemon)
     assert body["status"] == "failed"
-    assert body["error-message"] == "bin/certs.sh failed with exit status 3"
-    assert "cannot reload nginx" in body["log"]
+    assert "cannot do it" in body["log"]
+    if failing == "certs.sh":
+        assert body["error-message"] == "bin/certs.sh failed with exit status 3"
+    else:
+        assert body["error-message"].startswith("The new certificate could not be saved for the next boot (")
+        assert body["error-message"].endswith("the previous one is back in place")
     assert tree_files(daemon) == before
     assert await deferToThread(served, daemon.port) == served_before
 

@@ -38,7 +38,8 @@ from ..files import fsync_directory, remove_quietly, staged_write
 from ..layout import AdminTree
 from ..tls import build_context
 from ..validate import Invalid
-from .program import JobFailed, Program, Progress, main
+from ..persistence import PersistError, persist
+from .program import JobFailed, Program, Progress, main, write_log
 from .protocol import JobKind
 
 UPLOAD_MAX = 1024 * 1024  # the upload cap of each field
@@ -118,10 +119,19 @@ class CertsProgram(Program):
             hook_args.append(str(args.bundle))
         if not self.run_hook("certs.sh", *hook_args):
             self.log("Certificates installed; no bin/certs.sh, so no other service was told of them")
-        # Here rather than after run(): a failure still puts the previous files back.
-        self.persist()
+        self.save_for_next_boot()
         self.done = True
         self.step(100, "TLS certificates installed")
+
+    def save_for_next_boot(self) -> None:
+        """The persistence step, here rather than after run(): a failure still puts the
+        previous files back, so what is served and what is on disk stay the same."""
+        self.persisted = True
+        try:
+            persist(self.tree, self.log, write_log)
+        except PersistError as e:
+            raise JobFailed(self.kind.unexpected_code, f"The new certificate could not be saved for the next "
+                                                       f"boot ({e}); the previous one is back in place") from None
 
     def validate(self) -> Candidate:
         args = self.args
