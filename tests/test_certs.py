@@ -522,6 +522,14 @@ def test_days_left_and_the_expiry_warning_agree(seconds):
 # The install by hand: a rename that fails puts the previous files back
 
 
+@pytest.fixture(autouse=True)
+def sigterm_as_it_was():
+    """A program run in this process leaves SIGTERM ignored, as it does before exiting."""
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
 def test_a_failed_rename_puts_back_what_was_renamed(tmp_path, pki, monkeypatch, capsys):
     admin = tmp_path / "admin"
     for sub in ("etc/ssl", "log", "tmp", "bin"):
