@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import os
 import signal
 import socket
@@ -468,6 +469,16 @@ def test_validate_accepts_a_chain_ending_with_the_ca_it_is_also_given(pki):
                                       pki.rsa_leaf.key_pem, pki.root.pem, NOW)
     assert candidate.certificate_pem() == pki.rsa_leaf.pem + pki.intermediate.pem + pki.root.pem
     assert candidate.warnings == []
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["intermediate", "root"])) + [("root",), ()])
+def test_only_a_chain_in_issuing_order_is_accepted(pki, order):
+    chain = b"".join(getattr(pki, name).pem for name in order)
+    if order in (("intermediate", "root"), ()):
+        certificates.validate(pki.rsa_leaf.pem + chain, pki.rsa_leaf.key_pem, None, NOW)
+    else:
+        with pytest.raises(Invalid, match="is not in order: certificate 1 "):
+            certificates.validate(pki.rsa_leaf.pem + chain, pki.rsa_leaf.key_pem, None, NOW)
 
 
 def test_keys_other_than_rsa_and_ec_are_refused(pki):
