@@ -24,21 +24,35 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None =
     the rename stays on one filesystem. ``group`` and ``owner``, when given, become the
     file's group and owner before it takes the old one's place.
     """
+    tmp, target = staged_write(path, data, mode, group, owner)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    fsync_directory(target.parent)
+
+
+def staged_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None,
+                 owner: int | None = None) -> tuple[Path, Path]:
+    """Write ``data`` to a temporary file beside the file ``path`` leads to (as atomic_write
+    does), and return (temporary, target) without renaming: several files replaced
+    together are all written before the first is renamed. ``owner``, when given, becomes
+    the file's owner (root only)."""
     target = _final_target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        if group is not None or owner is not None:
-            os.fchown(fd, -1 if owner is None else owner, -1 if group is None else group)
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
+            if group is not None or owner is not None:
+                os.fchown(fd, -1 if owner is None else owner, -1 if group is None else group)
+            os.fchmod(fd, mode)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, target)
     except BaseException:
         remove_quietly(Path(tmp))
         raise
-    fsync_directory(target.parent)
+    return Path(tmp), target
 
 
 def _final_target(path: Path) -> Path:

@@ -54,6 +54,11 @@ class AdminTree:
         return self.etc / "ssl" / "key.pem"
 
     @property
+    def ca_certificate(self) -> Path:
+        """The CA certificate(s) installed by POST /certs, when the config names no tls-ca."""
+        return self.etc / "ssl" / "ca.pem"
+
+    @property
     def audit_log(self) -> Path:
         return self.log / "jidoteki-audit.log"
 

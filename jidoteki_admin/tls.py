@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -34,10 +35,21 @@ class ContextFactory:
         self.certificate = certificate
         self.private_key = private_key
         self._context: SSL.Context | None = None
+        self._served: ServedCertificate | None = None
 
     def load(self) -> None:
-        """Read the certificate and key; a bad pair raises and leaves the old one in use."""
+        """Read the certificate and key; a bad pair raises and leaves the old one in use.
+
+        New connections get the new context; connections already open keep theirs.
+        """
+        served = served_certificate(self.certificate)
         self._context = build_context(self.certificate, self.private_key)
+        self._served = served
+
+    def served(self) -> ServedCertificate | None:
+        """What the listener serves now (None before the first load): read at load(), so
+        it is never a file changed on disk since."""
+        return self._served
 
     def getContext(self) -> SSL.Context:
         if self._context is None:
@@ -46,6 +58,27 @@ class ContextFactory:
 
     def serverConnectionForTLS(self, protocol) -> SSL.Connection:
         return SSL.Connection(self.getContext(), None)
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """The facts of the certificate in service that the API reports."""
+
+    subject: str  # RFC 4514
+    not_after: datetime.datetime  # aware, UTC
+    sha256: str  # hex fingerprint
+
+
+def served_certificate(certificate: Path) -> ServedCertificate:
+    """The facts of the first certificate of a PEM file: the one a context built from it
+    presents (read just before the context, as a pyOpenSSL context cannot be asked for it
+    without being frozen)."""
+    try:
+        cert = x509.load_pem_x509_certificates(certificate.read_bytes())[0]
+    except ValueError as e:
+        raise SSL.Error(f"{certificate}: no certificate can be read ({e})") from None
+    return ServedCertificate(cert.subject.rfc4514_string(), cert.not_valid_after_utc,
+                             cert.fingerprint(hashes.SHA256()).hex())
 
 
 def build_context(certificate: Path, private_key: Path) -> SSL.Context:

@@ -203,7 +203,7 @@ def start_daemon(tmp_path: Path, config: dict | None = None, token: str | None =
         agent = Agent.usingEndpointFactory(reactor, network, pool=pool)
         return MemoryDaemon(service, admin_path, HTTPClient(agent), pool, token,
                             clock=clock, network=network, idle_calls=set(clock.getDelayedCalls()))
-    pem = service.tree.certificate.read_bytes()
+    pem = service.tls.certificate.read_bytes()  # where the config says, else the tree's
     agent = Agent(reactor, contextFactory=TrustDaemonCertificate(pem), pool=pool)
     return Daemon(service, admin_path, HTTPClient(agent), pool, token)
 

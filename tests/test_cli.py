@@ -53,7 +53,7 @@ def test_starts_on_an_empty_admin_path_and_answers_over_https(twistd, tmp_path):
         '{"Status":"200 OK"}',
     )
     code, body = curl("--cacert", str(certificate), base + "/health?token=cli-token")
-    assert code == 200 and set(json.loads(body)) == {"disk", "memory", "cpu"}
+    assert code == 200 and set(json.loads(body)) == {"disk", "memory", "cpu", "certificate"}
     code, _ = curl("--cacert", str(certificate), "--resolve", f"localhost:{port}:127.0.0.1",
                    f"https://localhost:{port}/api/v1/admin/health?token=cli-token")
     assert code == 200

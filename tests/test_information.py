@@ -136,7 +136,7 @@ async def test_health_has_the_documented_shape(memory_daemon):
     assert content_type(response) == "application/json"
     assert response.headers.getRawHeaders("Cache-Control") == ["no-cache"]
     health = await json_of(response)
-    assert set(health) == {"disk", "memory", "cpu"}
+    assert set(health) == {"disk", "memory", "cpu", "certificate"}
     assert set(health["disk"]) == set(health["memory"]) == {"used", "total", "percentage"}
     assert set(health["cpu"]) == {"num", "load", "cpu5min", "cpu5minPercent"}
     assert re.fullmatch(SIZE, health["disk"]["used"])
@@ -194,10 +194,10 @@ async def test_health_needs_no_file(memory_daemon):
     assert not (etc(memory_daemon) / "health.json").exists()
     response = await memory_daemon.get("/health")
     assert response.code == 200
-    assert set(await json_of(response)) == {"disk", "memory", "cpu"}
+    assert set(await json_of(response)) == {"disk", "memory", "cpu", "certificate"}
     (etc(memory_daemon) / "health.json").write_text('{"disk": "stale", "stale": true}')
     health = await json_of(await memory_daemon.get("/health"))
-    assert set(health) == {"disk", "memory", "cpu"} and isinstance(health["disk"], dict)
+    assert set(health) == {"disk", "memory", "cpu", "certificate"} and isinstance(health["disk"], dict)
 
 
 # The CPU sampler

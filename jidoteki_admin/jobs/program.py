@@ -169,12 +169,17 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
     job = program(AdminTree(args.admin_path.resolve()), args, progress)
     failure = None
     try:
-        # Inside the try: a SIGTERM from here on is an Interrupted this function handles;
-        # before it, the default action ends the process, which the runner reports.
-        signal.signal(signal.SIGTERM, _interrupted)
-        job.run()
-        if program.kind.persists and not job.persisted:
-            job.persist()
+        try:
+            # Inside the try: a SIGTERM from here on is an Interrupted this function handles;
+            # before it, the default action ends the process, which the runner reports.
+            signal.signal(signal.SIGTERM, _interrupted)
+            job.run()
+            if program.kind.persists and not job.persisted:
+                job.persist()
+        finally:
+            # Still inside the outer try: a SIGTERM that arrives just as the work ends is
+            # an Interrupted handled below, not an uncaught traceback.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except JobFailed as e:
         failure = (e.code, e.message)
     except Interrupted:
@@ -183,8 +188,7 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
         traceback.print_exc()
         failure = (program.kind.unexpected_code, f"Unexpected error: {type(e).__name__}: {e}")
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up must not be cut short
-        job.clean_up()
+        job.clean_up()  # with SIGTERM ignored, so it is not cut short
     if failure is None:
         return 0
     # The error is reported last, once the clean-up is done, just before the exit.

@@ -9,6 +9,7 @@ in REGISTERED.
 
 from .administration import Administration
 from .backup import Backup
+from .certs import Certs
 from .cluster import Cluster
 from .information import Information
 from .services import Services
@@ -18,4 +19,5 @@ from .storage import Storage
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster,
+              Certs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections import deque
 
@@ -11,6 +12,7 @@ from twisted.internet.task import LoopingCall
 
 from .. import responses
 from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
+from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
 from ..files import CachedFirstLine
 from ..responses import APIError
@@ -31,6 +33,12 @@ HEALTH_SCHEMA = {
             "type": "object",
             "properties": {"num": {"type": "integer"}, "load": _TEXT, "cpu5min": {"type": "number"}},
         },
+        # An addition: the TLS certificate in service, with a warning near its expiry.
+        "certificate": {
+            "type": "object",
+            "properties": {"subject": _TEXT, "expires": _TEXT, "days-left": {"type": "integer"}, "warning": _TEXT},
+            "required": ["subject", "expires", "days-left"],
+        },
     },
 }
 ENDPOINTS_SCHEMA = {"type": "object", "properties": {"endpoints": {"type": "array", "items": _TEXT}}}
@@ -48,6 +56,8 @@ class Information:
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)
         self.catalogue = context.catalogue
+        self.tls = context.tls
+        self.clock = context.clock
 
     def services(self):
         return [self.sampler]
@@ -89,28 +99,42 @@ class Information:
         memory = psutil.virtual_memory()
         memory_used = memory.total - memory.available
         load = os.getloadavg()
-        return responses.document(
-            request,
-            {
-                "disk": {
-                    "used": human_size(disk.used),
-                    "total": human_size(disk.total),
-                    "percentage": _percent(disk.used, disk.total),
-                },
-                "memory": {
-                    "used": human_size(memory_used, "M"),
-                    "total": human_size(memory.total, "M"),
-                    "percentage": _percent(memory_used, memory.total),
-                },
-                "cpu": {
-                    "num": psutil.cpu_count() or 1,
-                    "load": ", ".join(f"{value:.2f}" for value in load),
-                    "cpu5min": round(load[1], 2),
-                    "cpu5minPercent": self.sampler.average(),
-                },
+        report = {
+            "disk": {
+                "used": human_size(disk.used),
+                "total": human_size(disk.total),
+                "percentage": _percent(disk.used, disk.total),
             },
-            no_cache=True,
-        )
+            "memory": {
+                "used": human_size(memory_used, "M"),
+                "total": human_size(memory.total, "M"),
+                "percentage": _percent(memory_used, memory.total),
+            },
+            "cpu": {
+                "num": psutil.cpu_count() or 1,
+                "load": ", ".join(f"{value:.2f}" for value in load),
+                "cpu5min": round(load[1], 2),
+                "cpu5minPercent": self.sampler.average(),
+            },
+        }
+        certificate = self.certificate()
+        if certificate is not None:
+            report["certificate"] = certificate
+        return responses.document(request, report, no_cache=True)
+
+    def certificate(self) -> dict | None:
+        """The certificate the HTTPS listener serves: when it expires, and a ``warning``
+        once fewer than 30 days are left (or it has expired)."""
+        served = self.tls.served()
+        if served is None:
+            return None
+        now = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
+        facts: dict = {"subject": served.subject, "expires": iso(served.not_after),
+                       "days-left": days_left(served.not_after, now)}
+        warning = expiry_warning(served.not_after, now)
+        if warning is not None:
+            facts["warning"] = warning
+        return facts
 
     def endpoint_list(self, request) -> bytes:
         return responses.document(request, {"endpoints": self.catalogue.listed()}, no_cache=True)
