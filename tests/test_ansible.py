@@ -259,3 +259,38 @@ async def test_settings_module_posts_once_then_changes_nothing(make_daemon, tmp_
     network = json.loads((daemon.admin_path / "etc" / "network.json").read_text())
     assert network["ip_address"] == "192.168.1.100" and network["mode"] == "static"
     assert '"hostname": "site1.example.com"' in output  # the diff shows the change
+
+
+@pytest_twisted.ensureDeferred
+async def test_certs_module_swaps_once_then_finds_the_certificate_presented(make_daemon, tmp_path, collections):
+    from test_certs import issue
+
+    root = issue("Fleet Root CA", ca=True)
+    leaf = issue("site1.example.test", root)
+    (tmp_path / "site.crt").write_bytes(leaf.pem)
+    (tmp_path / "site.key").write_bytes(leaf.key_pem)
+    (tmp_path / "ca.crt").write_bytes(root.pem)
+    new_fingerprint = certificate_fingerprint(leaf.pem)
+    daemon = make_daemon(config={"endpoints": ["certs"]}, subdir="one")
+    book = playbook(tmp_path / "play.yml", f"""
+    - jidoteki.admin.certs:
+        <<: *connection
+        public: "{tmp_path / 'site.crt'}"
+        private: "{tmp_path / 'site.key'}"
+        ca_certificate: "{tmp_path / 'ca.crt'}"
+      register: first
+    - jidoteki.admin.certs:
+        url: "{{{{ appliance_url }}}}"
+        token: "{{{{ appliance_token }}}}"
+        fingerprint: "{new_fingerprint}"
+        public: "{tmp_path / 'site.crt'}"
+        private: "{tmp_path / 'site.key'}"
+      register: second
+    - ansible.builtin.assert:
+        that: ["first.changed", "not second.changed", "second.fingerprint == '{new_fingerprint}'"]
+""")
+    code, output = await run("ansible-playbook", "-i", str(inventory(tmp_path / "inventory.json", {"site-1": daemon})),
+                             str(book), env=environment(collections, tmp_path))
+    assert code == 0, output
+    assert daemon.service.tls.served().subject == "CN=site1.example.test"
+    assert certificate_fingerprint((daemon.admin_path / "etc" / "ssl" / "cert.pem").read_bytes()) == new_fingerprint

@@ -353,3 +353,24 @@ async def test_cli_settings_set_then_get(make_daemon, tmp_path):
     document.write_text(json.dumps({"network": {"interface": "eth0", "hostname": "x"}}))
     code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "settings", "set", str(document))
     assert code == 1 and "hostname" in err
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_certs_install_wait_then_the_new_fingerprint_is_presented(make_daemon, tmp_path):
+    from test_certs import issue
+
+    root = issue("CLI Root CA", ca=True)
+    leaf = issue("site12.example.test", root)
+    (tmp_path / "site.crt").write_bytes(leaf.pem)
+    (tmp_path / "site.key").write_bytes(leaf.key_pem)
+    daemon = make_daemon(config={"endpoints": ["certs"]})
+    hosts = hosts_file(tmp_path, daemon)
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "--json", "certs", "install",
+                               "--public", str(tmp_path / "site.crt"), "--private", str(tmp_path / "site.key"),
+                               "--wait")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "success"
+    code, out, err = await cli("--url", daemon.base, "fingerprint")
+    assert out.strip() == certificate_fingerprint(leaf.pem), err
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "health")
+    assert code == 3 and "cannot reach" in err  # the old pin no longer matches: refused, never trusted
