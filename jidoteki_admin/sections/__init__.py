@@ -10,9 +10,10 @@ in REGISTERED.
 from .administration import Administration
 from .backup import Backup
 from .information import Information
+from .license import License
 from .services import Services
 from .setup import Setup
 from .support import Support
 from .updates import Updates
 
-REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup)
+REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, License)
