@@ -219,7 +219,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Keys and update packages for appliances: "
+    parser = Parser(prog=PROG, description="Keys, update packages and licenses for appliances: "
                     "packages it builds install on appliances and open with plain openssl and tar.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
                         help="print the version of this tool and exit")
