@@ -63,7 +63,7 @@ def served(tmp_path_factory):
     config = tmp / "config.json"
     # Every optional section this version serves is enabled; the reboot command is left
     # out, so a generated GET /reboot can never reboot the machine running the tests.
-    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup"],
+    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "license"],
                                   "backup-root": str(data), "restore-max-bytes": 10_000_000}))
     port = free_port()
     daemon = Twistd(tmp, ["jidoteki-admin", "--admin-path", str(admin), "--https", str(port),
