@@ -170,8 +170,10 @@ class License:
         remove_quietly(self.installed_details)
         self._installing = True
         try:
+            # An appliance's own job script (with "jobs": "appliance") is handed the upload's path.
             status = yield self.runner.start(LICENSE_INSTALL, ["--candidate", str(candidate),
-                                                               "--out", str(self.installed_details)])
+                                                               "--out", str(self.installed_details)],
+                                             [str(candidate)])
         finally:
             self._installed()
         if status.status != SUCCESS:
