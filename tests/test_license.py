@@ -391,6 +391,20 @@ async def test_a_second_post_while_one_runs_is_refused(scripted):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_post_during_a_check_waits_for_it(scripted):
+    daemon = scripted
+    runs = license_script(daemon, delay=1.0)
+    license_file(daemon).write_bytes(b"VALID old\n")
+    reading = defer.ensureDeferred(daemon.get("/license"))
+    assert await wait_until(runs.exists)
+    response = await post_license(daemon, b"VALID new\n")
+    assert response.code == 200, await response.content()
+    assert (await reading).code == 200
+    assert license_file(daemon).read_bytes() == b"VALID new\n"
+    assert runs.read_text() == "run\nrun\n"
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_forms_never_reach_the_script(scripted):
     daemon = scripted
     runs = daemon.admin_path / "log" / "license-runs"

@@ -109,10 +109,11 @@ class License:
         if self._installing:
             self._check_after_install = True  # the answer is about the license being installed
             return
-        remove_quietly(self.checked_details)
         try:
+            self.runner.check_free(LICENSE_CHECK)
+            remove_quietly(self.checked_details)
             running = self.runner.start(LICENSE_CHECK, ["--out", str(self.checked_details)])
-        except AlreadyRunning as busy:
+        except AlreadyRunning as busy:  # an appliance script holding its lock, say
             self._answer_waiting(Failure(APIError(400, busy.message)))
             return
         running.addCallback(self._checked).addBoth(self._answer_waiting)
@@ -144,11 +145,11 @@ class License:
 
     def install(self, request):
         upload = request.form.file("license")
-        self.runner.check_free(LICENSE_INSTALL)
         if upload.size == 0:
             raise APIError(400, "The license file is empty")
         if self.scripted:
             return self._install_by_hook(request, upload.path)
+        self.runner.check_free(LICENSE_INSTALL)
         with open(upload.path, "rb") as f:  # at most the field's upload cap (1 MiB)
             data = f.read()
         return responses.document(request, self._install_default(data))
@@ -167,13 +168,17 @@ class License:
 
     @defer.inlineCallbacks
     def _install_by_hook(self, request, candidate):
+        if self._waiting is not None and not self._installing:
+            # A GET's check is running: install once it is done, rather than refuse.
+            yield self._shared_check().addErrback(lambda failure: None)
+        self.runner.check_free(LICENSE_INSTALL)  # before the running job's details are touched
         remove_quietly(self.installed_details)
+        # An appliance's own job script (with "jobs": "appliance") is handed the upload's path.
+        running = self.runner.start(LICENSE_INSTALL, ["--candidate", str(candidate),
+                                                      "--out", str(self.installed_details)], [str(candidate)])
         self._installing = True
         try:
-            # An appliance's own job script (with "jobs": "appliance") is handed the upload's path.
-            status = yield self.runner.start(LICENSE_INSTALL, ["--candidate", str(candidate),
-                                                               "--out", str(self.installed_details)],
-                                             [str(candidate)])
+            status = yield running
         finally:
             self._installed()
         if status.status != SUCCESS:
