@@ -304,6 +304,7 @@ async def test_the_script_accepts_a_license(scripted):
     assert await wait_until(marker.exists)  # the job persisted it
     log = (daemon.admin_path / "log" / "update_license.log").read_text()
     assert "License installed" in log
+    assert not [name for name in os.listdir(daemon.admin_path / "tmp") if name.startswith("license-previous")]
     response = await daemon.get("/license")
     assert response.code == 200 and await json_of(response) == DETAILS
 
@@ -318,6 +319,7 @@ async def test_the_script_refuses_a_license_and_the_old_one_comes_back(scripted)
     assert await error_of(response) == "The license is not valid: bin/license.sh printed nothing"
     assert license_file(daemon).read_bytes() == b"VALID old license\n"
     assert not marker.exists()
+    assert not [name for name in os.listdir(daemon.admin_path / "tmp") if name.startswith("license-previous")]
     assert (await daemon.get("/license")).code == 200
 
 
@@ -402,6 +404,26 @@ async def test_a_post_during_a_check_waits_for_it(scripted):
     assert (await reading).code == 200
     assert license_file(daemon).read_bytes() == b"VALID new\n"
     assert runs.read_text() == "run\nrun\n"
+
+
+@pytest.mark.parametrize("previous", [b"VALID old\n", None])
+@pytest_twisted.ensureDeferred
+async def test_an_installation_killed_outright_is_undone_by_the_next_job(scripted, previous):
+    """What a license job killed with SIGKILL mid-way leaves: the candidate in place and
+    the previous license (or a note that there was none) aside in tmp/."""
+    daemon = scripted
+    tmp = daemon.admin_path / "tmp"
+    if previous is None:
+        (tmp / "license-previous.none").write_bytes(b"")
+    else:
+        (tmp / "license-previous.asc").write_bytes(previous)
+    license_file(daemon).write_bytes(b"VALID but never accepted\n")
+    response = await daemon.get("/license")
+    assert response.code == (200 if previous else 404)
+    assert (license_file(daemon).read_bytes() if previous else license_file(daemon).exists()) == (previous or False)
+    assert not (tmp / "license-previous.asc").exists() and not (tmp / "license-previous.none").exists()
+    assert "Put back the license an interrupted installation had replaced" in (
+        daemon.admin_path / "log" / "update_license.log").read_text()
 
 
 @pytest_twisted.ensureDeferred

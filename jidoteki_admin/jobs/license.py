@@ -48,6 +48,45 @@ LICENSE_INSTALL = JobKind(
 )
 
 
+def aside_files(tree) -> tuple[Path, Path]:
+    """Where an installation keeps the previous license (or notes there was none) until
+    the new one is accepted: on disk, so a job killed outright (kill -9, a power cut) still
+    leaves the next license job a way to put it back."""
+    return tree.tmp / "license-previous.asc", tree.tmp / "license-previous.none"
+
+
+def set_aside(tree, previous: bytes | None) -> None:
+    kept, none = aside_files(tree)
+    if previous is None:
+        atomic_write(none, b"", 0o600)
+    else:
+        atomic_write(kept, previous, 0o600)
+
+
+def put_back(tree) -> bool:
+    """Put back the license an unfinished installation set aside; True if there was one."""
+    kept, none = aside_files(tree)
+    if kept.is_file():
+        atomic_write(tree.license_file, kept.read_bytes(), 0o644)
+    elif none.exists():
+        remove_quietly(tree.license_file)
+    else:
+        return False
+    forget_aside(tree)
+    return True
+
+
+def forget_aside(tree) -> None:
+    for path in aside_files(tree):
+        remove_quietly(path)
+
+
+def recover(program: Program) -> None:
+    """Every license job starts by undoing an installation that died half-way."""
+    if put_back(program.tree):
+        program.log("Put back the license an interrupted installation had replaced")
+
+
 def hook_details(program: Program) -> dict[str, Any]:
     """The details bin/license.sh prints for the installed license, or JobFailed (with
     the code LICENSE_INVALID) when it says the license is not valid."""
@@ -103,6 +142,7 @@ class LicenseProgram(Program):
         parser.add_argument("--out", type=Path, required=True, help="where to write the license's details (JSON)")
 
     def run(self) -> None:
+        recover(self)
         self.step(10, "Checking the license")
         data = self.candidate()
         if self.tree.hook(HOOK) is None:
@@ -135,18 +175,23 @@ class LicenseProgram(Program):
             self.previous = target.read_bytes()
         except FileNotFoundError:
             self.previous = None
+        set_aside(self.tree, self.previous)
         self.replaced = True
         atomic_write(target, data, 0o644)
 
     def clean_up(self) -> None:
         """A license that was not accepted never stays: the previous one goes back."""
-        if not self.replaced or self.succeeded:
+        if not self.replaced:
+            return
+        if self.succeeded:
+            forget_aside(self.tree)
             return
         target = self.tree.license_file
         if self.previous is None:
             remove_quietly(target)
         else:
             atomic_write(target, self.previous, 0o644)
+        forget_aside(self.tree)
         self.log("The previous license is back in place")
 
 
