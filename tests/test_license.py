@@ -244,6 +244,14 @@ async def test_bad_forms_are_refused_and_change_nothing(licensed, keys, tmp_path
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_uploaded_file_name_does_not_matter(licensed, keys, tmp_path):
+    issued = issue(keys, tmp_path)
+    response = await post_license(licensed, issued, name="Lizenz für Enterprise (2038).txt")
+    assert response.code == 200, await response.content()
+    assert license_file(licensed).read_bytes() == issued
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_license_that_cannot_be_written_is_400(licensed, keys, tmp_path):
     if os.geteuid() == 0:
         # root writes anywhere: make etc/license.asc a directory instead
