@@ -117,6 +117,17 @@ class AdminTree:
         return self.etc / "cluster.json"
 
     @property
+    def license_file(self) -> Path:
+        """The installed license (POST /license), checked by bin/license.sh or, without
+        it, against license_public_key (docs/license.md)."""
+        return self.etc / "license.asc"
+
+    @property
+    def license_public_key(self) -> Path:
+        """The vendor's public key that licenses are signed for (the default scheme)."""
+        return self.etc / "license.pub"
+
+    @property
     def wrapper(self) -> Path:
         """The appliance's own job entry point (with "jobs": "appliance")."""
         return self.bin / "wrapper.sh"

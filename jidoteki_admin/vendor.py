@@ -4,8 +4,12 @@
     jidoteki-admin-vendor package SRC_DIR --version X --key updates.key \\
         --signing-key vendor.key --out software_package-X.enc [--legacy-md5]
     jidoteki-admin-vendor inspect FILE --key updates.key --public-key updates.pub
+    jidoteki-admin-vendor license-keygen --out DIR
+    jidoteki-admin-vendor license --key license.key --app APP --users N --expires 2038-01-19 \\
+        --name NAME --contact CONTACT [--set KEY=VALUE ...] --out license.asc
 
-The packages it writes are exactly what plain openssl and tar make (docs/packages.md).
+The packages it writes are exactly what plain openssl and tar make (docs/packages.md);
+the licenses are the default license scheme of docs/license.md.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import __version__, debugbundle, package
+from . import __version__, debugbundle, licensefile, package
 from .crypto import CryptoError
 from .files import atomic_write, remove_quietly
 from .package import PackageError
@@ -91,6 +95,44 @@ def open_debug_bundle(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def license_keygen(args: argparse.Namespace) -> None:
+    """The license key pair: a key of its own, so that the key that signs update
+    packages never has to be at hand where licenses are issued."""
+    out = args.out
+    targets = [out / "license.key", out / "license.pub"]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise ValueError(f"refusing to overwrite existing keys: {', '.join(existing)}")
+    out.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    atomic_write(targets[0], key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()), 0o600)
+    atomic_write(targets[1], key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    for path in targets:
+        print(f"wrote {path}")
+    print("Install license.pub as the appliance's etc/license.pub; keep license.key secret.")
+
+
+def issue_license(args: argparse.Namespace) -> None:
+    more: dict[str, str] = {}
+    for setting in args.set:
+        key, equals, value = setting.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--set wants KEY=VALUE, not {setting!r}")
+        if key in more:
+            raise ValueError(f"--set {key} is given twice")
+        more[key] = value
+    try:
+        document = licensefile.make_document(args.app, args.users, args.expires, args.name, args.contact, more)
+        armored = licensefile.sign(document, args.license_key)
+    except licensefile.LicenseError as e:
+        raise ValueError(str(e)) from None
+    atomic_write(args.out, armored, 0o644)
+    print(f"wrote {args.out} ({args.app}, {args.users} users, expires {args.expires})")
+
+
 def _listing(member) -> str:
     """One member as `tar -tv` would show it: mode, size, name, and where a link points."""
     kind = stat.S_IFDIR if member.isdir() else stat.S_IFLNK if member.issym() else stat.S_IFREG
@@ -145,11 +187,19 @@ def check_public_key_file(option: str, path: Path) -> None:
                          f"but {path} holds {_holds(labels)}")
 
 
+def check_license_key_file(option: str, path: Path) -> None:
+    labels = _pem_labels(path)
+    if not any(label.endswith("PRIVATE KEY") for label in labels):
+        raise ValueError(f"{option} wants the PEM private key licenses are signed with (license.key), "
+                         f"but {path} holds {_holds(labels)}")
+
+
 KEY_CHECKS = {
     "key": ("--key", check_passphrase_file),
     "signing_key": ("--signing-key", check_private_key_file),
     "public_key": ("--public-key", check_public_key_file),
     "vendor_key": ("--key", check_private_key_file),
+    "license_key": ("--key", check_license_key_file),
 }
 
 
@@ -169,7 +219,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog=PROG, description="Keys and update packages for appliances: "
+    parser = Parser(prog=PROG, description="Keys, update packages and licenses for appliances: "
                     "packages it builds install on appliances and open with plain openssl and tar.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}",
                         help="print the version of this tool and exit")
@@ -210,6 +260,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("debug.tar.gz"),
                    help="the decrypted tar.gz to write [default: debug.tar.gz]; never overwritten")
     p.set_defaults(run=open_debug_bundle)
+
+    p = commands.add_parser("license-keygen", help="create license.key and license.pub",
+                            description="Create the key licenses are signed with (license.key) and "
+                            "its public key (license.pub, the appliance's etc/license.pub); never overwrites.")
+    p.add_argument("--out", type=Path, required=True, help="directory for the two key files")
+    p.set_defaults(run=license_keygen)
+
+    p = commands.add_parser("license", help="issue a signed license (license.asc)",
+                            description="Write a license for POST /license, signed with license.key "
+                            "(docs/license.md).")
+    p.add_argument("--key", dest="license_key", type=Path, required=True,
+                   help="license.key (PEM private key)")
+    p.add_argument("--app", required=True, help="the licensed application, like enterprise")
+    p.add_argument("--users", type=int, required=True, help="the number of users licensed")
+    p.add_argument("--expires", required=True, help="the last day the license is good for, like 2038-01-19")
+    p.add_argument("--name", required=True, help="the licensee")
+    p.add_argument("--contact", required=True, help="the licensee's contact")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other detail, as a string (repeat for more)")
+    p.add_argument("--out", type=Path, required=True, help="the license file to write")
+    p.set_defaults(run=issue_license)
     return parser
 
 

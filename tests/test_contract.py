@@ -68,7 +68,8 @@ def served(tmp_path_factory):
     options = tmp / "storage-options.json"
     options.write_text(json.dumps({"options": ["local", "nfs", "nbd", "iscsi", "aoe"]}))
     (admin / "etc" / "storage.json").write_text('{"storage":{"type":"local"}}\n')
-    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "settings", "storage", "cluster", "certs"],
+    config.write_text(json.dumps({"services": ["ssh", "app"], "endpoints": ["backup", "settings", "storage", "cluster", "certs",
+                                                                              "license"],
                                   "backup-root": str(data), "restore-max-bytes": 10_000_000,
                                   "storage-options-file": str(options)}))
     port = free_port()

@@ -22,21 +22,30 @@ DEFAULT_ENDPOINTS = {
 VARYING_HEADERS = {"date", "x-request-id"}
 
 
-def license_section() -> Section:
-    """A stand-in optional section with a first-level and a nested endpoint."""
-    return Section("license", "License", (
-        Endpoint("/license", (
-            get(lambda r: document(r, {"license": "ok"}), "Show", Reply(JSON)),
+@pytest.fixture(autouse=True)
+def example_endpoint(monkeypatch):
+    """Let the config enable the stand-in section's name."""
+    from jidoteki_admin import config
+
+    monkeypatch.setattr(config, "OPTIONAL_ENDPOINTS", (*config.OPTIONAL_ENDPOINTS, "example"))
+
+
+def example_section() -> Section:
+    """A stand-in optional section with a first-level and a nested endpoint, under a name no
+    real section serves (the config accepts it in these tests only)."""
+    return Section("example", "Example", (
+        Endpoint("/example", (
+            get(lambda r: document(r, {"example": "ok"}), "Show", Reply(JSON)),
             post(lambda r: document(r, {}), "Install", Reply(JSON)),
         )),
-        Endpoint("/license/log", (get(lambda r: document(r, {"log": ""}), "Log", Reply(JSON)),)),
+        Endpoint("/example/log", (get(lambda r: document(r, {"log": ""}), "Log", Reply(JSON)),)),
     ), optional=True)
 
 
-def with_license(make_daemon, enabled: bool):
-    config = {"endpoints": ["license"] if enabled else ["settings"], "parameters": ["license"]}
+def with_example(make_daemon, enabled: bool):
+    config = {"endpoints": ["example"] if enabled else ["settings"], "parameters": ["license"]}
     daemon = make_daemon(config=config)
-    daemon.service.catalogue.add(license_section())
+    daemon.service.catalogue.add(example_section())
     return daemon
 
 
@@ -49,26 +58,26 @@ def stable_headers(response) -> dict:
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_answers(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=True)
-    response = await daemon.get("/license", auth="hash")
+    daemon = with_example(make_memory_daemon, enabled=True)
+    response = await daemon.get("/example", auth="hash")
     assert response.code == 200
-    assert await json_of(response) == {"license": "ok"}
-    nested = await daemon.get("/license/log", auth="hash")
+    assert await json_of(response) == {"example": "ok"}
+    nested = await daemon.get("/example/log", auth="hash")
     assert nested.code == 200
 
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_needs_authentication(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=True)
-    response = await daemon.get("/license", auth=None)
+    daemon = with_example(make_memory_daemon, enabled=True)
+    response = await daemon.get("/example", auth=None)
     assert response.code == 403
     assert await json_of(response) == {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_checks_the_method(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=True)
-    response = await daemon.request("PUT", daemon.url("/license"))
+    daemon = with_example(make_memory_daemon, enabled=True)
+    response = await daemon.request("PUT", daemon.url("/example"))
     assert response.code == 400
     message = (await json_of(response))["Error-Message"]
     assert message.startswith("Invalid authentication method. Expected ")
@@ -77,21 +86,21 @@ async def test_enabled_optional_endpoint_checks_the_method(make_memory_daemon):
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_is_listed_once(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=True)
+    daemon = with_example(make_memory_daemon, enabled=True)
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
-    assert listed.count("/api/v1/admin/license") == 1
-    assert "/api/v1/admin/license/log" not in listed
+    assert listed.count("/api/v1/admin/example") == 1
+    assert "/api/v1/admin/example/log" not in listed
 
 
 # Disabled
 
 
 @pytest.mark.parametrize("auth", ["?token=yourtoken", ""], ids=["authenticated", "anonymous"])
-@pytest.mark.parametrize("path", ["/license", "/license/log"])
+@pytest.mark.parametrize("path", ["/example", "/example/log"])
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 @pytest_twisted.ensureDeferred
 async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_memory_daemon, auth, path, method):
-    daemon = with_license(make_memory_daemon, enabled=False)
+    daemon = with_example(make_memory_daemon, enabled=False)
     disabled = await raw_request(daemon, method, "/api/v1/admin" + path + auth)
     unknown = await raw_request(daemon, method, "/api/v1/admin/no-such-thing" + auth)
     assert disabled.status == unknown.status == 404
@@ -101,23 +110,23 @@ async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_memo
 
 @pytest_twisted.ensureDeferred
 async def test_disabled_optional_endpoint_with_a_form_answers_404(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=False)
-    response = await daemon.post_form("/license", {"license": "data"}, auth=None)
+    daemon = with_example(make_memory_daemon, enabled=False)
+    response = await daemon.post_form("/example", {"license": "data"}, auth=None)
     assert response.code == 404
     assert await response.content() == b'{"Status":"404 Not Found"}'
 
 
 @pytest_twisted.ensureDeferred
 async def test_disabled_optional_endpoint_is_not_listed(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=False)
+    daemon = with_example(make_memory_daemon, enabled=False)
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
-    assert not any("license" in entry for entry in listed)
+    assert not any("example" in entry for entry in listed)
 
 
 @pytest_twisted.ensureDeferred
 async def test_disabled_optional_endpoint_audits_nothing(make_memory_daemon):
-    daemon = with_license(make_memory_daemon, enabled=False)
-    await daemon.get("/license", auth=None)
+    daemon = with_example(make_memory_daemon, enabled=False)
+    await daemon.get("/example", auth=None)
     audit = daemon.admin_path / "log" / "jidoteki-audit.log"
     assert not audit.exists() or audit.read_text() == ""
 
@@ -177,7 +186,7 @@ def test_every_documented_optional_endpoint_is_accepted():
 
 
 def test_an_enabled_optional_endpoint_is_unserved_until_a_section_serves_it(make_daemon):
-    daemon = make_daemon(config={"endpoints": ["license"]})
-    assert daemon.service.unserved_optional() == ["license"]
-    daemon.service.catalogue.add(license_section())
+    daemon = make_daemon(config={"endpoints": ["example", "license"]})
+    assert daemon.service.unserved_optional() == ["example"]
+    daemon.service.catalogue.add(example_section())
     assert daemon.service.unserved_optional() == []

@@ -258,7 +258,8 @@ def test_every_command_and_argument_has_help():
 
     parser = _parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert {c.dest: c.help for c in commands._choices_actions}.keys() == {"keygen", "package", "inspect", "open-debug-bundle"}
+    assert {c.dest: c.help for c in commands._choices_actions}.keys() == {"keygen", "package", "inspect", "open-debug-bundle",
+                                                                               "license-keygen", "license"}
     assert all(c.help for c in commands._choices_actions)
     for name, sub in [("", parser), *commands.choices.items()]:
         for action in sub._actions:

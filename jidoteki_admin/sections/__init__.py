@@ -12,6 +12,7 @@ from .backup import Backup
 from .certs import Certs
 from .cluster import Cluster
 from .information import Information
+from .license import License
 from .services import Services
 from .settings import Settings
 from .setup import Setup
@@ -20,4 +21,4 @@ from .support import Support
 from .updates import Updates
 
 REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster,
-              Certs)
+              Certs, License)
