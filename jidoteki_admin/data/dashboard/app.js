@@ -244,6 +244,9 @@ async function showShell(key) {
   }
   const signOut = h("button", {type: "button", class: "button small", id: "logout"}, "Sign out");
   signOut.addEventListener("click", () => logout());
+  const menuSignOut = h("button", {type: "button", class: "button small menu-signout"}, "Sign out");
+  menuSignOut.addEventListener("click", () => logout());
+  nav.append(menuSignOut);
   fill(root,
     h("header", {class: "topbar"},
       h("div", {class: "brand"}, h("span", {class: "logo"}), "Admin Dashboard", version),

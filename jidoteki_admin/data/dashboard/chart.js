@@ -76,5 +76,10 @@ export function lineChart({series, from, to, max = null, limit = null, format = 
   series.forEach((s, index) => {
     chart.append(svg("path", {class: `series-${index}`, d: linePath(s.points, from, to, top)}));
   });
+  const known = series[0]?.points.filter(([, v]) => v !== null && v !== undefined) || [];
+  if (known.length === 1) { // one sample is no line yet: show it as a dot
+    const [x, y] = linePath(known, from, to, top).slice(1).split(",").map(Number);
+    chart.append(svg("circle", {class: "series-0", cx: x, cy: y, r: 3}));
+  }
   return chart;
 }

@@ -62,8 +62,14 @@ export function checkNetmask(value, version, option = "netmask") {
   return /^1*0*$/.test(bits) ? null : problem(option, allowed);
 }
 
+/** An IPv6 address with a zone (fe80::1%eth0): an address where a host name or address is asked for. */
+function isZonedIPv6(value) {
+  const [address, zone, ...more] = value.split("%");
+  return more.length === 0 && Boolean(zone) && !zone.includes("/") && isIPv6(address);
+}
+
 export function checkHostOrAddress(value, option) {
-  if (ipVersion(value)) return null;
+  if (ipVersion(value) || isZonedIPv6(value)) return null;
   return checkHostname(value, option) ? problem(option, "a host name or an IP address") : null;
 }
 
