@@ -22,6 +22,7 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
+from jidoteki_admin.healthhistory import HealthHistory
 from test_updates import build, install_keys
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -39,6 +40,18 @@ class Appliance:
     data: Path
 
 
+def a_day_of_history() -> HealthHistory:
+    """A day of samples ending now, such as a day of running leaves behind."""
+    import math
+
+    history, now = HealthHistory(), int(time.time())
+    for t in range(now - 86400, now - 20, 10):
+        wave = math.sin(t / 3000)
+        history.add((t, round(1 + wave, 2), round(40 + 30 * wave), round(50 + 10 * wave), 61,
+                     round(200_000 + 150_000 * wave), round(50_000 + 40_000 * wave)))
+    return history
+
+
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory, keys):
     """The daemon as appliances run it, with backups enabled and update keys installed."""
@@ -50,6 +63,7 @@ def appliance(tmp_path_factory, keys):
     (admin / "etc" / "api.token").write_text(TOKEN + "\n")
     (admin / "etc" / "backup.txt").write_text("app\n")
     (admin / "etc" / "changelog.txt").write_text("# Changelog\n\n## 1.0.0\n\n  * The first release\n")
+    (admin / "etc" / "health-history.json").write_bytes(a_day_of_history().dumps())
     config = work / "config.json"
     config.write_text(json.dumps({"endpoints": ["backup"], "backup-root": str(data)}))
     port = free_port()
@@ -96,6 +110,14 @@ def shoot(page, name: str) -> None:
     page.wait_for_timeout(100)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(LAPTOP)
+
+
+def until(condition, seconds: float = 10) -> None:
+    """Poll a condition on the page from here (the page's policy refuses evaluated strings)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the page never got there"
+        time.sleep(0.05)
 
 
 def sign_in(page, token: str = TOKEN, remember: bool = False) -> None:
@@ -268,12 +290,22 @@ def test_restart_is_behind_a_confirmation(page, appliance):
     assert not (appliance.admin / "log" / "reboot.log").exists()
 
 
-def test_the_monitor_draws_charts(page):
+def test_the_monitor_draws_the_appliances_history_from_an_hour_to_a_year(page):
     sign_in(page)
     open_page(page, "monitor", "Monitor")
-    page.wait_for_selector("svg.chart path.series-0", state="attached")
-    assert page.locator("svg.chart").count() >= 3
+    page.wait_for_selector("svg.chart path.series-0")
+    assert page.locator("svg.chart").count() == 4
+    assert page.locator("text=keeps no health history").count() == 0
+    hour = page.get_attribute("svg[aria-label='Memory use'] path.series-0", "d")
+    assert hour.count("L") > 300  # 10-second samples
+    assert page.locator("svg[aria-label='Network traffic'] path.series-1").count() == 1
     shoot(page, "12-monitor")
+    memory = "svg[aria-label='Memory use'] path.series-0"
+    page.click("button:text('Last day')")
+    until(lambda: page.get_attribute(memory, "d").count("L") > 1000)  # minutes
+    page.click("button:text('Last year')")
+    until(lambda: page.get_attribute(memory, "d").count("L") < 30)  # hours
+    shoot(page, "12-monitor-year")
 
 
 # The token

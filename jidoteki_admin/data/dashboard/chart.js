@@ -3,7 +3,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 640;
 const HEIGHT = 200;
-const PAD = {left: 48, right: 12, top: 10, bottom: 24};
+const PAD = {left: 62, right: 12, top: 10, bottom: 24};
 
 function svg(tag, attributes = {}, text = null) {
   const element = document.createElementNS(SVG, tag);
