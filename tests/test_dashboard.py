@@ -22,6 +22,8 @@ import pytest
 from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
+from jidoteki_admin import validate
+from jidoteki_admin.auth import request_hash
 from jidoteki_admin.healthhistory import HealthHistory
 from test_updates import build, install_keys
 
@@ -73,6 +75,30 @@ def appliance(tmp_path_factory, keys):
     yield Appliance(f"https://127.0.0.1:{port}", admin, data)
     daemon.stop()
     assert "Traceback" not in daemon.text(), daemon.text()
+
+
+def start_twistd(work: Path, config: dict) -> tuple[Twistd, str]:
+    port = free_port()
+    (work / "config.json").write_text(json.dumps(config))
+    daemon = Twistd(work, ["--admin-path", str(work / "admin"), "--https", str(port), "--interface", "127.0.0.1",
+                           "--config", str(work / "config.json")])
+    daemon.wait_listening(port)
+    return daemon, f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def other_appliance(tmp_path):
+    """Another daemon, for a configuration of its own (first-run, no token yet)."""
+    started = []
+
+    def start(config: dict) -> str:
+        daemon, base = start_twistd(tmp_path, config)
+        started.append(daemon)
+        return base
+
+    yield start
+    for daemon in started:
+        daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -333,24 +359,34 @@ def test_changing_the_token_signs_out_and_the_new_one_signs_in(page, appliance):
 # The modules' logic, in the same browser
 
 
+@pytest.fixture(scope="module")
+def js(browser, appliance):
+    """One page for the checks of the modules' logic, which change nothing in it."""
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.goto(appliance.base + "/")
+    page.wait_for_selector("#login")
+    yield page
+    context.close()
+
+
 def module(page, name: str, expression: str, *args):
     """Evaluate ``expression`` (a function of the module ``m`` and args) in the page."""
     return page.evaluate(f"async (args) => {{ const m = await import('/dashboard/{name}'); return ({expression})(m, ...args); }}",
                          list(args))
 
 
-def test_the_key_and_the_hash_are_those_of_api_md(page):
-    key = module(page, "api.js", "(m, token) => m.deriveKey(token)", TOKEN)
+def test_the_key_and_the_hash_are_those_of_api_md(js):
+    key = module(js, "api.js", "(m, token) => m.deriveKey(token)", TOKEN)
     assert key == "13e2ff941bbc8692cad141c8d293dda2c4f1c1a3c51b93d54f1a1693e1206107"
     for method in ("GET", "HEAD"):
-        signed = module(page, "api.js", "(m, k, method) => m.requestHash(k, method, '/api/v1/admin/version')", key, method)
+        signed = module(js, "api.js", "(m, k, method) => m.requestHash(k, method, '/api/v1/admin/version')", key, method)
         assert signed == "b714a60732e096ccef06e360eefe0f1ba4fa5d16ef7da726612e2026e5523241"
-    post = module(page, "api.js", "(m, k) => m.requestHash(k, 'POST', '/api/v1/admin/update')", key)
-    from jidoteki_admin.auth import request_hash
+    post = module(js, "api.js", "(m, k) => m.requestHash(k, 'POST', '/api/v1/admin/update')", key)
     assert post == request_hash(TOKEN, "POST", "/api/v1/admin/update")
 
 
-def test_error_messages_are_sentences_not_json(page):
+def test_error_messages_are_sentences_not_json(js):
     cases = [
         (400, "Bad Request", "E1004: An update is already running",
          '{"Status":"400 Bad Request","Error-Message":"E1004: An update is already running"}'),
@@ -359,7 +395,7 @@ def test_error_messages_are_sentences_not_json(page):
                                                    '"First-Run":true}'),
         (502, "Bad Gateway", None, "<html>proxy</html>"),
     ]
-    answers = [module(page, "api.js", "(m, s, t, h, b) => { const e = m.errorMessage(s, t, h, b);"
+    answers = [module(js, "api.js", "(m, s, t, h, b) => { const e = m.errorMessage(s, t, h, b);"
                                       " return [e.message, e.firstRun]; }", *case) for case in cases]
     assert answers[0] == ["E1004: An update is already running", None]
     assert answers[1][0].startswith("Not found")
@@ -372,20 +408,20 @@ def test_error_messages_are_sentences_not_json(page):
     ({"cpu": {"num": 2, "cpu5min": 2.0}, "memory": {"percentage": 89}, "disk": {"percentage": 97}}, ["cpu"]),
     ({"cpu": {"num": 1, "cpu5min": 0.1}, "memory": {"percentage": 90}, "disk": {"percentage": 98}}, ["disk", "memory"]),
 ])
-def test_the_health_figures_turn_red_at_the_original_limits(page, health, red):
-    alerts = module(page, "health.js", "(m, h) => m.healthAlerts(h)", health)
+def test_the_health_figures_turn_red_at_the_original_limits(js, health, red):
+    alerts = module(js, "health.js", "(m, h) => m.healthAlerts(h)", health)
     assert sorted(name for name, on in alerts.items() if on) == red
 
 
-def test_the_menu_follows_the_endpoint_catalogue(page):
+def test_the_menu_follows_the_endpoint_catalogue(js):
     everything = ["/api/v1/admin/" + n for n in ("backup", "build", "certs", "changelog", "cluster", "debug", "endpoints",
                                                  "health", "license", "logs", "reboot", "services", "settings",
                                                  "setup", "storage", "update", "version")] + ["/docs"]
-    ids = module(page, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", everything)
+    ids = module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", everything)
     assert ids == ["home", "monitor", "update", "network", "certs", "storage", "cluster", "license", "backup", "token",
                    "support", "restart"]
     few = ["/api/v1/admin/version", "/api/v1/admin/debug", "/docs"]
-    assert module(page, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", few) == ["home", "support"]
+    assert module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", few) == ["home", "support"]
 
 
 VALUES = ["eth0", "e0", "enp0s31f6", "eth-0", "a" * 15, "host", "ab", "test.host", "-bad.host", "a..b", "1.2.3.4",
@@ -394,9 +430,7 @@ VALUES = ["eth0", "e0", "enp0s31f6", "eth-0", "a" * 15, "host", "ab", "test.host
           "host.", "h_st.example", "pool.ntp.org", "10.0.0.1:123", "example.com:80"]
 
 
-def test_the_network_checks_give_the_servers_verdicts(page):
-    from jidoteki_admin import validate
-
+def test_the_network_checks_give_the_servers_verdicts(js):
     def verdict(check, *args):
         try:
             check(*args)
@@ -404,7 +438,7 @@ def test_the_network_checks_give_the_servers_verdicts(page):
         except validate.Invalid as problem:
             return str(problem)
 
-    got = page.evaluate("""async (values) => {
+    got = js.evaluate("""async (values) => {
         const m = await import('/dashboard/rules.js');
         return values.map(v => [m.checkInterface(v), m.checkHostname(v), m.checkAddress(v, 'gateway'),
                                 m.checkNetmask(v, 4), m.checkNetmask(v, 6), m.checkHostOrAddress(v, 'ntpserver')]);
@@ -416,41 +450,41 @@ def test_the_network_checks_give_the_servers_verdicts(page):
         assert answers == expected, value
 
 
-def test_a_static_network_needs_its_address_netmask_and_gateway(page):
-    problems = module(page, "rules.js", "(m, v) => m.networkProblems(v)",
+def test_a_static_network_needs_its_address_netmask_and_gateway(js):
+    problems = module(js, "rules.js", "(m, v) => m.networkProblems(v)",
                       {"mode": "static", "interface": "eth0", "hostname": "test.host", "ip_address": "192.168.1.10"})
     assert sorted(problems) == ["gateway", "netmask"]
-    assert module(page, "rules.js", "(m, v) => m.networkProblems(v)",
+    assert module(js, "rules.js", "(m, v) => m.networkProblems(v)",
                   {"mode": "dhcp", "interface": "eth0", "hostname": "test.host", "ip_address": "junk"}) == {}
-    document = module(page, "network.js", "(m, v, p) => m.settingsDocument(v, p)",
+    document = module(js, "network.js", "(m, v, p) => m.settingsDocument(v, p)",
                       {"mode": "dhcp", "interface": "eth0", "hostname": "test.host", "ip_address": "192.168.1.10",
                        "app_name": "testapp"},
                       {"network": {"mode": "static", "ip_address": "192.168.1.9", "custom": "kept"}, "app": {"x": 1}})
     assert document == {"network": {"interface": "eth0", "hostname": "test.host", "custom": "kept"},
                         "app": {"x": 1, "name": "testapp"}}
-    assert module(page, "network.js", "(m, a) => m.newLocation(a, {protocol: 'https:', port: '8443'})",
+    assert module(js, "network.js", "(m, a) => m.newLocation(a, {protocol: 'https:', port: '8443'})",
                   "2001:db8::10") == "https://[2001:db8::10]:8443/"
 
 
-def test_storage_offers_only_the_allowed_types_and_cluster_documents_are_typed(page):
-    assert module(page, "storage.js", "(m, a) => m.allowedTypes(a)",
+def test_storage_offers_only_the_allowed_types_and_cluster_documents_are_typed(js):
+    assert module(js, "storage.js", "(m, a) => m.allowedTypes(a)",
                   {"storage": {"type": "nfs"}, "options": ["nfs", "unknown", "local"]}) == ["nfs", "local"]
-    assert module(page, "storage.js", "(m, t, v) => m.storageDocument(t, v)", "nbd",
+    assert module(js, "storage.js", "(m, t, v) => m.storageDocument(t, v)", "nbd",
                   {"ip": "192.168.1.100", "port": "1043", "export_name": "", "stray": "x"}) == {
         "storage": {"type": "nbd", "ip": "192.168.1.100", "port": "1043"}}
-    assert module(page, "cluster.js", "(m, v, p) => m.clusterDocument(v, p)",
+    assert module(js, "cluster.js", "(m, v, p) => m.clusterDocument(v, p)",
                   {"name": "c1", "role": "primary", "node": "n1", "secret": ""},
                   [{"name": "n2", "address": "10.0.0.2", "port": "7000"}, {"name": "", "address": "", "port": ""}]) == {
         "cluster": {"name": "c1", "role": "primary", "node": "n1",
                     "peers": [{"name": "n2", "address": "10.0.0.2", "port": 7000}]}}
 
 
-def test_chart_lines_break_at_gaps_and_stay_inside_the_plot(page):
-    path = module(page, "chart.js", "(m, p) => m.linePath(p, 0, 100, 10)", [[0, 0], [50, 20], [60, None], [100, 5]])
+def test_chart_lines_break_at_gaps_and_stay_inside_the_plot(js):
+    path = module(js, "chart.js", "(m, p) => m.linePath(p, 0, 100, 10)", [[0, 0], [50, 20], [60, None], [100, 5]])
     assert path.count("M") == 2 and path.count("L") == 1
     numbers = [float(n) for n in re.findall(r"[\d.]+", path)]
     assert all(0 <= n <= 640 for n in numbers)
-    assert module(page, "chart.js", "(m, v) => [0, 0.3, 7, 10, 11, 1234].map(m.niceMax)", 0) == [1, 0.5, 10, 10, 20, 2000]
+    assert module(js, "chart.js", "(m, v) => [0, 0.3, 7, 10, 11, 1234].map(m.niceMax)", 0) == [1, 0.5, 10, 10, 20, 2000]
 
 
 # The pages of sections this daemon does not serve yet, against answers shaped as API.md
@@ -576,3 +610,106 @@ def test_certs_license_storage_and_cluster_pages(page, fake):
     sent = posted_document(fake.posted["/cluster"][0])["cluster"]
     assert sent["peers"] == [{"name": "n2", "address": "10.0.0.2", "port": 7000}, {"name": "n3", "address": "10.0.0.3"}]
     assert sent["secret"] == "********"
+
+
+def test_a_lost_connection_says_so(page, fake):
+    page.route("**/api/v1/admin/settings**", lambda route: route.abort("connectionrefused"))
+    page.click("nav a[data-page=network]")
+    page.wait_for_selector("main .message-error:text('connection to the appliance was lost')")
+    shoot(page, "26-fake-connection-lost")
+
+
+def test_after_an_address_change_the_page_moves_to_the_new_address(page, fake):
+    port = page.url.split(":")[2].split("/")[0]
+    page.clock.install()  # the page waits between polls: its clock is moved on, not waited for
+    page.reload()
+    page.wait_for_selector("header.topbar")
+    arrived = []
+    page.route("https://192.168.1.50:*/**", lambda route: (arrived.append(route.request.url), route.fulfill(
+        status=200, content_type="text/html", body="<!doctype html><title>moved</title><p>moved</p>")))
+    open_page(page, "network", "Network")
+    page.fill("input[name=ip_address]", "192.168.1.50")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector(f".message-warning a[href='https://192.168.1.50:{port}/']")
+    shoot(page, "27-fake-network-moving")
+    page.clock.run_for(2100)
+    assert arrived == []  # the old address still answers: the page stays
+    page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))  # the old address is gone
+    until(lambda: page.clock.run_for(500) or bool(arrived))
+    page.wait_for_url(f"https://192.168.1.50:{port}/")
+    assert arrived == [f"https://192.168.1.50:{port}/"]
+
+
+def test_restart_waits_for_the_appliance_to_go_and_come_back(page, fake):
+    page.click("nav a[data-page=home]")  # the fake serves no /reboot: the menu has no Restart
+    assert page.locator("nav a[data-page=restart]").count() == 0
+    FAKE["/endpoints"]["endpoints"].append("/api/v1/admin/reboot")
+    FAKE["/reboot"] = {"Status": "202 Accepted"}
+    try:
+        page.clock.install()  # the page waits between polls: its clock is moved on, not waited for
+        page.reload()
+        page.wait_for_selector("header.topbar")
+        open_page(page, "restart", "Restart")
+        page.click("#restart")
+        page.click("dialog button.danger")
+        page.wait_for_selector(".message-warning:text('Restarting')")
+        page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))
+        page.clock.run_for(2100)
+        page.wait_for_selector(".message-warning:text('is down')")
+        shoot(page, "28-fake-restarting")
+        page.unroute("**/api/v1/admin/version**")
+        page.clock.run_for(2100)
+        page.wait_for_selector(".message-success:text('restarted')")
+    finally:
+        FAKE["/endpoints"]["endpoints"].remove("/api/v1/admin/reboot")
+        del FAKE["/reboot"]
+
+
+# First run and the first token
+
+
+def test_first_run_signs_in_with_the_passphrase_and_sets_a_new_token(browser, other_appliance, tmp_path):
+    base = other_appliance({"first-run": {"enabled": True, "word-length": 4}})
+    etc = tmp_path / "admin" / "etc"
+    passphrase = (etc / "api.token").read_text().strip()
+    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_selector("h2:text('First run: sign in with the passphrase')")
+        shoot(page, "30-first-run")
+        sign_in_form = page.locator("#login")
+        sign_in_form.locator("input[name=token]").fill(passphrase)
+        sign_in_form.locator("button[type=submit]").click()
+        page.wait_for_selector("h2:text('Choose a new API token')")
+        shoot(page, "31-first-run-new-token")
+        page.fill("input[name=newtoken]", "my-own-token")
+        page.fill("input[name=newtoken2]", "my-own-token")
+        page.click("form button[type=submit]")
+        page.wait_for_selector("header.topbar")
+        assert (etc / "api.token").read_text().strip() == "my-own-token"
+        assert (etc / "api.token.setup").read_text() == ""
+        assert page.evaluate("sessionStorage.getItem('jidoteki-admin-key')") == \
+            hashlib.sha256(b"my-own-token").hexdigest()
+        page.reload()  # first-run is over: the ordinary sign-in page
+        page.click("#logout")
+        page.wait_for_selector("h2:text-is('Sign in')")
+    finally:
+        context.close()
+
+
+def test_an_appliance_without_a_token_takes_its_first_one_from_the_page(browser, other_appliance, tmp_path):
+    base = other_appliance({})
+    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        page.click("button:text('This appliance has no token yet')")
+        page.fill("input[name=newtoken]", "the-first-token")
+        page.fill("input[name=newtoken2]", "the-first-token")
+        page.click("form button[type=submit]")
+        page.wait_for_selector(".message-success:text('The token is set')")
+        assert (tmp_path / "admin" / "etc" / "api.token").read_text().strip() == "the-first-token"
+        sign_in(page, "the-first-token")
+    finally:
+        context.close()

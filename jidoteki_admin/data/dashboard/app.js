@@ -170,7 +170,12 @@ function showInitialSetup() {
     h("p", {}, "An appliance without a token accepts its first one from anyone who reaches it: set it now."),
     tokenForm(async (value) => {
       const api = new Api(null);
-      await api.call("POST", "/setup", {form: formOf({newtoken: value}), signed: false});
+      try {
+        await api.call("POST", "/setup", {form: formOf({newtoken: value}), signed: false});
+      } catch (error) {
+        if (error.status === 403) throw new ApiError(403, "This appliance already has a token: sign in with it.");
+        throw error;
+      }
       await showLogin("The token is set. Sign in with it.", "success");
     }),
     h("p", {class: "hint"}, backTo("Back to sign in"))));
