@@ -231,8 +231,12 @@ def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appli
     page.wait_for_selector("text=none yet")
     shoot(page, "04-update")
     page.set_input_files("input[name=update]", str(package))
+    captions = "document.querySelector('#update-form ~ .progress .progress-text')"
+    page.evaluate(f"""() => {{ window.captions = []; new MutationObserver(() => window.captions.push(
+        {captions}.textContent)).observe({captions}, {{childList: true, characterData: true, subtree: true}}); }}""")
     page.click("#update-form button[type=submit]")
     page.wait_for_selector(".progress-text:text('Uploaded')")
+    assert any(re.match(r"Uploading: [1-9][0-9.]* [KM]B of 3\.0 MB", c) for c in page.evaluate("window.captions"))
     page.wait_for_selector(".badge-success", timeout=WAIT_MS)
     page.wait_for_selector(".progress-text:text('Installing: 100 %')")
     page.wait_for_selector(".message-success:text('The update is installed')")
@@ -258,7 +262,8 @@ def test_a_failed_update_shows_its_error_code_and_message(page, appliance, keys,
 # Backup
 
 
-def test_a_backup_is_started_followed_and_downloaded(page, appliance):
+def test_a_backup_is_started_followed_downloaded_restored_and_deleted(page, appliance):
+    database = (appliance.data / "app" / "main.db").read_bytes()
     sign_in(page)
     open_page(page, "backup", "Backup and restore")
     shoot(page, "07-backup")
@@ -274,6 +279,21 @@ def test_a_backup_is_started_followed_and_downloaded(page, appliance):
     assert download.suggested_filename == "backup.tar"
     saved = Path(download.path()).read_bytes()
     assert hashlib.sha256(saved).hexdigest() == expected["sha256"]
+    # Put it back: the data as it was when backed up, the upload's progress shown.
+    (appliance.data / "app" / "main.db").write_bytes(b"changed since")
+    page.set_input_files("input[name=archive]", str(download.path()))
+    page.click("#restore-form button[type=submit]")
+    page.click("dialog button.danger")
+    page.wait_for_selector(".message-success:text('The backup is restored')")
+    assert page.get_attribute("#restore-form .progress", "aria-valuenow") == "100"
+    assert (appliance.data / "app" / "main.db").read_bytes() == database
+    # Stop deletes it.
+    page.click("#backup-stop")
+    page.click("dialog button.danger")
+    page.wait_for_selector(".message-success:text('stopped and deleted')")
+    page.wait_for_selector("#backup-status .badge-none")
+    assert page.locator("#backup-download:visible").count() == 0
+    assert not (appliance.admin / "home" / "sftp" / "uploads" / "backup.tar").exists()
 
 
 def test_restore_asks_first_and_shows_why_an_archive_is_refused(page, appliance, tmp_path):

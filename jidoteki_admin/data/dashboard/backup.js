@@ -110,6 +110,6 @@ export async function render({api, onLeave}) {
   const answer = await refresh();
   if (answer?.status === "running") watch();
   return h("div", {class: "grid"},
-    card("Backup", slot, status, details, h("div", {class: "actions"}, start, download, stop), h("p", {}, showLog), log),
+    card("Backup", slot, status, details, h("div", {class: "actions spaced"}, start, download, stop), h("p", {}, showLog), log),
     card("Restore", restoreSlot, restoreForm));
 }

@@ -21,9 +21,11 @@ export async function render({api, onLeave, refreshVersion}) {
     status.replaceChildren(statusLine(answer));
     if (typeof answer?.percentage === "number") {
       jobBar.hidden = false;
-      jobBar.set(answer.percentage, `Installing: ${answer.percentage} %`);
+      jobBar.set(answer.percentage, answer.status === "failed" ? `Stopped at ${answer.percentage} %`
+        : `Installing: ${answer.percentage} %`);
     }
     log.set(answer?.log);
+    fullLog.hidden = !answer?.status;
     if (answer?.status === "failed") {
       slot.show("error", "The update failed: ", [answer["error-code"], answer["error-message"]].filter(Boolean).join(": ")
         || "see the log.");
