@@ -32,10 +32,11 @@ let shell = null;
 // Signing in
 
 async function firstRunState() {
-  // An unsigned request is refused; where first-run is on, the refusal says whether the
-  // generated passphrase is still the token.
+  // Where first-run is on, every error answer says whether the generated passphrase is still
+  // the token. The API's own folder is no endpoint: asking it is answered 404 at once, and
+  // is not a failed authentication (which the appliance would count, log and slow down).
   try {
-    const response = await fetch(`${PREFIX}/version`, {cache: "no-store", credentials: "omit"});
+    const response = await fetch(`${PREFIX}/`, {cache: "no-store", credentials: "omit"});
     if (response.ok) return null;
     return errorMessage(response.status, response.statusText, null, await response.text()).firstRun;
   } catch {
