@@ -133,7 +133,7 @@ def shoot(page, name: str) -> None:
     page.wait_for_timeout(150)  # let the last answer render
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(PHONE)
-    page.wait_for_timeout(100)
+    page.wait_for_timeout(250)  # pages that draw for the width redraw
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(LAPTOP)
 

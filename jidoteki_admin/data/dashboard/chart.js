@@ -1,7 +1,8 @@
 // Line charts in plain SVG, for the Monitor page.
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 640;
+const WIDE = 640;
+const NARROW = 360; // on a phone: the same text size on a smaller drawing
 const HEIGHT = 200;
 const PAD = {left: 62, right: 12, top: 10, bottom: 24};
 
@@ -23,8 +24,8 @@ export function niceMax(value) {
 }
 
 /** The path of points [[time, value], ...] scaled into the plot; gaps (null) break the line. */
-export function linePath(points, from, to, max) {
-  const width = WIDTH - PAD.left - PAD.right;
+export function linePath(points, from, to, max, full = WIDE) {
+  const width = full - PAD.left - PAD.right;
   const height = HEIGHT - PAD.top - PAD.bottom;
   const span = Math.max(1, to - from);
   let path = "";
@@ -52,7 +53,9 @@ function timeLabel(seconds, span) {
  * An SVG chart: series [{name, points: [[time, value]]}], from/to in seconds, an optional
  * fixed max (percentages) and limit line, and format(value) for the axis.
  */
-export function lineChart({series, from, to, max = null, limit = null, format = (v) => String(v), label = "Chart"}) {
+export function lineChart({series, from, to, max = null, limit = null, format = (v) => String(v), label = "Chart",
+  narrow = window.matchMedia("(max-width: 760px)").matches}) {
+  const WIDTH = narrow ? NARROW : WIDE;
   const highest = Math.max(0, ...series.flatMap((s) => s.points.map(([, v]) => v ?? 0)), limit ?? 0);
   const top = max ?? niceMax(highest);
   const chart = svg("svg", {class: "chart", viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": label});
@@ -74,11 +77,11 @@ export function lineChart({series, from, to, max = null, limit = null, format = 
     chart.append(svg("line", {class: "limit", x1: PAD.left, x2: WIDTH - PAD.right, y1: y, y2: y}));
   }
   series.forEach((s, index) => {
-    chart.append(svg("path", {class: `series-${index}`, d: linePath(s.points, from, to, top)}));
+    chart.append(svg("path", {class: `series-${index}`, d: linePath(s.points, from, to, top, WIDTH)}));
   });
   const known = series[0]?.points.filter(([, v]) => v !== null && v !== undefined) || [];
   if (known.length === 1) { // one sample is no line yet: show it as a dot
-    const [x, y] = linePath(known, from, to, top).slice(1).split(",").map(Number);
+    const [x, y] = linePath(known, from, to, top, WIDTH).slice(1).split(",").map(Number);
     chart.append(svg("circle", {class: "series-0", cx: x, cy: y, r: 3}));
   }
   return chart;

@@ -95,7 +95,12 @@ export async function render({api, onLeave}) {
     }
   }
   const timer = setInterval(() => (history ? draw() : sample()), LIVE_MS);
-  onLeave(() => clearInterval(timer));
+  const narrow = window.matchMedia("(max-width: 760px)");
+  narrow.addEventListener("change", draw); // the charts are drawn for the screen's width
+  onLeave(() => {
+    clearInterval(timer);
+    narrow.removeEventListener("change", draw);
+  });
   await sample();
   await draw();
   return h("div", {}, h("div", {class: "ranges", role: "group", "aria-label": "Time range"}, buttons), note, area);
