@@ -112,11 +112,13 @@ def _bucket(time: float, tier: Tier) -> int:
 
 
 def _mean(values: Iterable[Any], field: str) -> float | int | None:
-    known = [v for v in values if v is not None]
+    """The mean of the known values: the load to 2 decimals (as /health gives it), the
+    percentages and rates whole."""
+    known = [float(v) for v in values if v is not None]
     if not known:
         return None
     mean = sum(known) / len(known)
-    return round(mean, 2) if field in ("load",) else round(mean)
+    return round(mean, 2) if field == "load" else round(mean)
 
 
 def _checked(samples: Any) -> list[Sample]:
