@@ -106,6 +106,10 @@ export async function render({api, onLeave}) {
     }
     if (newAddress && newAddress !== oldAddress && newAddress !== window.location.hostname) {
       await moveTo(newAddress);
+    } else if (!newAddress && oldAddress) {
+      slot.show("success", "The settings are saved; the appliance is applying them. It now takes its address from "
+        + "DHCP: if the address changes, this page cannot follow it, and the appliance's console shows the new one.");
+      submit.disabled = false;
     } else {
       slot.show("success", "The settings are saved; the appliance is applying them.");
       submit.disabled = false;
