@@ -219,7 +219,10 @@ async function showShell(key) {
   try {
     listed = (await api.json("/endpoints")).endpoints || [];
   } catch (error) {
-    if (error.status === 403) return;
+    if (error.status === 403) {
+      logout("The appliance no longer accepts this session's key (was the token changed?). Sign in again.", "warning");
+      return;
+    }
     layoutPlain(card("The dashboard cannot start", h("p", {class: "message message-error"}, error.message),
       h("button", {type: "button", class: "button", onclick: () => showShell(key)}, "Try again")));
     return;

@@ -17,6 +17,7 @@ export async function render({api, onLeave, refreshVersion}) {
   const status = h("div", {class: "job-status"});
   const log = logBox("Update log");
   const fullLog = h("button", {type: "button", class: "link"}, "Show the whole update log");
+  let following = false; // messages are for an update followed here, not for the last one found
   const show = (answer) => {
     status.replaceChildren(statusLine(answer));
     if (typeof answer?.percentage === "number") {
@@ -26,6 +27,7 @@ export async function render({api, onLeave, refreshVersion}) {
     }
     log.set(answer?.log);
     fullLog.hidden = !answer?.status;
+    if (!following) return;
     if (answer?.status === "failed") {
       slot.show("error", "The update failed: ", [answer["error-code"], answer["error-message"]].filter(Boolean).join(": ")
         || "see the log.");
@@ -35,6 +37,7 @@ export async function render({api, onLeave, refreshVersion}) {
     }
   };
   const watch = async () => {
+    following = true;
     submit.disabled = true;
     await follow(api, "/update", {onStatus: show, onError: (error) => slot.show("error", error.message),
       isStopped: () => stopped});
