@@ -225,3 +225,11 @@ async def test_a_restart_loses_nothing(make_memory_daemon):
     second = make_memory_daemon()
     after = await json_of(await second.get("/health/history"))
     assert after["samples"][:len(before["samples"])] == before["samples"]
+
+
+def test_a_daemon_killed_while_saving_leaves_nothing_behind_at_the_next_start(make_memory_daemon, tmp_path):
+    etc = tmp_path / "admin" / "etc"
+    etc.mkdir(parents=True)
+    (etc / ".health-history.json.ab12cd34").write_bytes(b'{"format":1,')  # half written
+    make_memory_daemon()
+    assert not (etc / ".health-history.json.ab12cd34").exists()
