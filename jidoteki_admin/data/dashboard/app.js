@@ -68,7 +68,7 @@ async function showLogin(notice = null, noticeKind = "info") {
   const slot = messageSlot();
   if (notice) slot.show(noticeKind, notice);
   const token = field(firstRun ? "Passphrase" : "API token",
-    h("input", {type: "password", name: "token", autocomplete: "current-password", required: true, autofocus: true}),
+    h("input", {type: "password", name: "token", autocomplete: "current-password", required: true}),
     firstRun ? "The passphrase the appliance shows on its console. You will choose a new token next." : null);
   const remember = h("input", {type: "checkbox", name: "remember", id: "remember"});
   const submit = h("button", {type: "submit", class: "button primary"}, "Sign in");
@@ -325,7 +325,9 @@ async function boot() {
   }
   const result = await check(key);
   if (result.ok) {
-    showShell(key);
+    // Signed in with the generated passphrase but no token chosen yet: choose it first.
+    if (await firstRunState()) showFirstRun(key);
+    else showShell(key);
   } else if (result.error.status === 0) {
     showLogin(LOST, "error");
   } else {

@@ -28,8 +28,10 @@ export async function render({api}) {
     node: field("This node's name", h("input", {type: "text", name: "node", value: current.node ?? ""})),
     role: field("Role", h("input", {type: "text", name: "role", value: current.role ?? ""}),
       "This node's role in the cluster, as the appliance names it."),
-    secret: field("Shared secret", h("input", {type: "password", name: "secret", value: current.secret ?? "",
-      autocomplete: "new-password"}), "Kept as it is when left unchanged."),
+    // The appliance answers the secret masked: it is never put back in the form, so a masked
+    // value cannot be sent as the new secret. Left empty, it is not sent.
+    secret: field("Shared secret", h("input", {type: "password", name: "secret", autocomplete: "new-password",
+      placeholder: current.secret ? "unchanged" : ""}), "Leave empty to keep the secret the appliance has."),
   };
   const rows = h("div", {class: "stack"});
   const addRow = (peer = {}) => {
