@@ -188,6 +188,17 @@ def test_the_menu_has_a_page_for_each_served_endpoint_and_no_other(page):
     sign_in(page)
     pages = page.eval_on_selector_all("nav a", "links => links.map(a => a.dataset.page)")
     assert pages == ["home", "monitor", "update", "backup", "token", "support", "restart"]
+    page.set_viewport_size(PHONE)  # on a phone the menu folds behind a button
+    assert not page.is_visible("nav a[data-page=update]")
+    page.click(".menu-toggle")
+    page.wait_for_selector("nav a[data-page=update]:visible")
+    page.screenshot(path=str(SCREENSHOTS / "03-menu-phone.png"))
+    page.click("nav a[data-page=update]")
+    page.wait_for_selector("h1.page-title:text-is('Update')")
+    assert not page.is_visible("nav a[data-page=update]")
+    page.click(".menu-toggle")
+    page.click("nav .menu-signout")
+    page.wait_for_selector("#login")
 
 
 def test_requests_are_signed_with_a_hash_and_never_carry_the_token(page, appliance):
