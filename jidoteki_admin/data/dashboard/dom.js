@@ -1,4 +1,4 @@
-// Small DOM helpers. Every text goes in through textContent, never innerHTML, so nothing the
+// Building the page. Every text goes in through textContent, never innerHTML, so nothing the
 // appliance answers can become markup.
 
 /** An element: h("p", {class: "x", onclick: f}, "text", child, ...). */
