@@ -30,10 +30,12 @@ export async function render({api, served}) {
     failed(version) || failed(build),
     facts([
       ["Version", version.value?.version || (version.error ? null : "not installed yet")],
+      ["Address", window.location.host],
       ["Build", buildDate(build.value)],
       ["Build details", build.value ? Object.entries(build.value).filter(([k]) => k !== "builddate")
         .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ") : null],
-    ]));
+    ]),
+    h("p", {}, h("a", {href: "/docs"}, "The Admin API reference"), " for scripts and curl."));
   const healthCard = health.value || health.error ? card("Health", failed(health),
     health.value ? h("div", {class: "health-large"}, healthFigures(health.value)) : null,
     health.value ? facts([["Load average (1, 5, 15 min)", health.value.cpu?.load],
