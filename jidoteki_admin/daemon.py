@@ -41,9 +41,10 @@ from .web import AdminSite
 
 
 def _daemon_owned(name: str) -> bool:
-    """The files in etc/ that only the daemon writes: the token, the first-run marker and
-    the jobs' status files (version.txt and changelog.txt are a job's to write)."""
-    return name in ("api.token", "api.token.setup") or name.startswith("status_")
+    """The files in etc/ that only the daemon writes: the token, the first-run marker, the
+    health history and the jobs' status files (version.txt and changelog.txt are a job's to
+    write)."""
+    return name in ("api.token", "api.token.setup", "health-history.json") or name.startswith("status_")
 
 
 def certificate_problem(error: Exception) -> str:

@@ -1,5 +1,5 @@
-"""The pages served without authentication: the API reference at /docs (docs/API.md
-rendered once, with its source), the placeholder at /, and the stylesheet they share.
+"""The API reference at /docs, served without authentication: docs/API.md rendered once,
+with its source, and its stylesheet.
 
 The stylesheet is a file of its own because the Content-Security-Policy forbids inline
 styles, and should go on forbidding them.
@@ -35,18 +35,6 @@ REFERENCE = """<div class="layout">
 </main>
 </div>"""
 
-HOME = """<main class="home">
-<h1>Admin Dashboard</h1>
-<p>The dashboard is not built yet. This appliance is managed through its Admin API, over
-HTTPS, with <code>curl</code> or any HTTP client.</p>
-<ul>
-<li><a href="/docs">The API documentation</a></li>
-<li><a href="/docs/API.md">The same documentation as markdown</a> (<code>docs/API.md</code>)</li>
-<li><a href="/docs/openapi.json">The OpenAPI document</a> of the endpoints this appliance serves</li>
-</ul>
-</main>"""
-
-
 def page(title: str, body: str) -> bytes:
     return PAGE.format(title=escape(title), stylesheet=STYLESHEET_PATH, body=body).encode("utf-8")
 
@@ -73,4 +61,3 @@ class Docs:
         self.stylesheet = data.joinpath("docs.css").read_bytes()
         body, toc = render_reference(self.source.decode("utf-8"))
         self.page = page("Admin API documentation", REFERENCE.format(toc=toc, body=body))
-        self.home = page("Admin Dashboard", HOME)

@@ -67,6 +67,11 @@ class AdminTree:
         return self.etc / "jidoteki-admin.lock"
 
     @property
+    def health_history(self) -> Path:
+        """The health samples behind GET /health/history, kept across restarts."""
+        return self.etc / "health-history.json"
+
+    @property
     def version_file(self) -> Path:
         """The installed version (GET /version); installed by updates."""
         return self.etc / "version.txt"

@@ -3,11 +3,16 @@
 They are in the catalogue like every endpoint (public: no authentication), so the gate,
 the error layer and the OpenAPI document treat them alike. Their content is package data,
 read once when the daemon starts.
+
+The Admin Dashboard is static: index.html at / and its modules and stylesheet under
+/dashboard/, each file an endpoint of its own. Nothing in them is secret; everything they
+show comes from the authenticated API, signed in the browser.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 from . import responses
 from .catalogue import PAGE, Catalogue, Endpoint, Reply, Section, get
@@ -15,6 +20,26 @@ from .docs import Docs
 from .openapi import openapi_document
 
 JSON_TYPE = b"application/json"
+DASHBOARD_PREFIX = "/dashboard/"
+DASHBOARD_INDEX = "index.html"
+# By file suffix; module scripts must be served as JavaScript (nosniff is on).
+DASHBOARD_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+def dashboard_files() -> dict[str, bytes]:
+    """Every file of the dashboard by name, read once: the package data in data/dashboard."""
+    folder = resources.files(__package__).joinpath("data", "dashboard")
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.is_file() and "." + entry.name.rsplit(".", 1)[-1] in DASHBOARD_TYPES
+    }
 
 
 class Pages:
@@ -23,14 +48,21 @@ class Pages:
     def __init__(self, catalogue: Catalogue):
         self.catalogue = catalogue
         self.docs = Docs()
+        self.dashboard_files = dashboard_files()
         self._openapi: bytes | None = None
 
     def section(self) -> Section:
         def page(path: str, handler, summary: str, media_type: str) -> Endpoint:
             return Endpoint(path, (get(handler, summary, Reply(PAGE, media_type=media_type)),), public=True)
 
+        files = tuple(
+            page(DASHBOARD_PREFIX + name, self._file(name), f"The dashboard's {name}", media_type(name))
+            for name in self.dashboard_files
+            if name != DASHBOARD_INDEX
+        )
         return Section(self.name, "Pages", (
             page("/", self.dashboard, "The Admin Dashboard", "text/html"),
+            *files,
             page("/docs", self.docs_page, "The API reference", "text/html"),
             page("/docs/", self.docs_page, "The API reference (as the original dashboard links it)", "text/html"),
             page("/docs/API.md", self.docs_source, "The API reference as Markdown", "text/markdown"),
@@ -40,7 +72,16 @@ class Pages:
         ))
 
     def dashboard(self, request) -> bytes:
-        return responses.body(request, 200, self.docs.home, responses.HTML)
+        return responses.body(request, 200, self.dashboard_files[DASHBOARD_INDEX], responses.HTML)
+
+    def _file(self, name: str):
+        content, content_type = self.dashboard_files[name], media_type(name).encode()
+
+        def serve(request) -> bytes:
+            request.setHeader(b"Cache-Control", b"no-cache")  # an update may bring new files
+            return responses.body(request, 200, content, content_type)
+
+        return serve
 
     def docs_page(self, request) -> bytes:
         return responses.body(request, 200, self.docs.page, responses.HTML)
@@ -58,3 +99,7 @@ class Pages:
         if self._openapi is None:  # the catalogue is complete once the daemon serves
             self._openapi = json.dumps(openapi_document(self.catalogue), indent=1).encode()
         return responses.body(request, 200, self._openapi, JSON_TYPE)
+
+
+def media_type(name: str) -> str:
+    return DASHBOARD_TYPES["." + name.rsplit(".", 1)[-1]]

@@ -106,12 +106,12 @@ def linked_stylesheets(page: str) -> list[str]:
     return re.findall(r'<link rel="stylesheet" href="([^"]+)">', page)
 
 
-@pytest.mark.parametrize("path", ["/docs", "/"])
+@pytest.mark.parametrize("path, stylesheet", [("/docs", "/docs/style.css"), ("/", "/dashboard/app.css")])
 @pytest_twisted.ensureDeferred
-async def test_pages_link_the_stylesheet_and_have_no_inline_style(fresh_daemon, path):
+async def test_pages_link_the_stylesheet_and_have_no_inline_style(fresh_daemon, path, stylesheet):
     response = await fresh_daemon.client.get(fresh_daemon.base + path)
     page = (await response.content()).decode()
-    assert linked_stylesheets(page) == ["/docs/style.css"]
+    assert linked_stylesheets(page) == [stylesheet]
     assert not re.search(r"<style[\s>]", page, re.I)
     assert not re.search(r"\sstyle=", page, re.I)
     policy = response.headers.getRawHeaders("Content-Security-Policy")[0]
@@ -133,15 +133,6 @@ async def test_docs_page_has_a_table_of_contents_that_links_every_section(daemon
     contents = page.split('<nav class="contents"', 1)[1].split("</nav>", 1)[0]
     for heading_id in re.findall(r'<h1 id="([^"]+)"', page):
         assert f'href="#{heading_id}"' in contents, heading_id
-
-
-@pytest_twisted.ensureDeferred
-async def test_the_root_page_says_the_dashboard_is_not_built_and_links_the_docs(fresh_daemon):
-    response = await fresh_daemon.client.get(fresh_daemon.base + "/")
-    assert response.code == 200
-    page = (await response.content()).decode()
-    assert "The dashboard is not built yet" in page
-    assert 'href="/docs"' in page and 'href="/docs/API.md"' in page
 
 
 # What this version serves, as the reference says near its top

@@ -1,20 +1,25 @@
-"""Section 7: version, changelog, build, health and the list of endpoints."""
+"""Section 7: version, changelog, build, health and its history, and the list of endpoints."""
 
 from __future__ import annotations
 
 import datetime
 import os
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
 
 from .. import responses
 from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
 from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
-from ..files import CachedFirstLine
+from ..files import CachedFirstLine, atomic_write
+from ..healthhistory import FIELDS, RANGES, HealthHistory, rate
 from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0
@@ -41,6 +46,20 @@ HEALTH_SCHEMA = {
         },
     },
 }
+_FIGURE = {"type": ["number", "null"]}
+HISTORY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "range": {"enum": list(RANGES)},
+        "interval": {"type": "integer"},
+        "cores": {"type": "integer"},
+        "samples": {
+            "type": "array",
+            "items": {"type": "object", "properties": {name: _FIGURE for name in FIELDS}, "required": list(FIELDS)},
+        },
+    },
+    "required": ["range", "interval", "cores", "samples"],
+}
 ENDPOINTS_SCHEMA = {"type": "object", "properties": {"endpoints": {"type": "array", "items": _TEXT}}}
 
 
@@ -55,12 +74,14 @@ class Information:
         self._version_body: tuple[str | None, bytes] = (None, b"")
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)
+        self.history = HistorySampler(context.clock, context.tree.health_history)
+        self.sampler.listeners.append(self.history.record)
         self.catalogue = context.catalogue
         self.tls = context.tls
         self.clock = context.clock
 
     def services(self):
-        return [self.sampler]
+        return [self.history, self.sampler]  # the history is read back before the first sample
 
     def section(self) -> Section:
         return Section(self.name, "Information", (
@@ -71,6 +92,10 @@ class Information:
             Endpoint("/build", (get(self.build, "The appliance's build information",
                                     Reply(JSON, {"type": "object"}), errors=(404, 500)),)),
             Endpoint("/health", (get(self.health, "Disk, memory and CPU use", Reply(JSON, HEALTH_SCHEMA)),)),
+            Endpoint("/health/history", (get(self.health_history,
+                                             "CPU load, memory, disk and network traffic over time "
+                                             "(?range=hour, day, week, month or year)",
+                                             Reply(JSON, HISTORY_SCHEMA), errors=(400,)),)),
             Endpoint("/endpoints", (get(self.endpoint_list, "The endpoints this appliance serves",
                                         Reply(JSON, ENDPOINTS_SCHEMA)),)),
         ))
@@ -136,6 +161,20 @@ class Information:
             facts["warning"] = warning
         return facts
 
+    def health_history(self, request) -> bytes:
+        """The samples of one range: every 10 s for the last hour, every minute for a day,
+        every hour for a week, a month or a year."""
+        wanted = request.args.get(b"range", [b"hour"])[-1].decode("utf-8", "replace") or "hour"
+        if wanted not in RANGES:
+            raise APIError(400, f"Unknown range: {wanted}. Allowed: {', '.join(RANGES)}")
+        tier, _ = RANGES[wanted]
+        return responses.document(request, {
+            "range": wanted,
+            "interval": tier.seconds,
+            "cores": psutil.cpu_count() or 1,
+            "samples": self.history.history.answer(wanted, self.history.clock.seconds()),
+        }, no_cache=True)
+
     def endpoint_list(self, request) -> bytes:
         return responses.document(request, {"endpoints": self.catalogue.listed()}, no_cache=True)
 
@@ -169,6 +208,7 @@ class CpuSampler(Service):
         self.clock = clock
         self.read_percent = read_percent
         self.samples: deque[float] = deque(maxlen=int(SAMPLE_WINDOW / SAMPLE_INTERVAL))
+        self.listeners: list[Callable[[float], None]] = []  # each sample is also theirs
         self._loop: LoopingCall | None = None
 
     def startService(self) -> None:
@@ -184,9 +224,74 @@ class CpuSampler(Service):
         return super().stopService()
 
     def _sample(self) -> None:
-        self.samples.append(self.read_percent())
+        percent = self.read_percent()
+        self.samples.append(percent)
+        for listener in self.listeners:
+            listener(percent)
 
     def average(self) -> int:
         if not self.samples:
             return 0
         return round(sum(self.samples) / len(self.samples))
+
+
+def read_figures() -> tuple[float, int, int, tuple[int, int]]:
+    """The 5-minute load, memory and disk use in percent (as /health counts them), and the
+    bytes received and sent on every interface so far."""
+    disk = psutil.disk_usage("/")
+    memory = psutil.virtual_memory()
+    network = psutil.net_io_counters()
+    return (round(os.getloadavg()[1], 2), _percent(memory.total - memory.available, memory.total),
+            _percent(disk.used, disk.total), (network.bytes_recv, network.bytes_sent))
+
+
+def _write_in_thread(path: Path, data: bytes):
+    return deferToThread(atomic_write, path, data, 0o644)
+
+
+class HistorySampler(Service):
+    """Keeps the health history: one sample with each CPU sample (every 10 s), saved to a
+    small file in the admin tree when a minute is complete and when the daemon stops, read
+    back when it starts, so a restart loses nothing."""
+
+    log = Logger()
+
+    def __init__(self, clock, path: Path, read=read_figures, write=_write_in_thread):
+        self.clock = clock
+        self.path = path
+        self.read = read
+        self.write = write
+        self.history = HealthHistory()
+        self._counters: tuple[float, tuple[int, int]] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        try:
+            self.history = HealthHistory.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            self.log.warn("The health history {path} cannot be read ({error}); it starts afresh",
+                          path=str(self.path), error=str(e))
+
+    def stopService(self):
+        try:
+            atomic_write(self.path, self.history.dumps(), 0o644)  # stopping: no thread to wait for
+        except OSError as e:
+            self.log.warn("The health history could not be saved: {error}", error=str(e))
+        return super().stopService()
+
+    def record(self, cpu_percent: float) -> None:
+        now = self.clock.seconds()
+        try:
+            load, memory, disk, counters = self.read()
+        except OSError as e:
+            self.log.warn("Health figures could not be read: {error}", error=str(e))
+            return
+        before = self._counters
+        rx, tx = rate(before[1] if before else None, counters, now - before[0] if before else 0)
+        self._counters = (now, counters)
+        if self.history.add((int(now), load, round(cpu_percent), memory, disk, rx, tx)):
+            self.write(self.path, self.history.dumps()).addErrback(
+                lambda failure: self.log.warn("The health history could not be saved: {error}",
+                                              error=failure.getErrorMessage()))

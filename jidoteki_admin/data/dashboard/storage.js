@@ -1,0 +1,77 @@
+// Storage: where the appliance keeps its data, among the types it allows.
+
+import {h, card, field, messageSlot} from "./dom.js";
+import {jsonFile} from "./api.js";
+import {optionNamed} from "./rules.js";
+
+export const TYPES = {
+  local: {title: "Local disk", fields: []},
+  nfs: {title: "NFS (Network File System)", fields: [["ip", "Server address"], ["share", "Share", "Like /nfs/storage"],
+    ["mount_options", "Mount options", "Like noacl,sync (optional)"]]},
+  aoe: {title: "ATA over Ethernet", fields: [["device", "Device", "Like e0.1"]]},
+  iscsi: {title: "iSCSI", fields: [["ip", "Target address"], ["target", "Target", "Like iqn.2016-01.com.example:storage.lun1"],
+    ["username", "User name (optional)"], ["password", "Password (optional)", null, "password"]]},
+  nbd: {title: "Network Block Device", fields: [["ip", "Server address"], ["port", "Port", "Like 10809"],
+    ["export_name", "Export name"]]},
+};
+
+/** The types to offer: those the appliance allows (its "options"), in its order. */
+export function allowedTypes(answer) {
+  const options = Array.isArray(answer?.options) ? answer.options : [];
+  return options.filter((type) => type in TYPES);
+}
+
+/** The document POST /storage takes: the type and its non-empty fields. */
+export function storageDocument(type, values) {
+  const storage = {type};
+  for (const [name] of TYPES[type].fields) {
+    if (values[name] !== undefined && values[name] !== "") storage[name] = values[name];
+  }
+  return {storage};
+}
+
+export async function render({api}) {
+  const answer = await api.json("/storage");
+  const types = allowedTypes(answer);
+  const stored = answer.storage || {};
+  const slot = messageSlot();
+  const select = h("select", {name: "type"}, types.map((t) => h("option", {value: t, selected: t === stored.type},
+    TYPES[t].title)));
+  const typeField = field("Storage type", select);
+  const extra = h("div", {class: "columns"});
+  let wrappers = {};
+  const drawFields = () => {
+    wrappers = {};
+    extra.replaceChildren(...TYPES[select.value].fields.map(([name, label, hint, kind]) => {
+      const value = select.value === stored.type ? stored[name] ?? "" : "";
+      wrappers[name] = field(label, h("input", {type: kind || "text", name, value, autocomplete: "off"}), hint);
+      return wrappers[name];
+    }));
+  };
+  select.addEventListener("change", drawFields);
+  if (types.length) drawFields();
+  const submit = h("button", {type: "submit", class: "button primary"}, "Save the storage settings");
+  const form = h("form", {class: "form", id: "storage-form"}, typeField, extra,
+    h("p", {class: "hint"}, "The new storage is used after the next restart."), h("div", {class: "actions"}, submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    slot.clear();
+    const values = Object.fromEntries(Object.entries(wrappers).map(([n, w]) => [n, w.input.value.trim()]));
+    for (const wrapper of Object.values(wrappers)) wrapper.setError(null);
+    submit.disabled = true;
+    try {
+      await api.upload("/storage", {settings: jsonFile(storageDocument(select.value, values))});
+      slot.show("success", "The storage settings are saved. The appliance uses them after its next restart.");
+    } catch (error) {
+      const option = optionNamed(error.message);
+      if (option && wrappers[option]) wrappers[option].setError(error.message);
+      slot.show("error", error.message);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  if (!types.length) {
+    return card("Storage", h("p", {class: "muted"}, "This appliance allows no storage type to be chosen."));
+  }
+  return h("div", {class: "stack"}, card("Persistent storage", slot, form));
+}

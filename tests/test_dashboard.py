@@ -1,0 +1,749 @@
+"""The Admin Dashboard in real headless Chromium against the real daemon (twistd, over TLS
+on 127.0.0.1): sign in, see the version, install an update, back up and download, change
+the token, sign out; and its modules' logic checked in the same browser.
+
+One daemon and one browser serve the whole module; each test has a fresh browser context
+(its own storage). Every page is saved as a screenshot in test-screenshots/ (git ignores
+it), at a laptop's size and a phone's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright import sync_api as playwright_api
+
+from conftest import REPO, Twistd, free_port
+from jidoteki_admin import validate
+from jidoteki_admin.auth import request_hash
+from jidoteki_admin.healthhistory import HealthHistory
+from test_updates import build, install_keys
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = REPO / "test-screenshots"
+TOKEN = "yourtoken"
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 30_000
+
+
+@dataclass
+class Appliance:
+    base: str
+    admin: Path
+    data: Path
+
+
+def a_day_of_history() -> HealthHistory:
+    """A day of samples ending now, such as a day of running leaves behind."""
+    import math
+
+    history, now = HealthHistory(), int(time.time())
+    for t in range(now - 86400, now - 20, 10):
+        wave = math.sin(t / 3000)
+        history.add((t, round(1 + wave, 2), round(40 + 30 * wave), round(50 + 10 * wave), 61,
+                     round(200_000 + 150_000 * wave), round(50_000 + 40_000 * wave)))
+    return history
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory, keys):
+    """The daemon as appliances run it, with backups enabled and update keys installed."""
+    work = tmp_path_factory.mktemp("dashboard")
+    admin, data = work / "admin", work / "data"
+    (data / "app").mkdir(parents=True)
+    (data / "app" / "main.db").write_bytes(os.urandom(50_000))
+    install_keys(admin, keys, version="1.0.0")
+    (admin / "etc" / "api.token").write_text(TOKEN + "\n")
+    (admin / "etc" / "backup.txt").write_text("app\n")
+    (admin / "etc" / "changelog.txt").write_text("# Changelog\n\n## 1.0.0\n\n  * The first release\n")
+    (admin / "etc" / "health-history.json").write_bytes(a_day_of_history().dumps())
+    config = work / "config.json"
+    config.write_text(json.dumps({"endpoints": ["backup"], "backup-root": str(data)}))
+    port = free_port()
+    daemon = Twistd(work, ["--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
+                           "--config", str(config)])
+    daemon.wait_listening(port)
+    yield Appliance(f"https://127.0.0.1:{port}", admin, data)
+    daemon.stop()
+    assert "Traceback" not in daemon.text(), daemon.text()
+
+
+def start_twistd(work: Path, config: dict) -> tuple[Twistd, str]:
+    port = free_port()
+    (work / "config.json").write_text(json.dumps(config))
+    daemon = Twistd(work, ["--admin-path", str(work / "admin"), "--https", str(port), "--interface", "127.0.0.1",
+                           "--config", str(work / "config.json")])
+    daemon.wait_listening(port)
+    return daemon, f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def other_appliance(tmp_path):
+    """Another daemon, for a configuration of its own (first-run, no token yet)."""
+    started = []
+
+    def start(config: dict) -> str:
+        daemon, base = start_twistd(tmp_path, config)
+        started.append(daemon)
+        return base
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    SCREENSHOTS.mkdir()
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, appliance):
+    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP, accept_downloads=True)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(appliance.base + "/")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shoot(page, name: str) -> None:
+    """The page at a laptop's size and at a phone's."""
+    page.wait_for_timeout(150)  # let the last answer render
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(250)  # pages that draw for the width redraw
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(LAPTOP)
+
+
+def until(condition, seconds: float = 10) -> None:
+    """Poll a condition on the page from here (the page's policy refuses evaluated strings)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the page never got there"
+        time.sleep(0.05)
+
+
+def sign_in(page, token: str = TOKEN, remember: bool = False) -> None:
+    page.fill("input[name=token]", token)
+    if remember:
+        page.check("#remember")
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("header.topbar")
+
+
+def open_page(page, page_id: str, title: str):
+    page.click(f"nav a[data-page={page_id}]")
+    page.wait_for_selector(f"h1.page-title:text-is('{title}')")
+    page.wait_for_selector("main .card")
+    return page
+
+
+# Signing in and out
+
+
+def test_sign_in_shows_the_version_and_health(page, appliance):
+    shoot(page, "01-sign-in")
+    page.fill("input[name=token]", "not-the-token")
+    page.click("#login button[type=submit]")
+    page.wait_for_selector(".field-error:text('not accepted')")
+    shoot(page, "02-sign-in-refused")
+    sign_in(page)
+    page.wait_for_selector(".version-badge:text('v1.0.0')")
+    page.wait_for_selector(".facts dd:text-is('1.0.0')")
+    page.wait_for_selector("pre.changelog:has-text('The first release')")
+    page.wait_for_selector(".topbar .meter[data-figure=disk]")
+    page.wait_for_selector(".services li:has-text('jidoteki-admin-api')")
+    shoot(page, "03-home")
+    # The key, never the token, is kept; and only for this tab unless remembered.
+    stored = page.evaluate("sessionStorage.getItem('jidoteki-admin-key')")
+    assert stored == hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert page.evaluate("localStorage.length") == 0
+    assert TOKEN not in json.dumps(page.evaluate("Object.entries(sessionStorage)"))
+
+
+def test_the_menu_has_a_page_for_each_served_endpoint_and_no_other(page):
+    sign_in(page)
+    pages = page.eval_on_selector_all("nav a", "links => links.map(a => a.dataset.page)")
+    assert pages == ["home", "monitor", "update", "backup", "token", "support", "restart"]
+    page.set_viewport_size(PHONE)  # on a phone the menu folds behind a button
+    assert not page.is_visible("nav a[data-page=update]")
+    page.click(".menu-toggle")
+    page.wait_for_selector("nav a[data-page=update]:visible")
+    page.screenshot(path=str(SCREENSHOTS / "03-menu-phone.png"))
+    page.click("nav a[data-page=update]")
+    page.wait_for_selector("h1.page-title:text-is('Update')")
+    assert not page.is_visible("nav a[data-page=update]")
+    page.click(".menu-toggle")
+    page.click("nav .menu-signout")
+    page.wait_for_selector("#login")
+
+
+def test_requests_are_signed_with_a_hash_and_never_carry_the_token(page, appliance):
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    sign_in(page)
+    open_page(page, "update", "Update")
+    api = [url for url in sent if "/api/v1/admin/" in url]
+    assert api and TOKEN not in " ".join(sent)
+    unsigned = [url for url in api if not re.search(r"[?&]hash=[0-9a-f]{64}(&|$)", url)]
+    assert unsigned == [], unsigned
+    page.click("#logout")  # the sign-in page asks the API's folder, unsigned, whether first-run is on
+    page.wait_for_selector("#login")
+    unsigned = [url for url in sent if "/api/v1/admin/" in url and "hash=" not in url]
+    assert unsigned == [appliance.base + "/api/v1/admin/"]
+
+
+def test_remember_me_keeps_the_key_for_30_days_and_sign_out_forgets_it(page, appliance):
+    sign_in(page, remember=True)
+    kept = json.loads(page.evaluate("localStorage.getItem('jidoteki-admin-key')"))
+    assert kept["key"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert 29.9 * 86400e3 < kept["expires"] - time.time() * 1000 <= 30 * 86400e3
+    other = page.context.new_page()  # a new tab of the same browser is signed in
+    other.goto(appliance.base + "/")
+    other.wait_for_selector("header.topbar")
+    other.close()
+    page.click("#logout")
+    page.wait_for_selector("#login")
+    page.wait_for_selector(".message:text('signed out')")
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    page.reload()
+    page.wait_for_selector("#login")
+
+
+# Update
+
+
+def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appliance, keys, tmp_path):
+    package = build(tmp_path, keys, "1.0.1", update_sh="#!/bin/sh\necho installing things\n", payload=3_000_000)
+    sign_in(page)
+    open_page(page, "update", "Update")
+    page.wait_for_selector("text=none yet")
+    shoot(page, "04-update")
+    page.set_input_files("input[name=update]", str(package))
+    captions = "document.querySelector('#update-form ~ .progress .progress-text')"
+    page.evaluate(f"""() => {{ window.captions = []; new MutationObserver(() => window.captions.push(
+        {captions}.textContent)).observe({captions}, {{childList: true, characterData: true, subtree: true}}); }}""")
+    page.click("#update-form button[type=submit]")
+    page.wait_for_selector(".progress-text:text('Uploaded')")
+    assert any(re.match(r"Uploading: [1-9][0-9.]* [KM]B of 3\.0 MB", c) for c in page.evaluate("window.captions"))
+    page.wait_for_selector(".badge-success", timeout=WAIT_MS)
+    page.wait_for_selector(".progress-text:text('Installing: 100 %')")
+    page.wait_for_selector(".message-success:text('The update is installed')")
+    page.wait_for_selector(".version-badge:text('v1.0.1')")
+    assert page.inner_text("pre.log").strip()
+    shoot(page, "05-update-done")
+    assert (appliance.admin / "etc" / "version.txt").read_text().strip() == "1.0.1"
+
+
+def test_a_failed_update_shows_its_error_code_and_message(page, appliance, keys, tmp_path):
+    package = build(tmp_path, keys, "0.9.0")  # older than what is installed
+    sign_in(page)
+    open_page(page, "update", "Update")
+    page.set_input_files("input[name=update]", str(package))
+    page.click("#update-form button[type=submit]")
+    page.wait_for_selector(".badge-failed")
+    failure = page.inner_text(".status-line .failure")
+    assert failure.startswith("E1001: "), failure
+    assert "E1001" in page.inner_text(".message-error")
+    shoot(page, "06-update-failed")
+
+
+# Backup
+
+
+def test_a_backup_is_started_followed_downloaded_restored_and_deleted(page, appliance):
+    database = (appliance.data / "app" / "main.db").read_bytes()
+    sign_in(page)
+    open_page(page, "backup", "Backup and restore")
+    shoot(page, "07-backup")
+    page.click("#backup-start")
+    page.wait_for_selector("#backup-status .badge-success")
+    page.wait_for_selector("#backup-download:visible")
+    expected = json.loads((appliance.admin / "home" / "sftp" / "uploads" / "backup.json").read_text())
+    assert expected["sha256"] in page.inner_text("main")
+    shoot(page, "08-backup-done")
+    with page.expect_download() as info:
+        page.click("#backup-download")
+    download = info.value
+    assert download.suggested_filename == "backup.tar"
+    saved = Path(download.path()).read_bytes()
+    assert hashlib.sha256(saved).hexdigest() == expected["sha256"]
+    # Put it back: the data as it was when backed up, the upload's progress shown.
+    (appliance.data / "app" / "main.db").write_bytes(b"changed since")
+    page.set_input_files("input[name=archive]", str(download.path()))
+    page.click("#restore-form button[type=submit]")
+    page.click("dialog button.danger")
+    page.wait_for_selector(".message-success:text('The backup is restored')")
+    assert page.get_attribute("#restore-form .progress", "aria-valuenow") == "100"
+    assert (appliance.data / "app" / "main.db").read_bytes() == database
+    # Stop deletes it.
+    page.click("#backup-stop")
+    page.click("dialog button.danger")
+    page.wait_for_selector(".message-success:text('stopped and deleted')")
+    page.wait_for_selector("#backup-status .badge-none")
+    assert page.locator("#backup-download:visible").count() == 0
+    assert not (appliance.admin / "home" / "sftp" / "uploads" / "backup.tar").exists()
+
+
+def test_restore_asks_first_and_shows_why_an_archive_is_refused(page, appliance, tmp_path):
+    bad = tmp_path / "backup.tar"
+    bad.write_bytes(b"this is not a tar archive" * 100)
+    sign_in(page)
+    open_page(page, "backup", "Backup and restore")
+    page.set_input_files("input[name=archive]", str(bad))
+    page.click("#restore-form button[type=submit]")
+    page.wait_for_selector("dialog[open]")
+    shoot(page, "09-restore-confirm")
+    page.click("dialog button.danger")
+    page.wait_for_selector("#restore-form ~ .message-error, .card .message-error")
+    text = page.inner_text(".card .message-error")
+    assert text and "{" not in text  # a sentence, not JSON
+
+
+# Support and restart
+
+
+def test_support_downloads_the_logs(page, appliance):
+    (appliance.admin / "etc" / "logs.txt").write_text("")
+    sign_in(page)
+    open_page(page, "support", "Support")
+    shoot(page, "10-support")
+    with page.expect_download() as info:
+        page.click("button:text('Download the logs')")
+    assert info.value.suggested_filename == "logs.tar.gz"
+    assert Path(info.value.path()).read_bytes()[:2] == b"\x1f\x8b"
+
+
+def test_restart_is_behind_a_confirmation(page, appliance):
+    sign_in(page)
+    open_page(page, "restart", "Restart")
+    page.click("#restart")
+    page.wait_for_selector("dialog[open]")
+    shoot(page, "11-restart-confirm")
+    page.click("dialog button:text('Cancel')")
+    assert page.locator("dialog").count() == 0
+    assert not (appliance.admin / "log" / "reboot.log").exists()
+
+
+def test_the_monitor_draws_the_appliances_history_from_an_hour_to_a_year(page):
+    sign_in(page)
+    open_page(page, "monitor", "Monitor")
+    page.wait_for_selector("svg.chart path.series-0")
+    assert page.locator("svg.chart").count() == 4
+    assert page.locator("text=keeps no health history").count() == 0
+    hour = page.get_attribute("svg[aria-label='Memory use'] path.series-0", "d")
+    assert hour.count("L") > 300  # 10-second samples
+    assert page.locator("svg[aria-label='Network traffic'] path.series-1").count() == 1
+    shoot(page, "12-monitor")
+    memory = "svg[aria-label='Memory use'] path.series-0"
+    page.click("button:text('Last day')")
+    until(lambda: page.get_attribute(memory, "d").count("L") > 1000)  # minutes
+    page.click("button:text('Last year')")
+    until(lambda: page.get_attribute(memory, "d").count("L") < 30)  # hours
+    shoot(page, "12-monitor-year")
+
+
+# The token
+
+
+def test_changing_the_token_signs_out_and_the_new_one_signs_in(page, appliance):
+    sign_in(page)
+    open_page(page, "token", "API token")
+    shoot(page, "13-token")
+    page.fill("input[name=newtoken]", "a new token")
+    page.fill("input[name=newtoken2]", "a new token")
+    page.click("main form button[type=submit]")
+    page.wait_for_selector(".field-error:text('without spaces')")
+    for new, then in (("second-Token!", TOKEN), (TOKEN, None)):
+        page.fill("input[name=newtoken]", new)
+        page.fill("input[name=newtoken2]", new)
+        page.click("main form button[type=submit]")
+        page.wait_for_selector(".message-success:text('Sign in with the new token')")
+        assert (appliance.admin / "etc" / "api.token").read_text().strip() == new
+        sign_in(page, new)
+        if then:
+            open_page(page, "token", "API token")
+
+
+# The modules' logic, in the same browser
+
+
+@pytest.fixture(scope="module")
+def js(browser, appliance):
+    """One page for the checks of the modules' logic, which change nothing in it."""
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.goto(appliance.base + "/")
+    page.wait_for_selector("#login")
+    yield page
+    context.close()
+
+
+def module(page, name: str, expression: str, *args):
+    """Evaluate ``expression`` (a function of the module ``m`` and args) in the page."""
+    return page.evaluate(f"async (args) => {{ const m = await import('/dashboard/{name}'); return ({expression})(m, ...args); }}",
+                         list(args))
+
+
+def test_the_key_and_the_hash_are_those_of_api_md(js):
+    key = module(js, "api.js", "(m, token) => m.deriveKey(token)", TOKEN)
+    assert key == "13e2ff941bbc8692cad141c8d293dda2c4f1c1a3c51b93d54f1a1693e1206107"
+    for method in ("GET", "HEAD"):
+        signed = module(js, "api.js", "(m, k, method) => m.requestHash(k, method, '/api/v1/admin/version')", key, method)
+        assert signed == "b714a60732e096ccef06e360eefe0f1ba4fa5d16ef7da726612e2026e5523241"
+    post = module(js, "api.js", "(m, k) => m.requestHash(k, 'POST', '/api/v1/admin/update')", key)
+    assert post == request_hash(TOKEN, "POST", "/api/v1/admin/update")
+
+
+def test_error_messages_are_sentences_not_json(js):
+    cases = [
+        (400, "Bad Request", "E1004: An update is already running",
+         '{"Status":"400 Bad Request","Error-Message":"E1004: An update is already running"}'),
+        (404, "Not Found", None, '{"Status":"404 Not Found"}'),
+        (403, "Forbidden", "Authentication error", '{"Status":"403 Forbidden","Error-Message":"Authentication error",'
+                                                   '"First-Run":true}'),
+        (502, "Bad Gateway", None, "<html>proxy</html>"),
+    ]
+    answers = [module(js, "api.js", "(m, s, t, h, b) => { const e = m.errorMessage(s, t, h, b);"
+                                      " return [e.message, e.firstRun]; }", *case) for case in cases]
+    assert answers[0] == ["E1004: An update is already running", None]
+    assert answers[1][0].startswith("Not found")
+    assert answers[2] == ["Authentication error", True]
+    assert answers[3] == ["The appliance answered 502 Bad Gateway", None]
+
+
+@pytest.mark.parametrize("health, red", [
+    ({"cpu": {"num": 2, "cpu5min": 1.99}, "memory": {"percentage": 89}, "disk": {"percentage": 97}}, []),
+    ({"cpu": {"num": 2, "cpu5min": 2.0}, "memory": {"percentage": 89}, "disk": {"percentage": 97}}, ["cpu"]),
+    ({"cpu": {"num": 1, "cpu5min": 0.1}, "memory": {"percentage": 90}, "disk": {"percentage": 98}}, ["disk", "memory"]),
+])
+def test_the_health_figures_turn_red_at_the_original_limits(js, health, red):
+    alerts = module(js, "health.js", "(m, h) => m.healthAlerts(h)", health)
+    assert sorted(name for name, on in alerts.items() if on) == red
+
+
+def test_the_menu_follows_the_endpoint_catalogue(js):
+    everything = ["/api/v1/admin/" + n for n in ("backup", "build", "certs", "changelog", "cluster", "debug", "endpoints",
+                                                 "health", "license", "logs", "reboot", "services", "settings",
+                                                 "setup", "storage", "update", "version")] + ["/docs"]
+    ids = module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", everything)
+    assert ids == ["home", "monitor", "update", "network", "certs", "storage", "cluster", "license", "backup", "token",
+                   "support", "restart"]
+    few = ["/api/v1/admin/version", "/api/v1/admin/debug", "/docs"]
+    assert module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", few) == ["home", "support"]
+
+
+VALUES = ["eth0", "e0", "enp0s31f6", "eth-0", "a" * 15, "host", "ab", "test.host", "-bad.host", "a..b", "1.2.3.4",
+          "1.2.3", "256.1.1.1", "01.2.3.4", "192.168.1.100", "::1", "2001:db8::10", "2001:db8::g", "fe80::1%eth0",
+          "fe80::1%", "fe80::1%a%b", "fe80::1%a/b", "1.2.3.4%x", "::ffff:1.2.3.4", "1::2::3", "1:2:3:4:5:6:7:8:9", "255.255.255.0", "255.0.255.0", "24", "33", "0", "128", "129", "024", "", " ", "x" * 64 + ".com",
+          "host.", "h_st.example", "pool.ntp.org", "10.0.0.1:123", "example.com:80"]
+
+
+def test_the_network_checks_give_the_servers_verdicts(js):
+    def verdict(check, *args):
+        try:
+            check(*args)
+            return None
+        except validate.Invalid as problem:
+            return str(problem)
+
+    got = js.evaluate("""async (values) => {
+        const m = await import('/dashboard/rules.js');
+        return values.map(v => [m.checkInterface(v), m.checkHostname(v), m.checkAddress(v, 'gateway'),
+                                m.checkNetmask(v, 4), m.checkNetmask(v, 6), m.checkHostOrAddress(v, 'ntpserver')]);
+    }""", VALUES)
+    for value, answers in zip(VALUES, got):
+        expected = [verdict(validate.interface, value), verdict(validate.hostname, value),
+                    verdict(validate.ip_address, value, "gateway"), verdict(validate.netmask, value, 4),
+                    verdict(validate.netmask, value, 6), verdict(validate.host_or_address, value, "ntpserver")]
+        assert answers == expected, value
+
+
+def test_a_static_network_needs_its_address_netmask_and_gateway(js):
+    problems = module(js, "rules.js", "(m, v) => m.networkProblems(v)",
+                      {"mode": "static", "interface": "eth0", "hostname": "test.host", "ip_address": "192.168.1.10"})
+    assert sorted(problems) == ["gateway", "netmask"]
+    assert module(js, "rules.js", "(m, v) => m.networkProblems(v)",
+                  {"mode": "dhcp", "interface": "eth0", "hostname": "test.host", "ip_address": "junk"}) == {}
+    document = module(js, "network.js", "(m, v, p) => m.settingsDocument(v, p)",
+                      {"mode": "dhcp", "interface": "eth0", "hostname": "test.host", "ip_address": "192.168.1.10",
+                       "app_name": "testapp"},
+                      {"network": {"mode": "static", "ip_address": "192.168.1.9", "custom": "kept"}, "app": {"x": 1}})
+    assert document == {"network": {"interface": "eth0", "hostname": "test.host", "custom": "kept"},
+                        "app": {"x": 1, "name": "testapp"}}
+    assert module(js, "network.js", "(m, a) => m.newLocation(a, {protocol: 'https:', port: '8443'})",
+                  "2001:db8::10") == "https://[2001:db8::10]:8443/"
+
+
+def test_storage_offers_only_the_allowed_types_and_cluster_documents_are_typed(js):
+    assert module(js, "storage.js", "(m, a) => m.allowedTypes(a)",
+                  {"storage": {"type": "nfs"}, "options": ["nfs", "unknown", "local"]}) == ["nfs", "local"]
+    assert module(js, "storage.js", "(m, t, v) => m.storageDocument(t, v)", "nbd",
+                  {"ip": "192.168.1.100", "port": "1043", "export_name": "", "stray": "x"}) == {
+        "storage": {"type": "nbd", "ip": "192.168.1.100", "port": "1043"}}
+    assert module(js, "cluster.js", "(m, v, p) => m.clusterDocument(v, p)",
+                  {"name": "c1", "role": "primary", "node": "n1", "secret": ""},
+                  [{"name": "n2", "address": "10.0.0.2", "port": "7000"}, {"name": "", "address": "", "port": ""}]) == {
+        "cluster": {"name": "c1", "role": "primary", "node": "n1",
+                    "peers": [{"name": "n2", "address": "10.0.0.2", "port": 7000}]}}
+
+
+def test_chart_lines_break_at_gaps_and_stay_inside_the_plot(js):
+    path = module(js, "chart.js", "(m, p) => m.linePath(p, 0, 100, 10)", [[0, 0], [50, 20], [60, None], [100, 5]])
+    assert path.count("M") == 2 and path.count("L") == 1
+    numbers = [float(n) for n in re.findall(r"[\d.]+", path)]
+    assert all(0 <= n <= 640 for n in numbers)
+    assert module(js, "chart.js", "(m, v) => [0, 0.3, 7, 10, 11, 1234].map(m.niceMax)", 0) == [1, 0.5, 10, 10, 20, 2000]
+
+
+# The pages of sections this daemon does not serve yet, against answers shaped as API.md
+# documents them (the browser's requests are answered by the test, not by a daemon).
+
+FAKE_HEALTH = {"disk": {"used": "230G", "total": "234G", "percentage": 98},
+               "memory": {"used": "260M", "total": "1000M", "percentage": 26},
+               "cpu": {"num": 2, "load": "0.66, 0.28, 0.14", "cpu5min": 0.28, "cpu5minPercent": 3}}
+FAKE = {
+    "/version": {"version": "2.3.0"},
+    "/endpoints": {"endpoints": ["/api/v1/admin/" + n for n in (
+        "certs", "cluster", "endpoints", "health", "license", "settings", "setup", "storage", "version")] + ["/docs"]},
+    "/health": FAKE_HEALTH,
+    "/settings": {"network": {"mode": "static", "interface": "eth0", "hostname": "test.host",
+                              "ip_address": "192.168.1.100", "netmask": "255.255.255.0", "gateway": "192.168.1.1",
+                              "dns1": "192.168.1.2", "ntpserver": "pool.ntp.org"}, "app": {"name": "testapp"}},
+    "/certs": {"status": "success", "log": "[1459884203][SYSTEM] Validating and adding TLS certificates",
+               "expires": "2026-12-10T00:00:00Z", "days-left": 12, "subject": "CN=test.host"},
+    "/license": {"app": "enterprise", "users": 20, "expires": "19 January 2038", "name": "Enterprise Company",
+                 "contact": "cto@enterprise", "expired": True},
+    "/storage": {"storage": {"type": "iscsi", "target": "iqn.2016-01.com.example:storage.lun1", "ip": "192.168.1.100",
+                             "username": "user", "password": "********"}, "options": ["local", "iscsi", "nfs"]},
+    "/cluster": {"cluster": {"name": "c1", "role": "primary", "node": "n1", "secret": "********",
+                             "peers": [{"name": "n2", "address": "10.0.0.2", "port": 7000}]},
+                 "status": "success", "log": "[1700000000][CLUSTER] Joined c1"},
+}
+
+
+class FakeApi:
+    """Answers the dashboard's requests as an appliance serving every section would."""
+
+    def __init__(self):
+        self.posted: dict[str, list[bytes]] = {}
+        self.refuse: dict[str, str] = {}
+
+    def __call__(self, route):
+        request = route.request
+        path = re.sub(r"\?.*", "", request.url.split("/api/v1/admin", 1)[1])
+        if "hash=" not in request.url:
+            return route.fulfill(status=403, content_type="application/json",
+                                 body='{"Status":"403 Forbidden","Error-Message":"Authentication error"}')
+        if request.method == "POST":
+            self.posted.setdefault(path, []).append(request.post_data_buffer or b"")
+            if path in self.refuse:
+                message = self.refuse.pop(path)
+                return route.fulfill(status=400, content_type="application/json", headers={"Error-Message": message},
+                                     body=json.dumps({"Status": "400 Bad Request", "Error-Message": message}))
+            return route.fulfill(status=202, content_type="application/json",
+                                 body=json.dumps({"Status": "202 Accepted", "Location": "/api/v1/admin" + path}))
+        if path in FAKE:
+            return route.fulfill(status=200, content_type="application/json", body=json.dumps(FAKE[path]))
+        return route.fulfill(status=404, content_type="application/json", body='{"Status":"404 Not Found"}')
+
+
+@pytest.fixture
+def fake(page):
+    api = FakeApi()
+    page.route("**/api/v1/admin/**", api)
+    page.reload()
+    sign_in(page)
+    return api
+
+
+def posted_document(body: bytes) -> dict:
+    return json.loads(body.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n--", 1)[0])
+
+
+def test_the_health_bar_is_red_at_98_percent_disk(page, fake):
+    page.wait_for_selector(".topbar .health.alert .meter.alert[data-figure=disk]")
+    assert page.locator(".topbar .meter.alert").count() == 1
+    shoot(page, "20-fake-home")
+
+
+def test_network_marks_a_bad_field_before_sending_and_the_servers_refusal_next_to_its_field(page, fake):
+    open_page(page, "network", "Network")
+    assert page.input_value("input[name=ip_address]") == "192.168.1.100"
+    page.fill("input[name=netmask]", "255.0.255.0")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector("#network-form .field-error:text('option: netmask')")
+    assert "/settings" not in fake.posted
+    shoot(page, "21-fake-network-invalid")
+    page.fill("input[name=netmask]", "255.255.255.0")
+    page.fill("input[name=dns1]", "192.168.1.3")
+    fake.refuse["/settings"] = "Missing or invalid string for option: gateway. Allowed: an address in the network"
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector("#network-form .field-error:text('option: gateway')")
+    assert posted_document(fake.posted["/settings"][0]) == {
+        "network": {"interface": "eth0", "hostname": "test.host", "ip_address": "192.168.1.100",
+                    "netmask": "255.255.255.0", "gateway": "192.168.1.1", "dns1": "192.168.1.3",
+                    "ntpserver": "pool.ntp.org"},
+        "app": {"name": "testapp"}}
+    page.check("#mode-dhcp")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector(".message-success:text('saved')")
+    assert "ip_address" not in posted_document(fake.posted["/settings"][1])["network"]
+
+
+def test_certs_license_storage_and_cluster_pages(page, fake):
+    open_page(page, "certs", "TLS certificates")
+    page.wait_for_selector(".message-warning:text('expires in 12 days')")
+    assert "CN=test.host" in page.inner_text("main")
+    shoot(page, "22-fake-certs")
+    open_page(page, "license", "License")
+    page.wait_for_selector(".message-error:text('expired')")
+    assert "Enterprise Company" in page.inner_text("main")
+    shoot(page, "23-fake-license")
+    open_page(page, "storage", "Storage")
+    options = page.eval_on_selector_all("select[name=type] option", "o => o.map(x => x.value)")
+    assert options == ["local", "iscsi", "nfs"]
+    assert page.input_value("input[name=password]") == "********"
+    shoot(page, "24-fake-storage")
+    page.click("#storage-form button[type=submit]")
+    page.wait_for_selector(".message-success:text('next restart')")
+    assert posted_document(fake.posted["/storage"][0])["storage"]["password"] == "********"
+    open_page(page, "cluster", "Cluster")
+    assert page.input_value("input[name=peer-address]") == "10.0.0.2"
+    shoot(page, "25-fake-cluster")
+    page.click("button:text('Add a peer')")
+    page.locator("input[name=peer-name]").nth(1).fill("n3")
+    page.locator("input[name=peer-address]").nth(1).fill("10.0.0.3")
+    page.click("#cluster-form button[type=submit]")
+    page.wait_for_selector(".message-success:text('saved')")
+    sent = posted_document(fake.posted["/cluster"][0])["cluster"]
+    assert sent["peers"] == [{"name": "n2", "address": "10.0.0.2", "port": 7000}, {"name": "n3", "address": "10.0.0.3"}]
+    assert "secret" not in sent  # never the masked value it was shown
+
+
+def test_a_lost_connection_says_so(page, fake):
+    page.route("**/api/v1/admin/settings**", lambda route: route.abort("connectionrefused"))
+    page.click("nav a[data-page=network]")
+    page.wait_for_selector("main .message-error:text('connection to the appliance was lost')")
+    shoot(page, "26-fake-connection-lost")
+
+
+def test_after_an_address_change_the_page_moves_to_the_new_address(page, fake):
+    port = page.url.split(":")[2].split("/")[0]
+    page.clock.install()  # the page waits between polls: its clock is moved on, not waited for
+    page.reload()
+    page.wait_for_selector("header.topbar")
+    arrived = []
+    page.route("https://192.168.1.50:*/**", lambda route: (arrived.append(route.request.url), route.fulfill(
+        status=200, content_type="text/html", body="<!doctype html><title>moved</title><p>moved</p>")))
+    open_page(page, "network", "Network")
+    page.fill("input[name=ip_address]", "192.168.1.50")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector(f".message-warning a[href='https://192.168.1.50:{port}/']")
+    shoot(page, "27-fake-network-moving")
+    page.clock.run_for(2100)
+    assert arrived == []  # the old address still answers: the page stays
+    page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))  # the old address is gone
+    until(lambda: page.clock.run_for(500) or bool(arrived))
+    page.wait_for_url(f"https://192.168.1.50:{port}/")
+    assert arrived == [f"https://192.168.1.50:{port}/"]
+
+
+def test_restart_waits_for_the_appliance_to_go_and_come_back(page, fake):
+    page.click("nav a[data-page=home]")  # the fake serves no /reboot: the menu has no Restart
+    assert page.locator("nav a[data-page=restart]").count() == 0
+    FAKE["/endpoints"]["endpoints"].append("/api/v1/admin/reboot")
+    FAKE["/reboot"] = {"Status": "202 Accepted"}
+    try:
+        page.clock.install()  # the page waits between polls: its clock is moved on, not waited for
+        page.reload()
+        page.wait_for_selector("header.topbar")
+        open_page(page, "restart", "Restart")
+        page.click("#restart")
+        page.click("dialog button.danger")
+        page.wait_for_selector(".message-warning:text('Restarting')")
+        page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))
+        page.clock.run_for(2100)
+        page.wait_for_selector(".message-warning:text('is down')")
+        shoot(page, "28-fake-restarting")
+        page.unroute("**/api/v1/admin/version**")
+        page.clock.run_for(2100)
+        page.wait_for_selector(".message-success:text('restarted')")
+    finally:
+        FAKE["/endpoints"]["endpoints"].remove("/api/v1/admin/reboot")
+        del FAKE["/reboot"]
+
+
+# First run and the first token
+
+
+def test_first_run_signs_in_with_the_passphrase_and_sets_a_new_token(browser, other_appliance, tmp_path):
+    base = other_appliance({"first-run": {"enabled": True, "word-length": 4}})
+    etc = tmp_path / "admin" / "etc"
+    passphrase = (etc / "api.token").read_text().strip()
+    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_selector("h2:text('First run: sign in with the passphrase')")
+        shoot(page, "30-first-run")
+        sign_in_form = page.locator("#login")
+        sign_in_form.locator("input[name=token]").fill(passphrase)
+        sign_in_form.locator("button[type=submit]").click()
+        page.wait_for_selector("h2:text('Choose a new API token')")
+        page.reload()  # signed in with the passphrase: still no way round choosing a token
+        page.wait_for_selector("h2:text('Choose a new API token')")
+        shoot(page, "31-first-run-new-token")
+        page.fill("input[name=newtoken]", "my-own-token")
+        page.fill("input[name=newtoken2]", "my-own-token")
+        page.click("form button[type=submit]")
+        page.wait_for_selector("header.topbar")
+        assert (etc / "api.token").read_text().strip() == "my-own-token"
+        assert (etc / "api.token.setup").read_text() == ""
+        assert page.evaluate("sessionStorage.getItem('jidoteki-admin-key')") == \
+            hashlib.sha256(b"my-own-token").hexdigest()
+        page.reload()  # first-run is over: the ordinary sign-in page
+        page.click("#logout")
+        page.wait_for_selector("h2:text-is('Sign in')")
+    finally:
+        context.close()
+
+
+def test_an_appliance_without_a_token_takes_its_first_one_from_the_page(browser, other_appliance, tmp_path):
+    base = other_appliance({})
+    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP)
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        page.click("button:text('This appliance has no token yet')")
+        page.fill("input[name=newtoken]", "the-first-token")
+        page.fill("input[name=newtoken2]", "the-first-token")
+        page.click("form button[type=submit]")
+        page.wait_for_selector(".message-success:text('The token is set')")
+        assert (tmp_path / "admin" / "etc" / "api.token").read_text().strip() == "the-first-token"
+        sign_in(page, "the-first-token")
+    finally:
+        context.close()
