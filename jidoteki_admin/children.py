@@ -114,6 +114,17 @@ def signal_group(pid: int, signum: int) -> None:
             pass
 
 
+def group_alive(pid: int) -> bool:
+    """Whether any process of the group ``pid`` leads is still there."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_child(
     reactor: Any,  # IReactorProcess
     argv: Sequence[str],

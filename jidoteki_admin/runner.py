@@ -28,13 +28,17 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .children import KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, run_child, signal_group
+from .children import (KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, group_alive, run_child,
+                       signal_group)
 from .config import LogRotate
 from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
+
+
+ORPHAN_POLL_SECONDS = 0.1  # how often a left-over job is looked for until it is gone
 
 
 class AlreadyRunning(Exception):
@@ -285,6 +289,7 @@ class JobRunner(Service):
         self._running: dict[str, tuple[JobKind, RunningChild]] = {}
         self._again: set[str] = set()  # kinds requested again while running
         self._jobs: dict[str, _Job] = {}
+        self._orphans: dict[str, defer.Deferred[None]] = {}  # jobs a killed daemon left running
         self._stopping = False
         self.log_rotate = log_rotate
 
@@ -386,6 +391,27 @@ class JobRunner(Service):
                       kind=kind.name, pid=pid)
         signal_group(pid, signal.SIGTERM)
         self.clock.callLater(KILL_GRACE_SECONDS, signal_group, pid, signal.SIGKILL)
+        gone: defer.Deferred[None] = defer.Deferred()
+        self._orphans[kind.name] = gone
+        self._when_gone(pid, gone)
+
+    def _when_gone(self, pid: int, gone: defer.Deferred[None]) -> None:
+        if group_alive(pid):
+            self.clock.callLater(ORPHAN_POLL_SECONDS, self._when_gone, pid, gone)
+        else:
+            gone.callback(None)
+
+    def orphan_stopped(self, kind: JobKind) -> defer.Deferred[bool]:
+        """Fires once the job of this kind that the previous daemon left running is gone
+        (and with it whatever it undid on its way out): True if there was one. A section
+        whose job changes what the daemon itself has loaded (the TLS certificate) loads it
+        again then."""
+        gone = self._orphans.get(kind.name)
+        if gone is None:
+            return defer.succeed(False)
+        waiting: defer.Deferred[bool] = defer.Deferred()
+        gone.addCallback(lambda _: (waiting.callback(True), None)[1])
+        return waiting
 
     def stop(self, kind: JobKind) -> None:
         """Stop a running job of this kind (it is then marked failed)."""

@@ -111,3 +111,88 @@ def test_a_backup_interrupted_by_kill_9_reads_failed_and_the_next_one_runs(twist
     assert [p.name for p in (tree / "home" / "sftp" / "uploads").iterdir()] == ["backup.json"]
     assert curl("-F", "action=START", url)[0] == 202
     assert wait_for(lambda: json.loads(curl(url)[1])["status"] == "success")
+
+
+def configured_daemon(twistd, tmp_path, config: dict):
+    tree, port = tmp_path / "admin", free_port()
+    for sub in ("etc", "log", "home/sftp/uploads", "tmp", "bin"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    (tree / "etc" / "api.token").write_text("yourtoken\n")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    args = ["--admin-path", str(tree), "--https", "0", "--http", str(port), "--interface", "127.0.0.1",
+            "--config", str(tmp_path / "config.json")]
+    return tree, port, args
+
+
+def slow_hook(tree, name: str, marker) -> None:
+    hook = tree / "bin" / name
+    hook.write_text(f'#!/bin/sh\necho "$$" > {marker}\nsleep 30\n')
+    hook.chmod(0o755)
+
+
+def test_a_settings_apply_interrupted_by_kill_9_reads_failed_and_the_next_one_runs(twistd, tmp_path):
+    tree, port, args = configured_daemon(twistd, tmp_path, {"endpoints": ["settings"]})
+    pid_file = tmp_path / "network.pid"
+    slow_hook(tree, "network.sh", pid_file)
+    url = f"http://127.0.0.1:{port}/api/v1/admin/settings?token=yourtoken"
+    document = tmp_path / "settings.json"
+    document.write_text(json.dumps({"network": {"interface": "eth0", "hostname": "site.example.com",
+                                                "ip_address": "10.0.0.5", "netmask": "24", "gateway": "10.0.0.1"}}))
+    first = twistd(*args)
+    first.wait_listening(port)
+    assert curl("-F", f"settings=@{document}", url)[0] == 202
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    hook = psutil.Process(int(pid_file.read_text()))
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+
+    (tree / "bin" / "network.sh").write_text("#!/bin/sh\nexit 0\n")  # the appliance, rebooted
+    second = twistd(*args)
+    second.wait_listening(port)
+    assert wait_for(lambda: not hook.is_running() or hook.status() == psutil.STATUS_ZOMBIE)
+    status = tree / "etc" / "status_settings.json"
+    assert wait_for(lambda: json.loads(status.read_text()).get("status") == "failed")
+    # What was written before the hook is whole: each file was replaced atomically.
+    assert json.loads((tree / "etc" / "network.json").read_text())["mode"] == "static"
+    assert (tree / "etc" / "network.conf").read_text().startswith("mode=static\n")
+    for folder in (tree / "etc", tree / "tmp", tree / "home" / "sftp" / "uploads"):
+        assert [n for n in os.listdir(folder) if n.startswith(".")] == [], folder
+    document.write_text(json.dumps({"network": {"interface": "eth0", "hostname": "site.example.com"}}))
+    assert curl("-F", f"settings=@{document}", url)[0] == 202
+    assert wait_for(lambda: json.loads(status.read_text()).get("status") == "success")
+    assert json.loads(curl(url)[1])["network"]["mode"] == "dhcp"
+
+
+def test_a_certificate_install_interrupted_by_kill_9_keeps_the_old_one_and_leaves_no_key_behind(twistd, tmp_path):
+    from test_certs import issue
+
+    tree, port, args = configured_daemon(twistd, tmp_path, {"endpoints": ["certs"]})
+    pid_file = tmp_path / "certs.pid"
+    slow_hook(tree, "certs.sh", pid_file)
+    root = issue("Kill Root CA", ca=True)
+    leaf = issue("kill.example.test", root)
+    (tmp_path / "leaf.pem").write_bytes(leaf.pem)
+    (tmp_path / "leaf.key").write_bytes(leaf.key_pem)
+    url = f"http://127.0.0.1:{port}/api/v1/admin/certs?token=yourtoken"
+    first = twistd(*args)
+    first.wait_listening(port)
+    old_certificate = (tree / "etc" / "ssl" / "cert.pem").read_bytes()
+    assert curl("-F", f"public=@{tmp_path / 'leaf.pem'}", "-F", f"private=@{tmp_path / 'leaf.key'}", url)[0] == 202
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    hook = psutil.Process(int(pid_file.read_text()))
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+
+    second = twistd(*args)
+    second.wait_listening(port)
+    assert wait_for(lambda: not hook.is_running() or hook.status() == psutil.STATUS_ZOMBIE)
+    report = {}
+    assert wait_for(lambda: report.update(json.loads(curl(url)[1])) or report["status"] == "failed")
+    # Interrupted before it finished: the previous certificate is back on disk and, once
+    # the left-over job is gone, served again.
+    assert wait_for(lambda: (tree / "etc" / "ssl" / "cert.pem").read_bytes() == old_certificate)
+    assert wait_for(lambda: "kill.example.test" not in json.loads(curl(url)[1])["subject"]), second.text()
+    assert "Loaded the TLS certificate again after stopping an interrupted install" in second.text()
+    assert wait_for(lambda: os.listdir(tree / "home" / "sftp" / "uploads") == [])  # no private key left
+    for folder in (tree / "etc", tree / "etc" / "ssl", tree / "tmp"):
+        assert [n for n in os.listdir(folder) if n.startswith(".")] == [], folder

@@ -216,6 +216,17 @@ class CertsProgram(Program):
             remove_quietly(r.temporary)
             if r.previous is not None:
                 remove_quietly(r.previous)
+        self.remove_uploads()
+
+    def remove_uploads(self) -> None:
+        """The uploaded key must not outlive the job, even when the daemon that would have
+        removed it was killed meanwhile (the next one stops this job, which ends here).
+        Only files in the uploads folder are the daemon's to hand over: a path elsewhere,
+        given by hand, is left alone."""
+        uploads = self.tree.uploads.resolve()
+        for path in (self.args.public, self.args.private, self.args.ca):
+            if path is not None and path.resolve().parent == uploads:
+                remove_quietly(path)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 
+from twisted.application.service import Service
 from twisted.logger import Logger
 
 from .. import responses
@@ -66,6 +67,27 @@ class Certs:
         status = get(self.status, "The status of the last certificates update, and the certificate in service",
                      Reply(JSON, STATUS_SCHEMA))
         return Section(self.name, "TLS", (Endpoint("/certs", (status, upload)),), optional=True)
+
+    def services(self) -> list[Service]:
+        return [_ReloadAfterOrphan(self)]
+
+    def reload_after_orphan(self) -> None:
+        """A certificates job the previous daemon left running was stopped at start-up,
+        after this daemon loaded the certificate: the job may have put the previous files
+        back on its way out. Serve what is on disk now."""
+        self.runner.orphan_stopped(CERTS).addCallback(self._reload_if_orphaned)
+
+    def _reload_if_orphaned(self, there_was_one: bool) -> None:
+        if not there_was_one:
+            return
+        try:
+            self.tls.load()
+        except Exception as e:
+            self.load_error = f"The certificate on disk could not be loaded after an interrupted install; " \
+                              f"the one loaded at start is still in service: {type(e).__name__}: {e}"
+            self.log.error("{problem}", problem=self.load_error)
+        else:
+            self.log.info("Loaded the TLS certificate again after stopping an interrupted install")
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
@@ -130,3 +152,14 @@ class Certs:
         if self.load_error is not None:
             report["load-error"] = self.load_error
         return responses.document(request, report, no_cache=True)
+
+
+class _ReloadAfterOrphan(Service):
+    """Starts with the daemon, after the job runner (which stops left-over jobs)."""
+
+    def __init__(self, certs: Certs):
+        self.certs = certs
+
+    def startService(self) -> None:
+        super().startService()
+        self.certs.reload_after_orphan()
