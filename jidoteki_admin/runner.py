@@ -410,7 +410,11 @@ class JobRunner(Service):
         if gone is None:
             return defer.succeed(False)
         waiting: defer.Deferred[bool] = defer.Deferred()
-        gone.addCallback(lambda _: (waiting.callback(True), None)[1])
+
+        def settled(result: None) -> None:
+            waiting.callback(True)
+
+        gone.addCallback(settled)
         return waiting
 
     def stop(self, kind: JobKind) -> None:
