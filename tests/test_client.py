@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -374,3 +375,47 @@ async def test_cli_certs_install_wait_then_the_new_fingerprint_is_presented(make
     assert out.strip() == certificate_fingerprint(leaf.pem), err
     code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "health")
     assert code == 3 and "cannot reach" in err  # the old pin no longer matches: refused, never trusted
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_backup_start_wait_download_then_restore(make_daemon, tmp_path):
+    data = tmp_path / "data"
+    (data / "app").mkdir(parents=True)
+    (data / "app" / "db").write_bytes(os.urandom(80_000))
+    daemon = make_daemon(config={"endpoints": ["backup"], "backup-root": str(data)})
+    (daemon.admin_path / "etc" / "backup.txt").write_text("app\n")
+    hosts = hosts_file(tmp_path, daemon)
+    site = ("--hosts-file", str(hosts), "--host", "site-12")
+    code, out, err = await cli(*site, "--json", "backup", "start", "--wait")
+    assert code == 0, err
+    report = json.loads(out)
+    archive = tmp_path / "site-12.tar"
+    code, out, err = await cli(*site, "backup", "download", str(archive))
+    assert code == 0, err
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == report["sha256"]
+    (data / "app" / "db").write_bytes(b"lost")
+    code, out, err = await cli(*site, "restore", str(archive))
+    assert code == 0, err
+    assert len((data / "app" / "db").read_bytes()) == 80_000
+    code, out, err = await cli(*site, "restore", str(tmp_path / "site.token"))  # not an archive
+    assert code == 1 and "400" in err
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_debug_bundle_download_opens_with_the_vendor_key(make_daemon, keys, tmp_path):
+    daemon = make_daemon()
+    (daemon.admin_path / "etc" / "updates.pub").write_bytes(keys["pub"].read_bytes())
+    (daemon.admin_path / "etc" / "debug.txt").write_text("uname -s\n")
+    hosts = hosts_file(tmp_path, daemon)
+    bundle = tmp_path / "debug-bundle.tar"
+    code, out, err = await cli("--hosts-file", str(hosts), "--host", "site-12", "debug", str(bundle))
+    assert code == 0, err
+    with tarfile.open(bundle) as tar:
+        assert sorted(tar.getnames()) == ["debug.key.enc", "debug.tar.gz.enc"]
+    opened = tmp_path / "debug.tar.gz"
+    done, _, code = await getProcessOutputAndValue(
+        sys.executable, ["-m", "jidoteki_admin.vendor", "open-debug-bundle", str(bundle), "--key", str(keys["vendor"]),
+                         "--out", str(opened)], env=ENV)
+    assert code == 0
+    with tarfile.open(opened) as tar:
+        assert "debug-1.log" in tar.getnames()
