@@ -97,3 +97,10 @@ def test_sections_and_programs_build_no_admin_tree_paths_from_strings():
                     and isinstance(node.left, ast.Attribute) and node.left.attr in ("etc", "log", "bin")):
                 joined.append(f"{path.name}:{node.lineno}")
     assert joined == []
+
+
+@pytest.mark.parametrize("module", ["jidoteki_admin.client", "jidoteki_admin.client.cli"])
+def test_the_client_imports_nothing_of_the_daemon(module):
+    """The client runs on an administrator's machine against appliances of any version:
+    it knows the API, not the daemon's code."""
+    assert {name for name in reachable(module) if not name.startswith("jidoteki_admin.client")} == set()
