@@ -40,7 +40,8 @@ export async function render({api}) {
       show(await api.upload("/license", {license: file.input.files[0]}));
       slot.show("success", "The license is installed.");
     } catch (error) {
-      slot.show("error", error.status === 404 ? "The license file is not valid." : error.message);
+      // 404 is a license the appliance refuses; its message says why (a bad signature, say).
+      slot.show("error", error.status === 404 ? `This license was refused: ${error.message}` : error.message);
     } finally {
       submit.disabled = false;
     }

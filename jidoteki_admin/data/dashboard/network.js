@@ -43,7 +43,8 @@ export function newLocation(address, current = window.location) {
 export async function render({api, onLeave}) {
   let stopped = false;
   onLeave(() => { stopped = true; });
-  const current = await api.json("/settings");
+  // 404 until the settings were first saved: the form starts empty.
+  const current = (await api.optional("/settings")) || {};
   const network = current.network || {};
   const slot = messageSlot();
   const inputs = {};

@@ -114,8 +114,11 @@ export function networkProblems(values) {
   return found;
 }
 
-/** The option a server message names ("...for option: netmask. Allowed..."), or null. */
+/**
+ * The option a server message names, or null: "...for option: netmask. Allowed...",
+ * "Unknown option in storage of type aoe: ip...", "Missing option for storage type nfs: share".
+ */
 export function optionNamed(text) {
-  const match = /option(?: in [^:]+)?: ([A-Za-z0-9_]+)/.exec(text || "");
+  const match = /option(?: (?:in|for) [^:]+)?: ([A-Za-z0-9_]+)/.exec(text || "");
   return match ? match[1] : null;
 }
