@@ -494,6 +494,7 @@ def test_a_certificate_is_installed_and_served_to_the_next_connection(page, appl
     page.wait_for_selector(".message-success:text('The certificate is installed')")
     assert page.locator(".status-line .badge-success").count() == 1
     page.wait_for_selector(".facts dd:text-is('CN=appliance.example.test')")
+    assert "null" not in page.inner_text("main")
     assert page.inner_text(".facts dd >> nth=1") == leaf.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert page.locator(".message-success:text('valid for 36')").count() == 1
     shoot(page, "24-certs-installed")
@@ -517,6 +518,7 @@ def test_a_vendor_license_installs_and_a_tampered_one_is_refused_readably(page, 
     page.wait_for_selector(".message-success:text('The license is installed')")
     for shown in ("Enterprise Company", "cto@enterprise", "19 January 2038"):
         page.wait_for_selector(f".facts dd:text-is('{shown}')")
+    assert "null" not in page.inner_text("main") and page.locator(".message-error").count() == 0  # not expired
     shoot(page, "25-license")
     page.set_input_files("input[name=license]", str(bad))
     page.click("#license-form button[type=submit]")
@@ -800,14 +802,14 @@ def fake(page):
 def test_the_health_bar_is_red_at_98_percent_disk(page, fake):
     page.wait_for_selector(".topbar .health.alert .meter.alert[data-figure=disk]")
     assert page.locator(".topbar .meter.alert").count() == 1
-    shoot(page, "20-fake-home")
+    shoot(page, "40-fake-home")
 
 
 def test_a_lost_connection_says_so(page, fake):
     page.route("**/api/v1/admin/settings**", lambda route: route.abort("connectionrefused"))
     page.click("nav a[data-page=network]")
     page.wait_for_selector("main .message-error:text('connection to the appliance was lost')")
-    shoot(page, "26-fake-connection-lost")
+    shoot(page, "41-fake-connection-lost")
 
 
 def test_after_an_address_change_the_page_moves_to_the_new_address(page, fake):
@@ -822,7 +824,7 @@ def test_after_an_address_change_the_page_moves_to_the_new_address(page, fake):
     page.fill("input[name=ip_address]", "192.168.1.50")
     page.click("#network-form button[type=submit]")
     page.wait_for_selector(f".message-warning a[href='https://192.168.1.50:{port}/']")
-    shoot(page, "27-fake-network-moving")
+    shoot(page, "42-fake-network-moving")
     page.clock.run_for(2100)
     assert arrived == []  # the old address still answers: the page stays
     page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))  # the old address is gone
@@ -847,7 +849,7 @@ def test_restart_waits_for_the_appliance_to_go_and_come_back(page, fake):
         page.route("**/api/v1/admin/version**", lambda route: route.abort("connectionrefused"))
         page.clock.run_for(2100)
         page.wait_for_selector(".message-warning:text('is down')")
-        shoot(page, "28-fake-restarting")
+        shoot(page, "43-fake-restarting")
         page.unroute("**/api/v1/admin/version**")
         page.clock.run_for(2100)
         page.wait_for_selector(".message-success:text('restarted')")

@@ -1,6 +1,6 @@
 // License: the details of the installed license, and uploading a new one.
 
-import {h, card, facts, field, messageSlot, message} from "./dom.js";
+import {h, card, facts, field, fill, messageSlot, message} from "./dom.js";
 
 const LABELS = {app: "Product", name: "Licensed to", contact: "Contact", users: "Users", expires: "Expires"};
 
@@ -20,7 +20,7 @@ export async function render({api}) {
       details.replaceChildren(h("p", {class: "muted"}, "No valid license is installed."));
       return;
     }
-    details.replaceChildren(answer.expired ? message("error", "This license has expired.") : null,
+    fill(details, answer.expired ? message("error", "This license has expired.") : null,
       facts(licenseFacts(answer)));
   };
   const file = field("License file", h("input", {type: "file", name: "license", accept: ".asc,.lic,.txt"}),

@@ -61,7 +61,7 @@ export async function render({api}) {
   const select = h("select", {name: "type"}, types.map((t) => h("option", {value: t, selected: t === stored.type},
     TYPES[t].title)));
   const typeField = field("Storage type", select);
-  const extra = h("div", {class: "columns"});
+  const extra = h("div", {class: "columns wide"});  // room for an iSCSI name
   let wrappers = {};
   const drawFields = () => {
     wrappers = {};
