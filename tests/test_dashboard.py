@@ -459,12 +459,16 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
     shoot(page, "21-network-refused")
     page.fill("input[name=gateway]", "127.0.0.254")
     page.fill("input[name=dns1]", "127.0.0.53")
+    page.fill("input[name=ntpserver]", "ntp.example.test:123")  # a port, as the appliance allows
+    page.fill("input[name=app_name]", "R&D's app")  # app.json takes any text
     page.click("#network-form button[type=submit]")
     page.wait_for_selector(".message-success:text('The settings are saved')")
     assert page.locator("#network-form .field-error:visible").count() == 0
     network = saved(appliance.etc / "network.json", lambda d: d.get("mode") == "static")
     assert network == {"mode": "static", "interface": "eth0", "hostname": "admin.example.test",
-                       "ip_address": "127.0.0.1", "netmask": "8", "gateway": "127.0.0.254", "dns1": "127.0.0.53"}
+                       "ip_address": "127.0.0.1", "netmask": "8", "gateway": "127.0.0.254", "dns1": "127.0.0.53",
+                       "ntpserver": "ntp.example.test:123"}
+    assert stored(appliance.etc / "app.json") == {"name": "R&D's app"}
     page.reload()  # what GET /settings answers now
     page.wait_for_selector("#network-form")
     assert page.is_checked("#mode-static") and page.input_value("input[name=gateway]") == "127.0.0.254"
@@ -473,7 +477,7 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
     page.click("#network-form button[type=submit]")
     page.wait_for_selector(".message-success:text('takes its address from DHCP')")
     assert saved(appliance.etc / "network.json", lambda d: d.get("mode") == "dhcp") == {
-        "mode": "dhcp", "interface": "eth0", "hostname": "admin.example.test"}
+        "mode": "dhcp", "interface": "eth0", "hostname": "admin.example.test", "ntpserver": "ntp.example.test:123"}
 
 
 def test_a_certificate_is_installed_and_served_to_the_next_connection(page, appliance, tmp_path):
@@ -684,7 +688,8 @@ def test_the_menu_follows_the_endpoint_catalogue(js):
 VALUES = ["eth0", "e0", "enp0s31f6", "eth-0", "a" * 15, "host", "ab", "test.host", "-bad.host", "a..b", "1.2.3.4",
           "1.2.3", "256.1.1.1", "01.2.3.4", "192.168.1.100", "::1", "2001:db8::10", "2001:db8::g", "fe80::1%eth0",
           "fe80::1%", "fe80::1%a%b", "fe80::1%a/b", "1.2.3.4%x", "::ffff:1.2.3.4", "1::2::3", "1:2:3:4:5:6:7:8:9", "255.255.255.0", "255.0.255.0", "24", "33", "0", "128", "129", "024", "", " ", "x" * 64 + ".com",
-          "host.", "h_st.example", "pool.ntp.org", "10.0.0.1:123", "example.com:80"]
+          "host.", "h_st.example", "pool.ntp.org", "10.0.0.1:123", "example.com:80", "[2001:db8::1]:123", "[::1]",
+          "[1.2.3.4]:1", "host:0", "host:65536", "host:", "a:b:c", "pool.ntp.org time.example", "[::1]:x"]
 
 
 def test_the_network_checks_give_the_servers_verdicts(js):
@@ -698,12 +703,14 @@ def test_the_network_checks_give_the_servers_verdicts(js):
     got = js.evaluate("""async (values) => {
         const m = await import('/dashboard/rules.js');
         return values.map(v => [m.checkInterface(v), m.checkHostname(v), m.checkAddress(v, 'gateway'),
-                                m.checkNetmask(v, 4), m.checkNetmask(v, 6), m.checkHostOrAddress(v, 'ntpserver')]);
+                                m.checkNetmask(v, 4), m.checkNetmask(v, 6), m.checkHostOrAddress(v, 'ntpserver'),
+                                m.checkHostOrAddress(v, 'ntpserver', true)]);
     }""", VALUES)
     for value, answers in zip(VALUES, got):
         expected = [verdict(validate.interface, value), verdict(validate.hostname, value),
                     verdict(validate.ip_address, value, "gateway"), verdict(validate.netmask, value, 4),
-                    verdict(validate.netmask, value, 6), verdict(validate.host_or_address, value, "ntpserver")]
+                    verdict(validate.netmask, value, 6), verdict(validate.host_or_address, value, "ntpserver"),
+                    verdict(validate.host_or_address, value, "ntpserver", True)]
         assert answers == expected, value
 
 

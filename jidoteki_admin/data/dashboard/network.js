@@ -99,7 +99,7 @@ export async function render({api, onLeave}) {
       await api.upload("/settings", {settings: jsonFile(settingsDocument(formValues, current))});
     } catch (error) {
       const option = optionNamed(error.message);
-      const target = option === "name" ? "app_name" : option;
+      const target = option === "name" || option === "app" ? "app_name" : option;
       if (target && wrappers[target]) wrappers[target].setError(error.message);
       slot.show("error", error.message);
       submit.disabled = false;
