@@ -158,7 +158,8 @@ def shoot(page, name: str) -> None:
     page.wait_for_timeout(150)  # let the last answer render
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(PHONE)
-    page.wait_for_timeout(250)  # pages that draw for the width redraw
+    # Laid out again for the width (the charts scale, nothing redraws): two frames later it is painted.
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
     page.set_viewport_size(LAPTOP)
 
