@@ -32,7 +32,7 @@ export async function render({api, onLeave}) {
   };
   const files = {
     public: field("Certificate (PEM)", h("input", {type: "file", name: "public", accept: ".pem,.crt,.cer"}),
-      "The server certificate, -----BEGIN CERTIFICATE-----."),
+      ["The server certificate: a file starting with ", h("code", {}, "-----BEGIN CERTIFICATE-----"), "."]),
     private: field("Private key (PEM, unencrypted RSA or EC)", h("input", {type: "file", name: "private", accept: ".key,.pem"})),
     ca: field("CA or intermediate certificate (optional)", h("input", {type: "file", name: "ca", accept: ".pem,.crt,.cer"})),
   };
