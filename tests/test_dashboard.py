@@ -607,6 +607,11 @@ def test_cluster_keeps_its_secret_when_saved_again_without_it(page, appliance):
     shoot(page, "28-cluster")
     page.click("button:text('Add a peer')")
     page.locator("input[name=peer-name]").nth(1).fill("node3")
+    page.locator("input[name=peer-address]").nth(1).fill("node3 example")
+    page.click("#cluster-form button[type=submit]")
+    page.wait_for_selector(".peer:nth-child(2) input[name=peer-address][aria-invalid=true]")
+    assert page.inner_text(".peer:nth-child(2) .field:has([name=peer-address]) .field-error").startswith(
+        "Missing or invalid string for option: peer 2 address")
     page.locator("input[name=peer-address]").nth(1).fill("node3.example.test")
     before = settings.stat().st_ino
     page.click("#cluster-form button[type=submit]")

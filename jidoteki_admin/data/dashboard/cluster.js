@@ -27,6 +27,16 @@ export function clusterDocument(values, peers, storedSecret = false) {
   return {cluster};
 }
 
+/**
+ * The peer field a server message is about ("...option: peer 2 address...", "Peer 1 is this
+ * node itself..."), among the rows that were sent, in their order; null when none is named.
+ */
+export function peerField(text, sentRows) {
+  const match = /\b[Pp]eer (\d+)(?: (name|address|port)\b)?/.exec(text || "");
+  const row = match ? sentRows[Number(match[1]) - 1] : null;
+  return row ? row.fields[match[2] || "name"] : null;
+}
+
 export async function render({api, onLeave}) {
   let stopped = false;
   onLeave(() => { stopped = true; });
@@ -52,8 +62,9 @@ export async function render({api, onLeave}) {
     const port = h("input", {type: "text", name: "peer-port", value: peer.port ?? "", "aria-label": "Peer port",
       inputmode: "numeric"});
     const remove = h("button", {type: "button", class: "button small"}, "Remove");
-    const row = h("div", {class: "columns peer"}, field("Peer name", name), field("Address", address),
-      field("Port", port), h("div", {class: "actions"}, remove));
+    const fields = {name: field("Peer name", name), address: field("Address", address), port: field("Port", port)};
+    const row = h("div", {class: "columns peer"}, Object.values(fields), h("div", {class: "actions"}, remove));
+    row.fields = fields;
     row.values = () => ({name: name.value.trim(), address: address.value.trim(), port: port.value.trim()});
     remove.addEventListener("click", () => row.remove());
     rows.append(row);
@@ -69,7 +80,8 @@ export async function render({api, onLeave}) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     slot.clear();
-    for (const wrapper of Object.values(inputs)) wrapper.setError(null);
+    const peerFields = [...rows.children].flatMap((row) => Object.values(row.fields));
+    for (const wrapper of [...Object.values(inputs), ...peerFields]) wrapper.setError(null);
     const values = Object.fromEntries(Object.entries(inputs).map(([n, w]) => [n, w.input.value.trim()]));
     submit.disabled = true;
     try {
@@ -86,6 +98,11 @@ export async function render({api, onLeave}) {
     } catch (error) {
       const option = optionNamed(error.message);
       if (option && inputs[option]) inputs[option].setError(error.message);
+      const peer = peerField(error.message, [...rows.children].filter((row) => {
+        const {name, address} = row.values();
+        return name || address;
+      }));
+      if (peer) peer.setError(error.message);
       slot.show("error", error.message);
     } finally {
       submit.disabled = false;
