@@ -756,6 +756,22 @@ def test_storage_offers_only_the_allowed_types_and_cluster_documents_are_typed(j
     assert named == ["gateway", "ip", "share", None]
 
 
+def test_storage_before_its_settings_are_saved_offers_every_type_and_without_options_none(js):
+    answers = js.evaluate("""async () => {
+        const m = await import('/dashboard/storage.js');
+        const refusing = (status, message) => ({json: async () => {
+            throw Object.assign(new Error(message), {status}); }});
+        const loaded = [];
+        for (const [status, message] of [[404, 'storage.json not found'], [404, 'Storage options not found: /x']]) {
+            loaded.push(await m.loadStorage(refusing(status, message)));
+        }
+        try { await m.loadStorage(refusing(500, 'storage.json is not valid JSON')); } catch (e) { loaded.push(e.status); }
+        return loaded;
+    }""")
+    assert answers == [{"answer": {"storage": {}, "options": ["local", "nfs", "aoe", "iscsi", "nbd"]}, "unsaved": True},
+                       None, 500]
+
+
 def test_chart_lines_break_at_gaps_and_stay_inside_the_plot(js):
     path = module(js, "chart.js", "(m, p) => m.linePath(p, 0, 100, 10)", [[0, 0], [50, 20], [60, None], [100, 5]])
     assert path.count("M") == 2 and path.count("L") == 1
