@@ -1,6 +1,6 @@
 // TLS certificates: the certificate in service, and uploading a new one.
 
-import {h, card, facts, field, messageSlot, message} from "./dom.js";
+import {h, card, facts, field, fill, messageSlot, message} from "./dom.js";
 import {follow, statusLine, logBox} from "./jobs.js";
 
 /** How soon the certificate expires, as a message kind and text; null when unknown. */
@@ -23,15 +23,17 @@ export async function render({api, onLeave}) {
     status.replaceChildren(statusLine(answer));
     log.set(answer?.log);
     const soon = expiry(answer);
-    inService.replaceChildren(
+    // load-error: installed, but the listener could not load it; the old one is still served.
+    fill(inService,
+      answer?.["load-error"] ? message("error", answer["load-error"]) : null,
       soon ? message(...soon) : null,
       facts([["Subject", answer?.subject], ["Expires", answer?.expires],
         ["Days left", typeof answer?.["days-left"] === "number" ? String(answer["days-left"]) : null]]));
   };
   const files = {
     public: field("Certificate (PEM)", h("input", {type: "file", name: "public", accept: ".pem,.crt,.cer"}),
-      "The server certificate, -----BEGIN CERTIFICATE-----."),
-    private: field("Private key (PEM, unencrypted RSA)", h("input", {type: "file", name: "private", accept: ".key,.pem"})),
+      ["The server certificate: a file starting with ", h("code", {}, "-----BEGIN CERTIFICATE-----"), "."]),
+    private: field("Private key (PEM, unencrypted RSA or EC)", h("input", {type: "file", name: "private", accept: ".key,.pem"})),
     ca: field("CA or intermediate certificate (optional)", h("input", {type: "file", name: "ca", accept: ".pem,.crt,.cer"})),
   };
   const submit = h("button", {type: "submit", class: "button primary"}, "Install the certificate");
@@ -53,7 +55,10 @@ export async function render({api, onLeave}) {
       slot.show("info", "The certificate is uploaded; the appliance is installing it.");
       const last = await follow(api, "/certs", {onStatus: show, isStopped: () => stopped,
         onError: (error) => slot.show("error", error.message)});
-      if (last?.status === "success") slot.show("success", "The certificate is installed. Reload the page to use it.");
+      if (last?.status === "success" && !last["load-error"]) {
+        slot.show("success", "The certificate is installed. Reload the page to use it.");
+      }
+      if (last?.["load-error"]) slot.show("error", "The certificate is installed but not in service: see above.");
       if (last?.status === "failed") slot.show("error", "Installing the certificate failed: see the log.");
     } catch (error) {
       slot.show("error", error.message);

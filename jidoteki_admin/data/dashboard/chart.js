@@ -67,7 +67,8 @@ export function lineChart({series, from, to, max = null, limit = null, format = 
     chart.append(svg("text", {class: "axis-text", x: PAD.left - 6, y: y + 4, "text-anchor": "end"},
       format(top * (1 - i / 4))));
   }
-  for (let i = 0; i <= 4; i += 1) {
+  // Five times across a laptop's width; on a phone's, every other one, or they run together.
+  for (let i = 0; i <= 4; i += narrow ? 2 : 1) {
     const x = PAD.left + width * i / 4;
     chart.append(svg("text", {class: "axis-text", x, y: HEIGHT - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle"},
       timeLabel(from + (to - from) * i / 4, to - from)));

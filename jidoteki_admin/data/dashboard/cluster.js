@@ -3,14 +3,22 @@
 import {h, card, facts, field, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {optionNamed} from "./rules.js";
-import {logBox, statusLine} from "./jobs.js";
+import {follow, logBox, statusLine} from "./jobs.js";
 
-/** The document POST /cluster takes, from the form's values and peer rows. */
-export function clusterDocument(values, peers) {
+/** What GET /cluster answers for a stored secret, and what POST /cluster takes as "keep it". */
+export const MASK = "********";
+const ROLES = ["primary", "secondary"];
+
+/**
+ * The document POST /cluster takes, from the form's values and peer rows. The secret is
+ * required: left empty while the appliance has one (storedSecret), MASK asks it to keep it.
+ */
+export function clusterDocument(values, peers, storedSecret = false) {
   const cluster = {};
   for (const name of ["name", "role", "node", "secret"]) {
     if (values[name]) cluster[name] = values[name];
   }
+  if (!cluster.secret && storedSecret) cluster.secret = MASK;
   cluster.peers = peers.filter((p) => p.name || p.address).map((p) => {
     const peer = {name: p.name, address: p.address};
     if (p.port !== "" && p.port !== undefined) peer.port = /^[0-9]+$/.test(p.port) ? Number(p.port) : p.port;
@@ -19,19 +27,33 @@ export function clusterDocument(values, peers) {
   return {cluster};
 }
 
-export async function render({api}) {
+/**
+ * The peer field a server message is about ("...option: peer 2 address...", "Peer 1 is this
+ * node itself..."), among the rows that were sent, in their order; null when none is named.
+ */
+export function peerField(text, sentRows) {
+  const match = /\b[Pp]eer (\d+)(?: (name|address|port)\b)?/.exec(text || "");
+  const row = match ? sentRows[Number(match[1]) - 1] : null;
+  return row ? row.fields[match[2] || "name"] : null;
+}
+
+export async function render({api, onLeave}) {
+  let stopped = false;
+  onLeave(() => { stopped = true; });
   const answer = await api.json("/cluster");
   const current = answer.cluster || {};
   const slot = messageSlot();
   const inputs = {
     name: field("Cluster name", h("input", {type: "text", name: "name", value: current.name ?? ""})),
     node: field("This node's name", h("input", {type: "text", name: "node", value: current.node ?? ""})),
-    role: field("Role", h("input", {type: "text", name: "role", value: current.role ?? ""}),
-      "This node's role in the cluster, as the appliance names it."),
+    role: field("Role", h("select", {name: "role"}, ROLES.map((role) => h("option", {value: role,
+      selected: role === current.role}, role))), "This node's role in the cluster."),
     // The appliance answers the secret masked: it is never put back in the form, so a masked
-    // value cannot be sent as the new secret. Left empty, it is not sent.
+    // value cannot be typed over by mistake. Left empty, the stored secret is kept.
     secret: field("Shared secret", h("input", {type: "password", name: "secret", autocomplete: "new-password",
-      placeholder: current.secret ? "unchanged" : ""}), "Leave empty to keep the secret the appliance has."),
+      placeholder: current.secret ? "unchanged" : ""}), current.secret
+      ? "Leave empty to keep the secret the appliance has."
+      : "16 to 256 characters, the same on every node."),
   };
   const rows = h("div", {class: "stack"});
   const addRow = (peer = {}) => {
@@ -40,8 +62,9 @@ export async function render({api}) {
     const port = h("input", {type: "text", name: "peer-port", value: peer.port ?? "", "aria-label": "Peer port",
       inputmode: "numeric"});
     const remove = h("button", {type: "button", class: "button small"}, "Remove");
-    const row = h("div", {class: "columns peer"}, field("Peer name", name), field("Address", address),
-      field("Port", port), h("div", {class: "actions"}, remove));
+    const fields = {name: field("Peer name", name), address: field("Address", address), port: field("Port", port)};
+    const row = h("div", {class: "columns peer"}, Object.values(fields), h("div", {class: "actions"}, remove));
+    row.fields = fields;
     row.values = () => ({name: name.value.trim(), address: address.value.trim(), port: port.value.trim()});
     remove.addEventListener("click", () => row.remove());
     rows.append(row);
@@ -57,15 +80,29 @@ export async function render({api}) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     slot.clear();
-    for (const wrapper of Object.values(inputs)) wrapper.setError(null);
+    const peerFields = [...rows.children].flatMap((row) => Object.values(row.fields));
+    for (const wrapper of [...Object.values(inputs), ...peerFields]) wrapper.setError(null);
     const values = Object.fromEntries(Object.entries(inputs).map(([n, w]) => [n, w.input.value.trim()]));
     submit.disabled = true;
     try {
-      await api.upload("/cluster", {settings: jsonFile(clusterDocument(values, [...rows.children].map((r) => r.values())))});
+      const peers = [...rows.children].map((r) => r.values());
+      await api.upload("/cluster", {settings: jsonFile(clusterDocument(values, peers, Boolean(current.secret)))});
       slot.show("success", "The cluster settings are saved; the appliance is applying them.");
+      if (values.secret) {
+        current.secret = MASK;
+        inputs.secret.input.value = "";
+        inputs.secret.input.placeholder = "unchanged";
+      }
+      const last = await follow(api, "/cluster", {onStatus: showState, isStopped: () => stopped});
+      if (last?.status === "failed") slot.show("error", "Applying the cluster settings failed: see the log.");
     } catch (error) {
       const option = optionNamed(error.message);
       if (option && inputs[option]) inputs[option].setError(error.message);
+      const peer = peerField(error.message, [...rows.children].filter((row) => {
+        const {name, address} = row.values();
+        return name || address;
+      }));
+      if (peer) peer.setError(error.message);
       slot.show("error", error.message);
     } finally {
       submit.disabled = false;
@@ -80,10 +117,16 @@ export async function render({api}) {
       slot.show("error", error.message);
     }
   });
-  log.set(answer.log);
+  const state = h("div");
+  function showState(latest) {
+    const settings = latest?.cluster || {};
+    state.replaceChildren(statusLine(latest), facts([["Cluster", settings.name], ["This node", settings.node],
+      ["Role", settings.role], ["Peers", (settings.peers || [])
+        .map((p) => `${p.name} (${p.address}${p.port ? `:${p.port}` : ""})`).join(", ")]]));
+    log.set(latest?.log);
+  }
+  showState(answer);
   return h("div", {class: "stack"},
-    card("Cluster state", statusLine(answer), facts([["Cluster", current.name], ["This node", current.node],
-      ["Role", current.role], ["Peers", (current.peers || []).map((p) => `${p.name} (${p.address}${p.port ? `:${p.port}` : ""})`)
-        .join(", ")]]), log, h("p", {}, showLog)),
+    card("Cluster state", state, log, h("p", {}, showLog)),
     card("Cluster settings", slot, form));
 }

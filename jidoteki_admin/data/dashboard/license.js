@@ -1,6 +1,6 @@
 // License: the details of the installed license, and uploading a new one.
 
-import {h, card, facts, field, messageSlot, message} from "./dom.js";
+import {h, card, facts, field, fill, messageSlot, message} from "./dom.js";
 
 const LABELS = {app: "Product", name: "Licensed to", contact: "Contact", users: "Users", expires: "Expires"};
 
@@ -20,7 +20,7 @@ export async function render({api}) {
       details.replaceChildren(h("p", {class: "muted"}, "No valid license is installed."));
       return;
     }
-    details.replaceChildren(answer.expired ? message("error", "This license has expired.") : null,
+    fill(details, answer.expired ? message("error", "This license has expired.") : null,
       facts(licenseFacts(answer)));
   };
   const file = field("License file", h("input", {type: "file", name: "license", accept: ".asc,.lic,.txt"}),
@@ -40,7 +40,8 @@ export async function render({api}) {
       show(await api.upload("/license", {license: file.input.files[0]}));
       slot.show("success", "The license is installed.");
     } catch (error) {
-      slot.show("error", error.status === 404 ? "The license file is not valid." : error.message);
+      // 404 is a license the appliance refuses; its message says why (a bad signature, say).
+      slot.show("error", error.status === 404 ? `This license was refused: ${error.message}` : error.message);
     } finally {
       submit.disabled = false;
     }

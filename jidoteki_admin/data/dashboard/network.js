@@ -43,7 +43,8 @@ export function newLocation(address, current = window.location) {
 export async function render({api, onLeave}) {
   let stopped = false;
   onLeave(() => { stopped = true; });
-  const current = await api.json("/settings");
+  // 404 until the settings were first saved: the form starts empty.
+  const current = (await api.optional("/settings")) || {};
   const network = current.network || {};
   const slot = messageSlot();
   const inputs = {};
@@ -98,7 +99,7 @@ export async function render({api, onLeave}) {
       await api.upload("/settings", {settings: jsonFile(settingsDocument(formValues, current))});
     } catch (error) {
       const option = optionNamed(error.message);
-      const target = option === "name" ? "app_name" : option;
+      const target = option === "name" || option === "app" ? "app_name" : option;
       if (target && wrappers[target]) wrappers[target].setError(error.message);
       slot.show("error", error.message);
       submit.disabled = false;

@@ -4,7 +4,6 @@
 
 const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 const INTERFACE = /^[A-Za-z0-9]{3,14}$/;
-const SHELL_SAFE = /^[A-Za-z0-9 _.,:/@%+=~^\-[\]{}()!#*?]*$/;
 
 export function problem(option, allowed) {
   return `Missing or invalid string for option: ${option}. Allowed: ${allowed}`;
@@ -68,13 +67,25 @@ function isZonedIPv6(value) {
   return more.length === 0 && Boolean(zone) && !zone.includes("/") && isIPv6(address);
 }
 
-export function checkHostOrAddress(value, option) {
-  if (ipVersion(value) || isZonedIPv6(value)) return null;
-  return checkHostname(value, option) ? problem(option, "a host name or an IP address") : null;
-}
-
-function checkSafe(value, option, allowed) {
-  return value.length <= 255 && SHELL_SAFE.test(value) ? null : problem(option, allowed);
+/** A host name or an address; withPort, optionally followed by :port ([2001:db8::1]:123 for IPv6). */
+export function checkHostOrAddress(value, option, withPort = false) {
+  const allowed = `a host name or an IP address${withPort ? ", optionally followed by :port" : ""}`;
+  let host = value;
+  let port = null;
+  if (withPort) {
+    const bracketed = /^\[([^\]]+)\](?::([0-9]+))?$/.exec(value);
+    if (bracketed) {
+      [, host, port = null] = bracketed;
+      if (!host.includes(":")) return problem(option, allowed);
+    } else if (value.split(":").length === 2) {
+      [host, port] = value.split(":");
+    }
+  }
+  if (port !== null && !(/^[0-9]+$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) {
+    return problem(option, allowed);
+  }
+  if (ipVersion(host) || isZonedIPv6(host)) return null;
+  return checkHostname(host, option) ? problem(option, allowed) : null;
 }
 
 /**
@@ -107,15 +118,16 @@ export function networkProblems(values) {
       if (given(name)) set(name, checkAddress(values[name].trim(), name));
     }
   }
-  if (given("ntpserver")) {
-    for (const server of values.ntpserver.trim().split(/\s+/)) set("ntpserver", checkHostOrAddress(server, "ntpserver"));
-  }
-  if (given("app_name")) set("app_name", checkSafe(values.app_name, "name", "letters, digits, spaces and . , : / @ - _"));
+  if (given("ntpserver")) set("ntpserver", checkHostOrAddress(values.ntpserver.trim(), "ntpserver", true));
+  // The application name goes to app.json, which takes any JSON: the appliance has no rule for it.
   return found;
 }
 
-/** The option a server message names ("...for option: netmask. Allowed..."), or null. */
+/**
+ * The option a server message names, or null: "...for option: netmask. Allowed...",
+ * "Unknown option in storage of type aoe: ip...", "Missing option for storage type nfs: share".
+ */
 export function optionNamed(text) {
-  const match = /option(?: in [^:]+)?: ([A-Za-z0-9_]+)/.exec(text || "");
+  const match = /option(?: (?:in|for) [^:]+)?: ([A-Za-z0-9_]+)/.exec(text || "");
   return match ? match[1] : null;
 }

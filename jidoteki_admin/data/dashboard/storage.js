@@ -30,15 +30,38 @@ export function storageDocument(type, values) {
   return {storage};
 }
 
+/**
+ * What GET /storage answers, or, before the settings were first saved (404 "storage.json
+ * not found"), every known type with no settings: the appliance then refuses a type its
+ * options file does not allow, naming those it does. null when it has no options file.
+ */
+export async function loadStorage(api) {
+  try {
+    return {answer: await api.json("/storage"), unsaved: false};
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    if (!error.message.startsWith("storage.json")) return null;  // no storage-options file
+    return {answer: {storage: {}, options: Object.keys(TYPES)}, unsaved: true};
+  }
+}
+
 export async function render({api}) {
-  const answer = await api.json("/storage");
+  const loaded = await loadStorage(api);
+  if (!loaded) {
+    return card("Storage", h("p", {class: "muted"}, "This appliance allows no storage type to be chosen."));
+  }
+  const {answer, unsaved} = loaded;
   const types = allowedTypes(answer);
   const stored = answer.storage || {};
   const slot = messageSlot();
+  if (unsaved) {
+    slot.show("info", "No storage settings are saved yet. The appliance says which types it allows if the one "
+      + "chosen is not among them.");
+  }
   const select = h("select", {name: "type"}, types.map((t) => h("option", {value: t, selected: t === stored.type},
     TYPES[t].title)));
   const typeField = field("Storage type", select);
-  const extra = h("div", {class: "columns"});
+  const extra = h("div", {class: "columns wide"});  // room for an iSCSI name
   let wrappers = {};
   const drawFields = () => {
     wrappers = {};
@@ -57,14 +80,15 @@ export async function render({api}) {
     event.preventDefault();
     slot.clear();
     const values = Object.fromEntries(Object.entries(wrappers).map(([n, w]) => [n, w.input.value.trim()]));
-    for (const wrapper of Object.values(wrappers)) wrapper.setError(null);
+    for (const wrapper of [typeField, ...Object.values(wrappers)]) wrapper.setError(null);
     submit.disabled = true;
     try {
       await api.upload("/storage", {settings: jsonFile(storageDocument(select.value, values))});
       slot.show("success", "The storage settings are saved. The appliance uses them after its next restart.");
     } catch (error) {
       const option = optionNamed(error.message);
-      if (option && wrappers[option]) wrappers[option].setError(error.message);
+      const target = option === "type" ? typeField : wrappers[option];
+      if (target) target.setError(error.message);
       slot.show("error", error.message);
     } finally {
       submit.disabled = false;
