@@ -51,6 +51,8 @@ def number(value: float | None) -> str:
         return f"{value:.1f}"
     if size >= 1 or size == 0:
         return f"{value:.2f}"
+    if size >= 0.1:
+        return f"{value:.3f}"
     return f"{value:.3g}"
 
 

@@ -240,7 +240,7 @@ def rows(servers: dict[str, Server], results: dict, rounds: int, duration: float
     others = [servers["minimal Klein"], servers["bare twisted.web"]]
     daemon = servers["jidoteki-admin"]
     found.append(row("idle server", "RSS MiB", daemon.idle_rss, [(s.name, s.idle_rss) for s in others]))
-    found.append(row("start (twistd for the daemon)", "s to first answer", daemon.first_answer,
+    found.append(row("server start (the daemon under twistd)", "s to first answer", daemon.first_answer,
                      [(s.name, s.first_answer) for s in others]))
     return found
 
