@@ -129,6 +129,8 @@ class Server:
             self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         while get(port, target, timeout=1.0)[0] != 200:
             if self.process.poll() is not None or time.perf_counter() - started > 30:
+                self.process.kill()  # no one else holds it to stop it later
+                self.process.wait()
                 raise SystemExit(f"{name} did not answer; see {log}")
             time.sleep(0.01)
         self.first_answer = time.perf_counter() - started
