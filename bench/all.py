@@ -121,13 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     for leftover in work.glob("*.json"):
         leftover.unlink()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nMachine: {where}; load average {load:.2f} at the end.")
-    print(f"Command: `{command}`")
-    print(f"Sizes: wrk {args.duration:g} s x {args.request_rounds} rounds at {args.connections} connections; "
+    # A list, so that pasted into markdown each line stays a line.
+    print(f"\n- Machine: {where}; load average {load:.2f} at the end.")
+    print(f"- Command: `{command}`")
+    print(f"- Sizes: wrk {args.duration:g} s x {args.request_rounds} rounds at {args.connections} connections; "
           f"{args.pollers} pollers for {args.poll_seconds:g} s; upload and update package {args.size_mib} MiB "
           f"({args.upload_rounds} and {args.update_rounds} rounds); backup of {args.backup_mib} MiB in "
           f"{args.backup_files} files ({args.backup_rounds} rounds).")
-    print("Ratio: jidoteki-admin's figure / the baseline's, for each baseline in turn.\n")
+    print("- Ratio: jidoteki-admin's figure / the baseline's, for each baseline in turn.\n")
     print(table(rows))
 
 
