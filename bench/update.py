@@ -1,6 +1,6 @@
 """Benchmark: opening an update package, package.decrypt_and_verify against openssl.
 
-    python bench/update.py [--size-mib 1024] [--rounds 5] [--dir DIR]
+    python bench/update.py [--size-mib 1024] [--rounds 5] [--dir DIR] [--json FILE]
 
 Builds a package of about --size-mib MiB (a random payload, so gzip cannot shrink it) in a
 temporary directory under --dir, then times, alternating the methods round after round:
@@ -29,11 +29,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from jidoteki_admin import package  # noqa: E402
+from report import row, write_rows  # noqa: E402
 
 ENC = "openssl enc -d -aes-256-cbc -md sha256 -pbkdf2 -pass file:{key} -in {pkg}"
 DGST = "openssl dgst -sha256 -verify {pub} -signature {out}/software_package.tar.gz.sign {out}/software_package.tar.gz"
@@ -98,11 +100,23 @@ def timed(method, paths: dict[str, Path], work: Path) -> float:
     return elapsed
 
 
+def report_rows(times: dict[str, list[float]], mib: float) -> list:
+    """Median seconds of the daemon's way against both openssl ways, as report rows."""
+    ours, openssl = "package.decrypt_and_verify", list(METHODS)[1::-1]  # the pipe first: the faster
+    shown = {list(METHODS)[0]: "openssl enc, tar, dgst", list(METHODS)[1]: "openssl enc | tar, dgst"}
+    name = f"update package of {mib:.0f} MiB: decrypt + verify"
+    return [row(name, "s (median)", statistics.median(times[ours]),
+                [(shown[m], statistics.median(times[m])) for m in openssl], "<= 1.2x openssl"),
+            row(name, "MiB/s (median)", mib / statistics.median(times[ours]),
+                [(shown[m], mib / statistics.median(times[m])) for m in openssl])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default=None, help="where the temporary package goes (default: system temp)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as rows for bench/all.py")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-update-", dir=args.dir) as tmp:
@@ -126,6 +140,7 @@ def main() -> None:
     for name in list(METHODS)[:2]:
         print(f"ratio python / ({name}): best {min(ours) / min(times[name]):.2f}, "
               f"median {statistics.median(ours) / statistics.median(times[name]):.2f}")
+    write_rows(args.json, report_rows(times, mib))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ same file to each, in alternating rounds, so machine noise hits both alike. For 
 it prints the throughput and how much the server's peak RSS grew (reset through
 /proc/PID/clear_refs before each upload; needs Linux).
 
-    python bench/upload.py [--size-mib 1024] [--rounds 2] [--dir DIR]
+    python bench/upload.py [--size-mib 1024] [--rounds 2] [--dir DIR] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import write_rows  # noqa: E402
 MiB = 1024 * 1024
 
 BASELINE_SERVER = """
@@ -102,11 +105,31 @@ def upload(pid: int, url: str, cafile: Path, package: Path) -> tuple[float, floa
     return package.stat().st_size / MiB / elapsed, growth, cpu_seconds(pid) - cpu_before
 
 
+# The baselines, in the order the report shows them: the one writing to disk does what an
+# upload must; the one discarding the body is the ceiling.
+BASELINES = ("bare twisted.web (to disk)", "bare twisted.web (discards)")
+DAEMON = "jidoteki-admin POST /update"
+
+
+def report_rows(results: dict[str, list[tuple[float, float, float]]], size_mib: int) -> list:
+    """Medians as report rows: throughput, the largest peak RSS growth, CPU seconds per GiB."""
+    from report import row  # bench/, beside this file
+    name = f"upload of {size_mib} MiB over TLS (curl -F)"
+    figures = (("MiB/s (median)", lambda r: statistics.median(s for s, _, _ in r), ">= 0.8x discarding server"),
+               ("peak RSS growth MiB", lambda r: max(g for _, g, _ in r), "<= 64 MiB"),
+               ("server CPU s per GiB", lambda r: statistics.median(c for _, _, c in r) * 1024 / size_mib, ""))
+    shown = {"bare twisted.web (to disk)": "bare twisted.web writing to disk",
+             "bare twisted.web (discards)": "bare twisted.web discarding"}
+    return [row(name, figure, measure(results[DAEMON]), [(shown[b], measure(results[b])) for b in BASELINES], goal)
+            for figure, measure, goal in figures]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dir", help="where the admin tree and the test file live [default: system temp]")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as rows for bench/all.py")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="jido-bench-upload-", dir=args.dir))
@@ -168,6 +191,7 @@ def main() -> None:
         daemon_speed = medians["jidoteki-admin POST /update"]
         for name in ("bare twisted.web (discards)", "bare twisted.web (to disk)"):
             print(f"ratio daemon / {name}: {daemon_speed / medians[name]:.2f}")
+        write_rows(args.json, report_rows(results, args.size_mib))
     finally:
         for server in servers:
             server.terminate()
