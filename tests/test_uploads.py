@@ -237,3 +237,41 @@ async def test_failed_writes_resume_reading_and_report_the_first_error(tmp_path)
     os.close(read_only)
     assert calls == ["pause", "resume"]
     assert isinstance(writer.error, OSError)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_part_that_is_not_form_data_is_refused(memory_daemon):
+    body = (b'--BOUNDARY\r\nContent-Disposition: attachment; name="update"; filename="a.enc"\r\n\r\nabc\r\n'
+            b"--BOUNDARY--\r\n")
+    response = await memory_daemon.client.post(
+        memory_daemon.url("/update"), data=body, headers={"Content-Type": ["multipart/form-data; boundary=BOUNDARY"]}
+    )
+    assert response.code == 400
+    assert (await json_of(response))["Error-Message"] == "Malformed multipart/form-data body: a part has no field name"
+    assert leftovers(memory_daemon) == [] and no_job_started(memory_daemon)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_form_body_under_another_media_type_is_refused(memory_daemon):
+    """A boundary does not make a body a form: only multipart/form-data (in any case) is read."""
+    content_type, body = multipart(files={"update": ("p.enc", b"data")})
+    for media_type in ("text/plain", "multipart/mixed"):
+        response = await memory_daemon.client.post(
+            memory_daemon.url("/update"), data=body,
+            headers={"Content-Type": [content_type.replace("multipart/form-data", media_type)]})
+        assert response.code == 400, media_type
+        assert "multipart/form-data" in (await json_of(response))["Error-Message"]
+    response = await memory_daemon.post_form("/update", files={"update": ("p.enc", b"")})
+    assert response.code == 400  # the same body as a form is read (and the empty package refused)
+    assert (await json_of(response))["Error-Message"] == "The update package is empty"
+    assert leftovers(memory_daemon) == [] and no_job_started(memory_daemon)
+
+
+def test_remove_partial_files_removes_only_partial_uploads_and_counts_them(tmp_path):
+    from jidoteki_admin.uploads import PARTIAL_PREFIX, remove_partial_files
+
+    for name in (PARTIAL_PREFIX + "a", PARTIAL_PREFIX + "b", "software_package-1.0.enc", "backup.tar"):
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_partial_files(tmp_path) == 2
+    assert sorted(os.listdir(tmp_path)) == ["backup.tar", "software_package-1.0.enc"]
+    assert remove_partial_files(tmp_path / "missing") == 0
