@@ -275,3 +275,24 @@ def test_remove_partial_files_removes_only_partial_uploads_and_counts_them(tmp_p
     assert remove_partial_files(tmp_path) == 2
     assert sorted(os.listdir(tmp_path)) == ["backup.tar", "software_package-1.0.enc"]
     assert remove_partial_files(tmp_path / "missing") == 0
+
+
+def test_an_upload_is_written_readable_by_the_daemon_alone(tmp_path):
+    """Uploads include private keys (POST /certs) and licenses: mode 0600 from the first
+    byte, whatever the umask."""
+    from twisted.internet import reactor
+
+    from jidoteki_admin.uploads import DiskWriter, _FilePart
+
+    writer = DiskWriter(reactor, lambda: None, lambda: None)
+    old = os.umask(0)
+    try:
+        part = _FilePart("private", "key.pem", 1024, tmp_path, writer)
+    finally:
+        os.umask(old)
+    try:
+        assert os.stat(part.upload.path).st_mode & 0o777 == 0o600
+        assert part.upload.size == 0
+    finally:
+        part.close(remove=True)
+        writer.shutdown()
