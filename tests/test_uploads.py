@@ -296,3 +296,16 @@ def test_an_upload_is_written_readable_by_the_daemon_alone(tmp_path):
     finally:
         part.close(remove=True)
         writer.shutdown()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_part_takes_the_files_already_received_with_it(make_memory_daemon):
+    """POST /certs: the certificate arrives whole, then the key is over its cap. The
+    certificate must not stay behind in the uploads folder."""
+    daemon = make_memory_daemon({"endpoints": ["certs"], "upload-limits": {"private": 1024}})
+    response = await daemon.post_form("/certs", files={"public": ("cert.pem", b"p" * 5000),
+                                                       "private": ("key.pem", b"k" * 5000)})
+    assert response.code == 413
+    assert "private" in (await json_of(response))["Error-Message"]
+    await wait_until(lambda: leftovers(daemon) == [])
+    assert leftovers(daemon) == []
