@@ -309,3 +309,18 @@ async def test_a_refused_part_takes_the_files_already_received_with_it(make_memo
     assert "private" in (await json_of(response))["Error-Message"]
     await wait_until(lambda: leftovers(daemon) == [])
     assert leftovers(daemon) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_part_of_exactly_its_cap_is_accepted(make_memory_daemon):
+    daemon = make_memory_daemon({"upload-limits": {"update": 64 * 1024}})
+    response = await daemon.post_form("/update", files={"update": ("p.enc", b"x" * (64 * 1024))})
+    assert response.code == 202  # the job then finds it is no package; the cap let it through
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_text_field_that_is_not_utf8_is_refused_by_name(fresh_memory_daemon):
+    response = await fresh_memory_daemon.post_form("/setup", fields={"newtoken": b"abc\xff\xfe"}, auth=None)
+    assert response.code == 400
+    assert (await json_of(response))["Error-Message"] == "Parameter newtoken is not valid UTF-8"
+    assert not (fresh_memory_daemon.admin_path / "etc" / "api.token").exists()
