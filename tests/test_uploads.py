@@ -324,3 +324,15 @@ async def test_a_text_field_that_is_not_utf8_is_refused_by_name(fresh_memory_dae
     assert response.code == 400
     assert (await json_of(response))["Error-Message"] == "Parameter newtoken is not valid UTF-8"
     assert not (fresh_memory_daemon.admin_path / "etc" / "api.token").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_that_cannot_be_created_is_a_clear_error(memory_daemon):
+    """The uploads folder gone (a mount lost, say): the part's file cannot be created."""
+    import shutil
+
+    shutil.rmtree(memory_daemon.admin_path / "home" / "sftp" / "uploads")
+    response = await memory_daemon.post_form("/update", files={"update": ("p.enc", b"data")})
+    assert response.code == 500
+    assert (await json_of(response))["Error-Message"] == "Could not store the upload"
+    assert no_job_started(memory_daemon)
