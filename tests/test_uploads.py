@@ -332,7 +332,9 @@ async def test_an_upload_that_cannot_be_created_is_a_clear_error(memory_daemon):
     import shutil
 
     shutil.rmtree(memory_daemon.admin_path / "home" / "sftp" / "uploads")
-    response = await memory_daemon.post_form("/update", files={"update": ("p.enc", b"data")})
-    assert response.code == 500
-    assert (await json_of(response))["Error-Message"] == "Could not store the upload"
+    # Small and large: a small body is parsed once it is all in, a large one as it arrives.
+    for size in (4, 300 * 1024):
+        response = await memory_daemon.post_form("/update", files={"update": ("p.enc", b"d" * size)})
+        assert response.code == 500, size
+        assert (await json_of(response))["Error-Message"] == "Could not store the upload"
     assert no_job_started(memory_daemon)
