@@ -239,10 +239,11 @@ async def test_failed_writes_resume_reading_and_report_the_first_error(tmp_path)
     assert isinstance(writer.error, OSError)
 
 
+@pytest.mark.parametrize("disposition", [b"attachment", b"inline"])  # either side of form-data
 @pytest_twisted.ensureDeferred
-async def test_a_part_that_is_not_form_data_is_refused(memory_daemon):
-    body = (b'--BOUNDARY\r\nContent-Disposition: attachment; name="update"; filename="a.enc"\r\n\r\nabc\r\n'
-            b"--BOUNDARY--\r\n")
+async def test_a_part_that_is_not_form_data_is_refused(memory_daemon, disposition):
+    body = (b"--BOUNDARY\r\nContent-Disposition: " + disposition + b'; name="update"; filename="a.enc"\r\n\r\n'
+            b"abc\r\n--BOUNDARY--\r\n")
     response = await memory_daemon.client.post(
         memory_daemon.url("/update"), data=body, headers={"Content-Type": ["multipart/form-data; boundary=BOUNDARY"]}
     )
