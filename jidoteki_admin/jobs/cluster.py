@@ -11,15 +11,12 @@ The staged file is removed whatever happens.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..cluster_settings import cluster_settings, stored_cluster
-from ..files import remove_quietly, write_secret
-from ..validate import Invalid, read_document
-from .program import JobFailed, Program, main
+from ..files import write_secret
+from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
 
 CLUSTER = JobKind(
@@ -35,17 +32,18 @@ CLUSTER = JobKind(
 )
 
 
-def document_bytes(document: dict) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+__all__ = ["CLUSTER", "document_bytes"]
 
 
-class ClusterProgram(Program):
+class ClusterProgram(StagedDocumentProgram):
     kind = CLUSTER
     description = "Save the cluster settings and run bin/cluster.sh."
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--settings", type=Path, required=True, help="the checked settings document")
+    def stored_path(self) -> Path:
+        return self.tree.cluster_settings
+
+    def recheck(self, posted: dict, stored: object) -> dict:
+        return cluster_settings(posted, stored_cluster(stored))
 
     def run(self) -> None:
         self.step(10, "Updating cluster settings. Please wait..")
@@ -59,26 +57,6 @@ class ClusterProgram(Program):
             self.step(100, "Cluster settings saved and applied")
         else:
             self.step(100, "Cluster settings saved but not applied: the appliance has no bin/cluster.sh")
-
-    def checked(self) -> dict:
-        """The staged document, checked again; a masked secret still in it stands for the
-        stored one."""
-        try:
-            posted = read_document(self.args.settings, "settings")
-            return cluster_settings(posted, stored_cluster(self.stored()))
-        except FileNotFoundError:
-            raise JobFailed(None, f"Invalid or missing settings file: {self.args.settings}") from None
-        except Invalid as e:
-            raise JobFailed(None, f"Invalid or missing settings file: {e}") from None
-
-    def stored(self) -> object:
-        try:
-            return json.loads(self.tree.cluster_settings.read_bytes())
-        except (OSError, ValueError):
-            return None
-
-    def clean_up(self) -> None:
-        remove_quietly(self.args.settings)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
+from ..files import remove_quietly
 from ..layout import AdminTree
 from ..persistence import PersistError, persist
+from ..validate import Invalid, read_document
 from .protocol import ERROR_CODE, ERROR_MESSAGE, MESSAGE_MAX, PERCENTAGE, PROGRESS_FD, JobKind
 
 
@@ -148,6 +151,48 @@ class Program:
     def failed(self, code: str | None, message: str) -> None:
         """The last log line of a failed job; subclasses may word it their own way."""
         self.log(f"Failed: {message}")
+
+
+def document_bytes(document: object) -> bytes:
+    """A settings document as the original wrote it (storage.json, cluster.json): compact
+    JSON and a newline."""
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+class StagedDocumentProgram(Program):
+    """A job handed a settings document its section checked and staged (``--settings``).
+
+    The job checks it again, against what is stored (a masked secret in it stands for the
+    stored one), since it runs as root and can be run by hand; the staged file is removed
+    whatever happens. Subclasses name the stored file and the check.
+    """
+
+    def stored_path(self) -> Path:
+        raise NotImplementedError
+
+    def recheck(self, posted: dict[str, Any], stored: object) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--settings", type=Path, required=True, help="the checked settings document")
+
+    def checked(self) -> dict[str, Any]:
+        try:
+            return self.recheck(read_document(self.args.settings, "settings"), self.stored())
+        except FileNotFoundError:
+            raise JobFailed(None, f"Invalid or missing settings file: {self.args.settings}") from None
+        except Invalid as e:
+            raise JobFailed(None, f"Invalid or missing settings file: {e}") from None
+
+    def stored(self) -> object:
+        try:
+            return json.loads(self.stored_path().read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def clean_up(self) -> None:
+        remove_quietly(self.args.settings)
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -14,14 +14,12 @@ The staged file is removed whatever happens.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from ..files import atomic_write, remove_quietly, write_secret
+from ..files import atomic_write, write_secret
 from ..storage_settings import TYPES, conf_text, holds_secret, stored_storage, storage_settings
-from ..validate import Invalid, read_document
-from .program import JobFailed, Program, main
+from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
 
 STORAGE = JobKind(
@@ -37,19 +35,23 @@ STORAGE = JobKind(
 )
 
 
-def document_bytes(document: dict) -> bytes:
-    """storage.json as the original wrote it: compact JSON and a newline."""
-    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+__all__ = ["STORAGE", "document_bytes"]
 
 
-class StorageProgram(Program):
+class StorageProgram(StagedDocumentProgram):
     kind = STORAGE
     description = "Save the persistent storage settings and run bin/storage.sh."
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--settings", type=Path, required=True, help="the checked settings document")
+        super().add_arguments(parser)
         parser.add_argument("--conf", type=Path, required=True, help="the storage.conf bin/storage.sh sources")
+
+    def stored_path(self) -> Path:
+        return self.tree.storage_settings
+
+    def recheck(self, posted: dict, stored: object) -> dict:
+        return storage_settings(posted, TYPES, stored_storage(stored))
 
     def run(self) -> None:
         self.step(10, "Updating storage settings. Please wait..")
@@ -67,26 +69,6 @@ class StorageProgram(Program):
             self.step(100, "Storage settings saved: they are applied after a reboot")
         else:
             self.step(100, "Storage settings saved but not applied: the appliance has no bin/storage.sh")
-
-    def checked(self) -> dict:
-        """The staged document, checked again; a masked password still in it stands for
-        the stored one."""
-        try:
-            posted = read_document(self.args.settings, "settings")
-            return storage_settings(posted, TYPES, stored_storage(self.stored()))
-        except FileNotFoundError:
-            raise JobFailed(None, f"Invalid or missing settings file: {self.args.settings}") from None
-        except Invalid as e:
-            raise JobFailed(None, f"Invalid or missing settings file: {e}") from None
-
-    def stored(self) -> object:
-        try:
-            return json.loads(self.tree.storage_settings.read_bytes())
-        except (OSError, ValueError):
-            return None
-
-    def clean_up(self) -> None:
-        remove_quietly(self.args.settings)
 
 
 if __name__ == "__main__":
