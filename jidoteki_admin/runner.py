@@ -31,13 +31,14 @@ from twisted.python.failure import Failure
 from .children import (KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, group_alive, run_child,
                        signal_group)
 from .config import LogRotate
-from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate
+from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate, tail_lines
 from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
 from .layout import AdminTree
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
 
 
+REPORT_LOG_LINES = 10  # the log lines a job's status report shows (GET /update, /certs, /cluster)
 ORPHAN_POLL_SECONDS = 0.1  # how often a left-over job is looked for until it is gone
 
 
@@ -442,6 +443,17 @@ class JobRunner(Service):
 
     def status(self, kind: JobKind) -> JobStatus:
         return self.files(kind).read()
+
+    def report(self, kind: JobKind) -> tuple[JobStatus, dict[str, object]]:
+        """The status of the last job of a kind, and the start of every status answer the
+        original gave for it: ``{"status": ..., "log": <its last lines>}``, both null
+        before any job ran. A section adds what its kind reports beyond that."""
+        status = self.status(kind)
+        log = None
+        if status.status is not None:
+            lines = tail_lines(self.files(kind).log, REPORT_LOG_LINES)
+            log = "\n".join(lines) if lines is not None else None
+        return status, {"status": status.status, "log": log}
 
     def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = (),
               script_args: list[str] | tuple[str, ...] = ()) -> defer.Deferred[JobStatus]:

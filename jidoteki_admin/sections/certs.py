@@ -20,11 +20,10 @@ from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..certificates import days_left, iso, validate
 from ..context import Context
-from ..files import remove_quietly, tail_lines
+from ..files import remove_quietly
 from ..jobs.certs import CERTS
 from ..runner import FAILED, SUCCESS, JobStatus
 
-STATUS_LOG_LINES = 10
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 STATUS_SCHEMA = {
     "type": "object",
@@ -53,7 +52,7 @@ class Certs:
         self.runner = context.runner
         self.tls = context.tls
         self.clock = context.clock
-        self.files = context.runner.register(CERTS)
+        context.runner.register(CERTS)
         self.load_error: str | None = None
 
     def section(self) -> Section:
@@ -138,11 +137,7 @@ class Certs:
                           subject=served.subject if served is not None else "?")
 
     def status(self, request) -> bytes:
-        status = self.runner.status(CERTS)
-        report: dict[str, object] = {"status": status.status, "log": None}
-        if status.status is not None:
-            lines = tail_lines(self.files.log, STATUS_LOG_LINES)
-            report["log"] = "\n".join(lines) if lines is not None else None
+        status, report = self.runner.report(CERTS)
         if status.status == FAILED:
             report["error-message"] = status.error_message
         served = self.tls.served()

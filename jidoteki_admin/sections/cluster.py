@@ -19,12 +19,11 @@ from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply
 from ..cluster_settings import cluster_settings, masked, stored_cluster
 from ..config import APPLIANCE_JOBS
 from ..context import Context
-from ..files import atomic_write, tail_lines
+from ..files import atomic_write
 from ..jobs.cluster import CLUSTER, document_bytes
 from ..responses import APIError
 from ..validate import read_document
 
-STATUS_LOG_LINES = 10
 STORED_MAX = 256 * 1024
 _PEER = {
     "type": "object",
@@ -83,10 +82,8 @@ class Cluster:
             cluster = masked(stored) if isinstance(stored, dict) else None
             if cluster is None:
                 raise APIError(500, 'cluster.json holds no "cluster" object')
-        status = self.runner.status(CLUSTER).status
-        lines = tail_lines(self.files.log, STATUS_LOG_LINES) if status is not None else None
-        log = "\n".join(lines) if lines is not None else None
-        return responses.document(request, {"cluster": cluster, "status": status, "log": log}, no_cache=True)
+        _, report = self.runner.report(CLUSTER)
+        return responses.document(request, {"cluster": cluster, **report}, no_cache=True)
 
     def change(self, request) -> bytes:
         self.runner.check_free(CLUSTER)

@@ -7,13 +7,11 @@ import re
 from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
-from ..files import tail_lines
 from ..jobs.update import UPDATE
 from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..responses import APIError
 from ..runner import FAILED
 
-STATUS_LOG_LINES = 10
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 STATUS_SCHEMA = {
     "type": "object",
@@ -61,15 +59,10 @@ class Updates:
         return responses.accepted(request, "/update")
 
     def status(self, request) -> bytes:
-        status = self.runner.status(UPDATE)
+        status, report = self.runner.report(UPDATE)
         if status.status is None:
-            return responses.document(request, {"status": None, "log": None}, no_cache=True)
-        lines = tail_lines(self.files.log, STATUS_LOG_LINES)
-        report = {
-            "status": status.status,
-            "log": "\n".join(lines) if lines is not None else None,
-            "percentage": status.percentage,
-        }
+            return responses.document(request, report, no_cache=True)
+        report["percentage"] = status.percentage
         if status.status == FAILED:
             report["error-message"] = status.error_message
             report["error-code"] = status.error_code
