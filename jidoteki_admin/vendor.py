@@ -40,21 +40,32 @@ PEM_SCAN_BYTES = 64 * 1024
 
 def keygen(args: argparse.Namespace) -> None:
     out = args.out
-    targets = [out / "updates.key", out / "vendor.key", out / "updates.pub"]
+    targets = _new_files(out, "updates.key", "vendor.key", "updates.pub")
+    atomic_write(targets[0], secrets.token_hex(32).encode() + b"\n", 0o600)
+    _write_key_pair(targets[1], targets[2])
+    for path in targets:
+        print(f"wrote {path}")
+    print("Install updates.key and updates.pub in the appliance's etc/; keep vendor.key secret.")
+
+
+def _new_files(out: Path, *names: str) -> list[Path]:
+    """The paths of new key files in ``out``; a key already there is never overwritten."""
+    targets = [out / name for name in names]
     existing = [str(p) for p in targets if p.exists()]
     if existing:
         raise ValueError(f"refusing to overwrite existing keys: {', '.join(existing)}")
     out.mkdir(parents=True, exist_ok=True)
-    signing_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    atomic_write(targets[0], secrets.token_hex(32).encode() + b"\n", 0o600)
-    atomic_write(targets[1], signing_key.private_bytes(
+    return targets
+
+
+def _write_key_pair(private: Path, public: Path) -> None:
+    """A new RSA key: the private half PKCS#8 (0600), the public half SubjectPublicKeyInfo."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    atomic_write(private, key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()), 0o600)
-    atomic_write(targets[2], signing_key.public_key().public_bytes(
+    atomic_write(public, key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
-    for path in targets:
-        print(f"wrote {path}")
-    print("Install updates.key and updates.pub in the appliance's etc/; keep vendor.key secret.")
 
 
 def build(args: argparse.Namespace) -> None:
@@ -98,18 +109,8 @@ def open_debug_bundle(args: argparse.Namespace) -> None:
 def license_keygen(args: argparse.Namespace) -> None:
     """The license key pair: a key of its own, so that the key that signs update
     packages never has to be at hand where licenses are issued."""
-    out = args.out
-    targets = [out / "license.key", out / "license.pub"]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing:
-        raise ValueError(f"refusing to overwrite existing keys: {', '.join(existing)}")
-    out.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    atomic_write(targets[0], key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()), 0o600)
-    atomic_write(targets[1], key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    targets = _new_files(args.out, "license.key", "license.pub")
+    _write_key_pair(targets[0], targets[1])
     for path in targets:
         print(f"wrote {path}")
     print("Install license.pub as the appliance's etc/license.pub; keep license.key secret.")
