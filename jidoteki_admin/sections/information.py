@@ -11,7 +11,8 @@ from pathlib import Path
 import psutil
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThread
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from .. import responses
@@ -74,7 +75,8 @@ class Information:
         self._version_body: tuple[str | None, bytes] = (None, b"")
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)
-        self.history = HistorySampler(context.clock, context.tree.health_history)
+        self.history = HistorySampler(context.clock, context.tree.health_history,
+                                      write=writer_in_thread(context.reactor))
         self.sampler.listeners.append(self.history.record)
         self.catalogue = context.catalogue
         self.tls = context.tls
@@ -245,8 +247,16 @@ def read_figures() -> tuple[float, int, int, tuple[int, int]]:
             _percent(disk.used, disk.total), (network.bytes_recv, network.bytes_sent))
 
 
-def _write_in_thread(path: Path, data: bytes):
-    return deferToThread(atomic_write, path, data, 0o644)
+def writer_in_thread(reactor):
+    """Saves the history in the reactor's thread pool: a few hundred KB and an fsync,
+    every minute, are not for the thread that answers requests."""
+    def write(path: Path, data: bytes):
+        return deferToThreadPool(reactor, reactor.getThreadPool(), atomic_write, path, data, 0o644)
+    return write
+
+
+def _write_now(path: Path, data: bytes):
+    return maybeDeferred(atomic_write, path, data, 0o644)
 
 
 class HistorySampler(Service):
@@ -256,7 +266,7 @@ class HistorySampler(Service):
 
     log = Logger()
 
-    def __init__(self, clock, path: Path, read=read_figures, write=_write_in_thread):
+    def __init__(self, clock, path: Path, read=read_figures, write=_write_now):
         self.clock = clock
         self.path = path
         self.read = read
