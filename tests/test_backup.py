@@ -7,15 +7,21 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import tarfile
+import threading
 import time
 
 import pytest
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from conftest import json_of, tiny_disk, wait_until
+from jidoteki_admin.jobs.backup import hash_growing_file
 
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
 
@@ -56,6 +62,32 @@ def slow_tar(tmp_path, monkeypatch) -> None:
     slow = tmp_path / "slow-bin"
     slow.mkdir()
     (slow / "tar").write_text("#!/bin/sh\nsleep 30\n")
+    (slow / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+
+
+TRICKLING_TAR = """#!{python}
+import os, subprocess, sys, tempfile, time
+# tar -C ROOT -cf OUT --null -T -: the real tar's archive, written to OUT in 4 KiB pieces
+out = sys.argv[sys.argv.index("-cf") + 1]
+with tempfile.TemporaryFile() as whole:
+    args = [a if a != out else "-" for a in sys.argv[1:]]
+    done = subprocess.run([{tar!r}, *args], stdout=whole)
+    whole.seek(0)
+    with open(out, "wb", buffering=0) as f:
+        while piece := whole.read(4096):
+            f.write(piece)
+            time.sleep(0.002)
+sys.exit(done.returncode)
+"""
+
+
+def trickling_tar(tmp_path, monkeypatch) -> None:
+    """A tar on the PATH the jobs get that writes the real archive slowly, in small pieces:
+    the job's hash has to follow a file that is still growing."""
+    slow = tmp_path / "trickle-bin"
+    slow.mkdir()
+    (slow / "tar").write_text(TRICKLING_TAR.format(python=sys.executable, tar=shutil.which("tar")))
     (slow / "tar").chmod(0o755)
     monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
 
@@ -111,6 +143,44 @@ async def test_a_backup_round_trip_restores_every_byte_and_mode(backup_daemon, d
     assert snapshot(data) == before
     assert sorted(os.listdir(data)) == ["app", "ignored.txt", "keep.txt"]  # no staging left
     assert await wait_until(lambda: persisted.exists())  # the restored data survives a reboot
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_sha256_of_an_archive_written_slowly_covers_every_byte(backup_daemon, tmp_path, monkeypatch):
+    trickling_tar(tmp_path, monkeypatch)
+    assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
+    body = await finished_backup(backup_daemon, seconds=60)
+    archive = backup_daemon.admin_path / "home" / "sftp" / "uploads" / "backup.tar"
+    assert archive.stat().st_size > 200_000
+    assert body["status"] == "success" and body["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=3000), max_size=8), st.booleans())
+def test_hashing_a_growing_file_reads_every_byte_once(tmp_path_factory, pieces, leftover):
+    """Pieces appended with pauses in between while it is hashed; a file that was there
+    before must have been removed (the job does), so ``leftover`` only creates it late."""
+    path = tmp_path_factory.mktemp("growing") / "archive.tar"
+    finished = threading.Event()
+
+    def writer() -> None:
+        time.sleep(0.01 if leftover else 0)
+        with open(path, "wb", buffering=0) as f:
+            for piece in pieces:
+                f.write(piece)
+                time.sleep(0.003)
+        finished.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert hash_growing_file(path, finished.is_set, pause=0.001) == hashlib.sha256(b"".join(pieces)).hexdigest()
+    finally:
+        thread.join()
+
+
+def test_hashing_a_file_that_never_appears_gives_the_empty_digest(tmp_path):
+    assert hash_growing_file(tmp_path / "never", lambda: True) == hashlib.sha256(b"").hexdigest()
 
 
 @pytest.mark.parametrize("fields", [{}, {"action": "RESTART"}, {"action": ""}])
