@@ -10,9 +10,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from conftest import json_of, multipart, raw_request
 from jidoteki_admin import auth
-from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
 from jidoteki_admin.auth import request_hash, secret_key
-from jidoteki_admin.responses import document
 
 PUBLISHED_KEY = "13e2ff941bbc8692cad141c8d293dda2c4f1c1a3c51b93d54f1a1693e1206107"
 PUBLISHED_HASH = "b714a60732e096ccef06e360eefe0f1ba4fa5d16ef7da726612e2026e5523241"
@@ -24,12 +22,6 @@ FORBIDDEN = {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 def versioned(memory_daemon):
     (memory_daemon.admin_path / "etc" / "version.txt").write_text("1.2.3\n")
     return memory_daemon
-
-
-def nested() -> Section:
-    """A section with a nested endpoint, as /update/log is."""
-    answer = get(lambda request: document(request, {"nested": True}), "Nested", Reply(JSON))
-    return Section("sample", "Sample", (Endpoint("/sample/log", (answer,)),))
 
 
 def audit_entries(daemon) -> list[dict]:
@@ -85,12 +77,12 @@ async def test_token_authenticates(versioned):
 
 @pytest_twisted.ensureDeferred
 async def test_nested_endpoint_hash_is_over_the_full_path(versioned):
-    versioned.service.catalogue.add(nested())
-    good = await versioned.get("/sample/log", auth="hash")
+    (versioned.admin_path / "log" / "update.log").write_text("[1][SYSTEM] Updating system successful\n")
+    good = await versioned.get("/update/log", auth="hash")
     assert good.code == 200
-    assert await json_of(good) == {"nested": True}
-    first_level_only = request_hash("yourtoken", "GET", "/api/v1/admin/sample")
-    bad = await versioned.get("/sample/log", auth=None, hash=first_level_only)
+    assert await good.content() == b"[1][SYSTEM] Updating system successful\n"
+    first_level_only = request_hash("yourtoken", "GET", "/api/v1/admin/update")
+    bad = await versioned.get("/update/log", auth=None, hash=first_level_only)
     assert bad.code == 403
 
 

@@ -1,12 +1,13 @@
 """Optional endpoints: enabled by the config, and indistinguishable from unknown paths when not."""
 
+import json
 import re
 
 import pytest
 import pytest_twisted
 
 from conftest import json_of, raw_request
-from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get, post
+from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
 from jidoteki_admin.config import ConfigError, parse_config
 from jidoteki_admin.responses import document
 
@@ -22,62 +23,51 @@ DEFAULT_ENDPOINTS = {
 VARYING_HEADERS = {"date", "x-request-id"}
 
 
-@pytest.fixture(autouse=True)
-def example_endpoint(monkeypatch):
-    """Let the config enable the stand-in section's name."""
-    from jidoteki_admin import config
-
-    monkeypatch.setattr(config, "OPTIONAL_ENDPOINTS", (*config.OPTIONAL_ENDPOINTS, "example"))
-
-
-def example_section() -> Section:
-    """A stand-in optional section with a first-level and a nested endpoint, under a name no
-    real section serves (the config accepts it in these tests only)."""
-    return Section("example", "Example", (
-        Endpoint("/example", (
-            get(lambda r: document(r, {"example": "ok"}), "Show", Reply(JSON)),
-            post(lambda r: document(r, {}), "Install", Reply(JSON)),
-        )),
-        Endpoint("/example/log", (get(lambda r: document(r, {"log": ""}), "Log", Reply(JSON)),)),
-    ), optional=True)
+OPTIONAL_SECTIONS = ["settings", "certs", "license", "storage", "backup", "cluster"]
+# Every optional section's endpoints and methods, as API.md documents them (checked
+# against the catalogue below).
+OPTIONAL_ENDPOINTS = {
+    "/settings": ["GET", "POST"], "/storage": ["GET", "POST"], "/certs": ["GET", "POST"],
+    "/license": ["GET", "POST"], "/cluster": ["GET", "POST"], "/cluster/log": ["GET"],
+    "/backup": ["GET", "POST"], "/backup/download": ["GET"], "/backup/log": ["GET"],
+    "/backup/restore": ["POST"],
+}
 
 
-def with_example(make_daemon, enabled: bool):
-    config = {"endpoints": ["example"] if enabled else ["settings"], "parameters": ["license"]}
-    daemon = make_daemon(config=config)
-    daemon.service.catalogue.add(example_section())
-    return daemon
+def test_the_optional_endpoints_here_are_the_ones_served(make_memory_daemon):
+    daemon = make_memory_daemon(config={"endpoints": OPTIONAL_SECTIONS})
+    served = {endpoint.path: endpoint.methods for section, endpoint in daemon.service.catalogue.endpoints()
+              if section.optional}
+    assert served == OPTIONAL_ENDPOINTS
 
 
-def stable_headers(response) -> dict:
-    return {k: v for k, v in response.headers.items() if k not in VARYING_HEADERS}
-
-
-# Enabled
+# Enabled (the cluster section: a first-level endpoint and a nested one)
 
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_answers(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=True)
-    response = await daemon.get("/example", auth="hash")
+    daemon = make_memory_daemon(config={"endpoints": ["cluster"]})
+    response = await daemon.get("/cluster", auth="hash")
     assert response.code == 200
-    assert await json_of(response) == {"example": "ok"}
-    nested = await daemon.get("/example/log", auth="hash")
-    assert nested.code == 200
+    assert await json_of(response) == {"cluster": None, "status": None, "log": None}
+    nested = await daemon.get("/cluster/log", auth="hash")  # no log yet: the section's own 404
+    assert nested.code == 404
+    assert (await json_of(nested))["Error-Message"] == "update_cluster.log not found"
 
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_needs_authentication(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=True)
-    response = await daemon.get("/example", auth=None)
-    assert response.code == 403
-    assert await json_of(response) == {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
+    daemon = make_memory_daemon(config={"endpoints": ["cluster"]})
+    for path in ("/cluster", "/cluster/log"):
+        response = await daemon.get(path, auth=None)
+        assert response.code == 403
+        assert await json_of(response) == {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_checks_the_method(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=True)
-    response = await daemon.request("PUT", daemon.url("/example"))
+    daemon = make_memory_daemon(config={"endpoints": ["cluster"]})
+    response = await daemon.request("PUT", daemon.url("/cluster"))
     assert response.code == 400
     message = (await json_of(response))["Error-Message"]
     assert message.startswith("Invalid authentication method. Expected ")
@@ -86,21 +76,30 @@ async def test_enabled_optional_endpoint_checks_the_method(make_memory_daemon):
 
 @pytest_twisted.ensureDeferred
 async def test_enabled_optional_endpoint_is_listed_once(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=True)
+    daemon = make_memory_daemon(config={"endpoints": ["cluster", "backup"]})
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
-    assert listed.count("/api/v1/admin/example") == 1
-    assert "/api/v1/admin/example/log" not in listed
+    assert listed.count("/api/v1/admin/cluster") == listed.count("/api/v1/admin/backup") == 1
+    assert not any(entry.count("/") > 4 for entry in listed)  # no nested path: /cluster/log, /backup/log
 
 
-# Disabled
+# Disabled: every optional endpoint, with every other optional section enabled
+
+
+def stable_headers(response) -> dict:
+    return {k: v for k, v in response.headers.items() if k not in VARYING_HEADERS}
+
+
+def all_but(name: str) -> dict:
+    return {"endpoints": [other for other in OPTIONAL_SECTIONS if other != name],
+            "parameters": ["license", "action", "archive", "public", "private", "ca"]}
 
 
 @pytest.mark.parametrize("auth", ["?token=yourtoken", ""], ids=["authenticated", "anonymous"])
-@pytest.mark.parametrize("path", ["/example", "/example/log"])
+@pytest.mark.parametrize("path", sorted(OPTIONAL_ENDPOINTS))
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
 @pytest_twisted.ensureDeferred
 async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_memory_daemon, auth, path, method):
-    daemon = with_example(make_memory_daemon, enabled=False)
+    daemon = make_memory_daemon(config=all_but(path.split("/")[1]))
     disabled = await raw_request(daemon, method, "/api/v1/admin" + path + auth)
     unknown = await raw_request(daemon, method, "/api/v1/admin/no-such-thing" + auth)
     assert disabled.status == unknown.status == 404
@@ -108,27 +107,40 @@ async def test_disabled_optional_endpoint_answers_like_an_unknown_path(make_memo
     assert stable_headers(disabled) == stable_headers(unknown)
 
 
+@pytest.mark.parametrize("path, field", [("/license", "license"), ("/backup", "action"),
+                                         ("/certs", "public"), ("/backup/restore", "archive")])
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_with_a_form_answers_404(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=False)
-    response = await daemon.post_form("/example", {"license": "data"}, auth=None)
-    assert response.code == 404
-    assert await response.content() == b'{"Status":"404 Not Found"}'
+async def test_disabled_optional_endpoint_with_a_form_answers_404(make_memory_daemon, path, field):
+    daemon = make_memory_daemon(config=all_but(path.split("/")[1]))
+    for auth in (None, "token"):
+        response = await daemon.post_form(path, {field: "data"}, auth=auth)
+        assert response.code == 404
+        assert await response.content() == b'{"Status":"404 Not Found"}'
 
 
+@pytest.mark.parametrize("name", OPTIONAL_SECTIONS)
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_is_not_listed(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=False)
+async def test_disabled_optional_endpoint_is_not_listed(make_memory_daemon, name):
+    daemon = make_memory_daemon(config=all_but(name))
     listed = (await json_of(await daemon.get("/endpoints")))["endpoints"]
-    assert not any("example" in entry for entry in listed)
+    assert f"/api/v1/admin/{name}" not in listed
+    assert {f"/api/v1/admin/{other}" for other in OPTIONAL_SECTIONS if other != name} <= set(listed)
 
 
 @pytest_twisted.ensureDeferred
-async def test_disabled_optional_endpoint_audits_nothing(make_memory_daemon):
-    daemon = with_example(make_memory_daemon, enabled=False)
-    await daemon.get("/example", auth=None)
+async def test_disabled_optional_endpoint_is_audited_as_an_unknown_path(make_memory_daemon):
+    """Nothing for an anonymous GET; a POST with the token gets the line any authenticated
+    POST to an unknown path gets, outcome 404."""
+    daemon = make_memory_daemon(config=all_but("license"))
     audit = daemon.admin_path / "log" / "jidoteki-audit.log"
+    await daemon.get("/license", auth=None)
     assert not audit.exists() or audit.read_text() == ""
+    await daemon.post_form("/license", {"license": "data"}, auth="token")
+    await daemon.post_form("/no-such-thing", {"license": "data"}, auth="token")
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [line["target"] for line in lines] == ["/api/v1/admin/license", "/api/v1/admin/no-such-thing"]
+    assert [{k: v for k, v in line.items() if k not in ("time", "request", "target")} for line in lines] == [
+        {"client": "127.0.0.1", "action": "POST", "outcome": "404"}] * 2
 
 
 # GET /endpoints
@@ -185,8 +197,14 @@ def test_every_documented_optional_endpoint_is_accepted():
     assert set(config.parameters) == set(parameters)
 
 
-def test_an_enabled_optional_endpoint_is_unserved_until_a_section_serves_it(make_daemon):
+def test_an_enabled_optional_endpoint_is_unserved_until_a_section_serves_it(make_daemon, monkeypatch):
+    """Every name the config accepts has a section now; a name added to the config before
+    its section is written must still be reported, not silently served as nothing."""
+    from jidoteki_admin import config
+
+    monkeypatch.setattr(config, "OPTIONAL_ENDPOINTS", (*config.OPTIONAL_ENDPOINTS, "example"))
     daemon = make_daemon(config={"endpoints": ["example", "license"]})
     assert daemon.service.unserved_optional() == ["example"]
-    daemon.service.catalogue.add(example_section())
+    daemon.service.catalogue.add(Section("example", "Example", (
+        Endpoint("/example", (get(lambda r: document(r, {}), "Show", Reply(JSON)),)),), optional=True))
     assert daemon.service.unserved_optional() == []
