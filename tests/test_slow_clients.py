@@ -175,6 +175,26 @@ def test_connections_past_the_caps_are_refused_and_counted_back():
     assert site.connections.total == 4 and site.connections.by_host == {"10.0.0.1": 1, "10.0.0.2": 2, "10.0.0.3": 1}
 
 
+def test_caps_lowered_below_what_is_open_refuse_every_new_connection():
+    """A SIGHUP may lower the caps under the connections already open (the daemon swaps
+    site.limits): those stay, and no new one is let in until enough have gone."""
+    clock = Clock()
+    site = make_site(clock, max=10, max_per_client=4)
+    factory = site.limited(site)
+
+    def build(host):
+        return factory.buildProtocol(IPv4Address("TCP", host, 40000))
+
+    held = [build("10.0.0.1") for _ in range(4)] + [build("10.0.0.2") for _ in range(4)]
+    assert None not in held
+    site.limits = ConnectionLimits(max=10, max_per_client=2)
+    assert build("10.0.0.1") is None and build("10.0.0.2") is None
+    assert build("10.0.0.3") is not None  # another client is not held to their count
+    site.limits = ConnectionLimits(max=5, max_per_client=2)
+    assert build("10.0.0.4") is None  # 9 open in all
+    assert site.connections.total == 9
+
+
 # Through the real daemon
 
 

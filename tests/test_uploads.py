@@ -1,5 +1,6 @@
 """Streaming uploads through the real daemon, using POST /update as the upload endpoint."""
 
+import json
 import os
 import socket
 import ssl
@@ -325,6 +326,37 @@ async def test_a_text_field_that_is_not_utf8_is_refused_by_name(fresh_memory_dae
     assert response.code == 400
     assert (await json_of(response))["Error-Message"] == "Parameter newtoken is not valid UTF-8"
     assert not (fresh_memory_daemon.admin_path / "etc" / "api.token").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unforeseen_failure_while_storing_an_upload_is_a_500_and_logged(memory_daemon, monkeypatch):
+    """Not an APIError (a bug, say): the client gets the same clean 500 as for a lost
+    uploads folder, never a traceback; the failure goes to the daemon's log."""
+    from twisted.internet import defer
+    from twisted.logger import globalLogPublisher
+
+    from jidoteki_admin import uploads
+
+    original = uploads.FormStream.finish
+
+    def broken(self):
+        original(self)  # its own clean-up runs; what it answers is replaced
+        return defer.fail(RuntimeError("unforeseen"))
+
+    monkeypatch.setattr(uploads.FormStream, "finish", broken)
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        response = await memory_daemon.post_form("/update", files={"update": ("p.enc", b"d" * 1000)})
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert response.code == 500
+    body = await response.content()
+    assert json.loads(body) == {"Status": "500 Internal Server Error", "Error-Message": "Could not store the upload"}
+    assert b"unforeseen" not in body and b"Traceback" not in body
+    failures = [event for event in seen if event.get("log_format", "").startswith("Reading the upload of")]
+    assert len(failures) == 1 and failures[0]["log_failure"].check(RuntimeError)
+    assert no_job_started(memory_daemon)
 
 
 @pytest_twisted.ensureDeferred
