@@ -15,6 +15,7 @@ import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
 from twisted.internet.threads import deferToThread
 from twisted.web.resource import Resource
 
@@ -33,10 +34,10 @@ class Hello(Resource):
         return b"hello"
 
 
-def make_site(clock: Clock, **limits) -> AdminSite:
+def make_site(clock: Clock, reactor=None, **limits) -> AdminSite:
     policy = BodyPolicy(plan=lambda method, uri: None, refusal_delay=lambda *a: 0.0, uploads=Path("/nonexistent"),
                         first_run=lambda: False, refused=lambda *a: None, finished=lambda *a: None)
-    return AdminSite(Hello(), policy, reactor=clock, clock=clock, limits=ConnectionLimits(**limits))
+    return AdminSite(Hello(), policy, reactor=reactor or clock, clock=clock, limits=ConnectionLimits(**limits))
 
 
 def connect(site: AdminSite, host: str = "10.0.0.1"):
@@ -70,6 +71,16 @@ def test_headers_trickled_byte_by_byte_get_408_at_the_deadline():
     assert reply["body"]["Error-Message"] == "The request headers did not arrive within 10 seconds"
     assert len(reply["headers"]["x-request-id"]) == 16 and "strict-transport-security" in reply["headers"]
     assert transport.disconnecting
+
+
+def test_the_deadlines_follow_the_injected_clock_not_the_reactor():
+    clock, reactor = Clock(), Clock()
+    channel, transport = connect(make_site(clock, reactor=reactor, header_timeout=10))
+    channel.dataReceived(b"GET /api/v1/admin/version HTTP/1.1\r\n")
+    reactor.advance(11)
+    assert transport.value() == b""
+    clock.advance(10)
+    assert answer(transport)["status"] == 408
 
 
 def test_a_client_that_does_not_let_go_is_cut_off_after_the_grace():
@@ -173,6 +184,32 @@ def test_connections_past_the_caps_are_refused_and_counted_back():
     first[0].connectionLost(None)
     assert build("10.0.0.3") is not None
     assert site.connections.total == 4 and site.connections.by_host == {"10.0.0.1": 1, "10.0.0.2": 2, "10.0.0.3": 1}
+
+
+def test_refused_connections_are_reported_at_most_once_a_minute_with_their_count():
+    clock = Clock()
+    site = make_site(clock, max=1, max_per_client=1)
+    seen = []
+    site.logger = Logger(observer=seen.append)
+    factory = site.limited(site)
+    assert factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 40000)) is not None
+
+    def refuse(times: int) -> list:
+        for _ in range(times):
+            assert factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 40000)) is None
+        counts = [event["count"] for event in seen]
+        seen.clear()
+        return counts
+
+    assert refuse(1) == [1]  # the first is reported at once
+    clock.advance(30)
+    assert refuse(3) == []  # within the minute: counted, not reported
+    clock.advance(30)
+    assert refuse(1) == [4]  # the next one after the minute reports all of them
+    clock.advance(59)
+    assert refuse(2) == []
+    clock.advance(1)
+    assert refuse(1) == [3]
 
 
 def test_caps_lowered_below_what_is_open_refuse_every_new_connection():
