@@ -186,3 +186,21 @@ async def test_a_reload_writes_the_waiting_access_lines_before_the_logs_are_reop
     assert written == []  # waiting for its batch: the daemon's clock has not moved
     memory_daemon.service.reload()  # what SIGHUP runs
     assert len(written) == 1 and '"GET /api/v1/admin/health?token=REDACTED HTTP/1.1" 200' in written[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_over_tls_every_request_on_a_connection_is_secure_and_knows_its_listener(make_daemon):
+    """The channel asks the transport once per connection whether it is TLS and where it
+    listens (the wrappers make each answer cost): every request must still get the truth."""
+    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
+    from jidoteki_admin.responses import document
+
+    daemon = make_daemon()
+
+    def where(request):
+        return document(request, {"secure": request.isSecure(), "port": request.getHost().port})
+
+    daemon.service.catalogue.add(Section("where", "Where", (
+        Endpoint("/where", (get(where, "Where", Reply(JSON)),)),)))
+    for _ in range(3):  # one kept-alive connection: the cached answers are used again
+        assert await json_of(await daemon.get("/where")) == {"secure": True, "port": daemon.port}
