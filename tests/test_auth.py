@@ -373,3 +373,5 @@ async def test_access_log_scrubs_refused_requests_too(versioned, log_events, ref
     assert logged in text, "the refusal should have its access line"
     assert "yourtoken" not in text
     assert PUBLISHED_HASH not in text
+    access = [event["line"] for event in log_events if event.get("log_namespace", "").endswith("AccessLog")]
+    assert len(access) == 1 and access[0].startswith("127.0.0.1 "), access  # who was refused

@@ -230,6 +230,9 @@ def test_caps_lowered_below_what_is_open_refuse_every_new_connection():
     site.limits = ConnectionLimits(max=5, max_per_client=2)
     assert build("10.0.0.4") is None  # 9 open in all
     assert site.connections.total == 9
+    site.limits = ConnectionLimits(max=20, max_per_client=1)
+    assert build("10.0.0.4") is not None  # a cap of one still lets each client in once
+    assert build("10.0.0.4") is None
 
 
 # Through the real daemon
