@@ -105,9 +105,11 @@ def _unquote(text: bytes) -> bytes:
 def early_answer(status: int, message: str | None, first_run: bool | None, request_id: str) -> bytes:
     """An error answer as bytes, for writing straight to a connection that is then closed:
     before a request is complete, or for one twisted.web could not parse. It carries what
-    every answer of the API carries: the JSON body, the security headers, X-Request-Id."""
+    every answer of the API carries: the JSON body, the security headers, X-Request-Id and
+    the Server name."""
     headers, payload = responses.error_answer(status, message, first_run)
-    headers = {**SECURITY_HEADERS, **headers, b"Connection": b"close", b"X-Request-Id": request_id.encode()}
+    headers = {b"Server": SERVER_NAME, **SECURITY_HEADERS, **headers, b"Connection": b"close",
+               b"X-Request-Id": request_id.encode()}
     head = [f"HTTP/1.1 {status_line(status)}".encode()]
     head += [name + b": " + value for name, value in headers.items()]
     return b"\r\n".join(head) + b"\r\n\r\n" + payload

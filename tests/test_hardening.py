@@ -213,3 +213,23 @@ async def test_a_malformed_multipart_body_writes_nothing_to_stderr(daemon, capfd
     parser = [e for e in events if e.get("log_namespace") == "jidoteki_admin.uploads.parser"]
     assert parser and all(e["log_level"] == LogLevel.debug for e in parser)
     assert "boundary" in parser[0]["message"].lower()
+
+
+@pytest.mark.parametrize("method, target, headers, body, status", [
+    ("GET", "/api/v1/admin/version?token=yourtoken", {}, b"", 200),
+    ("GET", "/api/v1/admin/version", {}, b"", 403),
+    ("GET", "/api/v1/admin/no-such-thing?token=yourtoken", {}, b"", 404),
+    ("GET", "/", {}, b"", 200),  # the dashboard
+    ("HEAD", "/api/v1/admin/version?token=yourtoken", {}, b"", 200),
+    ("GET", "/api/v1/admin/version?token=yourtoken", {"X-Big": "b" * 70_000}, b"", 431),  # the channel's own
+    ("POST", "/api/v1/admin/update", {"Content-Type": "text/plain"}, b"x" * 70_000, 403),  # before the body
+])
+@pytest_twisted.ensureDeferred
+async def test_every_answer_names_the_server_without_a_version(memory_daemon, method, target, headers, body, status):
+    """twisted.web would announce "TwistedWeb/<version>": an attacker's shortcut to a CVE list."""
+    (memory_daemon.admin_path / "etc" / "version.txt").write_text("1.0.0\n")
+    response = await raw_request(memory_daemon, method, target, headers, body)
+    assert response.status == status
+    assert response.headers["server"] == "jidoteki-admin"
+    # every other header keeps its own value
+    assert len(response.headers["x-request-id"]) == 16 and response.headers["x-content-type-options"] == "nosniff"
