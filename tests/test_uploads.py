@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from conftest import tiny_disk, json_of, multipart, wait_until
+from conftest import json_of, multipart, raw_request, tiny_disk, wait_until
 from jidoteki_admin.sections.updates import UPDATE
 
 MiB = 1024 * 1024
@@ -326,6 +326,20 @@ async def test_a_text_field_that_is_not_utf8_is_refused_by_name(fresh_memory_dae
     assert response.code == 400
     assert (await json_of(response))["Error-Message"] == "Parameter newtoken is not valid UTF-8"
     assert not (fresh_memory_daemon.admin_path / "etc" / "api.token").exists()
+
+
+@pytest.mark.parametrize("content_type, body, message", [
+    ("multipart/form-data; boundary=xx", b"", "Missing required parameter: update"),  # no body: no form
+    ("text/plain", b"", "Missing required parameter: update"),
+    ("multipart/form-data; boundary=xx", b"x", "Malformed multipart/form-data body"),  # one byte is a body
+    ("text/plain", b"x", "Expected a multipart/form-data body"),
+])
+@pytest_twisted.ensureDeferred
+async def test_an_empty_body_is_no_form_and_one_byte_is_a_body(memory_daemon, content_type, body, message):
+    headers = {"Content-Type": content_type, **({} if body else {"Content-Length": "0"})}
+    response = await raw_request(memory_daemon, "POST", "/api/v1/admin/update?token=yourtoken", headers, body)
+    assert (response.status, json.loads(response.body)["Error-Message"]) == (400, message)
+    assert no_job_started(memory_daemon)
 
 
 @pytest_twisted.ensureDeferred
