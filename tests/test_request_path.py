@@ -204,3 +204,33 @@ async def test_over_tls_every_request_on_a_connection_is_secure_and_knows_its_li
         Endpoint("/where", (get(where, "Where", Reply(JSON)),)),)))
     for _ in range(3):  # one kept-alive connection: the cached answers are used again
         assert await json_of(await daemon.get("/where")) == {"secure": True, "port": daemon.port}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_while_logging_a_request_neither_loses_the_answer_nor_the_connection(memory_daemon):
+    """The access line and the audit run as the request finishes: an error in them is
+    logged, and the request and the next one on the connection are answered all the same."""
+    import dataclasses
+
+    from twisted.logger import globalLogPublisher
+
+    from conftest import parse_responses, raw_request_bytes
+
+    site = memory_daemon.service.site
+
+    def broken(*args):
+        raise RuntimeError("audit trail unavailable")
+
+    site.policy = dataclasses.replace(site.policy, finished=broken)
+    write_version(memory_daemon, "1.0.0")
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        two = (raw_request_bytes(b"GET", b"/api/v1/admin/version?token=yourtoken", close=False)
+               + raw_request_bytes(b"GET", b"/api/v1/admin/version?token=yourtoken"))
+        answers = parse_responses(await memory_daemon.network.exchange(two, 5.0))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert [(a.status, a.body) for a in answers] == [(200, b'{"version":"1.0.0"}')] * 2
+    failures = [e for e in seen if e.get("log_format", "").startswith("Could not log request")]
+    assert len(failures) == 2 and all(e["log_failure"].check(RuntimeError) for e in failures)

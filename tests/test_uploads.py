@@ -343,6 +343,31 @@ async def test_an_empty_body_is_no_form_and_one_byte_is_a_body(memory_daemon, co
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_upload_still_arriving_when_the_daemon_stops_is_dropped_whole(make_memory_daemon):
+    """The stop aborts the form: what the client goes on sending is read and dropped, no
+    later part's file is begun, and no package is left for the next daemon to install."""
+    from twisted.internet.protocol import Protocol
+
+    daemon = make_memory_daemon()
+    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    content_type, body = multipart(files={"update": ("p.enc", os.urandom(600_000))})
+    head = (f"POST /api/v1/admin/update?token=yourtoken HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    client = Protocol()
+    daemon.network.attach(client)
+    client.transport.write(head + body[:300_000])
+    await daemon.network.settle()
+    assert await wait_until(lambda: any(uploads.iterdir()))  # the part is on its way to disk
+    await daemon.service.stopService()
+    client.transport.write(body[300_000:])
+    await daemon.network.settle()
+    await threads.deferToThread(lambda: None)  # let the upload writer catch up
+    await daemon.network.settle()
+    assert list(uploads.iterdir()) == []
+    assert no_job_started(daemon)
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_unforeseen_failure_while_storing_an_upload_is_a_500_and_logged(memory_daemon, monkeypatch):
     """Not an APIError (a bug, say): the client gets the same clean 500 as for a lost
     uploads folder, never a traceback; the failure goes to the daemon's log."""
