@@ -424,6 +424,10 @@ UNSAFE = {
     "character device": lambda root: [(_special("evil", tarfile.CHRTYPE), b"")],
     "block device": lambda root: [(_special("evil", tarfile.BLKTYPE), b"")],
     "fifo": lambda root: [(_special("evil", tarfile.FIFOTYPE), b"")],
+    # A backslash is a separator to Windows tools and to whoever copies the tree there.
+    "backslash in a name": lambda root: [(file_info("..\\evil"), b"evil")],
+    "symlink with no name": lambda root: [(_symlink("./", "fine.txt"), b"")],
+    "hardlink with no name": lambda root: [(_hardlink(".", "fine.txt"), b"")],
 }
 
 
@@ -706,6 +710,16 @@ def test_version_comparison_is_a_total_order_on_text(a, b):
     assert (va == vb) == (a == b)
     assert [va < vb, va == vb, va > vb].count(True) == 1
     assert (va < vb) == (vb > va)
+    assert (va <= vb) == (va < vb or va == vb) and (va >= vb) == (va > vb or va == vb)
+
+
+@given(version_texts, version_texts)
+@example("1.2", "1.02")  # filevercmp ties them: the bytes decide, either way round
+@example("1.0", "1.0")
+def test_sort_v_compare_is_antisymmetric_and_zero_only_for_the_same_text(a, b):
+    forward, backward = package.sort_v_compare(a, b), package.sort_v_compare(b, a)
+    assert (forward > 0) - (forward < 0) == -((backward > 0) - (backward < 0))
+    assert (forward == 0) == (a == b)
 
 
 # ----------------------------------------------------------------------------------------
@@ -730,5 +744,19 @@ def test_newest_package_missing(tmp_path):
     with pytest.raises(PackageError) as caught:
         package.newest_package(tmp_path)
     assert (caught.value.code, caught.value.message) == ("E1003", "Missing update package")
+
+
+def test_a_package_gone_before_it_is_opened_is_e1003_naming_it(tmp_path):
+    """Found, then removed before the job opens it (a second upload replacing it, an
+    operator cleaning up): missing, not a decryption failure."""
+    key = tmp_path / "etc" / "updates.key"
+    key.parent.mkdir()
+    key.write_text("k" * 64 + "\n")
+    gone = tmp_path / "home" / "sftp" / "uploads" / "software_package-2.0.enc"
+    with pytest.raises(PackageError) as caught:
+        package.unpack(gone, key, tmp_path, root=tmp_path)
+    assert (caught.value.code, caught.value.message) == (
+        "E1003", "Missing update package: home/sftp/uploads/software_package-2.0.enc")
+    assert list(tmp_path.iterdir()) == [tmp_path / "etc"]
     with pytest.raises(PackageError):
         package.newest_package(tmp_path / "absent")
