@@ -597,6 +597,23 @@ def test_build_refuses_bad_versions(tmp_path, src, keys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no temporary left
 
 
+def test_built_packages_give_the_files_the_tool_writes_mode_0644(tmp_path, src, keys):
+    """0644 for the files the tool writes itself (version.txt, the signature, the tar.gz);
+    the vendor's own files keep theirs (update.sh stays executable)."""
+    pkg = tmp_path / "software_package-2.enc"
+    package.build_package(src, "2.0", keys["key"], keys["vendor"], pkg)
+    outer = tmp_path / "outer.tar"
+    package.decrypt(pkg, outer, keys["key"])
+    with tarfile.open(outer) as tar:
+        assert {m.name: m.mode for m in tar.getmembers()} == {
+            "software_package.tar.gz": 0o644, "software_package.tar.gz.sign": 0o644}
+        inner = tar.extractfile("software_package.tar.gz").read()
+    with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers()}
+    assert modes["version.txt"] == 0o644 and modes["update.sh"] == 0o755
+    assert modes["changelog.txt"] == (src / "changelog.txt").stat().st_mode & 0o777
+
+
 def test_build_packages_links_that_stay_inside(tmp_path, src, keys):
     (src / "link").symlink_to("changelog.txt")
     (src / "sub" / "up").symlink_to("../update.sh")
