@@ -154,6 +154,21 @@ class AdminRequest(server.Request):
             value = SERVER_NAME
         super().setHeader(name, value)
 
+    def processingFailed(self, reason):
+        """The last resort, when even the API's error layer failed: twisted.web would answer
+        an HTML page; this answers the API's JSON 500, as the error layer would have."""
+        self._log.failure("Request {id} failed outside the error layer", failure=reason, id=self.request_id)
+        if self.startedWriting:  # an answer is half out: all that can be done is to end it
+            self.channel.loseConnection()
+            return reason
+        headers, payload = responses.error_answer(500, f"Internal error (request {self.request_id})", None)
+        self.setResponseCode(500)
+        for name, value in headers.items():
+            self.setHeader(name, value)
+        self.write(payload)
+        self.finish()
+        return reason
+
     def __repr__(self) -> str:
         return f"<AdminRequest {self.request_id} {self.method!r} {scrub_uri(self.uri or b'')!r}>"
 

@@ -233,3 +233,52 @@ async def test_every_answer_names_the_server_without_a_version(memory_daemon, me
     assert response.headers["server"] == "jidoteki-admin"
     # every other header keeps its own value
     assert len(response.headers["x-request-id"]) == 16 and response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_the_error_layer_itself_fails_the_client_still_gets_no_traceback(memory_daemon, monkeypatch):
+    """The last line of defence: the API's JSON 500, never twisted.web's failure page or
+    its traceback (Site.displayTracebacks stays off in case that page is ever shown)."""
+    from jidoteki_admin import responses
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret detail of the failure")
+
+    monkeypatch.setattr(responses, "error", broken)
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        response = await raw_request(memory_daemon, "GET", "/api/v1/admin/no-such-thing?token=yourtoken")
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert response.status == 500
+    request_id = response.headers["x-request-id"]
+    assert json.loads(response.body) == {"Status": "500 Internal Server Error",
+                                         "Error-Message": f"Internal error (request {request_id})"}
+    assert response.headers["content-type"] == "application/json"
+    assert b"secret detail" not in response.body and b"Traceback" not in response.body
+    assert b'File "' not in response.body and b"RuntimeError" not in response.body
+    assert any(e.get("log_failure") is not None and e["log_failure"].check(RuntimeError) for e in seen)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_after_the_answer_began_ends_the_connection_without_a_traceback(memory_daemon, monkeypatch):
+    """Half an answer is out: nothing can be said any more, so the connection is closed
+    (the client sees a cut answer, not a second one glued to it)."""
+    from conftest import raw_request_bytes
+    from jidoteki_admin import responses
+    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
+
+    def half(request):
+        request.write(b'{"partial":')
+        raise RuntimeError("secret detail of the failure")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the error layer failed too")
+
+    memory_daemon.service.catalogue.add(Section("half", "Half", (Endpoint("/half", (get(half, "Half", Reply(JSON)),)),)))
+    monkeypatch.setattr(responses, "error", broken)
+    raw = await memory_daemon.network.exchange(
+        raw_request_bytes(b"GET", b"/api/v1/admin/half?token=yourtoken", close=False), 5.0)
+    assert raw.startswith(b"HTTP/1.1 200 ") and b'{"partial":' in raw
+    assert b"Internal error" not in raw and b"secret detail" not in raw and b"Traceback" not in raw
