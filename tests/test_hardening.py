@@ -44,6 +44,7 @@ def test_the_query_parser_splits_on_ampersands_only():
     }
     assert parse_query(b"/x?a=%ff&a=%zz") == {b"a": [b"\xff", b"%zz"]}
     assert parse_query(b"/x") == {}
+    assert parse_query(b"/x?&&a=1&&&b=2&") == {b"a": [b"1"], b"b": [b"2"]}  # empty pairs are skipped, not the end
 
 
 @pytest_twisted.ensureDeferred

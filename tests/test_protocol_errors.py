@@ -222,3 +222,59 @@ async def test_a_large_body_that_is_not_a_form_is_refused_before_it_is_read(daem
     (answer,) = parse_responses(received)
     assert_json_error(answer, 400, "Expected a multipart/form-data body")
     assert sent < 8 * MiB
+
+
+# Bodies nobody asked for, and bodies of the wrong kind: refused before they are read
+# when they are large or of unknown length, read to the end first when they are small.
+
+
+async def answer_to_the_head_alone(daemon, head: bytes) -> list:
+    """Send only the request head (and no body, or a body's first chunk); what the daemon
+    answers without waiting for the rest."""
+    from twisted.internet.protocol import Protocol
+
+    received = []
+    client = Protocol()
+    client.dataReceived = received.append
+    daemon.network.attach(client)
+    client.transport.write(head)
+    await daemon.network.settle()
+    return parse_responses(b"".join(received)) if received else []
+
+
+def request_head(method: str, target: str, content_type: str, length: int | None) -> bytes:
+    framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n".encode()
+
+
+VERSION_BY_TOKEN = "/api/v1/admin/version?token=yourtoken"
+UPDATE_BY_TOKEN = "/api/v1/admin/update?token=yourtoken"
+
+
+@pytest.mark.parametrize("method, target, content_type, message, status", [
+    ("GET", VERSION_BY_TOKEN, "text/plain", "This endpoint takes no request body", 413),
+    ("POST", UPDATE_BY_TOKEN, "text/plain", "Expected a multipart/form-data body", 400),
+])
+@pytest.mark.parametrize("length", [100_000, None], ids=["large", "chunked"])
+@pytest_twisted.ensureDeferred
+async def test_a_large_or_chunked_body_of_the_wrong_kind_is_refused_before_it_is_read(
+        memory_daemon, method, target, content_type, message, status, length):
+    head = request_head(method, target, content_type, length) + (b"a\r\n" + b"x" * 10 + b"\r\n" if length is None else b"")
+    answers = await answer_to_the_head_alone(memory_daemon, head)
+    assert [(a.status, json.loads(a.body)["Error-Message"], a.headers["connection"]) for a in answers] == [
+        (status, message, "close")]
+
+
+@pytest.mark.parametrize("method, target, content_type", [
+    ("GET", VERSION_BY_TOKEN, "text/plain"),
+    ("POST", UPDATE_BY_TOKEN, "text/plain"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_small_body_of_the_wrong_kind_is_read_to_the_end_first(memory_daemon, method, target, content_type):
+    """So the client, still sending, is not cut off before it can read the answer."""
+    (memory_daemon.admin_path / "etc" / "version.txt").write_text("1.0.0\n")
+    assert await answer_to_the_head_alone(memory_daemon, request_head(method, target, content_type, 10)) == []
+    response = await raw_request(memory_daemon, method, target, {"Content-Type": content_type}, b"x" * 10)
+    expected = (200, b'{"version":"1.0.0"}') if method == "GET" else (
+        400, b'{"Status":"400 Bad Request","Error-Message":"Expected a multipart/form-data body"}')
+    assert (response.status, response.body) == expected
