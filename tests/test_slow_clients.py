@@ -110,6 +110,36 @@ def test_complete_headers_in_time_are_served_and_the_next_request_gets_a_new_dea
     assert answer(transport)["status"] == 408
 
 
+def test_the_next_request_s_deadline_starts_with_its_first_byte_not_its_first_line():
+    """A client trickling a request line that never ends, each byte within the idle
+    timeout, is cut off when the deadline passes, counted from its first byte."""
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    transport.clear()
+    clock.advance(5)
+    for _ in range(99):
+        channel.dataReceived(b"G")
+        clock.advance(0.1)
+    assert not transport.disconnecting  # 9.9 s after the first byte
+    channel.dataReceived(b"G")
+    clock.advance(0.2)
+    assert answer(transport)["status"] == 408
+
+
+def test_after_a_refusal_nothing_more_is_read_or_answered():
+    """The refusal is the connection's last answer, whatever the client sends after it
+    while it is being closed."""
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    channel.dataReceived(b"GET / HTTP/1.1\r\n")
+    clock.advance(10.1)
+    channel.dataReceived(b"Host: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    clock.advance(1)
+    assert answer(transport)["status"] == 408  # one answer only: no "hello" after it
+    assert transport.disconnecting
+
+
 def test_a_pipelined_request_gets_its_own_deadline():
     clock = Clock()
     channel, transport = connect(make_site(clock, header_timeout=10))
