@@ -105,6 +105,32 @@ async def test_bad_new_token_is_refused_and_the_token_file_unchanged(memory_daem
     assert (await memory_daemon.get("/health", auth="token")).code == 200
 
 
+def repeated_newtoken():
+    """newtoken twice in one form, as curl -F newtoken=a -F newtoken=b sends it."""
+    part = b'--b0undary\r\nContent-Disposition: form-data; name="newtoken"\r\n\r\n%s\r\n'
+    return "multipart/form-data; boundary=b0undary", part % b"first-choice" + part % b"second-choice" + b"--b0undary--\r\n"
+
+
+@pytest.mark.parametrize("form, message", [
+    ({}, "Missing required parameter: newtoken"),
+    ({"other": "x"}, "Missing required parameter: newtoken"),
+    ("repeated", "Parameter newtoken was given more than once"),
+])
+@pytest_twisted.ensureDeferred
+async def test_a_form_without_exactly_one_newtoken_is_refused_by_name(memory_daemon, form, message):
+    before = snapshot(token_file(memory_daemon))
+    if form == "repeated":
+        content_type, body = repeated_newtoken()
+    else:
+        content_type, body = multipart(form)
+    response = await raw_request(memory_daemon, "POST", "/api/v1/admin/setup?token=yourtoken",
+                                 {"Content-Type": content_type}, body)
+    assert (response.status, response.body) == (
+        400, b'{"Status":"400 Bad Request","Error-Message":"%s"}' % message.encode())
+    assert snapshot(token_file(memory_daemon)) == before
+    assert leftovers(memory_daemon) == []
+
+
 @pytest.mark.parametrize("value", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
 @pytest_twisted.ensureDeferred
 async def test_bad_first_token_writes_nothing(fresh_memory_daemon, value):
