@@ -690,6 +690,10 @@ def test_sort_v_examples():
     # Suffixes like .tar.gz only count when the rest ties.
     assert package.filevercmp("1.2.tar.gz", "1.2.tgz") != 0
     assert package.filevercmp("1.2.tar.gz", "1.3.tgz") < 0
+    # Prefixes that tie (1.02 and 1.2), one with a suffix: the whole names decide, not the
+    # bytes (which would put "1.02..." first).
+    for pair in (["1.2", "1.02.a"], ["1.02", "1.2.tar.gz"], ["1.2.a", "1.02"]):
+        assert sorted(pair, key=package.sort_v_key) == gnu_sort_v(pair), pair
 
 
 @pytest.mark.parametrize("new, installed, newer", [
@@ -715,10 +719,15 @@ def test_any_line_is_a_version(text):
     assert str(Version.parse(f" {text} \n")) == text
 
 
-@pytest.mark.parametrize("text", ["", "  ", "\n", "1.0\x002", "1.0\n2.0"])
+@pytest.mark.parametrize("text", ["", "  ", "\n", "1.0\x002", "1.0\n2.0", "1.0\x7f", "1.0\x1b[2J"])
 def test_empty_or_multiline_versions_are_refused(text):
     with pytest.raises(ValueError):
         Version.parse(text)
+
+
+@pytest.mark.parametrize("text", ["1.0-é", "2.0 beta", "1.0~rc1", "ünïcode-7"])
+def test_any_other_printable_text_is_a_version(text):
+    assert Version.parse(f"  {text}\n").text == text
 
 
 @given(version_texts, version_texts)
