@@ -610,8 +610,22 @@ def test_built_packages_give_the_files_the_tool_writes_mode_0644(tmp_path, src, 
         inner = tar.extractfile("software_package.tar.gz").read()
     with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
         modes = {m.name: m.mode for m in tar.getmembers()}
+        # whoever built it, the files belong to root on the appliance
+        assert {(m.uid, m.gid, m.uname, m.gname) for m in tar.getmembers()} == {(0, 0, "root", "root")}
     assert modes["version.txt"] == 0o644 and modes["update.sh"] == 0o755
     assert modes["changelog.txt"] == (src / "changelog.txt").stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, package.CHUNK - 1, package.CHUNK, package.CHUNK + 1, 2 * package.CHUNK + 1])
+def test_the_inner_archive_is_copied_and_hashed_to_its_last_byte(tmp_path, size):
+    """Sizes around the copy's chunk: the last chunk may be a single byte."""
+    import hashlib
+
+    data = os.urandom(size)
+    out = tmp_path / "software_package.tar.gz"
+    digest = package._copy_hashing(io.BytesIO(data + b"trailing bytes that are not part of it"), size, out)
+    assert out.read_bytes() == data and digest == hashlib.sha256(data).digest()
+    assert out.stat().st_mode & 0o777 == 0o600
 
 
 def test_build_packages_links_that_stay_inside(tmp_path, src, keys):
