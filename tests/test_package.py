@@ -604,6 +604,7 @@ def test_built_packages_give_the_files_the_tool_writes_mode_0644(tmp_path, src, 
     package.build_package(src, "2.0", keys["key"], keys["vendor"], pkg)
     outer = tmp_path / "outer.tar"
     assert package.decrypt(pkg, outer, keys["key"]) == "pbkdf2"  # the legacy md5 scheme only when asked for
+    assert pkg.stat().st_mode & 0o777 == 0o644  # a file to hand out, not a secret
     with tarfile.open(outer) as tar:
         assert {m.name: m.mode for m in tar.getmembers()} == {
             "software_package.tar.gz": 0o644, "software_package.tar.gz.sign": 0o644}
@@ -614,6 +615,14 @@ def test_built_packages_give_the_files_the_tool_writes_mode_0644(tmp_path, src, 
         assert {(m.uid, m.gid, m.uname, m.gname) for m in tar.getmembers()} == {(0, 0, "root", "root")}
     assert modes["version.txt"] == 0o644 and modes["update.sh"] == 0o755
     assert modes["changelog.txt"] == (src / "changelog.txt").stat().st_mode & 0o777
+
+
+def test_errors_name_files_relative_to_the_tree_and_never_carry_an_absolute_path(tmp_path):
+    assert package.shown(tmp_path / "home" / "x.enc", tmp_path) == "home/x.enc"
+    assert package.shown(Path("/elsewhere/x.enc"), tmp_path) == "/elsewhere/x.enc"  # outside: as given
+    assert package._reason(OSError(28, "No space left on device", str(tmp_path / "secret"))) == "No space left on device"
+    assert package._reason(OSError("no number")) == "no number"
+    assert package._reason(tarfile.ReadError("not a gzip file")) == "not a gzip file"
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, package.CHUNK - 1, package.CHUNK, package.CHUNK + 1, 2 * package.CHUNK + 1])
