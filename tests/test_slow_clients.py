@@ -140,6 +140,19 @@ def test_after_a_refusal_nothing_more_is_read_or_answered():
     assert transport.disconnecting
 
 
+def test_a_refusal_while_reading_is_paused_resumes_reading_so_the_client_can_take_its_answer():
+    """Reading is paused while an upload's writes catch up; a client blocked sending would
+    never read the refusal, so the channel drains what it sends until it lets go."""
+    clock = Clock()
+    channel, transport = connect(make_site(clock, header_timeout=10))
+    channel.dataReceived(b"POST / HTTP/1.1\r\n")
+    channel.pause_reading()
+    assert transport.producerState == "paused"
+    clock.advance(10.1)
+    assert answer(transport)["status"] == 408
+    assert transport.producerState == "producing"
+
+
 def test_a_pipelined_request_gets_its_own_deadline():
     clock = Clock()
     channel, transport = connect(make_site(clock, header_timeout=10))
