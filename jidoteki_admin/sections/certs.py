@@ -79,14 +79,21 @@ class Certs:
     def _reload_if_orphaned(self, there_was_one: bool) -> None:
         if not there_was_one:
             return
+        if self._load("The certificate on disk could not be loaded after an interrupted install; "
+                      "the one loaded at start is still in service"):
+            self.log.info("Loaded the TLS certificate again after stopping an interrupted install")
+
+    def _load(self, why_not: str) -> bool:
+        """Serve the certificate on disk to new connections; if it cannot be loaded, the one
+        in service stays, and GET /certs says why (``why_not``, then the error)."""
         try:
             self.tls.load()
         except Exception as e:
-            self.load_error = f"The certificate on disk could not be loaded after an interrupted install; " \
-                              f"the one loaded at start is still in service: {type(e).__name__}: {e}"
+            self.load_error = f"{why_not}: {type(e).__name__}: {e}"
             self.log.error("{problem}", problem=self.load_error)
-        else:
-            self.log.info("Loaded the TLS certificate again after stopping an interrupted install")
+            return False
+        self.load_error = None
+        return True
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
@@ -124,14 +131,7 @@ class Certs:
             return
         if result.status != SUCCESS:
             return
-        try:
-            self.tls.load()
-        except Exception as e:
-            self.load_error = f"The new certificate is installed but could not be loaded; the previous one " \
-                              f"is still in service: {type(e).__name__}: {e}"
-            self.log.error("{problem}", problem=self.load_error)
-        else:
-            self.load_error = None
+        if self._load("The new certificate is installed but could not be loaded; the previous one is still in service"):
             served = self.tls.served()
             self.log.info("Serving the new TLS certificate {subject}",
                           subject=served.subject if served is not None else "?")
