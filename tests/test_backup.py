@@ -309,6 +309,29 @@ async def test_a_backup_left_running_by_a_dead_daemon_reads_as_failed(backup_dae
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_tar_that_ends_before_reading_its_list_fails_the_backup_with_its_words(
+        backup_daemon, data, tmp_path, monkeypatch):
+    """The list of paths is larger than a pipe holds, so the job is still writing it when
+    tar goes: the backup fails with tar's status and message, not a broken pipe."""
+    many = data / "app" / "many"
+    many.mkdir()
+    for n in range(1200):
+        (many / f"{n:04d}-{'x' * 80}").write_bytes(b"")
+    (backup_daemon.admin_path / "etc" / "backup.txt").write_text("app/many/*\n")
+    refusing = tmp_path / "refusing-bin"
+    refusing.mkdir()
+    (refusing / "tar").write_text("#!/bin/sh\necho 'tar: this tar refuses' >&2\nexit 2\n")
+    (refusing / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{refusing}{os.pathsep}{os.environ['PATH']}")
+    assert (await backup_daemon.post_form("/backup", {"action": "START"})).code == 202
+    assert (await finished_backup(backup_daemon))["status"] == "failed"
+    log = (await (await backup_daemon.get("/backup/log")).content()).decode()
+    assert "tar: this tar refuses" in log and "tar ended with exit status 2" in log
+    assert "BrokenPipe" not in log
+    assert [p.name for p in (backup_daemon.admin_path / "home/sftp/uploads").iterdir()] == ["backup.json"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_backup_on_a_full_disk_fails_clearly_leaves_nothing_and_the_daemon_serves(backup_daemon, tmp_path):
     uploads = backup_daemon.admin_path / "home" / "sftp" / "uploads"
     with tiny_disk(uploads, tmp_path):

@@ -125,8 +125,11 @@ class BackupProgram(Program):
             tar = subprocess.Popen(["tar", "-C", str(self.args.root), "-cf", str(self.partial), "--null", "-T", "-"],
                                    stdin=subprocess.PIPE, stderr=errors)
             assert tar.stdin is not None
-            tar.stdin.write(b"\0".join(p.encode() for p in paths) + b"\0")
-            tar.stdin.close()
+            try:
+                tar.stdin.write(b"\0".join(p.encode() for p in paths) + b"\0")
+                tar.stdin.close()
+            except BrokenPipeError:
+                pass  # tar ended before reading the list: its status and its words say why
             try:
                 digest = hash_growing_file(self.partial, lambda: tar.poll() is not None)
             finally:
@@ -155,10 +158,10 @@ def hash_growing_file(path: Path, finished, pause: float = 0.005) -> str:
     view = memoryview(buffer)
     while not path.exists():  # tar creates it on its first write
         if finished():
+            if not path.exists():  # asked again: tar may have made it and ended meanwhile
+                return digest.hexdigest()
             break
         time.sleep(pause)
-    if not path.exists():
-        return digest.hexdigest()
     with open(path, "rb", buffering=0) as archive:
         while True:
             done = finished()  # asked before reading: what was written before it ended is read below
