@@ -1,7 +1,7 @@
 // Backup and restore: start a backup, stop or delete it, download it, restore one.
 
 import {h, card, facts, field, messageSlot, progress, bytes, confirmDialog} from "./dom.js";
-import {follow, statusLine, logBox} from "./jobs.js";
+import {follow, statusLine, logBox, showLogButton} from "./jobs.js";
 
 export async function render({api, onLeave}) {
   let stopped = false;
@@ -13,7 +13,7 @@ export async function render({api, onLeave}) {
   const stop = h("button", {type: "button", class: "button", id: "backup-stop"}, "Stop or delete the backup");
   const download = h("button", {type: "button", class: "button", id: "backup-download"}, "Download backup.tar");
   const log = logBox("Backup log");
-  const showLog = h("button", {type: "button", class: "link"}, "Show the backup log");
+  const showLog = showLogButton(api, "/backup/log", "Show the backup log", log, slot);
   const show = (answer) => {
     status.replaceChildren(statusLine(answer));
     details.replaceChildren(facts([["Size", answer?.filesize], ["SHA-256", answer?.sha256]]));
@@ -60,13 +60,6 @@ export async function render({api, onLeave}) {
     slot.clear();
     try {
       await api.download("/backup/download", "backup.tar", {stream: true});
-    } catch (error) {
-      slot.show("error", error.message);
-    }
-  });
-  showLog.addEventListener("click", async () => {
-    try {
-      log.set(await api.text("/backup/log"));
     } catch (error) {
       slot.show("error", error.message);
     }

@@ -3,7 +3,7 @@
 import {h, card, facts, field, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {optionNamed} from "./rules.js";
-import {follow, logBox, statusLine} from "./jobs.js";
+import {follow, logBox, showLogButton, statusLine} from "./jobs.js";
 
 /** What GET /cluster answers for a stored secret, and what POST /cluster takes as "keep it". */
 export const MASK = "********";
@@ -109,14 +109,7 @@ export async function render({api, onLeave}) {
     }
   });
   const log = logBox("Cluster log");
-  const showLog = h("button", {type: "button", class: "link"}, "Show the cluster log");
-  showLog.addEventListener("click", async () => {
-    try {
-      log.set(await api.text("/cluster/log"));
-    } catch (error) {
-      slot.show("error", error.message);
-    }
-  });
+  const showLog = showLogButton(api, "/cluster/log", "Show the cluster log", log, slot);
   const state = h("div");
   function showState(latest) {
     const settings = latest?.cluster || {};

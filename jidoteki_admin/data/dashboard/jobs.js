@@ -43,3 +43,16 @@ export function logBox(label = "Log") {
   pre.hidden = true;
   return pre;
 }
+
+/** A link-style button that fills `log` with the whole log at `path`; a failure goes to `slot`. */
+export function showLogButton(api, path, label, log, slot) {
+  const button = h("button", {type: "button", class: "link"}, label);
+  button.addEventListener("click", async () => {
+    try {
+      log.set(await api.text(path));
+    } catch (error) {
+      slot.show("error", error.message);
+    }
+  });
+  return button;
+}

@@ -1,7 +1,7 @@
 // Update: upload a package, watch its bytes go, then the job's percentage and log.
 
 import {h, card, field, messageSlot, progress, bytes} from "./dom.js";
-import {follow, statusLine, logBox} from "./jobs.js";
+import {follow, statusLine, logBox, showLogButton} from "./jobs.js";
 
 export async function render({api, onLeave, refreshVersion}) {
   let stopped = false;
@@ -16,7 +16,7 @@ export async function render({api, onLeave, refreshVersion}) {
   jobBar.hidden = true;
   const status = h("div", {class: "job-status"});
   const log = logBox("Update log");
-  const fullLog = h("button", {type: "button", class: "link"}, "Show the whole update log");
+  const fullLog = showLogButton(api, "/update/log", "Show the whole update log", log, slot);
   let following = false; // messages are for an update followed here, not for the last one found
   const show = (answer) => {
     status.replaceChildren(statusLine(answer));
@@ -43,13 +43,6 @@ export async function render({api, onLeave, refreshVersion}) {
       isStopped: () => stopped});
     submit.disabled = false;
   };
-  fullLog.addEventListener("click", async () => {
-    try {
-      log.set(await api.text("/update/log"));
-    } catch (error) {
-      slot.show("error", error.message);
-    }
-  });
   const form = h("form", {class: "form", id: "update-form"}, file, h("div", {class: "actions"}, submit));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
