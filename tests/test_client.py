@@ -177,13 +177,19 @@ async def test_a_failed_update_raises_with_its_code(make_daemon, keys, tmp_path)
     assert failed.value.code == "E1001"
 
 
-@pytest_twisted.ensureDeferred
-async def test_backup_download_and_restore(make_daemon, tmp_path):
+def backup_daemon(make_daemon, tmp_path, size: int):
+    """A daemon backing up app/ (one random file of ``size`` bytes) under tmp_path/data."""
     data = tmp_path / "data"
     (data / "app").mkdir(parents=True)
-    (data / "app" / "db").write_bytes(os.urandom(100_000))
+    (data / "app" / "db").write_bytes(os.urandom(size))
     daemon = make_daemon(config={"endpoints": ["backup"], "backup-root": str(data)})
     (daemon.admin_path / "etc" / "backup.txt").write_text("app\n")
+    return daemon, data
+
+
+@pytest_twisted.ensureDeferred
+async def test_backup_download_and_restore(make_daemon, tmp_path):
+    daemon, data = backup_daemon(make_daemon, tmp_path, 100_000)
     client = client_for(daemon)
     archive = tmp_path / "backup.tar"
     try:
@@ -379,11 +385,7 @@ async def test_cli_certs_install_wait_then_the_new_fingerprint_is_presented(make
 
 @pytest_twisted.ensureDeferred
 async def test_cli_backup_start_wait_download_then_restore(make_daemon, tmp_path):
-    data = tmp_path / "data"
-    (data / "app").mkdir(parents=True)
-    (data / "app" / "db").write_bytes(os.urandom(80_000))
-    daemon = make_daemon(config={"endpoints": ["backup"], "backup-root": str(data)})
-    (daemon.admin_path / "etc" / "backup.txt").write_text("app\n")
+    daemon, data = backup_daemon(make_daemon, tmp_path, 80_000)
     hosts = hosts_file(tmp_path, daemon)
     site = ("--hosts-file", str(hosts), "--host", "site-12")
     code, out, err = await cli(*site, "--json", "backup", "start", "--wait")
