@@ -17,7 +17,6 @@ from pathlib import Path
 from twisted.internet import defer, error, protocol
 from twisted.python.failure import Failure
 
-from .jobs.protocol import PROGRESS_FD
 
 # Starts the real program in a new session and working directory; exec keeps the pid, so
 # the group id is the pid. The directory is changed here rather than with spawnProcess's
@@ -44,11 +43,9 @@ class RunningChild:
 
 
 class _ChildProtocol(protocol.ProcessProtocol):
-    def __init__(self, on_line: Callable[[bytes], None], on_message: Callable[[bytes], None] | None,
-                 clock: Any):  # IReactorTime (zope interfaces are not mypy types)
+    def __init__(self, on_line: Callable[[bytes], None], clock: Any):  # IReactorTime (zope interfaces are not mypy types)
         self.on_line = on_line
         self.clock = clock
-        self.on_message = on_message
         self.done: defer.Deferred[ChildResult] = defer.Deferred()
         self.timed_out = False
         self._partial: dict[int, bytes] = {}
@@ -66,9 +63,7 @@ class _ChildProtocol(protocol.ProcessProtocol):
             self._deliver(fd, line)
 
     def _deliver(self, fd: int, line: bytes) -> None:
-        if fd == PROGRESS_FD and self.on_message is not None:
-            self.on_message(line)
-        elif fd in (1, 2):
+        if fd in (1, 2):
             self.on_line(line)
 
     def processEnded(self, reason: Failure) -> None:
@@ -114,17 +109,6 @@ def signal_group(pid: int, signum: int) -> None:
             pass
 
 
-def group_alive(pid: int) -> bool:
-    """Whether any process of the group ``pid`` leads is still there."""
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def run_child(
     reactor: Any,  # IReactorProcess
     argv: Sequence[str],
@@ -134,15 +118,14 @@ def run_child(
     timeout: float | None = None,
     clock: Any = None,  # IReactorTime; the reactor by default
     on_line: Callable[[bytes], None] = lambda line: None,
-    on_message: Callable[[bytes], None] | None = None,
+    output_fd: int | None = None,
 ) -> RunningChild:
-    """Start ``argv``; its ``done`` fires with a ChildResult. Lines of stdout/stderr go to ``on_line``,
-    lines the child writes to file descriptor 3 go to ``on_message``."""
+    """Start ``argv``; its ``done`` fires with a ChildResult. Lines of stdout/stderr go to
+    ``on_line``; with ``output_fd`` (a file open for appending), the child writes them
+    there itself instead, so none is lost whatever happens to this process."""
     clock = clock or reactor
-    proto = _ChildProtocol(on_line, on_message, clock)
-    fds = {0: "w", 1: "r", 2: "r"}
-    if on_message is not None:
-        fds[PROGRESS_FD] = "r"
+    proto = _ChildProtocol(on_line, clock)
+    fds: dict[int, str | int] = {0: "w", 1: "r", 2: "r"} if output_fd is None else {0: "w", 1: output_fd, 2: output_fd}
     command = [sys.executable, "-c", _BOOTSTRAP, cwd or "", *argv]
     reactor.spawnProcess(
         proto,
@@ -172,7 +155,7 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 def default_env() -> dict[str, str]:
     """What every child gets: a few variables of the daemon's, and the package on its path."""
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "JIDO_ADMIN_PATH")
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "JIDO_ADMIN_PATH", "JIDO_JOB_CHECKPOINTS")
     env = {name: os.environ[name] for name in keep if name in os.environ}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
     return env

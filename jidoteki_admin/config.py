@@ -92,7 +92,7 @@ class Config:
     job_timeout: int = DEFAULT_JOB_TIMEOUT
     jobs: str = BUILTIN_JOBS  # or APPLIANCE_JOBS: the appliance's bin/wrapper.sh does the work
     # The one privileged entry point, an argv prefix such as
-    # ["sudo", "-n", "-C", "4", "/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged",
+    # ["sudo", "-n", "/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged",
     #  "--admin-path", "/opt/jidoteki/tinyadmin"]; empty: jobs run as the daemon's user.
     privileged_command: tuple[str, ...] = ()
     appliance_lock_dir: Path = Path("/tmp")  # where the appliance's scripts take their locks

@@ -41,9 +41,9 @@ from .web import AdminSite
 
 
 def _daemon_owned(name: str) -> bool:
-    """The files in etc/ that only the daemon writes: the token, the first-run marker, the
-    health history and the jobs' status files (version.txt and changelog.txt are a job's to
-    write)."""
+    """The files in etc/ that only the daemon and its jobs write: the token, the first-run
+    marker, the health history and the jobs' status files (version.txt and changelog.txt
+    are an update script's to write too)."""
     return name in ("api.token", "api.token.setup", "health-history.json") or name.startswith("status_")
 
 
@@ -210,14 +210,14 @@ class AdminService(MultiService):
         self._lock_tree()  # before a certificate, a token or a job of the tree is touched
         if ensure_certificate(self.tls.certificate, self.tls.private_key):
             self.log.info("Generated a self-signed certificate in {path}", path=str(self.tls.certificate))
-        self.tls.load()
+        self._load_certificate()
         removed = remove_partial_files(tree.uploads)
         if removed:
             self.log.info("Removed {count} partial upload(s) left by a daemon that stopped mid-upload",
                           count=removed)
-        # The token and the status files are written by the daemon alone (jobs report to it),
-        # and no other daemon holds the tree: a temporary file of theirs is a leftover.
-        stale = remove_stale_temporaries(tree.etc, _daemon_owned)
+        # The token, the status files and what etc/jobs/ holds are written by the daemon and
+        # its jobs alone: a temporary file of theirs left long enough is a leftover.
+        stale = remove_stale_temporaries(tree.etc, _daemon_owned) + remove_stale_temporaries(tree.jobs, bool)
         if stale:
             self.log.info("Removed temporary files left by a daemon that stopped mid-write: {names}",
                           names=", ".join(stale))
@@ -226,6 +226,22 @@ class AdminService(MultiService):
         for key in config.unknown_keys:
             self.log.warn("Ignoring unknown config key {key!r}", key=key)
         self._prepared = True
+
+    def _load_certificate(self) -> None:
+        """Load the certificate to serve; one that cannot be, unless a job left half-done
+        (a certificate install cut off by a power loss) is about to be undone, stops the
+        start with a line saying which file and why. In that case the listener serves
+        once the job's own program has put the previous files back (sections/certs.py)."""
+        try:
+            self.tls.load()
+        except (OSError, SSL.Error) as e:
+            pending = [name for name in self.runner.kinds if self.tree.journal(name).exists()]
+            if not pending:
+                raise StartupError(f"cannot load the TLS certificate {self.tls.certificate} with its key "
+                                   f"{self.tls.private_key}: {certificate_problem(e)}") from None
+            self.log.warn("The TLS certificate cannot be loaded ({problem}) while a {kinds} job left half-done "
+                          "is undone; it is loaded once that is done", problem=certificate_problem(e),
+                          kinds=", ".join(pending))
 
     def _lock_tree(self) -> None:
         try:

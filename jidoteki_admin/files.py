@@ -6,7 +6,9 @@ import errno
 import json
 import os
 import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -39,7 +41,7 @@ def staged_write(path: Path, data: bytes, mode: int = 0o600, group: int | None =
     does), and return (temporary, target) without renaming: several files replaced
     together are all written before the first is renamed. ``owner``, when given, becomes
     the file's owner (root only)."""
-    target = _final_target(Path(path))
+    target = resolved_target(Path(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -55,7 +57,7 @@ def staged_write(path: Path, data: bytes, mode: int = 0o600, group: int | None =
     return Path(tmp), target
 
 
-def _final_target(path: Path) -> Path:
+def resolved_target(path: Path) -> Path:
     """Where ``path`` leads once every symbolic link is followed (itself if it is none).
 
     A dangling link leads to where its target would be; a loop is an error, not a reason
@@ -163,19 +165,30 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}")
 
 
-def remove_stale_temporaries(directory: Path, owned: Callable[[str], bool]) -> list[str]:
+STALE_SECONDS = 60.0  # a temporary file older than this is a leftover: a write takes milliseconds
+
+
+def remove_stale_temporaries(directory: Path, owned: Callable[[str], bool], now: float | None = None) -> list[str]:
     """Remove the temporary files atomic_write leaves when its process dies between creating
-    one and renaming it (kill -9, power loss), for the targets ``owned`` says only this
-    process writes; returns the names removed. Called at start, when no write of these
-    files can be in progress."""
+    one and renaming it (kill -9, power loss), for the targets ``owned`` says only the
+    daemon and its jobs write; returns the names removed. Called at start; a job the
+    previous daemon left may still be writing, so only a temporary file untouched for a
+    minute is taken for a leftover."""
     removed: list[str] = []
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return removed
+    now = time.time() if now is None else now
     for name in names:
         match = _TEMPORARY.fullmatch(name)
-        if match and owned(match["target"]) and (directory / name).is_file():
+        if not match or not owned(match["target"]):
+            continue
+        try:
+            info = os.lstat(directory / name)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_SECONDS:
             remove_quietly(directory / name)
             removed.append(name)
     return sorted(removed)
@@ -238,10 +251,11 @@ class RotatingLog:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, self.mode)
 
 
-def write_secret(path: Path, data: bytes, owned_like: Path) -> None:
-    """Replace a file that holds a secret: mode 0600, owned by whoever owns ``owned_like``
+def secret_owner(owned_like: Path) -> tuple[int | None, int | None]:
+    """(owner, group) for a file that holds a secret, mode 0600: whoever owns ``owned_like``
     (the admin tree's etc/, the daemon's user), so that a job running as root leaves a
-    file the daemon can still read and nobody else can."""
+    file the daemon can still read and nobody else can; (None, None) keeps the writer's."""
     info = os.stat(owned_like)
-    mine = os.geteuid() == info.st_uid
-    atomic_write(path, data, 0o600, None if mine else info.st_gid, None if mine else info.st_uid)
+    if os.geteuid() == info.st_uid:
+        return None, None
+    return info.st_uid, info.st_gid

@@ -101,15 +101,39 @@ class AdminTree:
         return self.etc / "app.json"
 
     @property
+    def jobs(self) -> Path:
+        """What the daemon and its jobs keep of the jobs: the runner's record of each
+        running job, the journals of jobs that change several files together, requests
+        for a job to run, and documents handed from a section to its job. In etc/, which
+        the daemon's user may write on appliances in the field (their tmp/ is root's)."""
+        return self.etc / "jobs"
+
+    def job_record(self, kind: str) -> Path:
+        """The runner's note of a running job's process, so a daemon started after one
+        that died follows the job to its end."""
+        return self.jobs / f"{kind}.pid"
+
+    def journal(self, kind: str) -> Path:
+        """Where a job of this kind notes what it replaces, so that whatever stops it, the
+        next start finishes or undoes the change (swap.py)."""
+        return self.jobs / f"{kind}.journal"
+
+    def request_marker(self, kind: str) -> Path:
+        """Present while a job of this kind is asked for and has not started: written by
+        a job (a restore asks for the persistence step) or the daemon, acted on by the
+        runner whenever it can, at its next start if not before."""
+        return self.jobs / f"{kind}.requested"
+
+    @property
     def settings_upload(self) -> Path:
         """A settings document handed from the API to the settings job."""
-        return self.tmp / "settings.json"
+        return self.jobs / "settings.json"
 
     @property
     def settings_confirmation(self) -> Path:
         """Touched by the daemon on each authenticated request while the settings job
         runs: the administrator can still reach the appliance after a network change."""
-        return self.tmp / "settings.confirmed"
+        return self.jobs / "settings.confirmed"
 
     @property
     def storage_settings(self) -> Path:
@@ -173,3 +197,4 @@ class AdminTree:
         for sub in SUBDIRECTORIES:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.etc / "ssl").mkdir(mode=0o700, exist_ok=True)
+        self.jobs.mkdir(mode=0o755, exist_ok=True)

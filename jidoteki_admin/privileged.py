@@ -4,13 +4,13 @@ The daemon runs as an unprivileged user. A job that needs root (installing an up
 saving persistent files, rebooting) is started through the config's
 ``privileged-command``, typically
 
-    sudo -n -C 4 /opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged --admin-path /opt/jidoteki/tinyadmin
+    sudo -n /opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged --admin-path /opt/jidoteki/tinyadmin
 
 and a sudoers line that allows exactly that command with that admin path (etc/sudoers.d/).
 Given the module of one of the project's job programs and its arguments, it runs that
 program as root on that admin tree, and nothing else: no other module, no shell, no
-other admin tree. ``-C 4`` (with ``closefrom_override`` in the sudoers line) keeps file
-descriptor 3 open, on which the job reports its progress.
+other admin tree. The job writes its own log (its stdout and stderr, which sudo passes on)
+and its own status files, so nothing else needs to reach it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as e:
         print(f"{PROG}: refused: {e}", file=sys.stderr)
         return 2
-    os.execve(sys.executable, argv_, CLEAN_ENV)  # keeps the pid, the process group and fd 3
+    os.execve(sys.executable, argv_, CLEAN_ENV)  # keeps the pid, the process group and the log
     return 1  # not reached
 
 

@@ -1,14 +1,25 @@
 """The job runner: every asynchronous piece of work runs here, one job of a group at a time.
 
-A job is a child program (jobs/protocol.py is the contract). Its stdout and stderr are
-appended, line by line, to the kind's log file; it reports progress and failures as JSON
-lines on file descriptor 3. The runner alone writes the kind's status files, atomically,
-in the old appliance's format, so appliance scripts that read them keep working. It knows
-no section: sections register their JobKinds and start them.
+A job is a child program (jobs/protocol.py is the contract) in a session of its own,
+whose stdout and stderr are the kind's log file. The job writes its own status files,
+outcome last (jobs/status.py), as the old appliance's scripts did: the runner reads them,
+and writes an outcome only for a job that ended without one (killed, timed out, or never
+started). So whatever dies first, what GET reports is what the job did.
+
+While a job runs, every status answer says "running", even once the job has written its
+outcome: the runner shows the outcome only after the job's process has ended and every
+part of the daemon that keeps something the job may have changed (the installed version,
+the certificate in service) has been told (``when_finished``). A client that sees
+"success" then reads the new state at once.
+
+A job left running by a daemon that died is followed to its end by the next one (its
+process is noted in the tree), and a job killed outright in the middle of a change is
+finished or undone from its journal by its own program (``--recover``) at the next start.
+The runner knows no section: sections register their JobKinds and start them.
 
 How a kind's job is started is a Launcher's business: the built-in Python program by
-default; an appliance's own scripts through one privileged entry point can take its place
-without any section noticing, since both report through the same files.
+default; an appliance's own scripts through its wrapper can take its place without any
+section noticing, since both report through the same files.
 """
 
 from __future__ import annotations
@@ -17,9 +28,10 @@ import json
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import psutil
@@ -28,18 +40,19 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .children import (KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, group_alive, run_child,
-                       signal_group)
+from .children import KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, run_child, signal_group
 from .config import LogRotate
-from .files import RotatingLog, atomic_write, atomic_write_json, remove_quietly, rotate, tail_lines
-from .jobs.protocol import ERROR_CODE, ERROR_MESSAGE, FAILED, PERCENTAGE, RUNNING, SUCCESS, JobKind
+from .files import atomic_write, atomic_write_json, remove_quietly, rotate, tail_lines
+from .jobs.protocol import FAILED, RUNNING, SUCCESS, JobKind
+from .jobs.status import JobStatus, StatusFiles
 from .layout import AdminTree
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
 
 
 REPORT_LOG_LINES = 10  # the log lines a job's status report shows (GET /update, /certs, /cluster)
-ORPHAN_POLL_SECONDS = 0.1  # how often a left-over job is looked for until it is gone
+ORPHAN_POLL_SECONDS = 0.1  # how often a job left by a previous daemon is looked at until it ends
+INTERRUPTED = "Interrupted: the job stopped before it could say how it ended (its daemon or the machine stopped)"
 
 
 class AlreadyRunning(Exception):
@@ -73,6 +86,12 @@ class Launcher(Protocol):
         """How to run a job of this kind: ``args`` are for the built-in program,
         ``script_args`` for the appliance's wrapper (the original's arguments)."""
 
+    def recovery(self, kind: JobKind) -> Command:
+        """How to run the kind's own program with ``--recover``."""
+
+    def scripted(self, kind: JobKind) -> bool:
+        """Whether the appliance's own script does this kind's jobs."""
+
     def busy(self, kind: JobKind) -> bool:
         """Whether a job of this kind runs outside the daemon (an appliance script's lock)."""
 
@@ -96,6 +115,12 @@ class BuiltinPrograms:
             return Command([*self.privileged, kind.program, *args])
         return Command([sys.executable, "-m", kind.program, "--admin-path", str(self.tree.root), *args])
 
+    def recovery(self, kind: JobKind) -> Command:
+        return self.command(kind, ["--recover"])
+
+    def scripted(self, kind: JobKind) -> bool:
+        return False
+
     def busy(self, kind: JobKind) -> bool:
         return False
 
@@ -103,11 +128,11 @@ class BuiltinPrograms:
 class ApplianceScripts:
     """Hands each job to the appliance's own bin/wrapper.sh, as the original daemon did.
 
-    The job's command goes in SSH_ORIGINAL_COMMAND, followed by its arguments as the
-    original sent them over ssh ("settings static"); the wrapper (through the privileged
-    entry point when one is configured, else run as it is, doing its own sudo) runs the
-    appliance's update_<command>.sh, which takes the lock <lock_dir>/update_<command>.sh.task
-    and writes the status files and the log itself. A kind the appliance has no script for
+    The job's command word goes in SSH_ORIGINAL_COMMAND and its arguments (the original's,
+    an empty one included) on the wrapper's command line; the wrapper (through the
+    privileged entry point when one is configured, else run as it is, doing its own sudo)
+    runs the appliance's script, which takes its lock <lock_dir>/<script>.task and writes
+    its status files and its log itself. A kind the appliance has no script for
     (appliance_command None) runs the built-in program.
     """
 
@@ -123,156 +148,84 @@ class ApplianceScripts:
         if kind.appliance_command is None:
             return self.builtin.command(kind, args)
         argv = list(self.privileged) or [str(self.tree.wrapper)]
-        command = " ".join([kind.appliance_command, *script_args])
-        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": command})
+        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": kind.appliance_command})
+
+    def recovery(self, kind: JobKind) -> Command:
+        return self.builtin.recovery(kind)
+
+    def scripted(self, kind: JobKind) -> bool:
+        return kind.appliance_command is not None
 
     def busy(self, kind: JobKind) -> bool:
         return kind.appliance_command is not None and self.lock(kind).exists()
 
     def lock(self, kind: JobKind) -> Path:
-        return self.lock_dir / f"update_{kind.appliance_command}.sh.task"
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    status: str | None
-    percentage: int | None = None
-    error_message: str | None = None
-    error_code: str | None = None
-
-
-@dataclass(frozen=True)
-class StatusPaths:
-    """The old appliance's status files of one kind, in etc/."""
-
-    json: Path
-    txt: Path
-    error_message: Path
-    error_code: Path
-
-    @classmethod
-    def of(cls, tree: AdminTree, kind: JobKind) -> StatusPaths | None:
-        name = kind.status_name
-        if name is None:
-            return None
-        return cls(tree.status_file(f"{name}.json"), tree.status_file(f"{name}.txt"),
-                   tree.status_file(kind.error_message_name or f"{name}_error_message.txt"),
-                   tree.status_file(kind.error_code_name or f"{name}_error_code.txt"))
+        script = kind.appliance_script or f"update_{kind.appliance_command}.sh"
+        return self.lock_dir / f"{script}.task"
 
 
 class JobFiles:
-    """Where one kind keeps its log and status, and how they are read and written.
+    """Where one kind keeps its log and its status.
 
-    A kind without status files (a download built by a job) keeps its last status in
-    memory only, as the old appliance kept none.
+    An outcome the runner had to decide but could not write (the status files are an
+    appliance script's, owned by root) is kept in memory, and stands for as long as the
+    files stay as they were.
     """
 
     def __init__(self, tree: AdminTree, kind: JobKind):
         self.kind = kind
         self.log = tree.log_file(kind.log_name)
-        self.paths = StatusPaths.of(tree, kind)
-        self._last = JobStatus(None)
+        self.status = StatusFiles(tree, kind)
+        self._decided: tuple[JobStatus, tuple[int | None, ...]] | None = None
 
     def read(self) -> JobStatus:
-        paths = self.paths
-        if paths is None:
-            return self._last
-        try:
-            with open(paths.json, "rb") as f:
-                value = json.loads(f.read(64 * 1024))
-        except FileNotFoundError:
-            value = self._read_txt(paths)  # older appliances' scripts write only the status word
-        except ValueError:
-            return JobStatus(None)
-        if not isinstance(value, dict):
-            return JobStatus(None)
-        status, percentage = value.get("status"), value.get(PERCENTAGE)
-        if status == FAILED:
-            return JobStatus(status, percentage, _read_text(paths.error_message), _read_text(paths.error_code))
-        return JobStatus(status, percentage)
-
-    @staticmethod
-    def _read_txt(paths: StatusPaths) -> dict[str, str] | None:
-        word = _read_text(paths.txt)
-        return {"status": word} if word in (RUNNING, SUCCESS, FAILED) else None
+        if self._decided is not None:
+            if self._decided[1] == self.stamp():
+                return self._decided[0]
+            self._decided = None
+        return self.status.read()
 
     def stamp(self) -> tuple[int | None, ...]:
-        """Changes whenever a status file is written, by the runner or by a script."""
-        if self.paths is None:
-            return ()
-        return tuple(_mtime(path) for path in (self.paths.json, self.paths.txt, self.paths.error_code))
+        return self.status.stamp()
 
-    def write(self, status: JobStatus) -> None:
-        self._last = status
-        paths = self.paths
-        if paths is None:
-            return
-        if status.status == FAILED:
-            atomic_write(paths.error_message, (status.error_message or "").encode() + b"\n", 0o644)
-            atomic_write(paths.error_code, (status.error_code or "").encode() + b"\n", 0o644)
-        else:
-            remove_quietly(paths.error_message)
-            remove_quietly(paths.error_code)
-        atomic_write_json(paths.json, {"status": status.status, PERCENTAGE: status.percentage})
-        atomic_write(paths.txt, (status.status or "").encode() + b"\n", 0o644)
-
-
-class _Job:
-    """One running child: appends its lines to the log and tracks what it reported.
-
-    A scripted job (an appliance's script writes the log and the status itself) has its
-    stray output go to the daemon's log instead, so the two never interleave in one file.
-    """
-
-    daemon_log = Logger(namespace="jidoteki_admin.jobs")
-
-    def __init__(self, files: JobFiles, clock: Any, timeout: float, limits: LogRotate, scripted: bool = False):
-        self.files = files
-        self.clock = clock
-        self.timeout = timeout
-        self.scripted = scripted
-        self.stamp = files.stamp()
-        self.percentage = 0
-        self.error_code: str | None = None
-        self.error_message: str | None = None
-        self.log: RotatingLog | None = None if scripted else RotatingLog(files.log, limits)
-
-    def open_log(self) -> None:
-        if self.log is None:
-            return
-        path = self.files.log
-        if path.exists() and path.stat().st_size > self.log.limits.bytes:
-            rotate(path, self.log.limits.keep)
-
-    def line(self, data: bytes) -> None:
-        if self.log is None:
-            self.daemon_log.info("{kind}: {line}", kind=self.files.kind.name,
-                                 line=data.decode("utf-8", "replace").rstrip("\r"))
-            return
-        self.log.write(data.rstrip(b"\r") + b"\n")
-
-    def say(self, message: str) -> None:
-        """A line of the runner's own, in the appliance's log format."""
-        self.line(f"[{int(self.clock.seconds())}][{self.files.kind.label}] {message}".encode())
-
-    def message(self, data: bytes) -> None:
+    def write(self, status: JobStatus) -> bool:
+        """Write a status the job could not write itself; False (and a log line) when the
+        files are not the daemon's to write (an appliance script's, say)."""
+        self._decided = None
         try:
-            report = json.loads(data)
-        except ValueError:
-            return
-        if not isinstance(report, dict):
-            return
-        percentage = report.get(PERCENTAGE)
-        if isinstance(percentage, int) and 0 <= percentage <= 100:
-            self.percentage = percentage
-            self.files.write(JobStatus(RUNNING, self.percentage))
-        if ERROR_CODE in report or ERROR_MESSAGE in report:
-            self.error_code = _text_or_none(report.get(ERROR_CODE))
-            self.error_message = _text_or_none(report.get(ERROR_MESSAGE))
+            self.status.write(status)
+        except OSError as e:
+            JobRunner.log.warn("Cannot write the {kind} job's status to {path}: {why}", kind=self.kind.name,
+                               path=e.filename or str(self.status.json), why=e.strerror or str(e))
+            self._decided = (status, self.stamp())
+            return False
+        return True
 
-    def close(self) -> None:
-        if self.log is not None:
-            self.log.close()
+    def say(self, clock: Any, message: str) -> None:
+        """A line of the runner's own on the kind's log, in the appliance's format."""
+        line = f"[{int(clock.seconds())}][{self.kind.label}] {message}\n".encode()
+        try:
+            fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError:
+            return
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class _Job:
+    """One job the runner follows: a child of this daemon, or one a previous daemon left."""
+
+    kind: JobKind
+    files: JobFiles
+    child: RunningChild
+    timeout: float
+    stamp: tuple[int | None, ...]  # of the status files when it started
+    scripted: bool = False
+    adopted: bool = False
+    timed_out: bool = False
 
 
 class JobRunner(Service):
@@ -285,35 +238,20 @@ class JobRunner(Service):
         self.clock = clock or reactor
         self.timeout = timeout  # for kinds that do not set their own; replaced on SIGHUP
         self.launcher = launcher or BuiltinPrograms(tree)
+        self.log_rotate = log_rotate  # applied to a kind's log when a job of it starts
         self.kinds: dict[str, JobKind] = {}
         self._files: dict[str, JobFiles] = {}
-        self._running: dict[str, tuple[JobKind, RunningChild]] = {}
-        self._again: set[str] = set()  # kinds requested again while running
-        self._jobs: dict[str, _Job] = {}
-        self._orphans: dict[str, defer.Deferred[None]] = {}  # jobs a killed daemon left running
+        self._running: dict[str, _Job] = {}
+        self._listeners: dict[str, list[Callable[[JobStatus], None]]] = {}
         self._stopping = False
-        self.log_rotate = log_rotate
-
-    @property
-    def log_rotate(self) -> LogRotate:
-        return self._log_rotate
-
-    @log_rotate.setter
-    def log_rotate(self, limits: LogRotate) -> None:
-        """New limits apply to the logs of running jobs too."""
-        self._log_rotate = limits
-        for job in self._jobs.values():
-            if job.log is not None:
-                job.log.limits = limits
 
     def reopen_logs(self) -> None:
-        """After an outside rotation (SIGHUP): running jobs write to a new file at the path."""
-        for job in self._jobs.values():
-            if job.log is not None:
-                job.log.reopen()
+        """After an outside rotation (SIGHUP). Jobs write their logs themselves, opened
+        with O_APPEND, so a copytruncate is followed; one that moved the file away is
+        followed by the next job."""
 
     def register(self, kind: JobKind) -> JobFiles:
-        """Make a kind known (its interrupted jobs are recovered at start-up)."""
+        """Make a kind known (its interrupted jobs are followed or settled at start-up)."""
         self.kinds[kind.name] = kind
         return self.files(kind)
 
@@ -322,114 +260,120 @@ class JobRunner(Service):
             self._files[kind.name] = JobFiles(self.tree, kind)
         return self._files[kind.name]
 
+    def when_finished(self, kind: JobKind, listener: Callable[[JobStatus], None]) -> None:
+        """Call ``listener`` with the outcome of every job of this kind, before any answer
+        shows that outcome: a section drops what it keeps of the files the job may have
+        changed (the version, the certificate in service), so no answer is older than
+        the status."""
+        self._listeners.setdefault(kind.name, []).append(listener)
+
     def startService(self) -> None:
         super().startService()
         self._stopping = False
-        for kind in self.kinds.values():
-            self._recover(kind)
+        # Once the reactor runs (at once when it already does): it reaps the children.
+        self.reactor.callWhenRunning(self._recover_all)
+
+    def _recover_all(self) -> None:
+        for kind in list(self.kinds.values()):
+            if kind.name not in self._running:
+                self._recover(kind)
+        self._start_requested()
 
     def stopService(self) -> defer.Deferred[Any]:
-        """Stop running jobs with the daemon, so none is left half-done and unwatched."""
+        """Stop this daemon's jobs with it (each undoes what it had begun), so none is left
+        half-done; a job a previous daemon left is followed no further."""
         super().stopService()
         self._stopping = True
-        children = [child for _, child in self._running.values()]
+        jobs = list(self._running.values())
+        children = [job.child for job in jobs if not job.adopted]
         for child in children:
             child.stop()
+        for job in jobs:
+            if job.adopted:
+                self._running.pop(job.kind.name, None)
         return defer.DeferredList([child.done for child in children])
 
+    # ------------------------------------------------------------------------------------
+    # Start-up: jobs the previous daemon left
+
     def _recover(self, kind: JobKind) -> None:
-        """A job marked running at start-up ended with the previous daemon: settle it as
-        the kind says an interruption ends (failed; a reboot job succeeded)."""
-        self._stop_orphan(kind)
+        """A job of this kind the previous daemon started: follow it if it still runs;
+        finish or undo it from its journal if it was killed in the middle of a change;
+        settle it as the kind says an interruption ends if it died without a word."""
+        if self._adopt(kind):
+            return
+        if self.tree.journal(kind.name).exists():
+            self.log.warn("A {kind} job was left half-done: finishing or undoing it from its journal",
+                          kind=kind.name)
+            self._launch(kind, self.launcher.recovery(kind), scripted=False)
+            return
         files = self.files(kind)
-        status = files.read()
-        if status.status != RUNNING or self.launcher.busy(kind):
-            return  # a script holding its lock is still at work
-        job = _Job(files, self.clock, self.timeout, self.log_rotate)
-        job.open_log()
+        if files.read().status != RUNNING or self.launcher.busy(kind):
+            return  # it ended and said how, or an appliance script holding its lock is at work
         if kind.interrupted_outcome == SUCCESS:
-            job.say("The daemon stopped while this job was running, as the job meant it to")
+            files.say(self.clock, "The job ended with the daemon, as it meant to")
             files.write(JobStatus(SUCCESS, 100))
-        else:
-            job.say("The daemon stopped while this job was running; marking it failed")
-            files.write(JobStatus(FAILED, status.percentage,
-                                  "Interrupted: the daemon stopped while the job was running",
-                                  kind.interrupted_code))
+            return
+        files.say(self.clock, INTERRUPTED)
+        if files.write(JobStatus(FAILED, files.read().percentage, INTERRUPTED, kind.interrupted_code)):
             self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
-        job.close()
 
-    def _pid_file(self, kind: JobKind) -> Path:
-        return self.tree.tmp / f".job-{kind.name}.pid"
-
-    def _remember(self, kind: JobKind, child: RunningChild) -> None:
-        """Note the child's process, so a daemon killed under it (kill -9) does not leave
-        it finishing unwatched while its status says it failed, or beside a new one."""
-        if child.pid is None:
-            return
+    def _adopt(self, kind: JobKind) -> bool:
+        """Follow a job the previous daemon left running to its end, as if it were ours."""
+        record = self.tree.job_record(kind.name)
         try:
-            started = psutil.Process(child.pid).create_time()
-        except psutil.Error:
-            return
-        atomic_write_json(self._pid_file(kind), {"pid": child.pid, "started": started})
-
-    def _stop_orphan(self, kind: JobKind) -> None:
-        """Stop the process group of a job the previous daemon left running, if it still
-        runs: SIGTERM so it can clean up, SIGKILL after the grace period."""
-        pid_file = self._pid_file(kind)
-        try:
-            noted = json.loads(pid_file.read_bytes())
+            noted = json.loads(record.read_bytes())
             pid, started = int(noted["pid"]), float(noted["started"])
         except (OSError, ValueError, KeyError, TypeError):
-            return
-        finally:
-            remove_quietly(pid_file)
-        try:
-            if abs(psutil.Process(pid).create_time() - started) > 0.01:
-                return  # the pid is another process's now
-        except psutil.Error:
-            return
-        self.log.warn("Stopping the {kind} job (process group {pid}) the previous daemon left running",
+            remove_quietly(record)
+            return False
+        if not _alive(pid, started):
+            remove_quietly(record)
+            return False
+        self.log.info("Following the {kind} job (process group {pid}) the previous daemon left running",
                       kind=kind.name, pid=pid)
-        signal_group(pid, signal.SIGTERM)
-        self.clock.callLater(KILL_GRACE_SECONDS, signal_group, pid, signal.SIGKILL)
-        gone: defer.Deferred[None] = defer.Deferred()
-        self._orphans[kind.name] = gone
-        self._when_gone(pid, gone)
+        done: defer.Deferred[ChildResult] = defer.Deferred()
+        timeout = float(kind.timeout or self.timeout)
+        left = max(0.0, timeout - max(0.0, time.time() - started))  # process times are the wall clock's
+        stopper = _GroupStopper(pid, self.clock, done)
+        job = _Job(kind, self.files(kind), RunningChild(done, pid, stopper.stop), timeout,
+                   self.files(kind).stamp(), scripted=self.launcher.scripted(kind), adopted=True)
+        self._running[kind.name] = job
+        timer = self.clock.callLater(left, self._time_out, job)
+        self._watch(pid, started, done, timer)
+        done.addBoth(self._finished, job)
+        return True
 
-    def _when_gone(self, pid: int, gone: defer.Deferred[None]) -> None:
-        if group_alive(pid):
-            self.clock.callLater(ORPHAN_POLL_SECONDS, self._when_gone, pid, gone)
-        else:
-            gone.callback(None)
+    def _watch(self, pid: int, started: float, done: defer.Deferred[ChildResult], timer: Any) -> None:
+        if done.called:
+            return
+        if _alive(pid, started):
+            self.clock.callLater(ORPHAN_POLL_SECONDS, self._watch, pid, started, done, timer)
+            return
+        if timer.active():
+            timer.cancel()
+        done.callback(ChildResult(None))
 
-    def orphan_stopped(self, kind: JobKind) -> defer.Deferred[bool]:
-        """Fires once the job of this kind that the previous daemon left running is gone
-        (and with it whatever it undid on its way out): True if there was one. A section
-        whose job changes what the daemon itself has loaded (the TLS certificate) loads it
-        again then."""
-        gone = self._orphans.get(kind.name)
-        if gone is None:
-            return defer.succeed(False)
-        waiting: defer.Deferred[bool] = defer.Deferred()
+    def _time_out(self, job: _Job) -> None:
+        job.timed_out = True
+        job.child.stop()
 
-        def settled(result: None) -> None:
-            waiting.callback(True)
-
-        gone.addCallback(settled)
-        return waiting
+    # ------------------------------------------------------------------------------------
+    # Starting and following jobs
 
     def stop(self, kind: JobKind) -> None:
-        """Stop a running job of this kind (it is then marked failed)."""
-        if kind.name in self._running:
-            self._running[kind.name][1].stop()
+        """Stop a running job of this kind (it undoes what it began and says so)."""
+        job = self._running.get(kind.name)
+        if job is not None:
+            job.child.stop()
 
     def is_running(self, kind: JobKind) -> bool:
         return kind.name in self._running
 
     def running_in_group(self, group: str) -> JobKind | None:
-        for kind, _ in self._running.values():
-            if kind.group == group:
-                return kind
+        for job in self._running.values():
+            if job.kind.group == group:
+                return job.kind
         return None
 
     def check_free(self, kind: JobKind) -> None:
@@ -442,7 +386,13 @@ class JobRunner(Service):
             raise AlreadyRunning(kind, kind)
 
     def status(self, kind: JobKind) -> JobStatus:
-        return self.files(kind).read()
+        """The status of the kind's last job: "running" for as long as its process does,
+        whatever it has written, so nobody sees an outcome before the daemon has taken in
+        what the job changed."""
+        status = self.files(kind).read()
+        if self.is_running(kind):
+            return JobStatus(RUNNING, status.percentage if status.status == RUNNING else None)
+        return status
 
     def report(self, kind: JobKind) -> tuple[JobStatus, dict[str, object]]:
         """The status of the last job of a kind, and the start of every status answer the
@@ -464,102 +414,176 @@ class JobRunner(Service):
         """
         self.check_free(kind)
         command = self.launcher.command(kind, list(args), list(script_args))
-        scripted = self.launcher.reports_through_files and kind.appliance_command is not None
-        job = _Job(self.files(kind), self.clock, kind.timeout or self.timeout, self.log_rotate, scripted)
-        job.open_log()
+        return self._launch(kind, command, scripted=self.launcher.scripted(kind))
+
+    def _launch(self, kind: JobKind, command: Command, scripted: bool) -> defer.Deferred[JobStatus]:
+        files = self.files(kind)
         if not scripted:
-            job.files.write(JobStatus(RUNNING, 0))
+            # From the answer on, the status says "running", whatever the previous job said.
+            files.write(JobStatus(RUNNING, 0))
+        stamp = files.stamp()
         env = {**default_env(), **command.env}
+        timeout = float(kind.timeout or self.timeout)
         try:
-            child = run_child(self.reactor, command.argv, env=env, cwd=str(self.tree.tmp),
-                              timeout=job.timeout, clock=self.clock, on_line=job.line,
-                              on_message=job.message)
+            output = None if scripted else self._open_log(files)
+            try:
+                child = run_child(self.reactor, command.argv, env=env, cwd=str(self.tree.tmp), timeout=timeout,
+                                  clock=self.clock, output_fd=output, on_line=self._script_line(kind))
+            finally:
+                if output is not None:
+                    os.close(output)
         except Exception:
             # Spawning failed (no memory for a fork, say): the job must not stay "running".
-            return defer.fail().addBoth(self._finished, kind, job)
-        self._running[kind.name] = (kind, child)
-        self._jobs[kind.name] = job
+            self.log.failure("Could not run the {kind} job", kind=kind.name)
+            outcome = JobStatus(FAILED, 0, "The job could not be started", kind.unexpected_code)
+            files.write(outcome)
+            return defer.succeed(outcome)
+        job = _Job(kind, files, child, timeout, stamp, scripted=scripted)
+        self._running[kind.name] = job
         self._remember(kind, child)
-        return child.done.addBoth(self._finished, kind, job)
+        return child.done.addBoth(self._finished, job)
+
+    def _open_log(self, files: JobFiles) -> int:
+        """The log file, for the job's stdout and stderr: rotated first if it is too large,
+        and opened to append, so the job writes its lines itself and none is lost if the
+        daemon goes."""
+        path = files.log
+        limits = self.log_rotate
+        try:
+            if path.stat().st_size > limits.bytes:
+                rotate(path, limits.keep)
+        except FileNotFoundError:
+            pass
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def _script_line(self, kind: JobKind) -> Callable[[bytes], None]:
+        """Where an appliance script's stray output goes: the daemon's log (the script
+        writes its own log file), as the original daemon's own output took it."""
+        def line(data: bytes) -> None:
+            self.log.info("{kind}: {line}", kind=kind.name, line=data.decode("utf-8", "replace").rstrip("\r"))
+        return line
+
+    def _remember(self, kind: JobKind, child: RunningChild) -> None:
+        """Note the child's process, so a daemon started after this one dies follows the
+        job to its end rather than reporting a job it cannot see."""
+        if child.pid is None:
+            return
+        try:
+            started = psutil.Process(child.pid).create_time()
+            atomic_write_json(self.tree.job_record(kind.name), {"pid": child.pid, "started": started})
+        except (psutil.Error, OSError) as e:
+            self.log.warn("Cannot note the {kind} job's process ({why}): a daemon started after this one "
+                          "dies could not follow it", kind=kind.name, why=e)
 
     def request(self, kind: JobKind) -> None:
         """Run a job of this kind soon, without waiting for it: now, or once more when the
-        one running ends (so a change made while it runs is covered too)."""
-        if kind.name in self._running:
-            self._again.add(kind.name)
-            return
+        one running ends (so a change made while it runs is covered too). The request is
+        noted on disk until the job starts, so a daemon that dies before leaves it to the
+        next one."""
         try:
+            atomic_write(self.tree.request_marker(kind.name), b"", 0o644)
+        except OSError as e:
+            self.log.warn("Cannot note the request for {kind} on disk: {why}", kind=kind.name, why=e)
+        self._start_requested(kind)
+
+    def _start_requested(self, only: JobKind | None = None) -> None:
+        """Start the jobs requested (by the daemon or by a job) that can start now."""
+        for kind in ([only] if only is not None else list(self.kinds.values())):
+            marker = self.tree.request_marker(kind.name)
+            if not marker.exists():
+                continue
+            try:
+                self.check_free(kind)
+            except AlreadyRunning:
+                continue  # the marker stays: asked for again when the running job ends
+            remove_quietly(marker)
             self.start(kind)
-        except AlreadyRunning as busy:
-            self.log.warn("Not running {kind}: {why}", kind=kind.name, why=busy.message)
 
-    def _finished(self, result: object, kind: JobKind, job: _Job) -> JobStatus:
-        if self._running.pop(kind.name, None) is not None:
-            remove_quietly(self._pid_file(kind))
-        self._jobs.pop(kind.name, None)
-        if kind.name in self._again and not self._stopping:
-            self._again.discard(kind.name)
-            self.reactor.callLater(0, self.request, kind)
-        status = self._outcome(result, kind, job)
-        if job.scripted:
-            return self._settle_scripted(status, job)
-        if status.status == FAILED and status.error_message != job.error_message:
-            job.say(f"Failed: {status.error_message}")  # a reason the job could not give itself
-        job.close()
-        job.files.write(status)
-        return status
+    def _finished(self, result: object, job: _Job) -> JobStatus | defer.Deferred[JobStatus]:
+        kind, files = job.kind, job.files
+        if not self._stopping and not job.scripted and self.tree.journal(kind.name).exists():
+            # Killed in the middle of a change (kill -9, say): its own program finishes or
+            # undoes it before anyone hears how the job ended.
+            files.say(self.clock, "The job ended in the middle of a change: finishing or undoing it")
+            return self._launch(kind, self.launcher.recovery(kind), scripted=False)
+        outcome = self._outcome(result, job)
+        if not job.scripted and outcome.status == FAILED and outcome != files.read():
+            files.say(self.clock, f"Failed: {outcome.error_message}")  # a reason the job could not give itself
+        if outcome != files.read():
+            files.write(outcome)
+        for listener in self._listeners.get(kind.name, []):
+            try:
+                listener(outcome)
+            except Exception:
+                self.log.failure("After the {kind} job", kind=kind.name)
+        # Only now does any answer show the outcome (status() says "running" until here).
+        if self._running.get(kind.name) is job:
+            del self._running[kind.name]
+            remove_quietly(self.tree.job_record(kind.name))
+        if not self._stopping:
+            self.reactor.callLater(0, self._start_requested)
+        return outcome
 
-    def _settle_scripted(self, status: JobStatus, job: _Job) -> JobStatus:
-        """The script's own status files stand; the runner writes only a failure the
-        script could not report (it never ran, was killed, or died at once)."""
-        if status.status == FAILED and (job.files.stamp() == job.stamp or job.files.read().status == RUNNING):
-            self.log.warn("The appliance's {kind} script failed: {message}", kind=job.files.kind.name,
-                          message=status.error_message)
-            job.files.write(status)
-        return job.files.read()
-
-    def _outcome(self, result: object, kind: JobKind, job: _Job) -> JobStatus:
+    def _outcome(self, result: object, job: _Job) -> JobStatus:
+        """The job's own word when it gave one; else what the runner saw of its end."""
+        kind, files = job.kind, job.files
+        written = files.read()
+        said = written.status in (SUCCESS, FAILED) and files.stamp() != job.stamp
         if not isinstance(result, ChildResult):
-            self.log.failure("Could not run the {kind} job", result if isinstance(result, Failure) else None,
+            self.log.failure("Could not follow the {kind} job", result if isinstance(result, Failure) else None,
                              kind=kind.name)
-            return JobStatus(FAILED, job.percentage, "The job could not be started", kind.unexpected_code)
-        if result.timed_out:
+            return written if said else JobStatus(FAILED, written.percentage, "The job could not be followed",
+                                                  kind.unexpected_code)
+        if result.timed_out or job.timed_out:
             message = f"Stopped after running longer than {int(job.timeout)} seconds"
-            return JobStatus(FAILED, job.percentage, message, kind.timeout_code)
-        if result.exit_code == 0:
-            return JobStatus(SUCCESS, 100)
-        if self._stopping:
+            return JobStatus(FAILED, written.percentage, message, kind.timeout_code)
+        if self._stopping and not (said and written.status == SUCCESS):
             if kind.interrupted_outcome == SUCCESS:
                 return JobStatus(SUCCESS, 100)
-            return JobStatus(FAILED, job.percentage, "Stopped with the daemon", kind.interrupted_code)
-        message = job.error_message or _ending(result)
-        return JobStatus(FAILED, job.percentage, message, job.error_code or kind.unexpected_code)
+            return JobStatus(FAILED, written.percentage, "Stopped with the daemon", kind.interrupted_code)
+        if said:
+            return written
+        if result.exit_code == 0:
+            return JobStatus(SUCCESS, 100)  # a script that keeps no status: its exit status is its word
+        if job.adopted and kind.interrupted_outcome == SUCCESS:
+            return JobStatus(SUCCESS, 100)
+        return JobStatus(FAILED, written.percentage if written.status == RUNNING else None, _ending(result, job),
+                         kind.unexpected_code)
 
 
-def _mtime(path: Path | None) -> int | None:
+def _alive(pid: int, started: float) -> bool:
+    """Whether the job program a previous daemon noted still runs: the same process (its
+    pid may be another's by now) and not a zombie waiting for an init that reaps slowly."""
     try:
-        return os.stat(path).st_mtime_ns if path is not None else None
-    except FileNotFoundError:
-        return None
+        process = psutil.Process(pid)
+        same: bool = abs(process.create_time() - started) <= 0.01
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
-def _text_or_none(value: object) -> str | None:
-    return str(value) if value else None
+class _GroupStopper:
+    """Stops the process group of a job that is not this daemon's child: SIGTERM, then
+    SIGKILL after the grace period if it is still there."""
+
+    def __init__(self, pid: int, clock: Any, done: defer.Deferred[ChildResult]):
+        self.pid = pid
+        self.clock = clock
+        self.done = done
+
+    def stop(self) -> None:
+        if self.done.called:
+            return
+        signal_group(self.pid, signal.SIGTERM)
+        kill = self.clock.callLater(KILL_GRACE_SECONDS, signal_group, self.pid, signal.SIGKILL)
+        self.done.addBoth(lambda result: (kill.cancel() if kill.active() else None, result)[1])
 
 
-def _read_text(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        text = path.read_text(errors="replace").strip()
-    except FileNotFoundError:
-        return None
-    return text or None
-
-
-def _ending(result: ChildResult) -> str:
+def _ending(result: ChildResult, job: _Job) -> str:
     """Why a job that said nothing failed: its exit status, or the signal that killed it
     (an exit status of None told an administrator nothing)."""
+    if job.adopted:
+        return "The job ended while no daemon followed it, without saying how"
     if result.exit_code is None and result.signal is not None:
         try:
             name = signal.Signals(result.signal).name

@@ -552,3 +552,40 @@ def tiny_disk(folder: Path, work: Path):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+# Holding a job at a named point (jobs/program.py's checkpoint), for the fault tests.
+
+
+class Checkpoints:
+    """$JIDO_JOB_CHECKPOINTS for the jobs this test starts: ``hold(name)`` stops the next
+    job that gets to that point there, until released."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def hold(self, name: str) -> "Hold":
+        (self.folder / name).touch()
+        return Hold(self.folder, name)
+
+
+@dataclass
+class Hold:
+    folder: Path
+    name: str
+
+    def reached(self) -> bool:
+        return (self.folder / f"{self.name}.reached").exists()
+
+    def release(self) -> None:
+        (self.folder / self.name).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    monkeypatch.setenv("JIDO_JOB_CHECKPOINTS", str(folder))
+    yield Checkpoints(folder)
+    for hold in folder.iterdir():  # no job stays held after its test
+        hold.unlink(missing_ok=True)

@@ -560,15 +560,17 @@ def test_a_failed_rename_puts_back_what_was_renamed(tmp_path, pki, monkeypatch, 
     real_replace, calls = os.replace, []
 
     def failing_replace(source, destination):
-        calls.append(Path(destination).name)
-        if len(calls) == 3:  # the CA and the bundle are in; the key's rename fails
-            raise OSError(28, "No space left on device")
+        if Path(destination).parent == admin / "etc" / "ssl":
+            calls.append(Path(destination).name)
+            if len(calls) == 3:  # the CA and the bundle are in; the key's rename fails
+                raise OSError(28, "No space left on device", str(destination))
         return real_replace(source, destination)
 
     monkeypatch.setattr(certs_job.os, "replace", failing_replace)
     assert main(certs_job.CertsProgram, argv) == 1
     out = capsys.readouterr().out
-    assert "Could not install the new files ([Errno 28] No space left on device)" in out
+    assert f"Cannot save the new files (could not move {targets['key.pem']} into place: No space left on device); " \
+           "the previous ones are in place" in out
     assert calls[:3] == ["ca.pem", "bundle.pem", "key.pem"]
     assert {name: path.read_text() for name, path in targets.items()} == {n: f"old {n}\n" for n in targets}
     assert sorted(os.listdir(admin / "etc" / "ssl")) == sorted(targets)

@@ -107,7 +107,7 @@ async def test_settings_are_saved_as_a_secret_and_handed_to_cluster_sh(cluster_d
     assert log.code == 200
     assert log.headers.getRawHeaders("Content-Type") == ["text/plain; charset=utf-8"]
     assert "Saving the cluster settings: cluster store, node node1 (primary), 2 peer(s)" in (await log.text())
-    assert not (cluster_daemon.admin_path / "tmp" / "cluster-settings.json").exists()
+    assert not (cluster_daemon.admin_path / "etc" / "jobs" / "cluster-settings.json").exists()
 
 
 @pytest_twisted.ensureDeferred

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -217,7 +218,8 @@ async def test_an_invalid_license_is_404_and_changes_nothing(licensed, keys, tmp
     assert response.code == 404
     assert await error_of(response) == message
     assert license_file(daemon).read_bytes() == good
-    assert sorted(os.listdir(daemon.admin_path / "etc")) == ["api.token", "jidoteki-admin.lock", "license.asc", "license.pub", "ssl"]
+    assert sorted(os.listdir(daemon.admin_path / "etc")) == ["api.token", "jidoteki-admin.lock", "jobs", "license.asc",
+                                                             "license.pub", "ssl"]
 
 
 @pytest.mark.parametrize("form, code, message", [
@@ -416,22 +418,24 @@ async def test_a_post_during_a_check_waits_for_it(scripted):
 
 @pytest.mark.parametrize("previous", [b"VALID old\n", None])
 @pytest_twisted.ensureDeferred
-async def test_an_installation_killed_outright_is_undone_by_the_next_job(scripted, previous):
-    """What a license job killed with SIGKILL mid-way leaves: the candidate in place and
-    the previous license (or a note that there was none) aside in tmp/."""
+async def test_an_installation_killed_outright_is_undone_at_once(scripted, previous, checkpoints):
+    """A license job killed with SIGKILL once the candidate is in place and before the
+    script accepted it: the daemon has the job's own program undo it from its journal
+    before it answers, so the candidate never stays."""
     daemon = scripted
-    tmp = daemon.admin_path / "tmp"
-    if previous is None:
-        (tmp / "license-previous.none").write_bytes(b"")
-    else:
-        (tmp / "license-previous.asc").write_bytes(previous)
-    license_file(daemon).write_bytes(b"VALID but never accepted\n")
-    response = await daemon.get("/license")
-    assert response.code == (200 if previous else 404)
+    if previous is not None:
+        license_file(daemon).write_bytes(previous)
+    hold = checkpoints.hold("license.50")  # swapped in, bin/license.sh not yet run
+    answer = defer.ensureDeferred(post_license(daemon, b"VALID but never accepted\n"))
+    assert await wait_until(hold.reached)
+    assert license_file(daemon).read_bytes() == b"VALID but never accepted\n"
+    os.killpg(daemon.service.runner._running["license"].child.pid, signal.SIGKILL)
+    response = await answer
+    assert response.code == 400
+    assert await error_of(response) == "Interrupted before it finished; the previous state is back in place"
     assert (license_file(daemon).read_bytes() if previous else license_file(daemon).exists()) == (previous or False)
-    assert not (tmp / "license-previous.asc").exists() and not (tmp / "license-previous.none").exists()
-    assert "Put back the license an interrupted installation had replaced" in (
-        daemon.admin_path / "log" / "update_license.log").read_text()
+    assert not (daemon.admin_path / "etc" / "jobs" / "license.journal").exists()
+    assert (await daemon.get("/license")).code == (200 if previous else 404)
 
 
 @pytest_twisted.ensureDeferred

@@ -14,7 +14,8 @@ from twisted.internet.task import Clock, deferLater
 from conftest import wait_until
 from jidoteki_admin.children import KILL_GRACE_SECONDS
 from jidoteki_admin.layout import AdminTree
-from jidoteki_admin.runner import FAILED, RUNNING, SUCCESS, AlreadyRunning, Command, JobKind, JobRunner, JobStatus
+from jidoteki_admin.runner import (FAILED, INTERRUPTED, RUNNING, SUCCESS, AlreadyRunning, Command, JobKind,
+                                   JobRunner, JobStatus)
 
 KIND = JobKind(
     name="demo",
@@ -43,11 +44,31 @@ class GivenArgv:
     def command(self, kind, args, script_args):
         return Command(args)
 
+    def recovery(self, kind):
+        return Command(python("print('recovering')"))
+
+    def scripted(self, kind):
+        return False
+
     def busy(self, kind):
         return False
 
 
-REPORT = "import os\ndef report(**m):\n    os.write(3, (__import__('json').dumps(m) + '\\n').encode())\n"
+# What the tests' programs write their status with: the job programs' own status files
+# (the runner starts them in the tree's tmp/).
+REPORT = """\
+import os
+from pathlib import Path
+from jidoteki_admin.jobs.protocol import JobKind
+from jidoteki_admin.jobs.status import JobStatus, StatusFiles
+from jidoteki_admin.layout import AdminTree
+_kind = JobKind(name=os.environ.get('KIND', 'demo'), title='', program='', log_name='', label='',
+                status_name='status_demo', error_message_name='status_demo_error_message.txt',
+                error_code_name='status_demo_error_code.txt')
+_files = StatusFiles(AdminTree(Path(os.getcwd()).parent), _kind)
+def report(status='running', percentage=None, code=None, message=None):
+    _files.write(JobStatus(status, percentage, message, code))
+"""
 
 
 @pytest.fixture
@@ -87,8 +108,8 @@ async def test_success_appends_output_and_writes_old_format_status(runner, tree)
     code = REPORT + "report(percentage=10)\nprint('one', flush=True)\nimport sys\nprint('two', file=sys.stderr)\nreport(percentage=50)\nprint('no newline', end='')"
     status = await runner.start(KIND, python(code))
     assert status == JobStatus(SUCCESS, 100)
-    # stdout and stderr are separate pipes, so only each one's own order is defined.
-    assert sorted((tree.log / "demo.log").read_text().splitlines()) == ["no newline", "one", "two"]
+    # stdout and stderr are the log file itself, so their lines are in the order written.
+    assert (tree.log / "demo.log").read_text() == "one\ntwo\nno newline"
     assert status_files(tree) == ({"status": "success", "percentage": 100}, "success\n")
     assert not (tree.etc / "status_demo_error_code.txt").exists()
 
@@ -106,7 +127,7 @@ async def test_progress_is_visible_while_running(runner, tree):
 
 @pytest_twisted.ensureDeferred
 async def test_reported_failure_keeps_code_message_and_percentage(runner, tree):
-    code = REPORT + "report(percentage=20)\nreport(**{'error-code': 'E9005', 'error-message': 'bad package'})\nraise SystemExit(1)"
+    code = REPORT + "report(percentage=20)\nreport('failed', 20, 'E9005', 'bad package')\nraise SystemExit(1)"
     status = await runner.start(KIND, python(code))
     assert status == JobStatus(FAILED, 20, "bad package", "E9005")
     assert runner.status(KIND) == status
@@ -165,10 +186,8 @@ def test_a_job_left_running_is_marked_failed_at_start(tree):
     runner.startService()
     try:
         status = runner.status(KIND)
-        assert status == JobStatus(
-            FAILED, 30, "Interrupted: the daemon stopped while the job was running", "E9002"
-        )
-        assert "marking it failed" in (tree.log / "demo.log").read_text()
+        assert status == JobStatus(FAILED, 30, INTERRUPTED, "E9002")
+        assert INTERRUPTED in (tree.log / "demo.log").read_text()
         assert not runner.is_running(KIND)
     finally:
         runner.stopService()
@@ -238,7 +257,7 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(clo
 
 @pytest_twisted.ensureDeferred
 async def test_a_job_that_explains_its_failure_is_not_explained_twice(runner, tree):
-    code = REPORT + "print('[1][DEMO] Failed: broken', flush=True)\nreport(**{'error-code': 'E9005', 'error-message': 'broken'})\nraise SystemExit(1)"
+    code = REPORT + "print('[1][DEMO] Failed: broken', flush=True)\nreport('failed', 0, 'E9005', 'broken')\nraise SystemExit(1)"
     await runner.start(KIND, python(code))
     assert (tree.log / "demo.log").read_text().count("Failed") == 1
 
@@ -257,15 +276,6 @@ def test_a_job_that_cannot_be_spawned_is_failed_not_left_running(tree):
     assert not runner.is_running(KIND)
     assert failures == [runner.status(KIND)]
     assert failures[0].status == FAILED and failures[0].error_code == "E9000"
-
-
-@pytest_twisted.ensureDeferred
-async def test_output_without_newlines_is_cut_into_bounded_lines(runner, tree):
-    from jidoteki_admin.children import MAX_LINE
-
-    await runner.start(KIND, python(f"import sys; sys.stdout.write('x' * {3 * MAX_LINE + 5})"))
-    lines = (tree.log / "demo.log").read_text().splitlines()
-    assert [len(line) for line in lines] == [MAX_LINE, MAX_LINE, MAX_LINE, 5]
 
 
 @pytest_twisted.ensureDeferred
@@ -293,14 +303,17 @@ async def test_one_job_of_a_group_at_a_time_and_the_refusal_names_the_running_on
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_kind_without_status_files_keeps_its_status_in_memory(runner, tree):
+async def test_a_kind_the_old_appliance_kept_no_status_for_has_one_json_file(runner, tree):
     logs = replace(KIND, name="logs", log_name="logs.log", status_name=None,
                    error_message_name=None, error_code_name=None)
     runner.register(logs)
     before = set(os.listdir(tree.etc))
-    status = await runner.start(logs, python(REPORT + "report(percentage=50)\nraise SystemExit(2)"))
+    status = await runner.start(logs, python(REPORT.replace("'status_demo'", "None").replace("os.environ.get('KIND', 'demo')", "'logs'")
+                                        + "report(percentage=50)\nraise SystemExit(2)"))
     assert status.status == FAILED and runner.status(logs) == status
-    assert set(os.listdir(tree.etc)) == before
+    assert set(os.listdir(tree.etc)) - before == {"status_logs.json"}
+    assert json.loads((tree.etc / "status_logs.json").read_text()) == {
+        "status": "failed", "percentage": 50, "error-code": "E9000", "error-message": "The job ended with exit status 2"}
 
 
 @pytest_twisted.ensureDeferred
@@ -335,7 +348,7 @@ def test_the_built_in_launcher_runs_the_kinds_program_on_the_absolute_tree(tree)
 def test_the_built_in_launcher_goes_through_the_privileged_entry_point_for_root_jobs(tree):
     from jidoteki_admin.runner import BuiltinPrograms
 
-    entry = ("/usr/bin/sudo", "-n", "-C", "4", "/venv/bin/jidoteki-admin-privileged", "--admin-path", "/t")
+    entry = ("/usr/bin/sudo", "-n", "/venv/bin/jidoteki-admin-privileged", "--admin-path", "/t")
     launcher = BuiltinPrograms(tree, entry)
     assert launcher.command(KIND, ["--package", "/x"]).argv == [*entry, "demo.program", "--package", "/x"]
     unprivileged = replace(KIND, privileged=False)
@@ -375,3 +388,78 @@ async def test_a_hung_job_is_failed_at_its_timeout_and_frees_its_group(clocked_r
         assert (await runner.start(KIND, python("pass"))).status == SUCCESS
     finally:
         await runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_outcome_is_shown_only_once_the_job_has_ended_and_the_daemon_has_taken_it_in(runner, tree):
+    """A job writes "success" before it exits: until its process ends and every listener
+    has run, every status answer still says "running"."""
+    seen = []
+    runner.when_finished(KIND, lambda outcome: seen.append((outcome, runner.status(KIND))))
+    written = tree.tmp / "written"
+    code = REPORT + f"report('success', 100)\nopen({str(written)!r}, 'w').close()\nimport time\ntime.sleep(0.4)\n"
+    done = runner.start(KIND, python(code))
+    assert await wait_until(written.exists)
+    assert status_files(tree)[0] == {"status": "success", "percentage": 100}  # on disk already
+    assert runner.status(KIND) == JobStatus(RUNNING, None)
+    assert runner.report(KIND)[1]["status"] == "running"
+    assert await done == JobStatus(SUCCESS, 100)
+    # The listener ran before the status said so.
+    assert seen == [(JobStatus(SUCCESS, 100), JobStatus(RUNNING, None))]
+    assert runner.status(KIND) == JobStatus(SUCCESS, 100)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_may_ask_for_another_which_runs_once_it_has_ended(runner, tree):
+    persist = replace(KIND, name="persist", log_name="persist.log", status_name=None, group="persist")
+    runner.register(persist)
+    ran = tree.tmp / "persist-ran"
+    marker = tree.request_marker("persist")
+    code = f"open({str(marker)!r}, 'w').close()"
+    assert (await runner.start(KIND, python(code))).status == SUCCESS
+    # The runner starts what was asked for with the kind's own command (here: the test's).
+    runner.launcher = type("L", (GivenArgv,), {"command": lambda self, k, a, s: Command(
+        python(f"open({str(ran)!r}, 'a').write('x')"))})()
+    assert await wait_until(lambda: ran.exists() and not runner.is_running(persist))
+    assert ran.read_text() == "x" and not marker.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_left_by_a_dead_daemon_is_acted_on_at_start(tree):
+    persist = replace(KIND, name="persist", log_name="persist.log", status_name=None, group="persist")
+    ran = tree.tmp / "persist-ran"
+    tree.request_marker("persist").write_bytes(b"")
+
+    class Launcher(GivenArgv):
+        def command(self, kind, args, script_args):
+            return Command(python(f"open({str(ran)!r}, 'a').write('x')"))
+
+    runner = JobRunner(tree, reactor, launcher=Launcher())
+    runner.register(persist)
+    runner.startService()
+    try:
+        assert runner.is_running(persist) and not tree.request_marker("persist").exists()
+        assert await wait_until(lambda: not runner.is_running(persist))
+        assert ran.read_text() == "x"
+    finally:
+        await runner.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_killed_in_the_middle_of_a_change_is_recovered_before_its_outcome_is_shown(runner, tree):
+    """A job that dies with its journal on disk: the runner runs the kind's recovery at
+    once, and the recovery's word is the job's outcome."""
+    journal = tree.journal(KIND.name)
+
+    class Recovering(GivenArgv):
+        def recovery(self, kind):
+            return Command(python(REPORT + f"import os\nos.unlink({str(journal)!r})\n"
+                                  "report('failed', 40, 'E9002', 'undone')\n"))
+
+    runner.launcher = Recovering()
+    code = REPORT + f"report(percentage=40)\nopen({str(journal)!r}, 'w').write('{{}}')\n" \
+                    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    status = await runner.start(KIND, python(code))
+    assert status == JobStatus(FAILED, 40, "undone", "E9002")
+    assert not journal.exists() and runner.status(KIND) == status
+    assert "finishing or undoing it" in (tree.log / "demo.log").read_text()

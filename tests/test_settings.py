@@ -205,14 +205,17 @@ async def test_unknown_network_keys_are_kept_but_never_written_to_network_conf(s
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_failing_hook_fails_the_job(settings_daemon):
+async def test_a_failing_hook_fails_the_job_and_leaves_the_previous_settings(settings_daemon):
     daemon = settings_daemon
     hook(daemon, "echo cannot bring eth0 up; exit 3")
     status = await applied(daemon, STATIC)
     assert status.status == "failed"
-    assert status.error_message == "bin/network.sh failed with exit status 3"
+    assert status.error_message == "bin/network.sh failed with exit status 3; previous settings restored"
     assert "cannot bring eth0 up" in log_text(daemon)
     assert (etc(daemon) / "status_settings.txt").read_text() == "failed\n"
+    # There were none: GET /settings must not show the values that failed as current.
+    assert not (etc(daemon) / "network.json").exists() and not (etc(daemon) / "network.conf").exists()
+    assert (await daemon.get("/settings")).code == 404
 
 
 @pytest_twisted.ensureDeferred
@@ -478,7 +481,7 @@ printf '{{"status":"success","percentage":100}}' > {tree}/etc/status_settings.js
     wrapper.chmod(0o755)
     assert (await post(daemon, STATIC)).code == 202
     assert (await finished(daemon)).status == "success"
-    assert (tree / "log" / "wrapper.calls").read_text() == "args=static command=settings static\n"
+    assert (tree / "log" / "wrapper.calls").read_text() == "args=static command=settings\n"
     assert (etc(daemon) / "network.conf").read_text() == STATIC_CONF
     assert json.loads((etc(daemon) / "network.json").read_text()) == {"mode": "static", **STATIC["network"]}
     assert json.loads((etc(daemon) / "app.json").read_text()) == STATIC["app"]

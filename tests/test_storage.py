@@ -131,7 +131,7 @@ async def test_each_storage_type_is_saved_written_for_the_shell_and_handed_to_st
     assert sourced(storage_daemon.admin_path / "etc" / "storage.conf", list(EXAMPLES[kind])) == EXAMPLES[kind]
     assert ran.read_text().splitlines() == ["args:0", *lines]  # no arguments; storage.conf already written
     assert "applied after a reboot" in log(storage_daemon)
-    assert not (storage_daemon.admin_path / "tmp" / "storage-settings.json").exists()
+    assert not (storage_daemon.admin_path / "etc" / "jobs" / "storage-settings.json").exists()
 
     answer = await storage_daemon.get("/storage")
     assert answer.code == 200
@@ -165,7 +165,7 @@ async def test_a_failing_storage_sh_fails_the_job_with_its_exit_status(storage_d
     message = (storage_daemon.admin_path / "etc" / "status_storage_error_message.txt").read_text()
     assert "bin/storage.sh failed with exit status 3" in message
     assert "cannot mount" in log(storage_daemon)
-    assert not (storage_daemon.admin_path / "tmp" / "storage-settings.json").exists()
+    assert not (storage_daemon.admin_path / "etc" / "jobs" / "storage-settings.json").exists()
 
 
 # The password.
@@ -458,14 +458,19 @@ async def test_with_the_appliances_scripts_the_checked_files_wait_in_uploads(mak
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
 def test_a_secret_written_as_root_belongs_to_the_owner_of_etc_and_no_one_else_reads_it(tmp_path):
-    from jidoteki_admin.files import write_secret
-
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    os.chown(etc, 65534, 65534)
-    write_secret(etc / "storage.json", b"{}\n", etc)
-    info = (etc / "storage.json").stat()
+    admin = tmp_path / "admin"
+    for sub in ("etc", "bin", "log", "tmp"):
+        (admin / sub).mkdir(parents=True)
+    os.chown(admin / "etc", 65534, 65534)  # the daemon's user owns etc/; the job runs as root
+    staged = tmp_path / "staged.json"
+    staged.write_text(json.dumps({"storage": EXAMPLES["iscsi"]}))
+    done = run_job(admin, staged, tmp_path / "storage.conf")
+    assert done.returncode == 0, done.stdout
+    info = (admin / "etc" / "storage.json").stat()
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o600)
-    os.chown(etc, 0, 0)
-    write_secret(etc / "storage.json", b"{}\n", etc)
-    assert (etc / "storage.json").stat().st_uid == 0
+    conf = (tmp_path / "storage.conf").stat()  # sourced by root's script: root's own
+    assert (conf.st_uid, stat.S_IMODE(conf.st_mode)) == (0, 0o600)
+    os.chown(admin / "etc", 0, 0)
+    staged.write_text(json.dumps({"storage": EXAMPLES["iscsi"]}))
+    assert run_job(admin, staged, tmp_path / "storage.conf").returncode == 0
+    assert (admin / "etc" / "storage.json").stat().st_uid == 0

@@ -1,4 +1,4 @@
-"""The update job, run as the runner runs it: a child process with progress on fd 3."""
+"""The update job, run as the runner runs it: a child process that writes its own status files."""
 
 from __future__ import annotations
 
@@ -77,24 +77,22 @@ def upload(tree: Path, keys: Path, tmp_path: Path, version: str, *, update_sh: s
     return out
 
 
-def run_job(root: Path, *, progress_fd: bool = True):
-    """Run the job as a child; returns (exit status, stdout lines, fd-3 messages)."""
+def job_status(root: Path) -> dict:
+    """What the job left in its status files: the old appliance's four."""
+    etc = root / "etc"
+    status = json.loads((etc / "status_update.json").read_text())
+    assert (etc / "status_update.txt").read_text() == status["status"] + "\n"
+    for name, key in (("status_error_code.txt", "error-code"), ("status_error_message.txt", "error-message")):
+        if (etc / name).exists():
+            status[key] = (etc / name).read_text().rstrip("\n")
+    return status
+
+
+def run_job(root: Path):
+    """Run the job as a child; returns (exit status, stdout lines, its status files)."""
     command = [sys.executable, "-m", "jidoteki_admin.jobs.update", "--admin-path", str(root)]
-    if not progress_fd:
-        done = subprocess.run(command, cwd=root / "tmp", env=ENV, capture_output=True, timeout=60)
-        return done.returncode, done.stdout.splitlines(), None
-    read_end, write_end = os.pipe()
-    try:
-        # The pipe's write end becomes the child's fd 3, as the runner arranges it. (pass_fds
-        # keeps a descriptor's number, and os.pipe() rarely returns 3, hence the dup2; fds
-        # that Python opens are not inherited, so close_fds=False leaks nothing else.)
-        done = subprocess.run(command, cwd=root / "tmp", env=ENV, capture_output=True, timeout=60,
-                              preexec_fn=lambda: os.dup2(write_end, 3), close_fds=False)
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        messages = [json.loads(line) for line in f.read().splitlines()]
-    return done.returncode, done.stdout.splitlines(), messages
+    done = subprocess.run(command, cwd=root / "tmp", env=ENV, capture_output=True, timeout=60)
+    return done.returncode, done.stdout.splitlines(), job_status(root)
 
 
 def assert_cleaned_up(root: Path) -> None:
@@ -103,16 +101,14 @@ def assert_cleaned_up(root: Path) -> None:
 
 
 def assert_failed(root: Path, result, code: str, last_step: int) -> str:
-    status, lines, messages = result
+    status, lines, written = result
     assert status == 1
-    percentages = [m["percentage"] for m in messages if "percentage" in m]
-    assert percentages == [s for s in STEPS if s <= last_step]
-    assert set(messages[-1]) == {"error-code", "error-message"}
-    assert messages[-1]["error-code"] == code
+    assert set(written) == {"status", "percentage", "error-code", "error-message"}
+    assert (written["status"], written["percentage"], written["error-code"]) == ("failed", last_step, code)
     assert LOG_LINE.match(lines[-1]) and b"Failed updating system: " in lines[-1]
-    assert messages[-1]["error-message"].encode() in lines[-1]
+    assert written["error-message"].encode() in lines[-1]
     assert_cleaned_up(root)
-    return messages[-1]["error-message"]
+    return written["error-message"]
 
 
 def test_success(tree, keys, tmp_path):
@@ -121,7 +117,9 @@ def test_success(tree, keys, tmp_path):
     status, lines, messages = run_job(tree)
 
     assert status == 0, lines
-    assert messages == [{"percentage": p} for p in STEPS]
+    assert messages == {"status": "success", "percentage": 100}
+    steps = [line for line in lines if LOG_LINE.match(line)]
+    assert len(steps) >= len(STEPS)  # a line for each step
     assert (tree / "etc/version.txt").read_text() == "1.10.0\n"  # 1.10.0 beats 1.9.0
     assert (tree / "etc/changelog.txt").read_text() == "1.10.0: new things\n"
     assert (tree / "etc/version.txt").stat().st_mode & 0o777 == 0o644
@@ -151,7 +149,7 @@ def test_legacy_md5_package(tree, keys, tmp_path):
     upload(tree, keys, tmp_path, "1.0.1", update_sh=None, legacy_md5=True)
     status, lines, messages = run_job(tree)
     assert status == 0, lines
-    assert messages[-1] == {"percentage": 100}
+    assert messages == {"status": "success", "percentage": 100}
     assert (tree / "etc/version.txt").read_text() == "1.0.1\n"
     assert_cleaned_up(tree)
 
@@ -188,7 +186,7 @@ def test_package_without_version_is_installed_without_comparing(tree, keys, tmp_
                  tree / "home/sftp/uploads/software_package-any.enc")
     status, lines, messages = run_job(tree)
     assert status == 0, lines
-    assert messages[-1] == {"percentage": 100}
+    assert messages == {"status": "success", "percentage": 100}
     assert (tree / "log/ran").read_text() == "installed\n"
     assert (tree / "etc/version.txt").read_text() == "1.0.0\n"
     assert any(b"has no version.txt: installing without comparing versions" in line for line in lines)
@@ -199,10 +197,11 @@ def test_missing_package_E1003(tree):
     assert message == "Missing update package"
 
 
-def test_runs_without_fd_3(tree):
-    status, lines, _ = run_job(tree, progress_fd=False)
+def test_run_by_hand_on_a_tree_without_status_files_it_writes_them(tree):
+    status, lines, written = run_job(tree)
     assert status == 1
     assert lines[-1].endswith(b"Failed updating system: Missing update package")
+    assert written["status"] == "failed" and written["error-code"] == "E1003"
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "0.9.9", "1.0.0~rc1", "1.0"])
@@ -301,14 +300,11 @@ def test_sigterm_cleans_up_E1002(tree, keys, tmp_path):
     pids = tree / "log" / "pids"
     upload(tree, keys, tmp_path, "2.0.0",
            update_sh=f'echo $$ > {pids}; sleep 30 & echo $! >> {pids}; echo started; wait\n')
-    read_end, write_end = os.pipe()
     # In a session of its own, as the runner starts jobs; a supervisor stopping the daemon
     # signals the whole group.
     job = subprocess.Popen([sys.executable, "-m", "jidoteki_admin.jobs.update", "--admin-path", str(tree)],
                            cwd=tree / "tmp", env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           preexec_fn=lambda: os.dup2(write_end, 3), close_fds=False,
                            start_new_session=True)
-    os.close(write_end)
     try:
         while job.stdout.readline() != b"started\n":
             assert job.poll() is None
@@ -318,12 +314,11 @@ def test_sigterm_cleans_up_E1002(tree, keys, tmp_path):
     finally:
         if job.poll() is None:
             job.kill()
-    with os.fdopen(read_end, "rb") as f:
-        messages = [json.loads(line) for line in f.read().splitlines()]
 
     assert job.returncode == 1
     assert time.monotonic() - started < 10  # did not wait for the script's sleep
-    assert messages[-1] == {"error-code": "E1002", "error-message": "Update interrupted by SIGTERM"}
+    assert job_status(tree) == {"status": "failed", "percentage": 70, "error-code": "E1002",
+                                "error-message": "Update interrupted by SIGTERM"}
     assert out.splitlines()[-1].endswith(b"Failed updating system: Update interrupted by SIGTERM")
     assert not any(_alive(int(pid)) for pid in pids.read_text().split())
     assert (tree / "etc/version.txt").read_text() == "1.0.0\n"

@@ -84,8 +84,8 @@ class BackupProgram(Program):
     kind = BACKUP
     description = "Write backup.tar of the paths etc/backup.txt lists under the backup root."
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
         self.partial: Path | None = None
         self.succeeded = False
 

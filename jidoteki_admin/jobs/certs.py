@@ -6,8 +6,9 @@
 The uploads are checked again (certificates.py: the section checked them, but the job can
 be run by hand), then every file is written beside its target first and a TLS context is
 built from the new certificate and key as a last check, exactly as the daemon's listener
-builds it. Only then are they renamed into place, one right after the other; if a rename
-fails, what was already renamed is put back, so the previous certificate stays on disk.
+builds it. Only then are they swapped into place together under a journal (swap.py): a
+failed rename, a SIGTERM, a kill -9 or a power cut leaves the previous certificate on disk
+(put back by the job, or by the next start), or the whole new one once it is committed.
 
 Installed: the certificate followed by its chain and the CA's certificates (so the
 listener serves the whole chain), the key (0600, or 0640 with ``--group``), the CA's
@@ -28,18 +29,18 @@ import argparse
 import datetime
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from OpenSSL import SSL
 
 from ..certificates import Candidate, fingerprint, subject_of, validate
-from ..files import fsync_directory, remove_quietly, staged_write
+from ..files import remove_quietly, resolved_target
 from ..layout import AdminTree
 from ..tls import build_context
 from ..validate import Invalid
 from ..persistence import PersistError, persist
-from .program import JobFailed, Program, Progress, main, write_log
+from .program import JobFailed, Program, main, write_log
+from .status import StatusFiles
 from .protocol import JobKind
 
 UPLOAD_MAX = 1024 * 1024  # the upload cap of each field
@@ -58,17 +59,6 @@ CERTS = JobKind(
 )
 
 
-@dataclass
-class Replacement:
-    """One file being installed: its temporary beside the target, and the previous file
-    kept (as a hard link) until every rename is done."""
-
-    target: Path
-    temporary: Path
-    previous: Path | None = None
-    installed: bool = False
-
-
 def read_upload(path: Path, what: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read(UPLOAD_MAX + 1)
@@ -81,10 +71,9 @@ class CertsProgram(Program):
     kind = CERTS
     description = "Check and install a TLS certificate, its key and CA."
 
-    def __init__(self, tree: AdminTree, args: argparse.Namespace, progress: Progress):
-        super().__init__(tree, args, progress)
-        self.replacements: list[Replacement] = []
-        self.done = False
+    def __init__(self, tree: AdminTree, args: argparse.Namespace, status: StatusFiles):
+        super().__init__(tree, args, status)
+        self.staged: dict[Path, Path] = {}  # target: its new file, written beside it
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -109,18 +98,18 @@ class CertsProgram(Program):
         self.stage(candidate)
         self.step(60, "Checking the new certificate and key as the TLS listener will load them")
         try:
-            build_context(self.replacements[-1].temporary, self.replacements[-2].temporary)
+            build_context(self.staged[self.resolved(args.certificate)], self.staged[self.resolved(args.private_key)])
         except SSL.Error as e:
             raise JobFailed(None, f"The TLS library refuses the certificate and key: {e}") from None
         self.step(80, "Installing the new files")
-        self.install()
+        assert self.swap is not None
+        self.install(self.swap)
         hook_args = [str(args.certificate), str(args.private_key), str(args.ca_file)]
         if args.bundle is not None:
             hook_args.append(str(args.bundle))
         if not self.run_hook("certs.sh", *hook_args):
             self.log("Certificates installed; no bin/certs.sh, so no other service was told of them")
         self.save_for_next_boot()
-        self.done = True
         self.step(100, "TLS certificates installed")
 
     def save_for_next_boot(self) -> None:
@@ -155,13 +144,18 @@ class CertsProgram(Program):
             files.append((args.bundle, candidate.bundle_pem(), secret))
         files.append((args.private_key, candidate.key_pem(), secret))
         files.append((args.certificate, candidate.certificate_pem(), 0o644))
+        moves = self.new_swap()
         for path, data, mode in files:
             path.parent.mkdir(parents=True, exist_ok=True)
             owner, group = self.ownership(path)
             if args.group is not None and mode != 0o644:
                 group = args.group
-            temporary, target = staged_write(path, data, mode, group, owner)
-            self.replacements.append(Replacement(target, temporary))
+            target = moves.stage_file(path, data, mode, group, owner)
+            self.staged[target] = moves.entries[-1].staged
+
+    @staticmethod
+    def resolved(path: Path) -> Path:
+        return resolved_target(path)
 
     @staticmethod
     def ownership(path: Path) -> tuple[int | None, int | None]:
@@ -177,45 +171,7 @@ class CertsProgram(Program):
             st = os.stat(path.parent)
         return st.st_uid, st.st_gid
 
-    def install(self) -> None:
-        """Rename every new file into place, keeping the previous ones until all are in."""
-        try:
-            for r in self.replacements:
-                if r.target.exists():
-                    r.previous = r.target.with_name(f".{r.target.name}.previous")
-                    remove_quietly(r.previous)
-                    os.link(r.target, r.previous)
-            for r in self.replacements:
-                os.replace(r.temporary, r.target)
-                r.installed = True
-        except OSError as e:
-            self.put_back()
-            raise JobFailed(None, f"Could not install the new files ({e}); the previous ones are in place") from None
-        for directory in {r.target.parent for r in self.replacements}:
-            fsync_directory(directory)
-
-    def put_back(self) -> None:
-        """Undo the renames done so far: each previous file back, each new one gone."""
-        for r in reversed(self.replacements):
-            if not r.installed:
-                continue
-            try:
-                if r.previous is not None:
-                    os.replace(r.previous, r.target)
-                    r.previous = None
-                else:
-                    r.target.unlink()
-                r.installed = False
-            except OSError as e:
-                self.log(f"Could not put {r.target} back as it was: {e}")
-
     def clean_up(self) -> None:
-        if not self.done:
-            self.put_back()
-        for r in self.replacements:
-            remove_quietly(r.temporary)
-            if r.previous is not None:
-                remove_quietly(r.previous)
         self.remove_uploads()
 
     def remove_uploads(self) -> None:

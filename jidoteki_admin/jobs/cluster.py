@@ -6,7 +6,8 @@ FILE is the settings document the cluster section checked and staged (a masked s
 already replaced by the stored one); it is checked again here, since the job can be run
 by hand. The job writes etc/cluster.json (mode 0600: it holds the shared secret)
 atomically, then runs bin/cluster.sh with no arguments; the hook reads etc/cluster.json.
-The staged file is removed whatever happens.
+If the hook fails, the previous cluster.json is put back. The staged file is removed
+whatever happens.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..cluster_settings import cluster_settings, stored_cluster
-from ..files import write_secret
+from ..files import secret_owner
 from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
 
@@ -51,7 +52,10 @@ class ClusterProgram(StagedDocumentProgram):
         cluster = document["cluster"]
         self.step(30, f"Saving the cluster settings: cluster {cluster['name']}, node {cluster['node']} "
                       f"({cluster['role']}), {len(cluster['peers'])} peer(s)")
-        write_secret(self.tree.cluster_settings, document_bytes(document), self.tree.etc)
+        moves = self.new_swap()
+        owner, group = secret_owner(self.tree.etc)
+        moves.stage_file(self.tree.cluster_settings, document_bytes(document), 0o600, group, owner)
+        self.install(moves)
         self.step(60, f"Saved {self.tree.cluster_settings}")
         if self.run_hook("cluster.sh"):
             self.step(100, "Cluster settings saved and applied")

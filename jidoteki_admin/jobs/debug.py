@@ -56,8 +56,8 @@ class DebugProgram(Program):
     kind = DEBUG
     description = "Build the encrypted debug bundle for the vendor."
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
         self.work: Path | None = None
 
     @classmethod

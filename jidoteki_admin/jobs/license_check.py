@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .license import HOOK, default_details, hook_details, recover, write_details
+from .license import HOOK, default_details, hook_details, write_details
 from .program import Program, main
 from .protocol import JobKind
 
@@ -39,7 +39,6 @@ class LicenseCheckProgram(Program):
         parser.add_argument("--out", type=Path, required=True, help="where to write the license's details (JSON)")
 
     def run(self) -> None:
-        recover(self)
         if self.tree.hook(HOOK) is None:
             details = default_details(self)
         else:

@@ -114,8 +114,8 @@ class LogsProgram(Program):
     kind = LOGS
     description = "Collect the appliance's logs into logs.tar.gz, secrets redacted."
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
         self.partial: Path | None = None
 
     @classmethod

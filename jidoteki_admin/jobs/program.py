@@ -1,21 +1,22 @@
-"""The scaffold every job program shares: arguments, log lines, progress, SIGTERM, failure.
+"""The scaffold every job program shares: arguments, log lines, status, SIGTERM, failure.
 
 A program subclasses Program, names its JobKind and fills in ``run`` (and ``clean_up``);
 ``main`` does the rest the same way for every kind, as jobs/protocol.py describes:
 
 - ``--admin-path DIR`` (always absolute by the time a daemon passes it) plus the
-  program's own arguments;
-- log lines ``[unix time][LABEL] message`` on stdout, which the runner appends to the log;
-- ``{"percentage": N}`` on fd 3 at each step, and the error code and message just before
-  a failed exit, after the clean-up;
-- SIGTERM raises Interrupted in the program, so its clean-up runs; a second SIGTERM is
-  ignored so the clean-up is not cut short.
+  program's own arguments, or ``--recover`` alone;
+- log lines ``[unix time][LABEL] message`` on stdout, which is the kind's log file when
+  the runner starts the job;
+- the status files (jobs/status.py): "running" at the start and at each step, and the
+  outcome last of all, after the clean-up, so the outcome on disk is the job's own word
+  even when no daemon is left to see it end;
+- SIGTERM raises Interrupted in the program, so whatever it changed is rolled back and its
+  clean-up runs; a second SIGTERM is ignored so neither is cut short.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -26,11 +27,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ..files import remove_quietly
+from .. import swap
+from ..files import atomic_write, remove_quietly
 from ..layout import AdminTree
 from ..persistence import PersistError, persist
 from ..validate import Invalid, read_document
-from .protocol import ERROR_CODE, ERROR_MESSAGE, MESSAGE_MAX, PERCENTAGE, PROGRESS_FD, JobKind
+from .protocol import FAILED, RUNNING, SUCCESS, JobKind
+from .status import JobStatus, StatusFiles
 
 
 class JobFailed(Exception):
@@ -58,35 +61,6 @@ def log_line(label: str, message: str) -> None:
     write_log(f"[{int(time.time())}][{label}] {message}\n".encode())
 
 
-class Progress:
-    """JSON lines on fd 3, when the runner opened it for writing.
-
-    Run by hand, fd 3 is usually closed and progress is simply not reported. It is checked
-    before the job opens any file, so it cannot be one of the job's own files.
-    """
-
-    def __init__(self, fd: int = PROGRESS_FD):
-        try:
-            writable = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
-        except OSError:
-            writable = False
-        self._fd: int | None = fd if writable else None
-
-    def report(self, **fields: object) -> None:
-        if self._fd is None:
-            return
-        try:
-            os.write(self._fd, json.dumps(fields).encode() + b"\n")
-        except OSError:
-            self._fd = None
-
-    def percentage(self, value: int) -> None:
-        self.report(**{PERCENTAGE: value})
-
-    def error(self, code: str | None, message: str) -> None:
-        self.report(**{ERROR_CODE: code, ERROR_MESSAGE: message[:MESSAGE_MAX]})
-
-
 class Program:
     """One job program. Subclasses set ``kind`` and ``description`` and write ``run``."""
 
@@ -94,10 +68,12 @@ class Program:
     description = ""
     interrupted_message = "Interrupted by SIGTERM"
 
-    def __init__(self, tree: AdminTree, args: argparse.Namespace, progress: Progress):
+    def __init__(self, tree: AdminTree, args: argparse.Namespace, status: StatusFiles):
         self.tree = tree
         self.args = args
-        self.progress = progress
+        self.status = status
+        self.percentage = 0
+        self.swap: swap.Swap | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -107,8 +83,48 @@ class Program:
         log_line(self.kind.label, message)
 
     def step(self, percentage: int, message: str) -> None:
+        """A log line, and the percentage in the status files."""
+        checkpoint(f"{self.kind.name}.{percentage}")
         self.log(message)
-        self.progress.percentage(percentage)
+        self.percentage = percentage
+        self.status.write(JobStatus(RUNNING, percentage))
+
+    def new_swap(self) -> swap.Swap:
+        """Files (or directories) to replace together, under this kind's journal: a job
+        that fails or is stopped before ``commit`` puts the previous ones back (main does),
+        and one killed outright is rolled back by the next start (``--recover``)."""
+        name = self.kind.name
+        self.swap = swap.Swap(self.tree.journal(name), self.log, lambda at: checkpoint(f"{name}.{at}"))
+        return self.swap
+
+    def install(self, moves: swap.Swap) -> None:
+        """Swap the staged files in; JobFailed, with everything as it was, if that fails."""
+        try:
+            moves.install()
+        except swap.SwapError as e:
+            raise JobFailed(None, f"Cannot save the new files ({e}); the previous ones are in place") from None
+
+    def commit(self) -> None:
+        """Keep what the swap installed. From here the job only finishes: a SIGTERM is
+        ignored, so the outcome it reports is the change it made."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if self.swap is not None:
+            self.swap.commit()
+
+    def request(self, kind: str) -> None:
+        """Ask for a job of another kind to run after this one (the persistence step after
+        a restore, which runs unprivileged): the runner starts it as soon as it can, or at
+        its next start if the daemon is gone. Durable before this job says it succeeded."""
+        marker = self.tree.request_marker(kind)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(marker, b"", 0o644)
+
+    def recover(self) -> str | None:
+        """Finish or undo what a job of this kind left half-done (``--recover``): by
+        default its swap, from the journal. Returns swap.COMPLETED or swap.ROLLED_BACK, or
+        None when there was nothing to do. A program whose change reaches further than
+        its files (a hook that applied them) undoes that too."""
+        return swap.recover(self.tree.journal(self.kind.name), self.log)
 
     def run(self) -> None:
         raise NotImplementedError
@@ -147,6 +163,11 @@ class Program:
         except PersistError as e:
             raise JobFailed(self.kind.unexpected_code,
                             f"The change is made, but it may not survive a reboot: {e}") from None
+
+    def rolled_back(self, code: str | None, message: str) -> tuple[str | None, str]:
+        """After a failed job's swap put the previous files back: undo what reached beyond
+        them (a hook that applied them), and return the failure as the job reports it."""
+        return code, message
 
     def failed(self, code: str | None, message: str) -> None:
         """The last log line of a failed job; subclasses may word it their own way."""
@@ -195,32 +216,61 @@ class StagedDocumentProgram(Program):
         remove_quietly(self.args.settings)
 
 
+CHECKPOINTS = "JIDO_JOB_CHECKPOINTS"  # a folder; the fault tests stop jobs at named points
+
+
+def checkpoint(name: str) -> None:
+    """A point where the fault tests may hold a job: with $JIDO_JOB_CHECKPOINTS set to a
+    folder holding a file of this name, the job creates NAME.reached and waits for the
+    file to go, so a test can send its signal at exactly this point. Unset, nothing."""
+    folder = os.environ.get(CHECKPOINTS)
+    if not folder:
+        return
+    hold = Path(folder) / name
+    if not hold.exists():
+        return
+    (Path(folder) / f"{name}.reached").touch()
+    while hold.exists():
+        time.sleep(0.01)
+
+
 def _interrupted(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the roll-back and the clean-up finish
     raise Interrupted("Interrupted by SIGTERM")
 
 
 def parse_arguments(program: type[Program], argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m {program.kind.program}", description=program.description)
     parser.add_argument("--admin-path", required=True, type=Path, help="the appliance's admin tree")
+    parser.add_argument("--recover", action="store_true",
+                        help="finish or undo what a job of this kind left half-done, and nothing else")
+    first, _ = parser.parse_known_args(argv)
+    if first.recover:
+        return parser.parse_args(argv)  # the program's own arguments do not apply
     program.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(program: type[Program], argv: list[str] | None = None) -> int:
     """Run a program the way the runner expects; returns the exit status."""
-    progress = Progress()  # first, before any file of the job's own can take fd 3
     args = parse_arguments(program, argv)
-    job = program(AdminTree(args.admin_path.resolve()), args, progress)
+    tree = AdminTree(args.admin_path.resolve())
+    kind = program.kind
+    status = StatusFiles(tree, kind)
+    job = program(tree, args, status)
+    if args.recover:
+        return _recover(job, status)
     failure = None
     try:
         try:
             # Inside the try: a SIGTERM from here on is an Interrupted this function handles;
             # before it, the default action ends the process, which the runner reports.
             signal.signal(signal.SIGTERM, _interrupted)
+            status.write(JobStatus(RUNNING, 0))
             job.run()
-            if program.kind.persists and not job.persisted:
+            if kind.persists and not job.persisted:
                 job.persist()
+            job.commit()
         finally:
             # Still inside the outer try: a SIGTERM that arrives just as the work ends is
             # an Interrupted handled below, not an uncaught traceback.
@@ -228,15 +278,63 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
     except JobFailed as e:
         failure = (e.code, e.message)
     except Interrupted:
-        failure = (program.kind.interrupted_code, job.interrupted_message)
+        failure = (kind.interrupted_code, job.interrupted_message)
     except Exception as e:
         traceback.print_exc()
-        failure = (program.kind.unexpected_code, f"Unexpected error: {type(e).__name__}: {e}")
+        failure = (kind.unexpected_code, f"Unexpected error: {type(e).__name__}: {e}")
     finally:
-        job.clean_up()  # with SIGTERM ignored, so it is not cut short
+        try:
+            if failure is not None and job.swap is not None and not job.swap.committed:
+                job.swap.roll_back()  # with SIGTERM ignored, so it is not cut short
+                failure = job.rolled_back(*failure)
+        finally:
+            job.clean_up()
     if failure is None:
-        return 0
-    # The error is reported last, once the clean-up is done, just before the exit.
+        return _outcome(status, JobStatus(SUCCESS, 100))
+    # The outcome is written last, once the roll-back and the clean-up are done.
     job.failed(*failure)
-    progress.error(*failure)
+    _outcome(status, JobStatus(FAILED, job.percentage, failure[1], failure[0]))
     return 1
+
+
+def _recover(job: Program, status: StatusFiles) -> int:
+    """``--recover``: a job of this kind was left half-done (its daemon and it were killed,
+    or the power went): finish or undo it, and say which in the status files."""
+    kind = job.kind
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a recovery is short, and must not stop half-way
+    try:
+        done = job.recover()
+        if done == swap.COMPLETED and kind.persists:
+            job.persist()
+    except JobFailed as e:
+        job.failed(e.code, e.message)
+        _outcome(status, JobStatus(FAILED, job.percentage, e.message, e.code))
+        return 1
+    except Exception as e:
+        traceback.print_exc()
+        message = f"Interrupted, and the recovery failed: {type(e).__name__}: {e}"
+        _outcome(status, JobStatus(FAILED, None, message, kind.unexpected_code))
+        return 1
+    previous = status.read()
+    if done == swap.COMPLETED:
+        job.log("The interrupted job had made its change: finished it")
+        return _outcome(status, JobStatus(SUCCESS, 100))
+    if done == swap.ROLLED_BACK:
+        message = "Interrupted before it finished; the previous state is back in place"
+    elif previous.status == RUNNING:
+        message = "Interrupted before it finished"
+    else:
+        return 0  # nothing was left half-done, and the status already says how it ended
+    job.log(message)
+    _outcome(status, JobStatus(FAILED, previous.percentage, message, kind.interrupted_code))
+    return 1
+
+
+def _outcome(status: StatusFiles, outcome: JobStatus) -> int:
+    """Write the job's outcome; if even that fails, say so on the log and let the exit
+    status tell whoever watches (the runner then writes it, if it can)."""
+    try:
+        status.write(outcome)
+    except OSError as e:
+        log_line(status.kind.label, f"Could not write the outcome to {status.json}: {e.strerror or e}")
+    return 0 if outcome.status == SUCCESS else 1

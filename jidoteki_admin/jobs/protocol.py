@@ -1,25 +1,26 @@
 """The contract between the job runner (in the daemon) and the job programs (children).
 
-Both sides import this module and nothing else of each other: a program runs without the
-daemon (by hand, from an appliance script), and the runner knows no program by name.
+Both sides import this module (and jobs/status.py) and nothing else of each other: a
+program runs without the daemon (by hand, from an appliance script), and the runner knows
+no program by name.
 
 A job program is started as ``python -m <JobKind.program> --admin-path DIR [args...]`` in
-its own session. It writes log lines to stdout/stderr (the runner appends them to the
-kind's log) and reports on file descriptor PROGRESS_FD, one JSON object a line:
-``{"percentage": N}`` at each step, and ``{"error-code": C, "error-message": M}`` just
-before a failed exit. Exit status 0 is success, anything else failure. SIGTERM asks it to
-stop and clean up; SIGKILL follows after a grace period.
+its own session, its stdout and stderr appended to the kind's log file. It writes its own
+status files (jobs/status.py): "running" with a percentage at each step, then its outcome,
+last, after its clean-up: "success", or "failed" with an error code and message. Its exit
+status says the same (0 for success). So the outcome is on disk whether or not the daemon
+that started the job is still there to see it end. SIGTERM asks it to stop, undo what it
+started and say so; SIGKILL follows after a grace period. ``--recover`` asks a program
+whose job keeps a journal to finish or undo what a job of its kind left half-done.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROGRESS_FD = 3
 PERCENTAGE = "percentage"
 ERROR_CODE = "error-code"
 ERROR_MESSAGE = "error-message"
-MESSAGE_MAX = 1000  # keeps each progress line under PIPE_BUF, so it is written whole
 
 RUNNING, SUCCESS, FAILED = "running", "success", "failed"
 
@@ -36,8 +37,8 @@ class JobKind:
     program: str  # the module run with ``python -m``
     log_name: str  # in log/
     label: str  # "[SYSTEM]"-style tag in the log lines
-    # etc/<status_name>.json and .txt plus the two error files; None for a job (a logs
-    # download, say) the old appliance kept no status for.
+    # etc/<status_name>.json and .txt plus the two error files, in the old appliance's
+    # formats; None for a kind it kept none for, whose status is etc/status_<name>.json.
     status_name: str | None = None
     error_message_name: str | None = None
     error_code_name: str | None = None
@@ -53,6 +54,9 @@ class JobKind:
     # The command the appliance's own bin/wrapper.sh knows this job by, for appliances
     # whose scripts do the work (the original passed it as SSH_ORIGINAL_COMMAND).
     appliance_command: str | None = None
+    # The appliance script the wrapper runs for it, whose lock is <lock dir>/<script>.task;
+    # update_<appliance_command>.sh unless the script is named otherwise (update_vm.sh).
+    appliance_script: str | None = None
     # Needs root: run through the privileged entry point when one is configured.
     privileged: bool = True
     # Saves the appliance's persistent files after a success (jobs/persist.py), so the
@@ -60,5 +64,6 @@ class JobKind:
     persists: bool = False
 
     @property
-    def has_status_files(self) -> bool:
-        return self.status_name is not None
+    def status_base(self) -> str:
+        """The name its status files start with, in etc/."""
+        return self.status_name or f"status_{self.name}"

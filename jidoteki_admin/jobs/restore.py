@@ -8,21 +8,22 @@ written, every member is checked as update packages are (package.read_contents):
 absolute names, no ``..``, no link leaving the root, no device or FIFO, and the total
 size under a cap (a compressed archive can expand a thousandfold). One bad member refuses
 the whole archive. The archive is extracted into a staging directory inside the root,
-then each top-level entry is moved into place; an entry it replaces is kept aside until
-all are in place, and put back if any move fails, so a failed restore leaves the previous
-data as it was.
+then the top-level entries are swapped into place under a journal (swap.py): an entry it
+replaces is kept aside until all are in place. A move that fails, a SIGTERM, a kill -9 or
+a power cut at any moment leaves the previous data as it was (put back by the job itself,
+or by the next start from the journal), or, once every entry is in, the restored data.
+Then the job asks for the persistence step, which needs root.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from .. import package
+from .. import package, swap
 from ..package import PackageError, UnsafeMember
 from .program import JobFailed, Program, main
 from .protocol import JobKind
@@ -41,10 +42,9 @@ class RestoreProgram(Program):
     kind = RESTORE
     description = "Restore a backup archive under the backup root."
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
         self.staging: Path | None = None
-        self.aside: Path | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -60,13 +60,13 @@ class RestoreProgram(Program):
         root = args.root
         root.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=root))
-        self.aside = Path(tempfile.mkdtemp(prefix=".restore-old-", dir=root))
         try:
             package.extract_safely(args.archive, self.staging)
         except PackageError as e:
             raise JobFailed(None, self.reworded(e)) from None
         self.step(80, "Moving the restored files into place")
         self.move_into_place(sorted({n.split("/", 1)[0] for n in names if n}))
+        self.request("persist")
         self.step(100, "Restore complete")
 
     def check(self) -> list[str]:
@@ -87,36 +87,20 @@ class RestoreProgram(Program):
         return f"Unable to extract backup archive: {error.message.split(': ', 1)[-1]}"
 
     def move_into_place(self, tops: list[str]) -> None:
-        assert self.staging is not None and self.aside is not None
-        moved: list[str] = []
+        assert self.staging is not None
+        moves = self.new_swap()
+        for top in tops:
+            moves.add(self.args.root / top, self.staging / top)
         try:
-            for top in tops:
-                target = self.args.root / top
-                if target.exists() or target.is_symlink():
-                    os.replace(target, self.aside / top)
-                os.replace(self.staging / top, target)
-                moved.append(top)
-        except OSError as e:
-            self.roll_back(moved, tops)
-            raise JobFailed(None, f"Could not move the restored files into place: {e.strerror or e}") from None
-
-    def roll_back(self, moved: list[str], tops: list[str]) -> None:
-        """Put back what the restore replaced, so the previous data stays as it was."""
-        assert self.aside is not None
-        for top in reversed(tops):
-            target = self.args.root / top
-            if top in moved:
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target, ignore_errors=True)
-                else:
-                    target.unlink(missing_ok=True)
-            if (self.aside / top).exists() or (self.aside / top).is_symlink():
-                os.replace(self.aside / top, target)
+            moves.install()
+        except swap.SwapError as e:
+            raise JobFailed(None, f"Could not move the restored files into place ({e}); "
+                                  f"the previous data is back as it was") from None
+        self.commit()
 
     def clean_up(self) -> None:
-        for path in (self.staging, self.aside):
-            if path is not None:
-                shutil.rmtree(path, ignore_errors=True)
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,22 @@
         --network-conf /usr/local/etc/network.conf [--confirm-seconds N]
 
 FILE is the uploaded settings document, checked again here with the very checks the API
-made (validate.py), since this program runs as root and can be run by hand. It writes, each
-atomically, etc/network.json ("mode" first, then the network object as given), etc/app.json
-and network.conf in the original's format, then runs the appliance's bin/network.sh with
-``static`` or ``dhcp``. Without that hook the settings are saved, not applied.
+made (validate.py), since this program runs as root and can be run by hand. It writes
+etc/network.json ("mode" first, then the network object as given), etc/app.json and
+network.conf in the original's format, all three swapped in together (swap.py), then runs
+the appliance's bin/network.sh with ``static`` or ``dhcp``. Without that hook the settings
+are saved, not applied.
+
+If the hook fails, or the job is stopped before it ends, the previous files are put back
+and the hook runs again with the previous mode, so the appliance is left on the settings
+it had, and GET /settings shows them. A job killed outright is undone the same way by the
+next start (``--recover``).
 
 With ``--confirm-seconds N`` (above 0), a change the administrator cannot reach the
 appliance through again is undone: after the hook, the job waits up to N seconds for the
-daemon to touch tmp/settings.confirmed (it does on every authenticated request while this
-job runs); if nothing comes, the previous files are put back, the hook runs again with the
-previous mode, and the job fails with "not confirmed, previous settings restored".
+daemon to touch etc/jobs/settings.confirmed (it does on every authenticated request while
+this job runs); if nothing comes, the previous settings are put back as above, and the job
+fails with "not confirmed, previous settings restored".
 """
 
 from __future__ import annotations
@@ -24,12 +30,11 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from .. import validate
-from ..files import atomic_write, remove_quietly
-from .program import Interrupted, JobFailed, Program, main
+from .. import swap, validate
+from ..files import remove_quietly
+from .program import JobFailed, Program, main
 from .protocol import JobKind
 
 SETTINGS = JobKind(
@@ -87,30 +92,9 @@ def previous_mode(conf: bytes | None) -> str | None:
     return match.group(1) if match else None
 
 
-@dataclass(frozen=True)
-class Saved:
-    """A file as it was before the job: its bytes, None when it did not exist."""
-
-    path: Path
-    content: bytes | None
-
-    @classmethod
-    def of(cls, path: Path) -> Saved:
-        try:
-            return cls(path, path.read_bytes())
-        except FileNotFoundError:
-            return cls(path, None)
-
-    def restore(self, new_group: int | None = None) -> None:
-        if self.content is None:
-            remove_quietly(self.path)
-        else:
-            write(self.path, self.content, new_group)
-
-
-def write(path: Path, content: bytes, new_group: int | None = None) -> None:
-    """Replace a settings file atomically, keeping the mode and group it had; a new one
-    gets FILE_MODE and ``new_group`` (the config's admin-group) or else the group of its
+def file_mode(path: Path, new_group: int | None = None) -> tuple[int, int | None]:
+    """(mode, group) of a settings file: the ones it has, kept when it is replaced; a new
+    one gets FILE_MODE and ``new_group`` (the config's admin-group) or else the group of its
     directory, so the daemon can read what it shows."""
     try:
         st = path.stat()
@@ -118,8 +102,8 @@ def write(path: Path, content: bytes, new_group: int | None = None) -> None:
     except FileNotFoundError:
         mode, group = FILE_MODE, path.parent.stat().st_gid if new_group is None else new_group
     if os.geteuid() != 0 and group != os.getegid() and group not in os.getgroups():
-        group = -1  # not ours to give; the file keeps the writer's group
-    atomic_write(path, content, mode, None if group == -1 else group)
+        return mode, None  # not ours to give; the file keeps the writer's group
+    return mode, group
 
 
 class SettingsProgram(Program):
@@ -137,6 +121,11 @@ class SettingsProgram(Program):
         parser.add_argument("--confirm-seconds", type=int, default=0,
                             help="undo the change unless the daemon sees a request within this time")
 
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
+        self.previous_mode: str | None = None
+        self.applying = False  # bin/network.sh has been run with the new settings
+
     def run(self) -> None:
         self.step(10, "Updating settings. Please wait..")
         conf = self.args.network_conf
@@ -146,25 +135,27 @@ class SettingsProgram(Program):
         settings = self.read_settings()
         network = settings.network
         files = {self.tree.network_json: network_json(settings), self.tree.app_json: app_json(settings),
-                 self.args.network_conf: network_conf(network)}
-        before = [Saved.of(path) for path in files]
+                 conf: network_conf(network)}
+        self.previous_mode = previous_mode(_read_or_none(conf))
+        moves = self.new_swap()
         try:
             for path, content in files.items():
-                write(path, content, self.args.group)
-                self.log(f"Saved {path}")
+                moves.stage_file(path, content, *file_mode(path, self.args.group))
         except OSError as e:
-            # Never leave the new network.json beside the old network.conf (a full disk).
-            for saved in before:
-                saved.restore(self.args.group)
             raise JobFailed(None, f"Cannot save the settings: {e}") from None
+        self.install(moves)
+        for path in files:
+            self.log(f"Saved {path}")
         self.step(50, f"Applying the {network.mode} network settings")
         if self.args.confirm_seconds > 0:
             remove_quietly(self.tree.settings_confirmation)
+        self.applying = True
         if not self.run_hook("network.sh", network.mode):
+            self.applying = False
             self.step(100, "Settings saved but not applied: the appliance has no bin/network.sh")
             return
         if self.args.confirm_seconds > 0:
-            self.confirm(before, previous_mode(before[2].content))
+            self.confirm()
         self.step(100, "Updating settings successful")
 
     def read_settings(self) -> validate.SettingsDocument:
@@ -179,7 +170,7 @@ class SettingsProgram(Program):
             if self.args.settings == self.tree.settings_upload:
                 remove_quietly(self.args.settings)  # handed over by the daemon; a file of one's own stays
 
-    def confirm(self, before: list[Saved], mode: str | None) -> None:
+    def confirm(self) -> None:
         """Wait for the administrator to show up over the new settings; undo them if not.
 
         A request that came while the hook ran does not count: the old network may still
@@ -189,29 +180,60 @@ class SettingsProgram(Program):
         remove_quietly(marker)
         seconds = self.args.confirm_seconds
         self.log(f"Waiting {seconds} seconds for a request to confirm the new settings")
-        try:
-            confirmed = wait_for(marker, seconds)
-        except Interrupted:
-            self.restore(before, mode)
-            raise
+        confirmed = wait_for(marker, seconds)
         remove_quietly(marker)
-        if confirmed:
-            self.log("The new settings are confirmed")
-            return
-        self.restore(before, mode)
-        raise JobFailed(None, NOT_CONFIRMED)
+        if not confirmed:
+            self.log("No request confirmed the new settings: restoring the previous ones")
+            raise JobFailed(None, NOT_CONFIRMED)
+        self.log("The new settings are confirmed")
 
-    def restore(self, before: list[Saved], mode: str | None) -> None:
-        self.log("No request confirmed the new settings: restoring the previous ones")
-        for saved in before:
-            saved.restore(self.args.group)
+    def rolled_back(self, code: str | None, message: str) -> tuple[str | None, str]:
+        """The previous files are back: apply them again, since the hook may have applied
+        the new ones, in part or whole."""
+        if not self.applying:
+            return code, message
+        try:
+            self.apply_previous(self.previous_mode)
+        except JobFailed as e:
+            if message == NOT_CONFIRMED:
+                return code, f"{NOT_CONFIRMED}, but applying them failed: {e.message}"
+            return code, f"{message}; the previous settings are back, but applying them failed: {e.message}"
+        return code, message if message == NOT_CONFIRMED else f"{message}; previous settings restored"
+
+    def apply_previous(self, mode: str | None) -> None:
         if mode is None:
             self.log("There were no previous network settings to apply again")
             return
-        try:
-            self.run_hook("network.sh", mode)
-        except JobFailed as e:
-            raise JobFailed(None, f"{NOT_CONFIRMED}, but applying them failed: {e.message}") from None
+        self.run_hook("network.sh", mode)
+
+    def recover(self) -> str | None:
+        """A settings job killed after it began to swap the files in: the previous files
+        come back, and are applied again."""
+        conf = read_conf_path(self.tree)  # before the recovery removes the journal
+        done = super().recover()
+        if done == swap.ROLLED_BACK:
+            self.apply_previous(previous_mode(_read_or_none(conf)) if conf is not None else None)
+        return done
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def read_conf_path(tree) -> Path | None:
+    """The network.conf a settings job swapped in, from its journal (so the recovery, run
+    with --recover alone, applies the file it restored)."""
+    try:
+        entries = json.loads(tree.journal(SETTINGS.name).read_bytes())["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for entry in entries:
+        if isinstance(entry, dict) and str(entry.get("target", "")).endswith("/network.conf"):
+            return Path(entry["target"])
+    return None
 
 
 def wait_for(marker: Path, seconds: float) -> bool:

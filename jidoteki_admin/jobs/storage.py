@@ -6,9 +6,10 @@ FILE is the settings document the storage section checked and staged (a masked p
 already replaced by the stored one); it is checked again here, since the job can be run
 by hand. The job writes etc/storage.json (the whole document, mode 0600 when it holds a
 password) and the storage.conf the appliance's bin/storage.sh sources (one ``key="value"``
-line per key, the type first), each atomically, then runs bin/storage.sh with no
-arguments, as the original did. The appliance applies the settings at the next boot.
-The staged file is removed whatever happens.
+line per key, the type first), both swapped in together (swap.py), then runs
+bin/storage.sh with no arguments, as the original did; if it fails, both files are put
+back as they were. The appliance applies the settings at the next boot. The staged file
+is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..files import atomic_write, write_secret
+from ..files import secret_owner
 from ..storage_settings import TYPES, conf_text, holds_secret, stored_storage, storage_settings
 from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
@@ -58,12 +59,15 @@ class StorageProgram(StagedDocumentProgram):
         document = self.checked()
         self.step(30, f"Saving the storage settings (type {document['storage']['type']})")
         secret = holds_secret(document)
+        moves = self.new_swap()
         if secret:
-            write_secret(self.tree.storage_settings, document_bytes(document), self.tree.etc)
+            owner, group = secret_owner(self.tree.etc)
+            moves.stage_file(self.tree.storage_settings, document_bytes(document), 0o600, group, owner)
         else:
-            atomic_write(self.tree.storage_settings, document_bytes(document), 0o644)
+            moves.stage_file(self.tree.storage_settings, document_bytes(document), 0o644)
         # Sourced by a script that runs as root: it stays the writer's (root's) own file.
-        atomic_write(self.args.conf, conf_text(document), 0o600 if secret else 0o644)
+        moves.stage_file(self.args.conf, conf_text(document), 0o600 if secret else 0o644)
+        self.install(moves)
         self.step(60, f"Saved {self.tree.storage_settings} and {self.args.conf}")
         if self.run_hook("storage.sh"):
             self.step(100, "Storage settings saved: they are applied after a reboot")

@@ -6,8 +6,8 @@ The daemon's job runner starts it as
 
 FILE is the package this request uploaded; only it is installed, and only it is removed
 afterwards. Run by hand without --package, the job installs the newest
-``software_package-*.enc`` in the uploads folder. The protocol (log lines, progress on
-fd 3, exit status) is the one every job shares: jobs/program.py. docs/packages.md lists
+``software_package-*.enc`` in the uploads folder. The protocol (log lines, its own status
+files, exit status) is the one every job shares: jobs/program.py. docs/packages.md lists
 the steps and error codes.
 """
 
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from .. import package
-from ..files import atomic_write, read_first_line, remove_quietly
+from ..files import read_first_line, remove_quietly
 from ..package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError, Version
 from .program import JobFailed, Program, main, write_log
 from .protocol import JobKind
@@ -52,8 +52,8 @@ class UpdateProgram(Program):
     description = "Install an uploaded update package."
     interrupted_message = "Update interrupted by SIGTERM"
 
-    def __init__(self, tree, args, progress):
-        super().__init__(tree, args, progress)
+    def __init__(self, tree, args, status):
+        super().__init__(tree, args, status)
         self.package: Path | None = None
         self.seen: list[Path] = []  # removed at the end, installed or not
         self.workdir: Path | None = None
@@ -97,7 +97,7 @@ class UpdateProgram(Program):
         self.step(70, "Running the update script")
         self.run_update_script(extracted, version)
         self.step(80, "Installing version.txt and changelog.txt")
-        self.install(extracted)
+        self.install_files(extracted)
         self.persist()
         self.step(100, "Updating system successful")
 
@@ -194,11 +194,17 @@ class UpdateProgram(Program):
             return None
         return code.strip(), message.strip()
 
-    def install(self, extracted: Path) -> None:
+    def install_files(self, extracted: Path) -> None:
+        """version.txt and changelog.txt together (swap.py): GET /version and /changelog
+        never show one package's version with another's changelog. Committed at once:
+        update.sh has run, so the package is installed, whatever comes next."""
+        moves = self.new_swap()
         for name, target in (("version.txt", self.tree.version_file), ("changelog.txt", self.tree.changelog_file)):
             source = extracted / name
             if source.is_file():
-                atomic_write(target, source.read_bytes(), 0o644)
+                moves.stage_file(target, source.read_bytes(), 0o644)
+        self.install(moves)
+        self.commit()
 
     def clean_up(self) -> None:
         for path in self.seen:

@@ -47,8 +47,9 @@ class Backup:
         self.archive = tree.uploads / "backup.tar"
         self.status_file = tree.uploads / "backup.json"
         self.log_file = tree.log_file(BACKUP.log_name)
-        self._running: defer.Deferred | None = None
+        self._delete_when_stopped = False
         context.runner.register(BACKUP)
+        context.runner.when_finished(BACKUP, self._backup_finished)
         context.runner.register(RESTORE)
         context.runner.register(PERSIST)
 
@@ -92,20 +93,25 @@ class Backup:
         self.runner.check_free(BACKUP)
         # The status says "running" from the answer on, not from when the job gets to it.
         write_status(self.status_file, {"status": "running"})
-        self._running = self.runner.start(BACKUP, ["--root", str(self.root), "--out", str(self.archive),
-                                                   "--status", str(self.status_file)])
+        self.runner.start(BACKUP, ["--root", str(self.root), "--out", str(self.archive),
+                                   "--status", str(self.status_file)])
         return responses.accepted(request, "/backup")
 
     def stop(self, request) -> bytes:
         """Stop a running backup, then delete the archive and its status, whatever state
         they are in; with nothing running they are deleted at once. Like START, it answers
         202: a running job is stopped, and the files deleted, once it has ended."""
-        if self.runner.is_running(BACKUP) and self._running is not None:
+        if self.runner.is_running(BACKUP):
+            self._delete_when_stopped = True
             self.runner.stop(BACKUP)
-            self._running.addBoth(lambda result: (self._delete(), result)[1])
         else:
             self._delete()
         return responses.accepted(request, "/backup")
+
+    def _backup_finished(self, outcome) -> None:
+        if self._delete_when_stopped:
+            self._delete_when_stopped = False
+            self._delete()
 
     def _delete(self) -> None:
         remove_quietly(self.archive)

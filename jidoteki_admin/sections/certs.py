@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 
-from twisted.application.service import Service
 from twisted.logger import Logger
 
 from .. import responses
@@ -53,6 +52,7 @@ class Certs:
         self.tls = context.tls
         self.clock = context.clock
         context.runner.register(CERTS)
+        context.runner.when_finished(CERTS, self._finished)
         self.load_error: str | None = None
 
     def section(self) -> Section:
@@ -66,22 +66,6 @@ class Certs:
         status = get(self.status, "The status of the last certificates update, and the certificate in service",
                      Reply(JSON, STATUS_SCHEMA))
         return Section(self.name, "TLS", (Endpoint("/certs", (status, upload)),), optional=True)
-
-    def services(self) -> list[Service]:
-        return [_ReloadAfterOrphan(self)]
-
-    def reload_after_orphan(self) -> None:
-        """A certificates job the previous daemon left running was stopped at start-up,
-        after this daemon loaded the certificate: the job may have put the previous files
-        back on its way out. Serve what is on disk now."""
-        self.runner.orphan_stopped(CERTS).addCallback(self._reload_if_orphaned)
-
-    def _reload_if_orphaned(self, there_was_one: bool) -> None:
-        if not there_was_one:
-            return
-        if self._load("The certificate on disk could not be loaded after an interrupted install; "
-                      "the one loaded at start is still in service"):
-            self.log.info("Loaded the TLS certificate again after stopping an interrupted install")
 
     def _load(self, why_not: str) -> bool:
         """Serve the certificate on disk to new connections; if it cannot be loaded, the one
@@ -118,18 +102,17 @@ class Certs:
             args += ["--bundle", str(self.config.tls_bundle)]
         if self.config.admin_group is not None:
             args += ["--group", str(self.config.admin_group)]
-        running = self.runner.start(CERTS, args)
-        running.addBoth(self._finished, list(staged.values()))
+        self.runner.start(CERTS, args)
         return responses.accepted(request, "/certs")
 
-    def _finished(self, result: object, staged: list) -> None:
-        """Serve the new certificate after a success; the old one stays on any failure."""
-        for path in staged:
-            remove_quietly(path)
-        if not isinstance(result, JobStatus):
-            self.log.failure("The certificates job could not be followed", result)
-            return
-        if result.status != SUCCESS:
+    def _finished(self, outcome: JobStatus) -> None:
+        """Serve the new certificate after a success, before the status says so (a job a
+        previous daemon left is followed here too); the old one stays on any failure."""
+        for name in STAGED.values():
+            remove_quietly(self.tree.uploads / name)
+        if outcome.status != SUCCESS:
+            if self.tls.served() is None:  # the daemon started while this job was left half-done
+                self._load("The certificate on disk cannot be loaded even after an interrupted install was undone")
             return
         if self._load("The new certificate is installed but could not be loaded; the previous one is still in service"):
             served = self.tls.served()
@@ -147,14 +130,3 @@ class Certs:
         if self.load_error is not None:
             report["load-error"] = self.load_error
         return responses.document(request, report, no_cache=True)
-
-
-class _ReloadAfterOrphan(Service):
-    """Starts with the daemon, after the job runner (which stops left-over jobs)."""
-
-    def __init__(self, certs: Certs):
-        self.certs = certs
-
-    def startService(self) -> None:
-        super().startService()
-        self.certs.reload_after_orphan()

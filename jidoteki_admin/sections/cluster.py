@@ -59,7 +59,7 @@ class Cluster:
         self.runner = context.runner
         self.files = context.runner.register(CLUSTER)
         self.appliance_scripts = context.config.jobs == APPLIANCE_JOBS
-        self.staged = context.tree.tmp / "cluster-settings.json"
+        self.staged = context.tree.jobs / "cluster-settings.json"
 
     def section(self) -> Section:
         settings = Field("settings", FILE, description='A JSON file: {"cluster": {"name": ..., "node": ..., '

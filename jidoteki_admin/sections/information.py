@@ -20,6 +20,7 @@ from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
 from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
+from ..jobs.update import UPDATE
 from ..healthhistory import FIELDS, RANGES, HealthHistory, rate
 from ..responses import APIError
 
@@ -70,8 +71,10 @@ class Information:
 
     def __init__(self, context: Context):
         self.tree = context.tree
-        # Read for every GET /version; an update's new version.txt shows within a second.
+        # Read for every GET /version: looked at once a second, and at once when an update
+        # ends, before its status says so (a version.txt changed by hand shows within a second).
         self.version_file = CachedFirstLine(context.tree.version_file, context.clock)
+        context.runner.when_finished(UPDATE, lambda outcome: self.version_file.invalidate())
         self._version_body: tuple[str | None, bytes] = (None, b"")
         self.build_file = context.config.build_file
         self.sampler = CpuSampler(context.clock)

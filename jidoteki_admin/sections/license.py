@@ -54,8 +54,8 @@ class License:
     def __init__(self, context: Context):
         self.tree = context.tree
         self.runner = context.runner
-        self.installed_details = self.tree.tmp / "license-install.json"
-        self.checked_details = self.tree.tmp / "license-check.json"
+        self.installed_details = self.tree.jobs / "license-install.json"
+        self.checked_details = self.tree.jobs / "license-check.json"
         self._waiting: list[defer.Deferred[dict[str, Any]]] | None = None  # GETs sharing one check
         self._installing = False
         self._check_after_install = False

@@ -46,7 +46,7 @@ class Storage:
         self.options_file = config.storage_options_file
         self.conf = tree.system_file(config.storage_conf, "/usr/local/etc/storage.conf")
         self.appliance_scripts = config.jobs == APPLIANCE_JOBS
-        self.staged = tree.tmp / "storage-settings.json"
+        self.staged = tree.jobs / "storage-settings.json"
         context.runner.register(STORAGE)
 
     def section(self) -> Section:
