@@ -53,16 +53,71 @@ def load_document(data: bytes, what: str, limit: int = DOCUMENT_MAX) -> dict[str
     except UnicodeDecodeError as e:
         raise Invalid(f"The {what} file is not UTF-8 text (byte {e.start})") from None
     try:
-        value = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant,
+                           parse_int=_bounded_int, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         raise Invalid(f"The {what} file is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
-        raise Invalid(f"The {what} file is nested too deeply") from None
+        raise Invalid(f"The {what} file is nested too deeply (at most {DEPTH_MAX} levels)") from None
     except Invalid as e:
         raise Invalid(f"The {what} file is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise Invalid(f"The {what} file must hold a JSON object, not {json_type(value)}")
+    check_values(value, what)
     return value
+
+
+DEPTH_MAX = 16  # objects and arrays within each other
+STRING_MAX = 4096  # characters of any one string, key or value
+NUMBER_DIGITS_MAX = 20  # a 64-bit integer has at most 20
+
+
+class _OutOfRange:
+    """A number the parser met that no field takes: kept as written, so the check after
+    parsing can name where it was (the parser cannot)."""
+
+    def __init__(self, written: str, why: str):
+        self.written = written
+        self.why = why
+
+
+def _bounded_int(written: str) -> int | _OutOfRange:
+    digits = len(written.lstrip("-"))
+    if digits > NUMBER_DIGITS_MAX:
+        return _OutOfRange(written, f"a number of {digits} digits (at most {NUMBER_DIGITS_MAX})")
+    return int(written)
+
+
+def _finite_float(written: str) -> float | _OutOfRange:
+    value = float(written)
+    if value != value or value in (float("inf"), float("-inf")):
+        return _OutOfRange(written, "a number too large to be kept")
+    return value
+
+
+def check_values(document: dict[str, Any], what: str) -> None:
+    """Refuse what no field allows, naming where it is: a number out of range, nesting
+    deeper than DEPTH_MAX, a string or key longer than STRING_MAX. Without recursion, so
+    any depth is refused the same way."""
+    pending: list[tuple[object, str, int]] = [(document, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        where = path or "the top level"
+        if isinstance(value, _OutOfRange):
+            raise Invalid(f"The {what} file is refused at {where}: {value.why}")
+        if isinstance(value, str) and len(value) > STRING_MAX:
+            raise Invalid(f"The {what} file is refused at {where}: a string of {len(value)} characters "
+                          f"(at most {STRING_MAX})")
+        if isinstance(value, (dict, list)) and depth >= DEPTH_MAX:
+            raise Invalid(f"The {what} file is refused at {where}: nested more than {DEPTH_MAX} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if len(key) > STRING_MAX:
+                    raise Invalid(f"The {what} file is refused at {where}: a key of {len(key)} characters "
+                                  f"(at most {STRING_MAX})")
+                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{n}]", depth + 1) for n, item in enumerate(value))
 
 
 def read_document(path: Path, what: str, limit: int = DOCUMENT_MAX) -> dict[str, Any]:
