@@ -100,6 +100,7 @@ class Config:
     reboot_command: tuple[str, ...] = ()  # e.g. ("/usr/bin/sudo", "-n", "/sbin/reboot"); none: no reboot
     backup_root: Path = Path("/data")  # what etc/backup.txt's globs are relative to
     restore_max_bytes: int = 16 * GiB  # the most a backup archive may expand to
+    restore_max_members: int = 1_000_000  # the most members it may hold
     admin_group: int | None = None  # gid that owns etc/api.token (0660), or 0600 without
     # Files of the appliance outside the admin tree that configuration jobs write; None:
     # AdminTree.system_file decides (the original's /usr/local/etc/ on the appliance's own
@@ -205,6 +206,7 @@ def parse_config(raw: object) -> Config:
         reboot_command=_command(raw, "reboot-command"),
         backup_root=_path(raw, "backup-root", "/data"),
         restore_max_bytes=_positive_int(raw.get("restore-max-bytes", 16 * GiB), "restore-max-bytes"),
+        restore_max_members=_positive_int(raw.get("restore-max-members", 1_000_000), "restore-max-members"),
         admin_group=_group(raw.get("admin-group")),
         network_conf=_optional_path(raw, "network-conf"),
         storage_conf=_optional_path(raw, "storage-conf"),
@@ -241,6 +243,7 @@ KNOWN_KEYS = {
     "reboot-command",
     "backup-root",
     "restore-max-bytes",
+    "restore-max-members",
     "admin-group",
     "network-conf",
     "storage-conf",

@@ -24,6 +24,7 @@ import stat
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -441,9 +442,13 @@ class UnsafeMember(PackageError):
     their own words from ``member`` and ``why``."""
 
     def __init__(self, member: str, why: str):
-        super().__init__(E_PACKAGE, f"Refusing {member!r} in update package: {why}")
         self.member = member
+        self.shown = member if len(member) <= NAME_SHOWN else f"{member[:100]}...{member[-60:]}"
         self.why = why
+        super().__init__(E_PACKAGE, f"Refusing {self.shown!r} in update package: {why}")
+
+
+NAME_SHOWN = 200  # a member's name in a refusal: a longer one is shown by its ends
 
 
 def _refuse(member: tarfile.TarInfo, why: str) -> PackageError:
@@ -505,20 +510,46 @@ def check_member(member: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
+DEPTH_MAX = 128  # directories a member may be below the root: far past any real tree, and PATH_MAX
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What an archive may expand to: the declared sizes of its regular files added up, and
+    its number of members. Counted as the members' headers are read, so an archive past a
+    limit is refused as soon as it passes it, not after expanding all of it."""
+
+    max_bytes: int | None = None
+    max_members: int | None = None
+
+
+class ArchiveTooLarge(PackageError):
+    def __init__(self, why: str):
+        super().__init__(E_PACKAGE, why)
+        self.why = why
+
+
 class _Members:
     """What the archive has placed so far, by name: "dir", "file" or "link".
 
     The tar the appliance used accepted links, but nothing may be written through one: a
     member whose path goes through a link (or a file) placed before it is refused, a
     directory is never replaced, and a hard link must name a regular file placed before it.
+    Members past DEPTH_MAX directories deep, and archives past their limits, are refused.
     """
 
-    def __init__(self):
+    def __init__(self, limits: ArchiveLimits | None = None):
         self.kinds: dict[str, str] = {}
+        self.limits = limits or ArchiveLimits()
+        self.total = 0
+        self.count = 0
 
     def admit(self, member: tarfile.TarInfo) -> str:
+        self._count(member)
         name = check_member(member)
         parts = name.split("/") if name else []
+        if len(parts) > DEPTH_MAX:
+            raise _refuse(member, f"it is more than {DEPTH_MAX} directories deep")
         for i in range(1, len(parts)):
             above = "/".join(parts[:i])
             kind = self.kinds.setdefault(above, "dir")
@@ -533,6 +564,17 @@ class _Members:
                 raise _refuse(member, f"its target {member.linkname!r} is not a regular file extracted before it")
         self.kinds[name] = "dir" if member.isdir() else "link" if member.issym() else "file"
         return name
+
+    def _count(self, member: tarfile.TarInfo) -> None:
+        self.count += 1
+        if member.isreg():
+            self.total += member.size
+        limits = self.limits
+        if limits.max_members is not None and self.count > limits.max_members:
+            raise ArchiveTooLarge(f"it holds more than the {limits.max_members} members allowed")
+        if limits.max_bytes is not None and self.total > limits.max_bytes:
+            raise ArchiveTooLarge(f"it expands to at least {self.total} bytes, more than the "
+                                  f"{limits.max_bytes} allowed")
 
 
 def _clear_the_way(member: tarfile.TarInfo, root: Path, parts: list[str]) -> None:
@@ -582,18 +624,18 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, n
         tar.extract(member.replace(name=name, deep=False), root, filter="data")
 
 
-def extract_safely(tar_path: Path, dest: Path) -> list[str]:
+def extract_safely(tar_path: Path, dest: Path, limits: ArchiveLimits | None = None) -> list[str]:
     """Extract a (compressed) tar into the directory ``dest``, one member at a time.
 
-    Every member is checked before anything is written for it (check_member, _Members),
-    and again on disk. On error, what was already extracted stays in ``dest`` (a fresh
-    directory the caller removes). Returns the extracted names.
+    Every member is checked before anything is written for it (check_member, _Members,
+    ``limits``), and again on disk. On error, what was already extracted stays in ``dest``
+    (a fresh directory the caller removes). Returns the extracted names.
     """
     names = []
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
-    placed = _Members()
+    placed = _Members(limits)
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:
@@ -606,12 +648,12 @@ def extract_safely(tar_path: Path, dest: Path) -> list[str]:
     return names
 
 
-def read_contents(tar_path: Path) -> tuple[list[tarfile.TarInfo], str | None]:
+def read_contents(tar_path: Path, limits: ArchiveLimits | None = None) -> tuple[list[tarfile.TarInfo], str | None]:
     """The members of a (compressed) tar, each checked as extract_safely would, and the
     first line of its version.txt (None when it has none, or when it is a link), without
     extracting anything."""
     members, version = [], None
-    placed = _Members()
+    placed = _Members(limits)
     try:
         with tarfile.open(tar_path, mode="r|*") as tar:
             for member in tar:

@@ -258,7 +258,8 @@ HOSTILE = {
     "hard link out": (tar_of(entry("h", tarfile.LNKTYPE, linkname="../outside")), "'h'"),
     "device": (tar_of(entry("dev", tarfile.CHRTYPE)), "'dev'"),
     "fifo": (tar_of(entry("pipe", tarfile.FIFOTYPE)), "'pipe'"),
-    "tar bomb": (bomb(), "expands to 60000000 bytes"),
+    "tar bomb": (bomb(), "Refusing the backup archive: it expands to at least 60000000 bytes, more than the "
+                         "50000000 allowed"),
     "truncated": (tar_of(entry("keep.txt", content=b"y" * 5000))[:1500], "Unable to extract backup archive"),
     "not a tar": (b"just some text, not an archive at all\n" * 40, "Unable to extract backup archive"),
 }
@@ -341,3 +342,51 @@ async def test_a_backup_on_a_full_disk_fails_clearly_leaves_nothing_and_the_daem
         assert "Not enough free space for the backup" in log
         assert os.listdir(uploads) == ["backup.json"]  # no partial archive
         assert (await backup_daemon.get("/health")).code == 200
+
+
+def gzip_bomb(declared: int) -> bytes:
+    """A tar.gz of one member of ``declared`` zero bytes, made without compressing them:
+    gzip allows members back to back, so one compressed MiB of zeros is repeated."""
+    import gzip
+
+    info = tarfile.TarInfo("zeros.bin")
+    info.size = declared
+    mib = gzip.compress(bytes(1 << 20), compresslevel=9)
+    return gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT)) + mib * (declared >> 20) + gzip.compress(bytes(1024))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bomb_is_refused_as_soon_as_it_passes_the_cap_not_after_expanding_it(backup_daemon, data):
+    archive = gzip_bomb(2 << 30)  # 2 MB that expand to 2 GiB
+    assert len(archive) < 3_000_000
+    before = snapshot(data)
+    started = time.monotonic()
+    response = await restore(backup_daemon, archive)
+    assert response.code == 400
+    assert json.loads(await response.content())["Error-Message"] == (
+        "Refusing the backup archive: it expands to at least 2147483648 bytes, more than the 50000000 allowed")
+    assert time.monotonic() - started < 5  # it took 63 s when all of it was expanded first
+    assert snapshot(data) == before
+    assert [n for n in os.listdir(data) if n.startswith(".")] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_archive_of_more_members_than_allowed_is_refused_whole(make_daemon, data, tmp_path):
+    daemon = make_daemon(config={"endpoints": ["backup"], "backup-root": str(data), "restore-max-members": 100})
+    before = snapshot(data)
+    response = await restore(daemon, tar_of(*[entry(f"many/{n}.txt") for n in range(150)]))
+    assert response.code == 400
+    assert json.loads(await response.content())["Error-Message"] == (
+        "Refusing the backup archive: it holds more than the 100 members allowed")
+    assert snapshot(data) == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_member_thousands_of_directories_deep_is_refused_cleanly(backup_daemon, data):
+    deep = "/".join(["d"] * 2000) + "/file.txt"
+    response = await restore(backup_daemon, tar_of(entry(deep)))
+    assert response.code == 400
+    message = json.loads(await response.content())["Error-Message"]
+    assert message.startswith("Refusing 'd/d/d/") and message.endswith("in the backup archive: it is more than 128 "
+                                                                         "directories deep")
+    assert "Traceback" not in (backup_daemon.admin_path / "log" / "update_restore.log").read_text()

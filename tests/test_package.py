@@ -809,3 +809,27 @@ def test_a_package_gone_before_it_is_opened_is_e1003_naming_it(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "etc"]
     with pytest.raises(PackageError):
         package.newest_package(tmp_path / "absent")
+
+
+def test_a_member_thousands_of_directories_deep_is_refused_not_a_crash(tmp_path):
+    """The shared extraction code of packages and backups: 2000 directories deep used to
+    end in a RecursionError."""
+    deep = "/".join(["d"] * 2000) + "/version.txt"
+    tar_gz = make_tar_gz(tmp_path / "deep.tar.gz", [(file_info(deep), b"1.0\n")])
+    for read in (lambda: package.extract_safely(tar_gz, tmp_path / "out"), lambda: package.read_contents(tar_gz)):
+        with pytest.raises(package.UnsafeMember) as refused:
+            read()
+        assert refused.value.why == "it is more than 128 directories deep"
+        assert len(str(refused.value)) < 400  # the name shown by its ends
+    assert not (tmp_path / "out" / "d").exists()
+
+
+def test_limits_stop_reading_as_soon_as_they_are_passed(tmp_path):
+    members = [(file_info(f"f{n}"), b"x" * 100) for n in range(10)]
+    tar_gz = make_tar_gz(tmp_path / "ten.tar.gz", members)
+    with pytest.raises(package.ArchiveTooLarge, match="more than the 5 members allowed"):
+        package.read_contents(tar_gz, package.ArchiveLimits(max_members=5))
+    with pytest.raises(package.ArchiveTooLarge, match="at least 400 bytes, more than the 350 allowed"):
+        package.extract_safely(tar_gz, tmp_path / "out", package.ArchiveLimits(max_bytes=350))
+    assert sorted(os.listdir(tmp_path / "out")) == ["f0", "f1", "f2"]  # the caller removes what it got
+    assert len(package.extract_safely(tar_gz, tmp_path / "all", package.ArchiveLimits(1000, 10))) == 10

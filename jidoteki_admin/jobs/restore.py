@@ -3,12 +3,15 @@
     python -m jidoteki_admin.jobs.restore --admin-path DIR --root /data --archive FILE --max-bytes N
 
 It never runs as root (the original extracted as the unprivileged admin user): a bug in
-the checks below still cannot write where the daemon's user cannot. Before anything is
-written, every member is checked as update packages are (package.read_contents): no
-absolute names, no ``..``, no link leaving the root, no device or FIFO, and the total
-size under a cap (a compressed archive can expand a thousandfold). One bad member refuses
-the whole archive. The archive is extracted into a staging directory inside the root,
-then the top-level entries are swapped into place under a journal (swap.py): an entry it
+the checks below still cannot write where the daemon's user cannot. The archive is
+extracted into a staging directory inside the root, every member checked before it is
+written as update packages are (package.extract_safely): no absolute names, no ``..``, no
+link leaving the root, no device or FIFO, nothing more than 128 directories deep, and the
+declared sizes and the number of members under caps, counted as the headers are read (a
+compressed archive can expand a thousandfold: it is refused as soon as it passes the cap,
+not after expanding all of it). One bad member refuses the whole archive, and the staging
+directory goes with it. Then the top-level entries are swapped into place under a journal
+(swap.py): an entry it
 replaces is kept aside until all are in place. A move that fails, a SIGTERM, a kill -9 or
 a power cut at any moment leaves the previous data as it was (put back by the job itself,
 or by the next start from the journal), or, once every entry is in, the restored data.
@@ -51,17 +54,17 @@ class RestoreProgram(Program):
         parser.add_argument("--root", type=Path, required=True, help="the backup root (/data)")
         parser.add_argument("--archive", type=Path, required=True, help="the uploaded backup.tar")
         parser.add_argument("--max-bytes", type=int, required=True, help="the most the archive may expand to")
+        parser.add_argument("--max-members", type=int, default=None, help="the most members it may hold")
 
     def run(self) -> None:
         args = self.args
-        self.step(10, "Checking the backup archive")
-        names = self.check()
-        self.step(40, "Extracting the backup archive")
+        self.step(10, "Checking and extracting the backup archive")
         root = args.root
         root.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=root))
+        limits = package.ArchiveLimits(max_bytes=args.max_bytes, max_members=args.max_members)
         try:
-            package.extract_safely(args.archive, self.staging)
+            names = package.extract_safely(args.archive, self.staging, limits)
         except PackageError as e:
             raise JobFailed(None, self.reworded(e)) from None
         self.step(80, "Moving the restored files into place")
@@ -69,21 +72,12 @@ class RestoreProgram(Program):
         self.request("persist")
         self.step(100, "Restore complete")
 
-    def check(self) -> list[str]:
-        try:
-            members, _ = package.read_contents(self.args.archive)
-        except PackageError as e:
-            raise JobFailed(None, self.reworded(e)) from None
-        total = sum(m.size for m in members if m.isreg())
-        if total > self.args.max_bytes:
-            raise JobFailed(None, f"The backup archive expands to {total} bytes, more than the "
-                                       f"{self.args.max_bytes} allowed")
-        return ["/".join(p for p in m.name.split("/") if p not in ("", ".")) for m in members]
-
     @staticmethod
     def reworded(error: PackageError) -> str:
         if isinstance(error, UnsafeMember):
-            return f"Refusing {error.member!r} in the backup archive: {error.why}"
+            return f"Refusing {error.shown!r} in the backup archive: {error.why}"
+        if isinstance(error, package.ArchiveTooLarge):
+            return f"Refusing the backup archive: {error.why}"
         return f"Unable to extract backup archive: {error.message.split(': ', 1)[-1]}"
 
     def move_into_place(self, tops: list[str]) -> None:

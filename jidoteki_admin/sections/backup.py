@@ -44,6 +44,7 @@ class Backup:
         self.runner = context.runner
         self.root = config.backup_root
         self.restore_max_bytes = config.restore_max_bytes
+        self.restore_max_members = config.restore_max_members
         self.archive = tree.uploads / "backup.tar"
         self.status_file = tree.uploads / "backup.json"
         self.log_file = tree.log_file(BACKUP.log_name)
@@ -129,7 +130,8 @@ class Backup:
         if upload.size == 0:
             raise APIError(400, "The backup archive is empty")
         status = yield self.runner.start(RESTORE, ["--root", str(self.root), "--archive", str(upload.path),
-                                                   "--max-bytes", str(self.restore_max_bytes)])
+                                                   "--max-bytes", str(self.restore_max_bytes),
+                                                   "--max-members", str(self.restore_max_members)])
         if status.status != SUCCESS:
             raise APIError(400, status.error_message or "Unable to extract backup archive")
         # The restore runs unprivileged; saving the persistent files needs the privileged job.
