@@ -107,7 +107,7 @@ class Swap:
         try:
             for number, entry in enumerate(self.entries):
                 self.checkpoint(f"move{number}")
-                _move_in(entry, lambda: self.checkpoint(f"move{number}.aside"))
+                _move_in(entry, self.checkpoint, f"move{number}.aside")
             self.checkpoint("moved")
         except OSError as e:
             self.roll_back()
@@ -155,14 +155,14 @@ def recover(journal: Path, log: Callable[[str], None] = lambda message: None) ->
     return ROLLED_BACK
 
 
-def _move_in(entry: Entry, aside: Callable[[], None]) -> None:
+def _move_in(entry: Entry, checkpoint: Callable[[str], None], aside: str) -> None:
     if entry.had_previous:
         if _is_dir(entry.target) or _is_dir(entry.staged):
             os.rename(entry.target, entry.aside)  # a rename cannot put a directory over a file, nor the reverse
         else:
             os.link(entry.target, entry.aside, follow_symlinks=False)
         fsync_directory(entry.target.parent)
-        aside()
+        checkpoint(aside)
     os.replace(entry.staged, entry.target)
     fsync_directory(entry.target.parent)
 
