@@ -6,6 +6,7 @@ import json
 import os
 
 from twisted.protocols.basic import FileSender
+from twisted.web import http
 from twisted.web.http import RESPONSES
 
 from . import API_PREFIX
@@ -146,13 +147,15 @@ def stream_file(request, path, content_type: bytes, filename: str | None = None,
         f = open(path, "rb")
     except FileNotFoundError:
         raise APIError(404, f"{path.name} not found") from None
-    size = os.fstat(f.fileno()).st_size
+    info = os.fstat(f.fileno())
     request.setResponseCode(200)
     request.setHeader(b"Content-Type", content_type)
-    request.setHeader(b"Content-Length", str(size).encode())
+    request.setHeader(b"Content-Length", str(info.st_size).encode())
     if no_cache:
         request.setHeader(b"Cache-Control", b"no-cache")
     if filename:
+        # A download says when what it holds was made (a backup's date, say).
+        request.setHeader(b"Last-Modified", http.datetimeToString(info.st_mtime))
         request.setHeader(b"Filename", filename.encode())
         request.setHeader(b"Content-Disposition", f'attachment; filename="{filename}"'.encode())
     if request.method == b"HEAD":

@@ -3,11 +3,14 @@ jobs as real child processes on a temporary backup root, and a corpus of hostile
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import threading
@@ -390,3 +393,42 @@ async def test_a_member_thousands_of_directories_deep_is_refused_cleanly(backup_
     assert message.startswith("Refusing 'd/d/d/") and message.endswith("in the backup archive: it is more than 128 "
                                                                          "directories deep")
     assert "Traceback" not in (backup_daemon.admin_path / "log" / "update_restore.log").read_text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_backup_leaves_no_older_archive_looking_current(backup_daemon):
+    daemon = backup_daemon
+    uploads = daemon.admin_path / "home" / "sftp" / "uploads"
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    first = await finished_backup(daemon)
+    assert first["status"] == "success"
+    archive = uploads / "backup.tar"
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600  # the appliance's data
+    created = datetime.datetime.strptime(first["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    download = await daemon.get("/backup/download")
+    assert download.code == 200
+    assert download.headers.getRawHeaders("content-type") == ["application/x-tar"]
+    modified = email.utils.parsedate_to_datetime(download.headers.getRawHeaders("last-modified")[0])
+    assert modified == created
+    assert hashlib.sha256(await download.content()).hexdigest() == first["sha256"]
+
+    (daemon.admin_path / "etc" / "backup.txt").unlink()  # the next backup fails
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    assert (await finished_backup(daemon)) == {"status": "failed"}
+    response = await daemon.get("/backup/download")
+    assert response.code == 404
+    assert json.loads(await response.content())["Error-Message"] == "No backup archive: the last backup failed"
+    assert not archive.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_archive_is_downloaded_while_a_backup_runs(backup_daemon, tmp_path, monkeypatch):
+    daemon = backup_daemon
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    assert (await finished_backup(daemon))["status"] == "success"
+    slow_tar(tmp_path, monkeypatch)
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    response = await daemon.get("/backup/download")
+    assert response.code == 404
+    assert json.loads(await response.content())["Error-Message"] == "No backup archive: a backup is running"
+    assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 202

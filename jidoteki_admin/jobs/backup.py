@@ -4,16 +4,20 @@
 
 etc/backup.txt holds whitespace-separated globs, relative to the backup root and expanded
 there, as on the original appliances; a listed path that matches nothing is logged and
-skipped. Before writing, the archive's size is estimated and the job refuses when it
-would leave less than 16 MiB free. GNU tar writes the archive beside FILE (as fast as
-tar can be), the job hashes it as it grows, and it is renamed into place. The status
-file is the original's backup.json: {"status":"running"}, then {"status":"success","filesize":"<du -h>",
-"sha256":"..."} or {"status":"failed"}, without a trailing newline.
+skipped. The previous archive goes first: only the archive backup.json describes is ever
+there, so a failed or stopped backup never leaves an older one looking current. Before
+writing, the archive's size is estimated and the job refuses when it would leave less
+than 16 MiB free. GNU tar writes the archive beside FILE (as fast as tar can be), the job
+hashes it as it grows, and it is renamed into place, mode 0600. The status file is the
+original's backup.json: {"status":"running"}, then {"status":"success","filesize":"<du -h>",
+"sha256":"...","created":"<ISO 8601, UTC>"} or {"status":"failed"}, without a trailing
+newline.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
 import hashlib
 import json
@@ -98,6 +102,7 @@ class BackupProgram(Program):
     def run(self) -> None:
         args = self.args
         write_status(args.status, {"status": "running"})
+        remove_quietly(args.out)
         self.step(10, "Validating backup file size")
         paths = listed_paths(self.tree.status_file("backup.txt"), args.root, self.log)
         needed, free = estimated_size(args.root, paths), shutil.disk_usage(args.out.parent).free
@@ -107,12 +112,15 @@ class BackupProgram(Program):
         self.step(20, "Starting backup")
         self.partial = args.out.with_name(f".{args.out.name}.partial")
         digest = self.tar(paths)
+        os.chmod(self.partial, 0o600)  # the appliance's data: for the daemon's user alone
         os.replace(self.partial, args.out)
         self.partial = None
         size = du_h(args.out)
+        created = datetime.datetime.fromtimestamp(args.out.stat().st_mtime, datetime.timezone.utc)
         self.log(f"Created file: {args.out} - size: {size} - hash: {digest}")
         self.step(100, "Backup complete")
-        write_status(args.status, {"status": "success", "filesize": size, "sha256": digest})
+        write_status(args.status, {"status": "success", "filesize": size, "sha256": digest,
+                                   "created": created.strftime("%Y-%m-%dT%H:%M:%SZ")})
         self.succeeded = True
 
     def tar(self, paths: list[str]) -> str:
@@ -146,6 +154,7 @@ class BackupProgram(Program):
         if self.partial is not None:
             remove_quietly(self.partial)
         if not self.succeeded:
+            remove_quietly(self.args.out)  # renamed into place before a stop: it is not what backup.json says
             write_status(self.args.status, {"status": "failed"})
 
 

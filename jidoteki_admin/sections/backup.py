@@ -23,6 +23,7 @@ from ..jobs.restore import RESTORE
 from ..responses import APIError
 from ..runner import SUCCESS
 
+TAR = b"application/x-tar"  # as the original served it
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
 STATUS_SCHEMA = {
     "type": "object",
@@ -30,6 +31,7 @@ STATUS_SCHEMA = {
         "status": {"enum": ["running", "success", "failed"]},
         "filesize": {"type": "string"},
         "sha256": {"type": "string"},
+        "created": {"type": "string", "description": "when the archive was made, ISO 8601 in UTC (an addition)"},
     },
     "required": ["status"],
 }
@@ -63,9 +65,8 @@ class Backup:
                 get(self.status, "The status of the last backup", Reply(JSON, STATUS_SCHEMA), errors=(404,)),
                 post(self.act, "Start a backup, or stop it and delete it", Reply(ACCEPTED), action, errors=(400,)),
             )),
-            Endpoint("/backup/download", (get(self.download, "Download backup.tar",
-                                              Reply(DOWNLOAD, media_type="application/octet-stream"),
-                                              errors=(404,)),)),
+            Endpoint("/backup/download", (get(self.download, "Download backup.tar, the archive GET /backup describes",
+                                              Reply(DOWNLOAD, media_type=TAR.decode()), errors=(404,)),)),
             Endpoint("/backup/log", (get(self.log, "The backup log", Reply(PLAIN_TEXT), errors=(404,)),)),
             Endpoint("/backup/restore", (post(self.restore, "Restore a backup archive (waits until done)",
                                               Reply(STATUS), archive, errors=(400, 413, 507)),)),
@@ -74,16 +75,21 @@ class Backup:
     def status(self, request) -> bytes:
         """backup.json; "running" for as long as the job runs, so a client that sees
         "success" can restore at once (the job writes the file just before it ends)."""
+        return responses.document(request, self._status(), no_cache=True)
+
+    def _status(self) -> object:
         if self.runner.is_running(BACKUP):
-            return responses.document(request, {"status": "running"}, no_cache=True)
+            return {"status": "running"}
         value = responses.json_file(self.status_file, 64 * 1024, "backup.json not found",
                                     "backup.json is not valid JSON")
         if isinstance(value, dict) and value.get("status") == "running":
             # No backup runs, yet the file says one does: its job died with a daemon killed
-            # under it (kill -9, a power cut), too suddenly to say so itself.
+            # under it (a power cut), too suddenly to say so itself; whatever archive is
+            # there is not one backup.json describes.
             value = {"status": "failed"}
             write_status(self.status_file, value)
-        return responses.document(request, value, no_cache=True)
+            remove_quietly(self.archive)
+        return value
 
     def act(self, request) -> bytes:
         if request.form.text("action").upper() == "START":
@@ -119,7 +125,17 @@ class Backup:
         remove_quietly(self.status_file)
 
     def download(self, request):
-        return responses.stream_file(request, self.archive, b"application/octet-stream", filename="backup.tar")
+        """The archive, only when GET /backup says it is there: never an older one while a
+        backup runs, or after one failed. Last-Modified says when it was made."""
+        try:
+            status = self._status()
+        except APIError:
+            raise APIError(404, "No backup archive: no backup was made") from None
+        state = status.get("status") if isinstance(status, dict) else None
+        if state != SUCCESS:
+            why = "a backup is running" if state == "running" else "the last backup failed"
+            raise APIError(404, f"No backup archive: {why}")
+        return responses.stream_file(request, self.archive, TAR, filename="backup.tar")
 
     def log(self, request):
         return responses.stream_file(request, self.log_file, responses.TEXT, no_cache=True)
