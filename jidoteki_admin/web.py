@@ -16,6 +16,7 @@ closes new connections past its caps at once.
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -399,6 +400,7 @@ class AdminChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         self._stop_timer()
         self._phase = BODY
+        self.site.connections.progressed(self)
         super().allHeadersReceived()
         if self._phase == BODY and self.length != 0 and not self._answered:
             self._watch_body()
@@ -417,10 +419,12 @@ class AdminChannel(http.HTTPChannel):
         if self.persistent:
             self._phase = IDLE  # the idle timeout applies until the next request begins
             self._at_request_line = True
+            self.site.connections.waiting(self)
         super().requestDone(request)
 
     def connectionLost(self, reason) -> None:
         self._stop_timer()
+        self.site.connections.progressed(self)  # no longer one to make room with
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
@@ -469,9 +473,18 @@ class AdminChannel(http.HTTPChannel):
         self._abort_call = None
         self.transport.abortConnection()
 
+    def make_room(self) -> None:
+        """Closed at once to admit a new connection: this one has made the least progress
+        (the oldest still without a request's complete headers)."""
+        self._answered = True
+        self._stop_timer()
+        self.transport.abortConnection()
+
     # Deadlines
 
     def _begin_request(self) -> None:
+        if self._phase != HEADERS:
+            self.site.connections.waiting(self)
         self._phase = HEADERS
         self._stop_timer()
         self._timer = self.site.clock.callLater(self.limits.header_timeout, self._headers_too_slow)
@@ -505,39 +518,84 @@ class AdminChannel(http.HTTPChannel):
             self.refuse(431, f"Request header fields are larger than {self.totalHeadersSize} bytes")
 
 
-class ConnectionCounter:
-    """Open connections, in all and per client address, held against the site's caps.
+def client_network(host: str) -> str:
+    """What the per-client cap counts by: the /24 of an IPv4 address and the /64 of an IPv6
+    one (a single IPv6 host commonly holds a whole /64), so that one host cannot take the
+    cap many times over by changing its address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an IP address (a Unix socket, an in-memory test transport)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
-    A connection past a cap is refused; refusals are logged at most once a minute, with
-    how many there were, so a flood of connections cannot flood the log."""
+
+class ConnectionCounter:
+    """Open connections, in all and per client network, held against the site's caps.
+
+    A new connection past the per-client cap is refused. One past the global cap makes
+    room: the open connection that has made the least progress (the one waiting longest
+    without a request's complete headers, usually a client trickling them) is closed to
+    admit it, so connections held open slowly from many addresses cannot lock an
+    administrator out; only when every open connection is busy with a request is the new
+    one refused. Refusals are logged at most once a minute, with how many there were, so a
+    flood of connections cannot flood the log."""
 
     def __init__(self, site: "AdminSite"):
         self.site = site
         self.total = 0
-        self.by_host: dict[str, int] = {}
+        self.by_host: dict[str, int] = {}  # by client network (client_network)
+        self._waiting: dict[AdminChannel, None] = {}  # without complete headers, longest first
+        self._closing: set[AdminChannel] = set()  # closed to make room, not yet gone
+        self.made_room = 0  # connections closed to admit others, since the start
         self._unreported = 0
         self._last_report: float | None = None
 
+    def waiting(self, channel: "AdminChannel") -> None:
+        """A connection waits for a request's headers from now on."""
+        self._waiting.pop(channel, None)
+        self._waiting[channel] = None
+
+    def progressed(self, channel: "AdminChannel") -> None:
+        """A connection has a request's headers (or is gone)."""
+        self._waiting.pop(channel, None)
+        self._closing.discard(channel)
+
     def admit(self, host: str) -> bool:
         limits = self.site.limits
-        if self.total >= limits.max:
-            self._refused(f"{self.total} connections are open (connections.max is {limits.max})")
-            return False
-        if self.by_host.get(host, 0) >= limits.max_per_client:
-            self._refused(f"{host} has {self.by_host[host]} connections open "
+        network = client_network(host)
+        if self.by_host.get(network, 0) >= limits.max_per_client:
+            self._refused(f"{network} has {self.by_host[network]} connections open "
                           f"(connections.max-per-client is {limits.max_per_client})")
             return False
+        if self.total - len(self._closing) >= limits.max and not self._make_room():
+            self._refused(f"{self.total} connections are open, each busy with a request "
+                          f"(connections.max is {limits.max})")
+            return False
         self.total += 1
-        self.by_host[host] = self.by_host.get(host, 0) + 1
+        self.by_host[network] = self.by_host.get(network, 0) + 1
+        return True
+
+    def _make_room(self) -> bool:
+        if not self._waiting:
+            return False
+        channel = next(iter(self._waiting))
+        self._waiting.pop(channel)
+        self._closing.add(channel)
+        self.made_room += 1
+        channel.make_room()
         return True
 
     def release(self, host: str) -> None:
         self.total -= 1
-        left = self.by_host.get(host, 1) - 1
+        network = client_network(host)
+        left = self.by_host.get(network, 1) - 1
         if left > 0:
-            self.by_host[host] = left
+            self.by_host[network] = left
         else:
-            self.by_host.pop(host, None)
+            self.by_host.pop(network, None)
 
     def _refused(self, reason: str) -> None:
         self._unreported += 1
