@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import __version__
 from .catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, STATUS, Catalogue, Endpoint, Operation
 
 _STATUS_BODY = {
@@ -44,6 +43,9 @@ _REASONS = {
 }
 
 
+API_VERSION = "1"
+
+
 def openapi_document(catalogue: Catalogue) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for section, endpoint in catalogue.endpoints():
@@ -54,7 +56,9 @@ def openapi_document(catalogue: Catalogue) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Admin API",
-            "version": __version__,
+            # The API's version, not the package's: the document is served without
+            # authentication, and the daemon does not announce what it runs on.
+            "version": API_VERSION,
             "description": "The appliance Admin API, version 1. HEAD is answered as GET. "
             "The full reference is at /docs.",
         },

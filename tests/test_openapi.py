@@ -171,3 +171,23 @@ def _form_properties(operation: dict) -> list[dict]:
     """The schemas of an operation's multipart form fields, if it takes a form."""
     content = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
     return list(content.get("schema", {}).get("properties", {}).values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_unauthenticated_answer_gives_the_daemons_version(memory_daemon):
+    """docs/API.md: the daemon does not announce what it runs on. Every public page is read
+    without a token: no header names the version, the OpenAPI document gives the API's
+    version only, and no page says what release of the daemon it is."""
+    from jidoteki_admin import __version__
+
+    for path in ("//", "//docs", "//docs/openapi.json", "//docs/API.md", "/version", "/nosuch"):
+        response = await memory_daemon.get(path, auth=None)
+        body = await response.content()
+        assert f"jidoteki-admin {__version__}".encode() not in body, path
+        assert f"jidoteki-admin/{__version__}".encode() not in body, path
+        for name, values in response.headers.getAllRawHeaders():
+            assert not any(__version__.encode() in value for value in values), (path, name)
+    document = await memory_daemon.get("//docs/openapi.json", auth=None)
+    text = await document.content()
+    assert json.loads(text)["info"]["version"] == "1"
+    assert __version__.encode() not in text
