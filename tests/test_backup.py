@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import stat
 import sys
 import tarfile
@@ -432,3 +433,29 @@ async def test_no_archive_is_downloaded_while_a_backup_runs(backup_daemon, tmp_p
     assert response.code == 404
     assert json.loads(await response.content())["Error-Message"] == "No backup archive: a backup is running"
     assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 202
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restore_whose_move_into_place_fails_part_way_puts_the_previous_data_back_byte_for_byte(
+        backup_daemon, data, tmp_path):
+    """The last entry cannot be moved (a mount point: the kernel refuses to rename it), after
+    the others were: they are put back as they were, every byte and mode."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    (data / "zzz").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data / "zzz")], check=True)
+    try:
+        (data / "zzz" / "inside.txt").write_text("on the mount\n")
+        before = snapshot(data)
+        archive = tar_of(entry("app/db/main.db", content=b"restored db\n"), entry("keep.txt", content=b"new\n"),
+                         entry("zzz/inside.txt", content=b"restored\n"))
+        response = await restore(backup_daemon, archive)
+        assert response.code == 400
+        message = json.loads(await response.content())["Error-Message"]
+        assert message.startswith("Could not move the restored files into place (could not move ") and \
+            message.endswith("the previous data is back as it was"), message
+        assert snapshot(data) == before
+        assert [n for n in os.listdir(data) if n.startswith(".")] == []
+        assert not (backup_daemon.admin_path / "etc" / "jobs" / "restore.journal").exists()
+    finally:
+        subprocess.run(["umount", str(data / "zzz")], check=True)

@@ -609,3 +609,23 @@ def test_a_certificate_replaced_by_hand_is_served_after_sighup(twistd, tmp_path,
     assert wait_for(lambda: "SIGHUP: " in daemon.text()), daemon.text()
     assert served(port) == pki.ec_leaf.der
     assert hashlib.sha256(served(port)).hexdigest() == certificates.fingerprint(pki.ec_leaf.certificate)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ca_with_the_issuers_name_but_not_its_key_is_refused_and_changes_nothing(certs_daemon, pki):
+    """Names are not proof: a CA certificate whose subject is the leaf's issuer name, made
+    with another key, did not sign the leaf, and is refused before anything changes."""
+    daemon = certs_daemon
+    impostor = issue("Test Root CA", ca=True)  # the same name as pki.root, another key
+    assert impostor.certificate.subject == pki.ec_leaf.certificate.issuer
+    before = {path: path.read_bytes() for path in (daemon.admin_path / "etc" / "ssl").iterdir()}
+    served_before = await deferToThread(served, daemon.port)
+    response = await post_certs(daemon, pki.ec_leaf.pem, pki.ec_leaf.key_pem, impostor.pem)
+    assert response.code == 400
+    message = (await json_of(response))["Error-Message"]
+    assert "CN=Test Root CA" in message and "not" in message, message
+    assert {path: path.read_bytes() for path in (daemon.admin_path / "etc" / "ssl").iterdir()} == before
+    assert await deferToThread(served, daemon.port) == served_before
+    assert os.listdir(daemon.admin_path / "home" / "sftp" / "uploads") == []
+    response = await post_certs(daemon, pki.ec_leaf.pem, pki.ec_leaf.key_pem, pki.root.pem)  # the real one
+    assert response.code == 202

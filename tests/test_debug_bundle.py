@@ -112,3 +112,37 @@ async def test_without_updates_pub_the_answer_names_it_relative_to_the_tree(daem
     message = json.loads(await response.content())["Error-Message"]
     assert "Cannot read the public key etc/updates.pub" in message
     assert str(daemon.admin_path) not in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_bundles_of_the_same_input_share_no_key_and_no_ciphertext(daemon, keys, tmp_path):
+    """Each bundle has a key of its own (a fresh random key, a fresh salt): two bundles of
+    the same logs must not reveal that they are the same, nor open with each other's key."""
+    install_vendor_key(daemon, keys)
+    (daemon.admin_path / "etc" / "debug.txt").write_text("echo same\n")
+    opened = []
+    for n in range(2):
+        response = await daemon.get("/debug")
+        assert response.code == 200
+        work = tmp_path / f"bundle-{n}"
+        work.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(await response.content())) as tar:
+            tar.extractall(work, filter="data")
+        subprocess.run(["openssl", "pkeyutl", "-decrypt", "-inkey", str(keys["vendor"]), "-pkeyopt",
+                        "rsa_padding_mode:pkcs1", "-in", "debug.key.enc", "-out", "debug.key"],
+                       cwd=work, check=True, capture_output=True, timeout=60)
+        opened.append({name: (work / name).read_bytes() for name in ("debug.key", "debug.key.enc",
+                                                                      "debug.tar.gz.enc")})
+    first, second = opened
+    assert first["debug.key"] != second["debug.key"]
+    assert first["debug.key.enc"] != second["debug.key.enc"]
+    assert first["debug.tar.gz.enc"][:16] != second["debug.tar.gz.enc"][:16]  # "Salted__" and its salt
+    assert first["debug.tar.gz.enc"][16:64] != second["debug.tar.gz.enc"][16:64]
+    # Each opens with its own key only.
+    out = tmp_path / "wrong.tar.gz"
+    wrong = subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-md", "sha256", "-pbkdf2", "-pass",
+                            f"file:{tmp_path / 'bundle-0' / 'debug.key'}", "-in",
+                            str(tmp_path / "bundle-1" / "debug.tar.gz.enc"), "-out", str(out)],
+                           capture_output=True, timeout=60)
+    # A wrong key almost always fails on the padding; when it happens to pass, it is noise.
+    assert wrong.returncode != 0 or not out.read_bytes().startswith(b"\x1f\x8b")
