@@ -124,6 +124,11 @@ class AdminTree:
         runner whenever it can, at its next start if not before."""
         return self.jobs / f"{kind}.requested"
 
+    def request_taken(self, kind: str) -> Path:
+        """A request the runner has started a job for: the job removes it once it has
+        said how it ended, so one that died first (with the power) is asked for again."""
+        return self.jobs / f"{kind}.requested.taken"
+
     @property
     def settings_upload(self) -> Path:
         """A settings document handed from the API to the settings job."""

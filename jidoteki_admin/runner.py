@@ -277,6 +277,9 @@ class JobRunner(Service):
         for kind in list(self.kinds.values()):
             if kind.name not in self._running:
                 self._recover(kind)
+            taken = self.tree.request_taken(kind.name)
+            if taken.exists() and kind.name not in self._running:
+                os.replace(taken, self.tree.request_marker(kind.name))  # its job died before it ended
         self._start_requested()
 
     def stopService(self) -> defer.Deferred[Any]:
@@ -312,11 +315,13 @@ class JobRunner(Service):
             return  # it ended and said how, or an appliance script holding its lock is at work
         if kind.interrupted_outcome == SUCCESS:
             files.say(self.clock, "The job ended with the daemon, as it meant to")
-            files.write(JobStatus(SUCCESS, 100))
-            return
-        files.say(self.clock, INTERRUPTED)
-        if files.write(JobStatus(FAILED, files.read().percentage, INTERRUPTED, kind.interrupted_code)):
+            outcome = JobStatus(SUCCESS, 100)
+        else:
+            files.say(self.clock, INTERRUPTED)
+            outcome = JobStatus(FAILED, files.read().percentage, INTERRUPTED, kind.interrupted_code)
             self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
+        files.write(outcome)
+        self._tell(kind, outcome)
 
     def _adopt(self, kind: JobKind) -> bool:
         """Follow a job the previous daemon left running to its end, as if it were ours."""
@@ -496,7 +501,7 @@ class JobRunner(Service):
                 self.check_free(kind)
             except AlreadyRunning:
                 continue  # the marker stays: asked for again when the running job ends
-            remove_quietly(marker)
+            os.replace(marker, self.tree.request_taken(kind.name))  # a request made from now on is another
             self.start(kind)
 
     def _finished(self, result: object, job: _Job) -> JobStatus | defer.Deferred[JobStatus]:
@@ -511,11 +516,7 @@ class JobRunner(Service):
             files.say(self.clock, f"Failed: {outcome.error_message}")  # a reason the job could not give itself
         if outcome != files.read():
             files.write(outcome)
-        for listener in self._listeners.get(kind.name, []):
-            try:
-                listener(outcome)
-            except Exception:
-                self.log.failure("After the {kind} job", kind=kind.name)
+        self._tell(kind, outcome)
         # Only now does any answer show the outcome (status() says "running" until here).
         if self._running.get(kind.name) is job:
             del self._running[kind.name]
@@ -523,6 +524,13 @@ class JobRunner(Service):
         if not self._stopping:
             self.reactor.callLater(0, self._start_requested)
         return outcome
+
+    def _tell(self, kind: JobKind, outcome: JobStatus) -> None:
+        for listener in self._listeners.get(kind.name, []):
+            try:
+                listener(outcome)
+            except Exception:
+                self.log.failure("After the {kind} job", kind=kind.name)
 
     def _outcome(self, result: object, job: _Job) -> JobStatus:
         """The job's own word when it gave one; else what the runner saw of its end."""

@@ -5,7 +5,8 @@ key and CA, the top-level entries a restore puts back) stages every new entry be
 target first, then swaps them in. A Swap keeps a journal while it does: the plan (each
 target, its staged entry and where the previous one is kept) is written and fsynced
 before the first move, and the journal says "done" only once every entry is in place
-and whatever the job checks afterwards has passed (``commit``). Each move is one
+and whatever the job checks afterwards has passed (``commit``); it goes once the job has
+said it succeeded (``close``). Each move is one
 rename, fsynced, so the state of every entry can be read off the disk:
 
 - the staged entry still there: not moved in yet; the target is the previous one;
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from .files import atomic_write, fsync_directory, remove_quietly, resolved_target
 
-MOVING, DONE = "moving", "done"
+STAGING, MOVING, DONE = "staging", "moving", "done"
 ROLLED_BACK, COMPLETED = "rolled back", "completed"
 
 
@@ -59,7 +60,12 @@ class SwapError(Exception):
 
 
 class Swap:
-    """Entries staged beside their targets, swapped in together under a journal."""
+    """Entries staged beside their targets, swapped in together under a journal.
+
+    The journal is written as soon as the first entry (or scratch path) is staged, and
+    again with each one, so that even a job killed while it stages leaves nothing behind:
+    the next start removes what it had staged.
+    """
 
     def __init__(self, journal: Path, log: Callable[[str], None] = lambda message: None,
                  checkpoint: Callable[[str], None] = lambda name: None):
@@ -67,14 +73,22 @@ class Swap:
         self.log = log
         self.checkpoint = checkpoint  # called between moves (the fault tests stop a job there)
         self.entries: list[Entry] = []
+        self.scratch: list[Path] = []  # the job's own work space, removed however it ends
         self.moving = False
         self.committed = False
+
+    def add_scratch(self, path: Path) -> None:
+        """A file or directory the job works in (a restore's staging directory, an
+        update's decrypted package), removed whatever stops the job."""
+        self.scratch.append(Path(path))
+        self._note(STAGING)
 
     def stage_file(self, path: Path, data: bytes, mode: int, group: int | None = None,
                    owner: int | None = None) -> Path:
         """Write a new file for ``path`` beside where it leads; returns the target."""
         target = resolved_target(path)
         staged = target.with_name(f".{target.name}.staged")
+        self.add(target, staged)  # noted before it exists: a kill in between leaves nothing unknown
         remove_quietly(staged)
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -88,7 +102,6 @@ class Swap:
         except BaseException:
             remove_quietly(staged)
             raise
-        self.add(target, staged)
         return target
 
     def add(self, target: Path, staged: Path) -> None:
@@ -96,13 +109,17 @@ class Swap:
         ``target``, which may not exist yet."""
         aside = target.with_name(f".{target.name}.aside")
         self.entries.append(Entry(target, staged, aside, os.path.lexists(target)))
+        self._note(STAGING)
+
+    def _note(self, state: str) -> None:
+        _write_journal(self.journal, state, self.entries, self.scratch)
 
     def install(self) -> None:
         """Move every staged entry into place, the previous ones kept aside; on any
         failure, put back what was moved and raise SwapError."""
         for entry in self.entries:
             _remove_entry(entry.aside)  # a stale one from a swap that never started
-        _write_journal(self.journal, MOVING, self.entries)
+        self._note(MOVING)
         self.moving = True
         try:
             for number, entry in enumerate(self.entries):
@@ -114,32 +131,46 @@ class Swap:
             raise SwapError(f"could not move {e.filename or 'a file'} into place: {e.strerror or e}") from None
 
     def commit(self) -> None:
-        """The new entries stay: the journal says so first, then the previous ones go."""
+        """The new entries stay: the journal says so first, then the previous ones go. The
+        journal stays, saying "done", until ``close``: a job killed after its commit and
+        before it said so is finished by the recovery, and reported as having succeeded."""
         if not self.moving:
             return
-        _write_journal(self.journal, DONE, self.entries)
+        self._note(DONE)
         self.committed = True
         self.checkpoint("committed")
-        _finish(self.journal, self.entries)
+        _finish(self.entries, self.scratch)
         self.moving = False
 
+    def close(self) -> None:
+        """The job has said how it ended: its work space and the journal go."""
+        if self.committed:
+            forget(self.journal)
+        elif not self.moving:
+            _finish(self.entries, self.scratch)  # anything staged is removed
+            if self.journal.exists():
+                forget(self.journal)
+
     def roll_back(self) -> None:
-        """Put every previous entry back (before the commit); the staged ones are removed."""
-        if not self.moving and not self.journal.exists():
-            for entry in self.entries:
-                _remove_entry(entry.staged)
+        """Put every previous entry back (before the commit); the staged entries and the
+        scratch paths are removed."""
+        if not self.journal.exists():
+            _finish(self.entries, self.scratch)
             return
-        _undo(self.journal, self.entries, self.log)
+        _undo(self.journal, self.entries, self.scratch, self.log)
         self.moving = False
 
 
 def recover(journal: Path, log: Callable[[str], None] = lambda message: None) -> str | None:
     """Finish or undo the swap a journal describes: COMPLETED when it had been committed,
-    ROLLED_BACK when not; None when there is no journal (nothing was left half-done)."""
+    ROLLED_BACK when not; None when there is no journal (nothing was left half-done).
+    A completed swap's journal stays until ``forget``: its job says first that it
+    succeeded (or a recovery cut short finishes it again)."""
     try:
         value = json.loads(journal.read_bytes())
         state = value["state"]
         entries = [Entry.from_json(e) for e in value["entries"]]
+        scratch = [Path(str(p)) for p in value.get("scratch", [])]
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
@@ -149,9 +180,9 @@ def recover(journal: Path, log: Callable[[str], None] = lambda message: None) ->
         remove_quietly(journal)
         return None
     if state == DONE:
-        _finish(journal, entries)
+        _finish(entries, scratch)
         return COMPLETED
-    _undo(journal, entries, log)
+    _undo(journal, entries, scratch, log)
     return ROLLED_BACK
 
 
@@ -167,7 +198,7 @@ def _move_in(entry: Entry, checkpoint: Callable[[str], None], aside: str) -> Non
     fsync_directory(entry.target.parent)
 
 
-def _undo(journal: Path, entries: list[Entry], log: Callable[[str], None]) -> None:
+def _undo(journal: Path, entries: list[Entry], scratch: list[Path], log: Callable[[str], None]) -> None:
     """Put each previous entry back, last first; safe to run again if it is itself cut
     short, since each step is read off the disk again."""
     for entry in reversed(entries):
@@ -188,23 +219,31 @@ def _undo(journal: Path, entries: list[Entry], log: Callable[[str], None]) -> No
                 os.rename(entry.aside, entry.target)
         fsync_directory(entry.target.parent)
         _remove_entry(entry.staged)
+    for path in scratch:
+        _remove_entry(path)
     if entries:
         log("Put back what was there before")
-    remove_quietly(journal)
-    fsync_directory(journal.parent)
+    forget(journal)
 
 
-def _finish(journal: Path, entries: list[Entry]) -> None:
+def _finish(entries: list[Entry], scratch: list[Path]) -> None:
     for entry in entries:
         _remove_entry(entry.aside)
         _remove_entry(entry.staged)
+    for path in scratch:
+        _remove_entry(path)
+
+
+def forget(journal: Path) -> None:
+    """Remove a journal whose swap is over (and whose job has said how it ended)."""
     remove_quietly(journal)
     fsync_directory(journal.parent)
 
 
-def _write_journal(journal: Path, state: str, entries: list[Entry]) -> None:
+def _write_journal(journal: Path, state: str, entries: list[Entry], scratch: list[Path]) -> None:
     journal.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(journal, json.dumps({"state": state, "entries": [e.as_json() for e in entries]}).encode(), 0o600)
+    value = {"state": state, "entries": [e.as_json() for e in entries], "scratch": [str(p) for p in scratch]}
+    atomic_write(journal, json.dumps(value).encode(), 0o600)
 
 
 def _is_dir(path: Path) -> bool:

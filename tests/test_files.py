@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import pytest_twisted
@@ -101,14 +102,16 @@ async def test_setting_a_token_keeps_the_persisted_link(daemon, tmp_path):
 
 def test_a_start_removes_the_temporary_files_a_killed_daemon_left_in_etc(make_memory_daemon, tmp_path):
     """kill -9 between atomic_write's mkstemp and its rename leaves a dotfile beside the
-    target; the next daemon removes those of the files only a daemon writes, and leaves the
-    temporaries of files a job may be writing, and anything else, alone."""
+    target; the next daemon removes those of the files only the daemon and its jobs write,
+    once untouched for a minute (a job it follows may be writing one), and leaves the
+    temporaries of files an update script may be writing, and anything else, alone."""
     etc = tmp_path / "admin" / "etc"
     etc.mkdir(parents=True)
     left = [".status_update.txt.elg14h0p", ".api.token.a1b2_c3d", ".status_error_code.txt.zzzzzzzz"]
     kept = [".version.txt.abcdefgh", ".hidden", ".api.token.TOOLONGNAME", "status_update.txt"]
     for name in left + kept:
         (etc / name).write_text("x\n")
+        os.utime(etc / name, (time.time() - 120, time.time() - 120))
     make_memory_daemon()
     remaining = set(os.listdir(etc))
     assert remaining.isdisjoint(left)

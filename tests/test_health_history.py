@@ -4,6 +4,8 @@ for a day, hours for a year, kept in the admin tree across restarts."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 import pytest_twisted
@@ -231,5 +233,6 @@ def test_a_daemon_killed_while_saving_leaves_nothing_behind_at_the_next_start(ma
     etc = tmp_path / "admin" / "etc"
     etc.mkdir(parents=True)
     (etc / ".health-history.json.ab12cd34").write_bytes(b'{"format":1,')  # half written
+    os.utime(etc / ".health-history.json.ab12cd34", (time.time() - 120, time.time() - 120))  # and left
     make_memory_daemon()
     assert not (etc / ".health-history.json.ab12cd34").exists()

@@ -277,8 +277,10 @@ BAD = [
                        "hostname and the other network settings"),
     ({"network": DHCP["network"], "app": []}, "Missing or invalid object for option: app. Allowed: an object "
                                               "(the application's own settings)"),
-    ({"network": DHCP["network"], "app": {"x": "y" * 33_000}},
+    ({"network": DHCP["network"], "app": {f"x{n}": "y" * 100 for n in range(400)}},
      "Missing or invalid object for option: app. Allowed: an object of at most 32768 bytes as JSON"),
+    ({"network": DHCP["network"], "app": {"x": "y" * 33_000}},
+     "The settings file is refused at app.x: a string of 33000 characters (at most 4096)"),
     ({"network": {"hostname": "test.host"}},
      "Missing or invalid string for option: interface. Allowed: 3 to 14 letters and digits, like eth0"),
     ({"network": {"interface": 5, "hostname": "test.host"}},

@@ -144,7 +144,7 @@ class CertsProgram(Program):
             files.append((args.bundle, candidate.bundle_pem(), secret))
         files.append((args.private_key, candidate.key_pem(), secret))
         files.append((args.certificate, candidate.certificate_pem(), 0o644))
-        moves = self.new_swap()
+        moves = self.changes()
         for path, data, mode in files:
             path.parent.mkdir(parents=True, exist_ok=True)
             owner, group = self.ownership(path)

@@ -52,7 +52,7 @@ class ClusterProgram(StagedDocumentProgram):
         cluster = document["cluster"]
         self.step(30, f"Saving the cluster settings: cluster {cluster['name']}, node {cluster['node']} "
                       f"({cluster['role']}), {len(cluster['peers'])} peer(s)")
-        moves = self.new_swap()
+        moves = self.changes()
         owner, group = secret_owner(self.tree.etc)
         moves.stage_file(self.tree.cluster_settings, document_bytes(document), 0o600, group, owner)
         self.install(moves)

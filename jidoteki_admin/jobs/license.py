@@ -104,7 +104,7 @@ class LicenseProgram(Program):
             details = default_details(self, data)
             atomic_write(self.tree.license_file, data, 0o644)
         else:
-            moves = self.new_swap()
+            moves = self.changes()
             moves.stage_file(self.tree.license_file, data, 0o644)
             self.install(moves)
             self.step(50, f"Checking the license with bin/{HOOK}")

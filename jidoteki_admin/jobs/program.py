@@ -89,12 +89,15 @@ class Program:
         self.percentage = percentage
         self.status.write(JobStatus(RUNNING, percentage))
 
-    def new_swap(self) -> swap.Swap:
-        """Files (or directories) to replace together, under this kind's journal: a job
-        that fails or is stopped before ``commit`` puts the previous ones back (main does),
-        and one killed outright is rolled back by the next start (``--recover``)."""
-        name = self.kind.name
-        self.swap = swap.Swap(self.tree.journal(name), self.log, lambda at: checkpoint(f"{name}.{at}"))
+    def changes(self) -> swap.Swap:
+        """The job's changes, made together under this kind's journal (swap.py): files or
+        directories to replace, and the work space to remove. A job that fails or is
+        stopped before ``commit`` puts the previous ones back (main does), and one killed
+        outright is rolled back at once by its runner, or by the next start
+        (``--recover``)."""
+        if self.swap is None:
+            name = self.kind.name
+            self.swap = swap.Swap(self.tree.journal(name), self.log, lambda at: checkpoint(f"{name}.{at}"))
         return self.swap
 
     def install(self, moves: swap.Swap) -> None:
@@ -222,10 +225,16 @@ CHECKPOINTS = "JIDO_JOB_CHECKPOINTS"  # a folder; the fault tests stop jobs at n
 def checkpoint(name: str) -> None:
     """A point where the fault tests may hold a job: with $JIDO_JOB_CHECKPOINTS set to a
     folder holding a file of this name, the job creates NAME.reached and waits for the
-    file to go, so a test can send its signal at exactly this point. Unset, nothing."""
+    file to go, so a test can send its signal at exactly this point; a file "trace" there
+    gets the name of every point passed, so a test learns a job's points from the job.
+    Unset, nothing."""
     folder = os.environ.get(CHECKPOINTS)
     if not folder:
         return
+    trace = Path(folder) / "trace"
+    if trace.exists():
+        with open(trace, "a") as f:
+            f.write(name + "\n")
     hold = Path(folder) / name
     if not hold.exists():
         return
@@ -267,6 +276,7 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
             # before it, the default action ends the process, which the runner reports.
             signal.signal(signal.SIGTERM, _interrupted)
             status.write(JobStatus(RUNNING, 0))
+            checkpoint(f"{kind.name}.start")
             job.run()
             if kind.persists and not job.persisted:
                 job.persist()
@@ -290,11 +300,16 @@ def main(program: type[Program], argv: list[str] | None = None) -> int:
         finally:
             job.clean_up()
     if failure is None:
-        return _outcome(status, JobStatus(SUCCESS, 100))
-    # The outcome is written last, once the roll-back and the clean-up are done.
-    job.failed(*failure)
-    _outcome(status, JobStatus(FAILED, job.percentage, failure[1], failure[0]))
-    return 1
+        outcome = JobStatus(SUCCESS, 100)
+    else:
+        # The outcome is written last, once the roll-back and the clean-up are done.
+        job.failed(*failure)
+        outcome = JobStatus(FAILED, job.percentage, failure[1], failure[0])
+    if _outcome(status, outcome):
+        if job.swap is not None:
+            job.swap.close()  # the outcome is on disk: the journal of a committed swap can go
+        remove_quietly(tree.request_taken(kind.name))  # a request this job answered
+    return 0 if outcome.status == SUCCESS else 1
 
 
 def _recover(job: Program, status: StatusFiles) -> int:
@@ -316,9 +331,11 @@ def _recover(job: Program, status: StatusFiles) -> int:
         _outcome(status, JobStatus(FAILED, None, message, kind.unexpected_code))
         return 1
     previous = status.read()
-    if done == swap.COMPLETED:
+    if done == swap.COMPLETED or (previous.status == RUNNING and kind.interrupted_outcome == SUCCESS):
         job.log("The interrupted job had made its change: finished it")
-        return _outcome(status, JobStatus(SUCCESS, 100))
+        if _outcome(status, JobStatus(SUCCESS, 100)):
+            swap.forget(job.tree.journal(kind.name))
+        return 0
     if done == swap.ROLLED_BACK:
         message = "Interrupted before it finished; the previous state is back in place"
     elif previous.status == RUNNING:
@@ -330,11 +347,12 @@ def _recover(job: Program, status: StatusFiles) -> int:
     return 1
 
 
-def _outcome(status: StatusFiles, outcome: JobStatus) -> int:
+def _outcome(status: StatusFiles, outcome: JobStatus) -> bool:
     """Write the job's outcome; if even that fails, say so on the log and let the exit
     status tell whoever watches (the runner then writes it, if it can)."""
     try:
         status.write(outcome)
     except OSError as e:
         log_line(status.kind.label, f"Could not write the outcome to {status.json}: {e.strerror or e}")
-    return 0 if outcome.status == SUCCESS else 1
+        return False
+    return True

@@ -62,6 +62,7 @@ class RestoreProgram(Program):
         root = args.root
         root.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=root))
+        self.changes().add_scratch(self.staging)  # gone however the job ends, kill -9 included
         limits = package.ArchiveLimits(max_bytes=args.max_bytes, max_members=args.max_members)
         try:
             names = package.extract_safely(args.archive, self.staging, limits)
@@ -82,7 +83,7 @@ class RestoreProgram(Program):
 
     def move_into_place(self, tops: list[str]) -> None:
         assert self.staging is not None
-        moves = self.new_swap()
+        moves = self.changes()
         for top in tops:
             moves.add(self.args.root / top, self.staging / top)
         try:

@@ -137,7 +137,7 @@ class SettingsProgram(Program):
         files = {self.tree.network_json: network_json(settings), self.tree.app_json: app_json(settings),
                  conf: network_conf(network)}
         self.previous_mode = previous_mode(_read_or_none(conf))
-        moves = self.new_swap()
+        moves = self.changes()
         try:
             for path, content in files.items():
                 moves.stage_file(path, content, *file_mode(path, self.args.group))

@@ -59,7 +59,7 @@ class StorageProgram(StagedDocumentProgram):
         document = self.checked()
         self.step(30, f"Saving the storage settings (type {document['storage']['type']})")
         secret = holds_secret(document)
-        moves = self.new_swap()
+        moves = self.changes()
         if secret:
             owner, group = secret_owner(self.tree.etc)
             moves.stage_file(self.tree.storage_settings, document_bytes(document), 0o600, group, owner)

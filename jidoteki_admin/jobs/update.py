@@ -78,6 +78,7 @@ class UpdateProgram(Program):
         work = self.args.work_dir or self.tree.tmp
         work.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=work))
+        self.changes().add_scratch(self.workdir)  # a package can be gigabytes: gone however the job ends
 
         self.step(20, f"Decrypting update package {self.package.name}")
         public_key = package.load_public_key(self.tree.update_public_key, root=self.tree.root)
@@ -198,7 +199,7 @@ class UpdateProgram(Program):
         """version.txt and changelog.txt together (swap.py): GET /version and /changelog
         never show one package's version with another's changelog. Committed at once:
         update.sh has run, so the package is installed, whatever comes next."""
-        moves = self.new_swap()
+        moves = self.changes()
         for name, target in (("version.txt", self.tree.version_file), ("changelog.txt", self.tree.changelog_file)):
             source = extracted / name
             if source.is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from .. import responses
 from ..catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, STATUS, Endpoint, Field, Reply, Section, get, post
@@ -21,7 +22,7 @@ from ..jobs.backup import BACKUP, write_status
 from ..jobs.persist import PERSIST
 from ..jobs.restore import RESTORE
 from ..responses import APIError
-from ..runner import SUCCESS
+from ..runner import SUCCESS, JobStatus
 
 TAR = b"application/x-tar"  # as the original served it
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"
@@ -40,6 +41,7 @@ STATUS_SCHEMA = {
 class Backup:
     name = "backup"
     optional = True
+    logger = Logger()
 
     def __init__(self, context: Context):
         tree, config = context.tree, context.config
@@ -115,10 +117,18 @@ class Backup:
             self._delete()
         return responses.accepted(request, "/backup")
 
-    def _backup_finished(self, outcome) -> None:
+    def _backup_finished(self, outcome: JobStatus) -> None:
+        """Before anyone hears how a backup ended: a failed one leaves no archive and says
+        so, even killed outright before it could (the job does it otherwise)."""
         if self._delete_when_stopped:
             self._delete_when_stopped = False
             self._delete()
+        elif outcome.status != SUCCESS:
+            remove_quietly(self.archive)
+            try:
+                write_status(self.status_file, {"status": "failed"})
+            except OSError as e:
+                self.logger.warn("Cannot write {path}: {why}", path=str(self.status_file), why=e)
 
     def _delete(self) -> None:
         remove_quietly(self.archive)
