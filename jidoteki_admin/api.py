@@ -18,6 +18,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from . import responses
+from .files import permission_problem
 from .audit import AuditLog, client_host
 from .auth import TokenStore
 from .catalogue import Catalogue, Endpoint, Operation
@@ -140,6 +141,14 @@ class AdminAPI:
     @app.handle_errors(AlreadyRunning)
     def already_running(self, request, failure):
         return responses.error(request, 400, failure.value.message, self.tokens.first_run)
+
+    @app.handle_errors(PermissionError)
+    def not_permitted(self, request, failure):
+        """A file the daemon's user may not read or write (an appliance's owners and modes
+        that do not fit it): said plainly, with the file and where the fix is."""
+        problem = permission_problem(failure.value)
+        self.log.error("Request {id}: {problem}", id=request.request_id, problem=problem)
+        return responses.error(request, 500, problem, self.tokens.first_run)
 
     @app.handle_errors(NotFound, RequestRedirect)
     def not_found(self, request, failure):

@@ -98,6 +98,10 @@ class TokenStore:
     def replace(self, token: str) -> None:
         """Install a new token atomically and end first-run mode."""
         self._write(self.tree.token_file, token)
+        self.ended_first_run()
+
+    def ended_first_run(self) -> None:
+        """A token was set (here or by the appliance's script): first-run mode is over."""
         _empty_if_present(self.tree.first_run_marker)
 
     def _write(self, path, token: str) -> None:

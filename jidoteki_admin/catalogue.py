@@ -25,6 +25,7 @@ PLAIN_TEXT = "text"  # text/plain, from a file or a log
 DOWNLOAD = "download"  # a file to save (Content-Disposition, Filename)
 ACCEPTED = "accepted"  # 202 with Location: the work went to a job
 PAGE = "page"  # a public page or file: HTML, Markdown, CSS, JSON
+REDIRECT = "redirect"  # 301 to Reply.media_type's place: an old path of a public page
 
 
 @dataclass(frozen=True)

@@ -119,13 +119,19 @@ def run_child(
     clock: Any = None,  # IReactorTime; the reactor by default
     on_line: Callable[[bytes], None] = lambda line: None,
     output_fd: int | None = None,
+    inherit_output: bool = False,
 ) -> RunningChild:
     """Start ``argv``; its ``done`` fires with a ChildResult. Lines of stdout/stderr go to
     ``on_line``; with ``output_fd`` (a file open for appending), the child writes them
-    there itself instead, so none is lost whatever happens to this process."""
+    there itself instead, and with ``inherit_output`` to this process's own stdout and
+    stderr: either way none is lost whatever happens to this process."""
     clock = clock or reactor
     proto = _ChildProtocol(on_line, clock)
-    fds: dict[int, str | int] = {0: "w", 1: "r", 2: "r"} if output_fd is None else {0: "w", 1: output_fd, 2: output_fd}
+    fds: dict[int, str | int] = {0: "w", 1: "r", 2: "r"}
+    if output_fd is not None:
+        fds = {0: "w", 1: output_fd, 2: output_fd}
+    elif inherit_output:
+        fds = {0: "w", 1: 1, 2: 2}
     command = [sys.executable, "-c", _BOOTSTRAP, cwd or "", *argv]
     reactor.spawnProcess(
         proto,

@@ -27,7 +27,7 @@ from .auth import TokenStore
 from .catalogue import Catalogue
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
-from .files import remove_stale_temporaries
+from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
 from .httpsonly import HTTPSOnly
 from .layout import AdminTree
@@ -49,6 +49,8 @@ def _daemon_owned(name: str) -> bool:
 
 def certificate_problem(error: Exception) -> str:
     """Why a certificate and key could not be loaded, in a few words."""
+    if isinstance(error, PermissionError):
+        return permission_problem(error)
     if isinstance(error, OSError):
         return f"{error.filename}: {error.strerror}" if error.filename else str(error.strerror or error)
     reasons = [entry[2] for entry in getattr(error, "args", [[]])[0] if isinstance(entry, tuple) and len(entry) > 2]

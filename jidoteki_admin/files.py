@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import grp
 import json
 import os
+import pwd
 import re
 import stat
 import tempfile
@@ -142,8 +144,9 @@ class CachedFirstLine:
         self._checked = None
 
 
-def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
-    """The last ``count`` lines of a possibly large log file, reading from its end."""
+def tail_text(path: Path, count: int, block: int = 8192) -> str | None:
+    """The last ``count`` lines of a possibly large log file as ``tail -n COUNT`` prints
+    them (a last line without a newline stays without one), reading from its end."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -151,13 +154,17 @@ def tail_lines(path: Path, count: int, block: int = 8192) -> list[str] | None:
     with f:
         position = f.seek(0, os.SEEK_END)
         data = b""
-        while position > 0 and data.count(b"\n") <= count:
+        while position > 0 and data.rstrip(b"\n").count(b"\n") < count:
             step = min(block, position)
             position -= step
             f.seek(position)
             data = f.read(step) + data
-    lines = data.decode("utf-8", "replace").splitlines()
-    return lines[-count:]
+    ends = data.endswith(b"\n")
+    lines = data.split(b"\n")
+    if ends:
+        lines.pop()
+    text = b"\n".join(lines[-count:]) + (b"\n" if ends and lines else b"")
+    return text.decode("utf-8", "replace")
 
 
 # What atomic_write's mkstemp names its temporary file: "." + the target's name + "." + 8
@@ -259,3 +266,22 @@ def secret_owner(owned_like: Path) -> tuple[int | None, int | None]:
     if os.geteuid() == info.st_uid:
         return None, None
     return info.st_uid, info.st_gid
+
+
+def permission_problem(error: OSError) -> str:
+    """A permission error as the operator needs it: which file, which user, where the fix is."""
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    groups = []
+    for gid in sorted(set(os.getgroups()) | {os.getegid()}):
+        try:
+            groups.append(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            groups.append(str(gid))
+    what = error.filename or "a file"
+    if error.filename2:
+        what = f"{error.filename} or {error.filename2}"
+    return (f"The daemon may not use {what}: {error.strerror or 'permission denied'} (it runs as {user}, in the "
+            f"groups {', '.join(groups)}). docs/migration.md lists the owners, groups and modes an appliance needs")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, STATUS, Catalogue, Endpoint, Operation
+from .catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, REDIRECT, STATUS, Catalogue, Endpoint,
+                        Operation)
 
 _STATUS_BODY = {
     "type": "object",
@@ -151,6 +152,9 @@ def _success(op: Operation) -> dict[str, Any]:
         media = reply.media_type or "text/html"
         return {"200": {"description": reply.description or "The page",
                         "content": {media: {"schema": {"type": "string"}}}}}
+    if reply.kind == REDIRECT:
+        return {"301": {"description": reply.description or "Moved",
+                        "headers": {"Location": {"description": "Where it is now", "schema": {"type": "string"}}}}}
     raise ValueError(f"unknown reply kind {reply.kind!r}")
 
 

@@ -15,7 +15,7 @@ import json
 from importlib import resources
 
 from . import responses
-from .catalogue import PAGE, Catalogue, Endpoint, Reply, Section, get
+from .catalogue import PAGE, REDIRECT, Catalogue, Endpoint, Reply, Section, get
 from .docs import Docs
 from .openapi import openapi_document
 
@@ -60,8 +60,11 @@ class Pages:
             for name in self.dashboard_files
             if name != DASHBOARD_INDEX
         )
+        moved = Endpoint("/index.html", (get(self.to_dashboard, "Where the original's dashboard was: moved to /",
+                                             Reply(REDIRECT)),), public=True)
         return Section(self.name, "Pages", (
             page("/", self.dashboard, "The Admin Dashboard", "text/html"),
+            moved,
             *files,
             page("/docs", self.docs_page, "The API reference", "text/html"),
             page("/docs/", self.docs_page, "The API reference (as the original dashboard links it)", "text/html"),
@@ -70,6 +73,13 @@ class Pages:
             page("/docs/style.css", self.style, "The stylesheet of the pages", "text/css"),
             page("/docs/openapi.json", self.openapi, "This OpenAPI document", "application/json"),
         ))
+
+    def to_dashboard(self, request) -> bytes:
+        """The original served its dashboard at /index.html too: a bookmark of it still
+        leads to the dashboard."""
+        request.setResponseCode(301)
+        request.setHeader(b"Location", b"/")
+        return responses.body(request, 301, b"", responses.HTML)
 
     def dashboard(self, request) -> bytes:
         return responses.body(request, 200, self.dashboard_files[DASHBOARD_INDEX], responses.HTML)

@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 
 from .children import KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, run_child, signal_group
 from .config import LogRotate
-from .files import atomic_write, atomic_write_json, remove_quietly, rotate, tail_lines
+from .files import atomic_write, atomic_write_json, remove_quietly, rotate, tail_text
 from .jobs.protocol import FAILED, RUNNING, SUCCESS, JobKind
 from .jobs.status import JobStatus, StatusFiles
 from .layout import AdminTree
@@ -145,10 +145,21 @@ class ApplianceScripts:
         self.builtin = BuiltinPrograms(tree, privileged=())
 
     def command(self, kind: JobKind, args: list[str], script_args: Sequence[str] = ()) -> Command:
+        """The job program that runs the wrapper and records its outcome (jobs/appliance.py)."""
         if kind.appliance_command is None:
             return self.builtin.command(kind, args)
-        argv = list(self.privileged) or [str(self.tree.wrapper)]
-        return Command([*argv, *script_args], {"SSH_ORIGINAL_COMMAND": kind.appliance_command})
+        reports = ["--reports"] if kind.appliance_reports else []
+        return Command([sys.executable, "-m", "jidoteki_admin.jobs.appliance", "--admin-path", str(self.tree.root),
+                        "--kind", f"{kind.program}:{kind.name}", "--command", kind.appliance_command, *reports,
+                        "--", *self.wrapper(), *script_args])
+
+    def wrapper(self) -> list[str]:
+        """bin/wrapper.sh, or the privileged entry point that runs it as root."""
+        return list(self.privileged) or [str(self.tree.wrapper)]
+
+    def script_command(self, command: str, script_args: Sequence[str] = ()) -> Command:
+        """The wrapper called directly, for what is read from its output (GET /services)."""
+        return Command([*self.wrapper(), *script_args], {"SSH_ORIGINAL_COMMAND": command})
 
     def recovery(self, kind: JobKind) -> Command:
         return self.builtin.recovery(kind)
@@ -157,7 +168,7 @@ class ApplianceScripts:
         return kind.appliance_command is not None
 
     def busy(self, kind: JobKind) -> bool:
-        return kind.appliance_command is not None and self.lock(kind).exists()
+        return kind.appliance_command is not None and kind.appliance_locks and self.lock(kind).exists()
 
     def lock(self, kind: JobKind) -> Path:
         script = kind.appliance_script or f"update_{kind.appliance_command}.sh"
@@ -402,12 +413,16 @@ class JobRunner(Service):
     def report(self, kind: JobKind) -> tuple[JobStatus, dict[str, object]]:
         """The status of the last job of a kind, and the start of every status answer the
         original gave for it: ``{"status": ..., "log": <its last lines>}``, both null
-        before any job ran. A section adds what its kind reports beyond that."""
+        before any job ran. A section adds what its kind reports beyond that.
+
+        The log is the original's: ``tail -n 10`` of the log with every newline written as
+        the two characters backslash and n, a trailing one included (its dashboard, and the
+        clients written for it, split on them)."""
         status = self.status(kind)
         log = None
         if status.status is not None:
-            lines = tail_lines(self.files(kind).log, REPORT_LOG_LINES)
-            log = "\n".join(lines) if lines is not None else None
+            text = tail_text(self.files(kind).log, REPORT_LOG_LINES)
+            log = text.replace("\n", "\\n") if text is not None else None
         return status, {"status": status.status, "log": log}
 
     def start(self, kind: JobKind, args: list[str] | tuple[str, ...] = (),
@@ -423,6 +438,10 @@ class JobRunner(Service):
 
     def _launch(self, kind: JobKind, command: Command, scripted: bool) -> defer.Deferred[JobStatus]:
         files = self.files(kind)
+        # A job's output is its log; an appliance script's is the daemon's own, as with the
+        # original daemon (the script writes its log itself). A log the daemon's user may not
+        # write is the caller's error to answer (a file, and whose), before anything changed.
+        output = None if scripted else self._open_log(files)
         if not scripted:
             # From the answer on, the status says "running", whatever the previous job said.
             files.write(JobStatus(RUNNING, 0))
@@ -430,10 +449,9 @@ class JobRunner(Service):
         env = {**default_env(), **command.env}
         timeout = float(kind.timeout or self.timeout)
         try:
-            output = None if scripted else self._open_log(files)
             try:
                 child = run_child(self.reactor, command.argv, env=env, cwd=str(self.tree.tmp), timeout=timeout,
-                                  clock=self.clock, output_fd=output, on_line=self._script_line(kind))
+                                  clock=self.clock, output_fd=output, inherit_output=scripted)
             finally:
                 if output is not None:
                     os.close(output)
@@ -460,13 +478,6 @@ class JobRunner(Service):
         except FileNotFoundError:
             pass
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-
-    def _script_line(self, kind: JobKind) -> Callable[[bytes], None]:
-        """Where an appliance script's stray output goes: the daemon's log (the script
-        writes its own log file), as the original daemon's own output took it."""
-        def line(data: bytes) -> None:
-            self.log.info("{kind}: {line}", kind=kind.name, line=data.decode("utf-8", "replace").rstrip("\r"))
-        return line
 
     def _remember(self, kind: JobKind, child: RunningChild) -> None:
         """Note the child's process, so a daemon started after this one dies follows the

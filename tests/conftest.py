@@ -589,3 +589,41 @@ def checkpoints(tmp_path, monkeypatch):
     yield Checkpoints(folder)
     for hold in folder.iterdir():  # no job stays held after its test
         hold.unlink(missing_ok=True)
+
+
+# A Python another user can run, with the daemon's packages (the tests that switch users).
+
+import sysconfig  # noqa: E402
+import shutil as _shutil  # noqa: E402
+
+
+def python_usable_by(python: str, uid: int, gid: int | None = None) -> bool:
+    """Whether that user can run this Python with the daemon's packages."""
+    probe = "import encodings.idna, cryptography.hazmat.backends, OpenSSL, twisted, jidoteki_admin"
+    gid = uid if gid is None else gid
+    try:
+        done = subprocess.run([python, "-c", probe], capture_output=True, timeout=60, env=twistd_env(),
+                              cwd="/", preexec_fn=lambda: (os.setgroups([]), os.setgid(gid), os.setuid(uid)))
+    except PermissionError:
+        return False
+    return done.returncode == 0
+
+
+def python_for(uid: int, open_dir: Path, gid: int | None = None) -> str:
+    """A Python the user ``uid`` can run, with the daemon's packages: this one, or, when it
+    lives where that user cannot read (pyenv in root's home), the system's Python of the
+    same version in a virtual environment in ``open_dir`` that reads the same packages."""
+    if python_usable_by(sys.executable, uid, gid):
+        return sys.executable
+    system = _shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin:/usr/local/bin")
+    if system is None:
+        pytest.skip(f"no Python of this version that the user {uid} can run")
+    venv = open_dir / "venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "daemon.pth").write_text("\n".join(sorted(set(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))))
+                                    + f"\n{REPO}\n")
+    python = str(venv / "bin" / "python")
+    if not python_usable_by(python, uid, gid):
+        pytest.skip(f"the daemon's packages cannot be read by the user {uid}")
+    return python

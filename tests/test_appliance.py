@@ -178,17 +178,17 @@ async def test_an_update_is_delegated_to_the_wrapper_as_the_original_did(applian
     await accepted(appliance, build(tmp_path, keys, "1.3.0"))
     body = await finished(appliance)
     assert body == {"status": "success", "percentage": 100,
-                    "log": "[1][SYSTEM] Updating from the appliance's script"}
+                    "log": "[1][SYSTEM] Updating from the appliance's script\\n"}
     assert calls_of(calls) == ["args= command=update"]
-    # The package waits in the uploads folder for the appliance's script, named as uploaded.
-    uploads = os.listdir(appliance.admin_path / "home" / "sftp" / "uploads")
-    assert len(uploads) == 1 and uploads[0].startswith("software_package-1.3.0")
+    # The package waits in the uploads folder for the appliance's script, named as the
+    # original named every upload, so that the script's sort -V picks it.
+    assert os.listdir(appliance.admin_path / "home" / "sftp" / "uploads") == ["software_package-zzz.enc"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_the_appliance_scripts_lock_refuses_a_second_update(appliance, keys, tmp_path):
     calls = wrapper(appliance.admin_path, UPDATE_SCRIPT)
-    (appliance.extra["locks"] / "update_update.sh.task").write_text("")
+    (appliance.extra["locks"] / "update_vm.sh.task").write_text("")
     response = await appliance.post_form("/update", files={"update": ("p.enc", b"x" * 100)})
     assert response.code == 400
     assert json.loads(await response.content())["Error-Message"] == "E1004: An update is already running"

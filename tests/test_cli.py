@@ -135,7 +135,7 @@ def test_config_file_is_read(twistd, tmp_path):
     daemon.wait_listening(port)
     token = (admin / "etc" / "api.token").read_text().strip()
     assert (admin / "etc" / "api.token.setup").exists()
-    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate":"42"}')
+    assert curl(f"http://127.0.0.1:{port}/api/v1/admin/build?token={token}") == (200, '{"builddate": "42"}')
 
 
 def test_a_relative_admin_path_still_updates(twistd, tmp_path, keys):

@@ -77,3 +77,10 @@ async def test_the_folder_itself_and_unknown_files_are_not_served(fresh_memory_d
     for path in ("/dashboard", "/dashboard/", "/dashboard/index.html", "/dashboard/nothing.js", "/dashboard/../docs"):
         response = await fresh_memory_daemon.client.get(fresh_memory_daemon.base + path)
         assert response.code == 404, path
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_originals_index_html_leads_to_the_dashboard(fresh_memory_daemon):
+    response = await fresh_memory_daemon.client.get(fresh_memory_daemon.base + "/index.html", allow_redirects=False)
+    assert response.code == 301
+    assert response.headers.getRawHeaders("Location") == ["/"]

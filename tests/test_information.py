@@ -102,6 +102,8 @@ async def test_build_is_served_as_json(build_daemon):
     assert response.code == 200
     assert content_type(response) == "application/json"
     assert await json_of(response) == {"builddate": "123456789", "nested": {"a": [1, 2]}}
+    # Byte for byte the file, as the original served it.
+    assert await response.content() == b'{"builddate": "123456789", "nested": {"a": [1, 2]}}'
 
 
 @pytest_twisted.ensureDeferred
@@ -322,7 +324,7 @@ async def test_services_without_configured_services_lists_the_daemon(memory_daem
 @pytest_twisted.ensureDeferred
 async def test_services_asks_the_hook_in_configured_order(make_memory_daemon):
     daemon = make_memory_daemon(config={"services": ["openssh", "nginx", "app", "db"]})
-    write_hook(daemon, 'case "$1" in openssh|app) exit 0;; *) exit 3;; esac\n')
+    write_hook(daemon, 'case "$1" in openssh|app|jidoteki-admin-api) exit 0;; *) exit 3;; esac\n')
     response = await daemon.get("/services")
     assert await json_of(response) == {
         "services": [
@@ -342,16 +344,29 @@ async def test_services_gives_the_hook_the_name_as_one_argument(make_memory_daem
     write_hook(daemon, f'printf "%s|" "$#" "$1" >> "{record}"\nexit 0\n')
     body = await json_of(await daemon.get("/services"))
     assert body["services"][:-1] == [{"two words": "running"}, {"$(touch x)": "running"}]
-    assert sorted(record.read_text().split("|")[:-1]) == sorted(["1", "two words", "1", "$(touch x)"])
+    assert sorted(record.read_text().split("|")[:-1]) == sorted(["1", "two words", "1", "$(touch x)",
+                                                                 "1", "jidoteki-admin-api"])
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_daemon_is_listed_once_and_last(make_memory_daemon):
-    # As API.md's example shows it.
+async def test_the_daemon_is_listed_once_and_last_as_its_own_status_says(make_memory_daemon):
+    # As API.md's example shows it; asked like every other service, so an appliance whose
+    # check says the daemon is not running (a stale pid file, say) is shown as it is.
     daemon = make_memory_daemon(config={"services": ["jidoteki-admin-api", "openssh"]})
     write_hook(daemon, "exit 1\n")
     body = await json_of(await daemon.get("/services"))
+    assert body == {"services": [{"openssh": "not running"}, {"jidoteki-admin-api": "not running"}]}
+    write_hook(daemon, '[ "$1" = jidoteki-admin-api ]\n')
+    body = await json_of(await daemon.get("/services"))
     assert body == {"services": [{"openssh": "not running"}, {"jidoteki-admin-api": "running"}]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_nothing_to_ask_the_daemon_is_running_it_is_answering(make_memory_daemon, monkeypatch):
+    monkeypatch.setattr(services_module, "shutil", types.SimpleNamespace(which=lambda name: "/nonexistent"))
+    daemon = make_memory_daemon(config={"services": ["openssh"], "init-directory": "/nonexistent"})
+    body = await json_of(await daemon.get("/services"))
+    assert body["services"][-1] == {"jidoteki-admin-api": "running"}  # systemctl is not asked about it
 
 
 @pytest_twisted.ensureDeferred
@@ -438,7 +453,7 @@ async def test_services_file_names_are_asked_through_their_init_scripts(make_dae
         {"nginx": "not running"},
         {"db": "running"},
         {"quiet": "not running"},
-        {"jidoteki-admin-api": "running"},
+        {"jidoteki-admin-api": "not running"},  # its init script says "offline"
     ]}
 
 

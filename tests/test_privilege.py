@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import sysconfig
 import time
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, free_port, twistd_env
+from conftest import free_port, python_for, twistd_env
 from test_listen import health_status
 
 NOBODY = 65534
@@ -30,36 +28,9 @@ def open_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def python_usable_by(python: str, uid: int) -> bool:
-    """Whether that user can run this Python with the daemon's packages."""
-    probe = "import encodings.idna, cryptography.hazmat.backends, OpenSSL, twisted, jidoteki_admin"
-    try:
-        done = subprocess.run([python, "-c", probe], capture_output=True, timeout=60, env=twistd_env(),
-                              cwd="/", preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)))
-    except PermissionError:
-        return False
-    return done.returncode == 0
-
-
 @pytest.fixture
 def python_for_nobody(open_dir):
-    """A Python the user nobody can run, with the daemon's packages: this one, or, when it
-    lives where nobody cannot read (pyenv in root's home), the system's Python of the same
-    version in a virtual environment that reads the same packages."""
-    if python_usable_by(sys.executable, NOBODY):
-        return sys.executable
-    system = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin:/usr/local/bin")
-    if system is None:
-        pytest.skip("no Python of this version that the user nobody can run")
-    venv = open_dir / "venv"
-    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    site = next((venv / "lib").glob("python*/site-packages"))
-    (site / "daemon.pth").write_text("\n".join(sorted(set(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))))
-                                    + f"\n{REPO}\n")
-    python = str(venv / "bin" / "python")
-    if not python_usable_by(python, NOBODY):
-        pytest.skip("the daemon's packages cannot be read by the user nobody")
-    return python
+    return python_for(NOBODY, open_dir)
 
 
 @as_root

@@ -39,8 +39,9 @@ async def test_reboot_answers_202_then_persists_then_runs_the_reboot_command(mak
     (daemon.admin_path / "bin" / "persist.sh").write_text(f'#!/bin/sh\necho "persist.sh" >> {tmp_path}/calls\n')
     response = await daemon.get("/reboot", auth="hash")
     assert response.code == 202
-    assert await response.content() == b'{"Status":"202 Accepted"}'
-    assert response.headers.getRawHeaders("Location") is None  # as API.md shows it
+    # As the original answered every 202: the body and the header say where to look.
+    assert await response.content() == b'{"Status":"202 Accepted","Location":"/api/v1/admin/reboot"}'
+    assert response.headers.getRawHeaders("Location") == ["/api/v1/admin/reboot"]
     assert await wait_until(lambda: len(calls(tmp_path)) == 2)
     assert calls(tmp_path) == ["persist.sh", "reboot now"]
     assert await wait_until(lambda: daemon.service.runner.status(REBOOT).status == SUCCESS)

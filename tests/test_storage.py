@@ -448,7 +448,7 @@ async def test_with_the_appliances_scripts_the_checked_files_wait_in_uploads(mak
     assert (await post(daemon, {"storage": posted})).code == 202
     assert await finished(daemon) == "success"
     lines = seen.read_text().splitlines()
-    assert lines[0] == "command=storage args=0"
+    assert lines[0] == "command=storage args=1"  # one empty argument, as the original passed it
     expected = {**posted, "password": "pass"}  # the stored password, for the script to write
     assert json.loads(lines[1]) == {"storage": expected}
     assert lines[2:] == [f'{key}="{value}"' for key, value in expected.items()]

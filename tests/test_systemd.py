@@ -59,3 +59,15 @@ def test_the_sudoers_drop_in_parses_and_allows_only_the_privileged_entry_point()
     alias = next(line for line in rules if line.startswith("Cmnd_Alias JIDOTEKI_JOBS"))
     assert alias.endswith("/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged "
                           "--admin-path /opt/jidoteki/tinyadmin jidoteki_admin.jobs.*")
+
+
+@pytest.mark.skipif(shutil.which("visudo") is None, reason="visudo (sudo) is not installed")
+def test_the_appliance_sudoers_drop_in_parses_and_allows_only_the_wrapper_with_its_command_word():
+    """The rule tests/test_conformance.py installs for the fixture, here for the appliance's path."""
+    sudoers = Path(__file__).resolve().parents[1] / "etc" / "sudoers.d" / "jidoteki-admin-appliance"
+    done = subprocess.run(["visudo", "-cf", str(sudoers)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = [line for line in sudoers.read_text().splitlines() if line and not line.startswith("#")]
+    wrapper = "/opt/jidoteki/tinyadmin/bin/wrapper.sh"
+    assert rules == [f'Defaults!{wrapper} env_keep += "SSH_ORIGINAL_COMMAND", !requiretty, !use_pty',
+                     f"jidoteki ALL=(root) NOPASSWD: {wrapper}"]

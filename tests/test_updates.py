@@ -120,8 +120,11 @@ def assert_cleaned_up(admin_path: Path) -> None:
 
 
 def assert_log_tail(admin_path: Path, body: dict) -> None:
+    """The original's form: tail -n 10, each newline written as backslash and n."""
     lines = (admin_path / "log" / "update.log").read_text().splitlines()
-    assert body["log"] == "\n".join(lines[-10:])
+    assert body["log"] == "".join(line + "\\n" for line in lines[-10:])
+    out = subprocess.run(["tail", "-n", "10", str(admin_path / "log" / "update.log")], capture_output=True, text=True)
+    assert body["log"] == out.stdout.replace("\n", "\\n")
 
 
 async def assert_failed(daemon, code: str) -> dict:
@@ -162,7 +165,7 @@ async def test_vendor_tool_package_installs(daemon, keys, tmp_path):
     body = await finished(daemon)
     assert body["status"] == "success", body
     assert body["percentage"] == 100
-    assert body["log"].endswith("Updating system successful")
+    assert body["log"].endswith("Updating system successful\\n")
     assert_log_tail(daemon.admin_path, body)
 
     response = await daemon.get("/version")

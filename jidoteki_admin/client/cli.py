@@ -192,7 +192,8 @@ class LogFollower:
         self.seen: list[str] = []
 
     def __call__(self, report: dict[str, Any]) -> None:
-        lines = (report.get("log") or "").splitlines()
+        # The API writes each newline of the log as the two characters backslash and n.
+        lines = (report.get("log") or "").replace("\\n", "\n").splitlines()
         new = lines
         for overlap in range(min(len(lines), len(self.seen)), 0, -1):
             if self.seen[-overlap:] == lines[:overlap]:

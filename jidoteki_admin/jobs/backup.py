@@ -45,6 +45,19 @@ BACKUP = JobKind(
     label="LIVE IMAGE",
     appliance_command="backup",
 )
+# POST /backup action=STOP on an appliance whose update_backup.sh does the work: it stops
+# the running backup itself (by the PID in its lock, which it does not take) and deletes
+# the archive. The daemon's own stop is the runner's (sections/backup.py).
+BACKUP_STOP = JobKind(
+    name="backup_stop",
+    title="stopping a backup",
+    program="jidoteki_admin.jobs.backup",
+    log_name="update_backup.log",
+    label="LIVE IMAGE",
+    group="backup_stop",
+    appliance_command="backup",
+    appliance_locks=False,
+)
 
 
 def write_status(path: Path, value: dict[str, str]) -> None:

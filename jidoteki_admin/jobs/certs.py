@@ -54,6 +54,7 @@ CERTS = JobKind(
     status_name="status_certs",
     group="certs",
     appliance_command="certs",
+    appliance_reports=True,
     privileged=True,
     persists=True,
 )

@@ -28,7 +28,7 @@ CLUSTER = JobKind(
     label="CLUSTER",
     status_name="status_cluster",
     group="cluster",
-    appliance_command="cluster",
+    # The original appliances have no cluster script: the built-in program does the job.
     persists=True,
 )
 

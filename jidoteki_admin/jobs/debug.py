@@ -36,6 +36,7 @@ DEBUG = JobKind(
     log_name="debug.log",
     label="DEBUG",
     group="logs",
+    appliance_command="debug",
     privileged=True,  # the original ran the debug commands as root
 )
 

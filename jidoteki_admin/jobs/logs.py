@@ -35,7 +35,7 @@ LOGS = JobKind(
     log_name="logs.log",
     label="LOGS",
     group="logs",  # a download: it holds up no update, and none holds it up
-    appliance_command=None,  # the original built it in the web process, not a script
+    appliance_command="logs",
     privileged=True,  # the listed directories may be root's
 )
 

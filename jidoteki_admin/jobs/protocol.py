@@ -57,6 +57,11 @@ class JobKind:
     # The appliance script the wrapper runs for it, whose lock is <lock dir>/<script>.task;
     # update_<appliance_command>.sh unless the script is named otherwise (update_vm.sh).
     appliance_script: str | None = None
+    # Whether that script takes its lock for this job (update_backup.sh STOP does not).
+    appliance_locks: bool = True
+    # Whether that script writes this kind's status files itself (update_vm.sh,
+    # update_certs.sh); for the others the job that runs the wrapper writes them.
+    appliance_reports: bool = False
     # Needs root: run through the privileged entry point when one is configured.
     privileged: bool = True
     # Saves the appliance's persistent files after a success (jobs/persist.py), so the

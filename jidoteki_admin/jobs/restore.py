@@ -37,6 +37,9 @@ RESTORE = JobKind(
     program="jidoteki_admin.jobs.restore",
     log_name="update_restore.log",
     label="RESTORE",
+    # update_backup.sh RESTORE, under the lock a backup takes too.
+    appliance_command="backup",
+    appliance_script="update_backup.sh",
     privileged=False,
 )
 

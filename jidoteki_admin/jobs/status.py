@@ -60,7 +60,10 @@ class StatusFiles:
         return [p for p in (self.json, self.txt, self.error_message, self.error_code) if p is not None]
 
     def read(self) -> JobStatus:
-        """What the files say; JobStatus(None) before any job of the kind ran."""
+        """What the files say; JobStatus(None) before any job of the kind ran.
+
+        The JSON file, unless the status word file says otherwise and is newer: some of the
+        appliance's scripts write only the word (update_certs.sh), and older ones of each."""
         try:
             with open(self.json, "rb") as f:
                 value = json.loads(f.read(STATUS_MAX))
@@ -68,6 +71,11 @@ class StatusFiles:
             value = self._read_txt()  # older appliances' scripts write only the status word
         except ValueError:
             return JobStatus(None)  # being written by a script that does not replace it whole
+        else:
+            word = self._read_txt()
+            if word is not None and isinstance(value, dict) and word["status"] != value.get("status") \
+                    and (_mtime(self.txt) or 0) > (_mtime(self.json) or 0):
+                value = word
         if not isinstance(value, dict):
             return JobStatus(None)
         status, percentage = value.get("status"), value.get(PERCENTAGE)

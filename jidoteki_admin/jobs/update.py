@@ -43,6 +43,8 @@ UPDATE = JobKind(
     timeout_code=E_SCRIPT,
     interrupted_code=E_SCRIPT,
     appliance_command="update",
+    appliance_script="update_vm.sh",
+    appliance_reports=True,
     persists=True,
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import responses
-from ..catalogue import STATUS, Endpoint, Reply, Section, get
+from ..catalogue import ACCEPTED, Endpoint, Reply, Section, get
 from ..context import Context
 from ..jobs.reboot import REBOOT
 
@@ -19,12 +19,12 @@ class Administration:
 
     def section(self) -> Section:
         reboot = get(self.reboot, "Save the persistent files and reboot the appliance",
-                     Reply(STATUS, code=202), errors=(400,), audited=True)
+                     Reply(ACCEPTED), errors=(400,), audited=True)
         return Section(self.name, "Administration", (Endpoint("/reboot", (reboot,)),))
 
     def reboot(self, request) -> bytes:
         """202 at once; the job saves the persistent files, then runs the reboot command.
         Without a configured reboot command the job fails and says so: a quick-start
         daemon on a developer's machine must never reboot it."""
-        self.runner.start(REBOOT, ["--", *self.command])
-        return responses.status(request, 202)
+        self.runner.start(REBOOT, ["--", *self.command], script_args=[""])
+        return responses.accepted(request, "/reboot")

@@ -18,7 +18,7 @@ from .. import responses
 from ..catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import remove_quietly
-from ..jobs.backup import BACKUP, write_status
+from ..jobs.backup import BACKUP, BACKUP_STOP, write_status
 from ..jobs.persist import PERSIST
 from ..jobs.restore import RESTORE
 from ..responses import APIError
@@ -53,7 +53,10 @@ class Backup:
         self.status_file = tree.uploads / "backup.json"
         self.log_file = tree.log_file(BACKUP.log_name)
         self._delete_when_stopped = False
+        self.tree = tree
+        self.scripted = context.runner.launcher.scripted(BACKUP)
         context.runner.register(BACKUP)
+        context.runner.register(BACKUP_STOP)
         context.runner.when_finished(BACKUP, self._backup_finished)
         context.runner.register(RESTORE)
         context.runner.register(PERSIST)
@@ -89,8 +92,11 @@ class Backup:
             # under it (a power cut), too suddenly to say so itself; whatever archive is
             # there is not one backup.json describes.
             value = {"status": "failed"}
-            write_status(self.status_file, value)
-            remove_quietly(self.archive)
+            try:
+                write_status(self.status_file, value)
+                remove_quietly(self.archive)
+            except OSError:
+                pass  # an appliance script's file, not the daemon's to replace: the answer says it
         return value
 
     def act(self, request) -> bytes:
@@ -100,16 +106,21 @@ class Backup:
 
     def start(self, request) -> bytes:
         self.runner.check_free(BACKUP)
-        # The status says "running" from the answer on, not from when the job gets to it.
-        write_status(self.status_file, {"status": "running"})
+        if not self.scripted:
+            # The status says "running" from the answer on, not from when the job gets to it.
+            write_status(self.status_file, {"status": "running"})
         self.runner.start(BACKUP, ["--root", str(self.root), "--out", str(self.archive),
-                                   "--status", str(self.status_file)])
+                                   "--status", str(self.status_file)], script_args=["START"])
         return responses.accepted(request, "/backup")
 
     def stop(self, request) -> bytes:
         """Stop a running backup, then delete the archive and its status, whatever state
         they are in; with nothing running they are deleted at once. Like START, it answers
-        202: a running job is stopped, and the files deleted, once it has ended."""
+        202: a running job is stopped, and the files deleted, once it has ended. The
+        appliance's update_backup.sh STOP does all of it itself."""
+        if self.scripted:
+            self.runner.start(BACKUP_STOP, script_args=["STOP"])
+            return responses.accepted(request, "/backup")
         if self.runner.is_running(BACKUP):
             self._delete_when_stopped = True
             self.runner.stop(BACKUP)
@@ -123,7 +134,7 @@ class Backup:
         if self._delete_when_stopped:
             self._delete_when_stopped = False
             self._delete()
-        elif outcome.status != SUCCESS:
+        elif outcome.status != SUCCESS and not self.scripted:  # update_backup.sh says so itself
             remove_quietly(self.archive)
             try:
                 write_status(self.status_file, {"status": "failed"})
@@ -155,11 +166,19 @@ class Backup:
         upload = request.form.file("archive")
         if upload.size == 0:
             raise APIError(400, "The backup archive is empty")
+        if self.runner.launcher.scripted(RESTORE):
+            self.runner.check_free(RESTORE)
+            # The appliance's update_backup.sh RESTORE extracts uploads/backup-archive.tar.
+            upload.move_to(self.tree.uploads / "backup-archive.tar")
         status = yield self.runner.start(RESTORE, ["--root", str(self.root), "--archive", str(upload.path),
                                                    "--max-bytes", str(self.restore_max_bytes),
-                                                   "--max-members", str(self.restore_max_members)])
+                                                   "--max-members", str(self.restore_max_members)],
+                                         script_args=["RESTORE"])
         if status.status != SUCCESS:
+            if self.runner.launcher.scripted(RESTORE):
+                remove_quietly(upload.path)  # the script removes it only on its way out of a failure
+                raise APIError(400, "Unable to extract backup archive")
             raise APIError(400, status.error_message or "Unable to extract backup archive")
-        # The restore runs unprivileged; saving the persistent files needs the privileged job.
-        self.runner.request(PERSIST)
+        # The job asked for the persistence step itself (it runs unprivileged); on an appliance
+        # whose scripts do the work, its wrapper saved the persistent files.
         return responses.status(request)

@@ -37,8 +37,10 @@ STATUS_SCHEMA = {
     },
     "required": ["status", "log"],
 }
-# Where the uploads wait for the job, in the uploads folder (where they were streamed to).
+# Where the uploads wait for the job, in the uploads folder (where they were streamed to):
+# for the built-in job, and under the names the appliance's update_certs.sh looks for.
 STAGED = {"public": "certs-public.pem", "private": "certs-private.key", "ca": "certs-ca.pem"}
+APPLIANCE_STAGED = {"public": "appliance.pem", "private": "appliance.key", "ca": "ca.pem"}
 
 
 class Certs:
@@ -92,7 +94,8 @@ class Certs:
         # The whole check, but for the slow consistency check of an RSA key's numbers (a
         # 16384-bit key takes seconds), which the job does.
         validate(contents["public"], contents["private"], contents.get("ca"), self.now(), check_rsa=False)
-        staged = {name: upload.move_to(self.tree.uploads / STAGED[name]) for name, upload in uploads.items()}
+        names = APPLIANCE_STAGED if self.runner.launcher.scripted(CERTS) else STAGED
+        staged = {name: upload.move_to(self.tree.uploads / names[name]) for name, upload in uploads.items()}
         args = ["--public", str(staged["public"]), "--private", str(staged["private"]),
                 "--certificate", str(self.tls.certificate), "--private-key", str(self.tls.private_key),
                 "--ca-file", str(self.config.tls_ca or self.tree.ca_certificate)]
@@ -102,13 +105,13 @@ class Certs:
             args += ["--bundle", str(self.config.tls_bundle)]
         if self.config.admin_group is not None:
             args += ["--group", str(self.config.admin_group)]
-        self.runner.start(CERTS, args)
+        self.runner.start(CERTS, args, script_args=[""])
         return responses.accepted(request, "/certs")
 
     def _finished(self, outcome: JobStatus) -> None:
         """Serve the new certificate after a success, before the status says so (a job a
         previous daemon left is followed here too); the old one stays on any failure."""
-        for name in STAGED.values():
+        for name in STAGED.values():  # the appliance's script removes its own
             remove_quietly(self.tree.uploads / name)
         if outcome.status != SUCCESS:
             if self.tls.served() is None:  # the daemon started while this job was left half-done

@@ -17,7 +17,6 @@ from typing import Any
 from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
 from ..cluster_settings import cluster_settings, masked, stored_cluster
-from ..config import APPLIANCE_JOBS
 from ..context import Context
 from ..files import atomic_write
 from ..jobs.cluster import CLUSTER, document_bytes
@@ -58,7 +57,6 @@ class Cluster:
         self.tree = context.tree
         self.runner = context.runner
         self.files = context.runner.register(CLUSTER)
-        self.appliance_scripts = context.config.jobs == APPLIANCE_JOBS
         self.staged = context.tree.jobs / "cluster-settings.json"
 
     def section(self) -> Section:
@@ -89,10 +87,9 @@ class Cluster:
         self.runner.check_free(CLUSTER)
         posted = read_document(request.form.file("settings").path, "settings")
         document = cluster_settings(posted, stored_cluster(self.stored()))
-        if self.appliance_scripts:
-            atomic_write(self.tree.uploads / "cluster.json", document_bytes(document), 0o600)
-        else:
-            atomic_write(self.staged, document_bytes(document), 0o600)
+        # The original appliances have no cluster script: the built-in job does this, also
+        # with "jobs": "appliance".
+        atomic_write(self.staged, document_bytes(document), 0o600)
         self.runner.start(CLUSTER, ["--settings", str(self.staged)])
         return responses.accepted(request, "/cluster")
 

@@ -148,7 +148,7 @@ class License:
         if upload.size == 0:
             raise APIError(400, "The license file is empty")
         if self.scripted:
-            return self._install_by_hook(request, upload.path)
+            return self._install_by_hook(request, upload)
         self.runner.check_free(LICENSE_INSTALL)
         with open(upload.path, "rb") as f:  # at most the field's upload cap (1 MiB)
             data = f.read()
@@ -167,20 +167,23 @@ class License:
         return details
 
     @defer.inlineCallbacks
-    def _install_by_hook(self, request, candidate):
+    def _install_by_hook(self, request, upload):
         if self._waiting is not None and not self._installing:
             # A GET's check is running: install once it is done, rather than refuse.
             yield self._shared_check().addErrback(lambda failure: None)
         self.runner.check_free(LICENSE_INSTALL)  # before the running job's details are touched
         remove_quietly(self.installed_details)
-        # An appliance's own job script (with "jobs": "appliance") is handed the upload's path.
-        running = self.runner.start(LICENSE_INSTALL, ["--candidate", str(candidate),
-                                                      "--out", str(self.installed_details)], [str(candidate)])
+        if self.runner.launcher.scripted(LICENSE_INSTALL):
+            # The appliance's update_license.sh takes uploads/license.asc, as the original put it.
+            upload.move_to(self.tree.uploads / "license.asc")
+        running = self.runner.start(LICENSE_INSTALL, ["--candidate", str(upload.path),
+                                                      "--out", str(self.installed_details)])
         self._installing = True
         try:
             status = yield running
         finally:
             self._installed()
+            remove_quietly(self.tree.uploads / "license.asc")  # left there when the script refused it
         if status.status != SUCCESS:
             code = 404 if status.error_code == INVALID else 400
             raise APIError(code, status.error_message or "Could not install the license")

@@ -1,15 +1,22 @@
 """Section 6: the status of the services the appliance names, and of the daemon itself.
 
 The names are the config's "services", then those in the appliance's services file
-(/usr/local/etc/allservices.txt on appliances in the field); the daemon is listed last.
-Each service is asked in a child process, the first of these that the appliance has:
+(/usr/local/etc/allservices.txt on appliances in the field); the daemon (named
+jidoteki-admin-api, as on the original appliances) is listed last, as the API reference
+shows it. Each service, the daemon too, is asked in a child process, the first of these
+that the appliance has:
 
 1. the hook bin/service-status NAME (exit 0 means running);
 2. the init script <init-directory>/NAME, asked ``status`` (running when its output says
    "is running" or "online"), as appliances without systemd were always asked;
 3. ``systemctl is-active NAME``;
 
-and a service none of them can ask about is "not running".
+and a service none of them can ask about is "not running" (the daemon itself, which is
+answering, "running").
+
+With "jobs": "appliance" the appliance's own update_services.sh answers, through its
+wrapper (SSH_ORIGINAL_COMMAND=services), and its output is the answer, as the original
+gave it: 404 when it prints nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from twisted.internet import defer
 
 from .. import responses
 from ..catalogue import JSON, Endpoint, Reply, Section, get
-from ..children import run_child
+from ..children import default_env, run_child
 from ..context import Context
+from ..responses import APIError
+from ..runner import ApplianceScripts
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"
@@ -53,6 +62,8 @@ class Services:
         self.reactor = context.reactor
         self.services_file = context.config.services_file
         self.init_directory = context.config.init_directory
+        launcher = context.runner.launcher
+        self.script = launcher.script_command("services") if isinstance(launcher, ApplianceScripts) else None
 
     def reload(self, config) -> None:
         """On SIGHUP: report the services the config names now."""
@@ -64,10 +75,27 @@ class Services:
 
     @defer.inlineCallbacks
     def status(self, request):
+        if self.script is not None:
+            answer = yield self._scripted()
+            request.setHeader(b"Cache-Control", b"no-cache")
+            return responses.body(request, 200, answer, responses.JSON)
         names = self.all_names()
-        states = yield defer.gatherResults([self.state_of(name) for name in names])
-        listing = [{name: state} for name, state in zip(names, states)] + [{SELF: "running"}]
+        states = yield defer.gatherResults([self.state_of(name) for name in names] + [self.state_of(SELF, itself=True)])
+        listing = [{name: state} for name, state in zip([*names, SELF], states)]
         return responses.document(request, {"services": listing}, no_cache=True)
+
+    @defer.inlineCallbacks
+    def _scripted(self):
+        """The wrapper's output: the original's answer, byte for byte."""
+        assert self.script is not None
+        out: list[bytes] = []
+        result = yield run_child(self.reactor, self.script.argv, env={**default_env(), **self.script.env},
+                                 timeout=QUERY_TIMEOUT, on_line=out.append, cwd=str(self.tree.tmp)).done
+        answer = b"\n".join(out).strip()
+        if not answer:
+            code = "" if result.exit_code is None else f" (exit status {result.exit_code})"
+            raise APIError(404, f"The appliance's update_services.sh said nothing{code}")
+        return answer
 
     def all_names(self) -> list[str]:
         """The configured names, then the services file's, each once; never the daemon."""
@@ -77,7 +105,9 @@ class Services:
         return list(names)
 
     @defer.inlineCallbacks
-    def state_of(self, name: str):
+    def state_of(self, name: str, itself: bool = False):
+        """Whether a service runs; the daemon itself by the same means, its init script's
+        word included, and "running" (it is answering) when nothing can say."""
         hook = self.tree.hook(STATUS_HOOK)
         if hook is not None:
             result = yield self._run([str(hook), name])
@@ -86,6 +116,8 @@ class Services:
         if script is not None:
             running = yield self._says_running([str(script), "status"])
             return _state(running)
+        if itself:
+            return _state(True)  # no init script of its own: under systemd, or run by hand
         systemctl = shutil.which("systemctl")
         if systemctl is not None:
             result = yield self._run([systemctl, "is-active", "--quiet", name])

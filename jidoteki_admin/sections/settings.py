@@ -73,7 +73,7 @@ class Settings:
         with open(upload.path, "rb") as f:
             data = f.read(validate.DOCUMENT_MAX + 1)
         settings = validate.settings_document(validate.load_document(data, "settings"))
-        if self.runner.launcher.reports_through_files:
+        if self.runner.launcher.scripted(SETTINGS):
             self._stage(settings)
         else:
             # The job reads the document from the tree's tmp/ (the uploads folder may be

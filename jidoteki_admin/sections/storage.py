@@ -16,7 +16,6 @@ from typing import Any
 
 from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
-from ..config import APPLIANCE_JOBS
 from ..context import Context
 from ..files import atomic_write
 from ..jobs.storage import STORAGE, document_bytes
@@ -45,7 +44,7 @@ class Storage:
         self.runner = context.runner
         self.options_file = config.storage_options_file
         self.conf = tree.system_file(config.storage_conf, "/usr/local/etc/storage.conf")
-        self.appliance_scripts = config.jobs == APPLIANCE_JOBS
+        self.appliance_scripts = context.runner.launcher.scripted(STORAGE)
         self.staged = tree.jobs / "storage-settings.json"
         context.runner.register(STORAGE)
 
@@ -88,7 +87,7 @@ class Storage:
         posted = read_document(request.form.file("settings").path, "settings")
         document = storage_settings(posted, allowed, stored_storage(self.stored()))
         self.stage(document)
-        self.runner.start(STORAGE, ["--settings", str(self.staged), "--conf", str(self.conf)])
+        self.runner.start(STORAGE, ["--settings", str(self.staged), "--conf", str(self.conf)], script_args=[""])
         return responses.accepted(request, "/storage")
 
     def stored(self) -> Any:

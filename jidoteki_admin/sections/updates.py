@@ -12,6 +12,7 @@ from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..responses import APIError
 from ..runner import FAILED
 
+APPLIANCE_PACKAGE = "software_package-zzz.enc"
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 STATUS_SCHEMA = {
     "type": "object",
@@ -54,15 +55,21 @@ class Updates:
         if upload.size == 0:
             raise APIError(400, "The update package is empty")
         self.runner.check_free(UPDATE)  # before the upload is moved where a job might see it
-        target = upload.move_to(self.tree.uploads / package_name(upload.filename))
-        self.runner.start(UPDATE, ["--package", str(target), "--work-dir", str(self.work_dir)])
+        # The appliance's update_vm.sh installs the newest software_package-*.enc by sort -V:
+        # the original named every upload so that it sorts last.
+        name = APPLIANCE_PACKAGE if self.runner.launcher.scripted(UPDATE) else package_name(upload.filename)
+        target = upload.move_to(self.tree.uploads / name)
+        self.runner.start(UPDATE, ["--package", str(target), "--work-dir", str(self.work_dir)], script_args=[""])
         return responses.accepted(request, "/update")
 
     def status(self, request) -> bytes:
+        """As the original: the status and percentage, the log's last lines, and the error
+        message and code of a failed one."""
         status, report = self.runner.report(UPDATE)
         if status.status is None:
             return responses.document(request, report, no_cache=True)
-        report["percentage"] = status.percentage
+        if status.percentage is not None:
+            report["percentage"] = status.percentage
         if status.status == FAILED:
             report["error-message"] = status.error_message
             report["error-code"] = status.error_code

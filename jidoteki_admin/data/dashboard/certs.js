@@ -1,7 +1,7 @@
 // TLS certificates: the certificate in service, and uploading a new one.
 
 import {h, card, facts, field, fill, messageSlot, message} from "./dom.js";
-import {follow, statusLine, logBox} from "./jobs.js";
+import {follow, statusLine, statusLog, logBox} from "./jobs.js";
 
 /** How soon the certificate expires, as a message kind and text; null when unknown. */
 export function expiry(details) {
@@ -21,7 +21,7 @@ export async function render({api, onLeave}) {
   const inService = h("div");
   const show = (answer) => {
     status.replaceChildren(statusLine(answer));
-    log.set(answer?.log);
+    log.set(statusLog(answer));
     const soon = expiry(answer);
     // load-error: installed, but the listener could not load it; the old one is still served.
     fill(inService,

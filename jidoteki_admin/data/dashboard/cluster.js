@@ -3,7 +3,7 @@
 import {h, card, facts, field, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {optionNamed} from "./rules.js";
-import {follow, logBox, showLogButton, statusLine} from "./jobs.js";
+import {follow, logBox, showLogButton, statusLine, statusLog} from "./jobs.js";
 
 /** What GET /cluster answers for a stored secret, and what POST /cluster takes as "keep it". */
 export const MASK = "********";
@@ -116,7 +116,7 @@ export async function render({api, onLeave}) {
     state.replaceChildren(statusLine(latest), facts([["Cluster", settings.name], ["This node", settings.node],
       ["Role", settings.role], ["Peers", (settings.peers || [])
         .map((p) => `${p.name} (${p.address}${p.port ? `:${p.port}` : ""})`).join(", ")]]));
-    log.set(latest?.log);
+    log.set(statusLog(latest));
   }
   showState(answer);
   return h("div", {class: "stack"},

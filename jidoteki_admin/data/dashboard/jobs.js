@@ -31,6 +31,12 @@ export function statusLine(answer) {
   return h("p", {class: "status-line"}, "Status: ", badge(answer?.status), failure);
 }
 
+/** The log lines of a job's status answer: the API writes each newline as the two
+ * characters backslash and n, as the original did. */
+export function statusLog(answer) {
+  return (answer?.log || "").replaceAll("\\n", "\n");
+}
+
 /** A log tail box that follows its content. */
 export function logBox(label = "Log") {
   const pre = h("pre", {class: "log", "aria-label": label, tabindex: "0"});

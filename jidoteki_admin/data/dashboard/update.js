@@ -1,7 +1,7 @@
 // Update: upload a package, watch its bytes go, then the job's percentage and log.
 
 import {h, card, field, messageSlot, progress, bytes} from "./dom.js";
-import {follow, statusLine, logBox, showLogButton} from "./jobs.js";
+import {follow, statusLine, statusLog, logBox, showLogButton} from "./jobs.js";
 
 export async function render({api, onLeave, refreshVersion}) {
   let stopped = false;
@@ -25,7 +25,7 @@ export async function render({api, onLeave, refreshVersion}) {
       jobBar.set(answer.percentage, answer.status === "failed" ? `Stopped at ${answer.percentage} %`
         : `Installing: ${answer.percentage} %`);
     }
-    log.set(answer?.log);
+    log.set(statusLog(answer));
     fullLog.hidden = !answer?.status;
     if (!following) return;
     if (answer?.status === "failed") {
