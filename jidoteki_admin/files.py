@@ -144,18 +144,21 @@ class CachedFirstLine:
         self._checked = None
 
 
-def tail_text(path: Path, count: int, block: int = 8192) -> str | None:
+def tail_text(path: Path, count: int, block: int = 8192, start: int = 0) -> str | None:
     """The last ``count`` lines of a possibly large log file as ``tail -n COUNT`` prints
-    them (a last line without a newline stays without one), reading from its end."""
+    them (a last line without a newline stays without one), reading from its end, and
+    nothing before byte ``start`` (where the current run's lines begin)."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         return None
     with f:
-        position = f.seek(0, os.SEEK_END)
+        end = f.seek(0, os.SEEK_END)
+        start = start if 0 <= start <= end else 0  # a log replaced since: all of it is this run's
+        position = end
         data = b""
-        while position > 0 and data.rstrip(b"\n").count(b"\n") < count:
-            step = min(block, position)
+        while position > start and data.rstrip(b"\n").count(b"\n") < count:
+            step = min(block, position - start)
             position -= step
             f.seek(position)
             data = f.read(step) + data

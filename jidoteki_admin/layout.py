@@ -113,6 +113,11 @@ class AdminTree:
         that died follows the job to its end."""
         return self.jobs / f"{kind}.pid"
 
+    def job_run(self, kind: str) -> Path:
+        """The last run of a kind: its id, when it started and ended, and where its lines
+        begin in the kind's log (so the log of one run is read without another's)."""
+        return self.jobs / f"{kind}.run"
+
     def journal(self, kind: str) -> Path:
         """Where a job of this kind notes what it replaces, so that whatever stops it, the
         next start finishes or undoes the change (swap.py)."""

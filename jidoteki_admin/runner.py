@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -225,6 +225,44 @@ class JobFiles:
             os.close(fd)
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """One run of a kind of job: kept in etc/jobs/<kind>.run from its start to the next
+    run's, so its log can be read from where it began, and its times reported."""
+
+    id: str
+    started: float  # seconds since the epoch
+    log_start: int  # where its lines begin in the kind's log
+    ended: float | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "started": self.started, "log-start": self.log_start, "ended": self.ended}
+
+    @classmethod
+    def read(cls, path: Path) -> JobRun | None:
+        try:
+            value = json.loads(path.read_bytes())
+            ended = value.get("ended")
+            return cls(str(value["id"]), float(value["started"]), int(value["log-start"]),
+                       None if ended is None else float(ended))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+@dataclass(frozen=True)
+class LogPart:
+    """Lines of a run's log from a position: what GET /jobs/<kind>/log answers."""
+
+    run: JobRun | None
+    start: int  # the position asked for (bytes from the run's first line)
+    next: int  # where to ask from next
+    lines: list[str]
+    complete: bool  # the run has ended and nothing of it is left to read
+
+
+LOG_PART_MAX = 256 * 1024  # what one answer gives of a log; the client asks again from ``next``
+
+
 @dataclass
 class _Job:
     """One job the runner follows: a child of this daemon, or one a previous daemon left."""
@@ -319,7 +357,7 @@ class JobRunner(Service):
         if self.tree.journal(kind.name).exists():
             self.log.warn("A {kind} job was left half-done: finishing or undoing it from its journal",
                           kind=kind.name)
-            self._launch(kind, self.launcher.recovery(kind), scripted=False)
+            self._launch(kind, self.launcher.recovery(kind), scripted=False, new_run=False)
             return
         files = self.files(kind)
         if files.read().status != RUNNING or self.launcher.busy(kind):
@@ -332,6 +370,7 @@ class JobRunner(Service):
             outcome = JobStatus(FAILED, files.read().percentage, INTERRUPTED, kind.interrupted_code)
             self.log.warn("Marked the interrupted {kind} job failed", kind=kind.name)
         files.write(outcome)
+        self._end_run(kind)
         self._tell(kind, outcome)
 
     def _adopt(self, kind: JobKind) -> bool:
@@ -421,7 +460,8 @@ class JobRunner(Service):
         status = self.status(kind)
         log = None
         if status.status is not None:
-            text = tail_text(self.files(kind).log, REPORT_LOG_LINES)
+            run = self.run(kind)
+            text = tail_text(self.files(kind).log, REPORT_LOG_LINES, start=run.log_start if run else 0)
             log = text.replace("\n", "\\n") if text is not None else None
         return status, {"status": status.status, "log": log}
 
@@ -436,12 +476,15 @@ class JobRunner(Service):
         command = self.launcher.command(kind, list(args), list(script_args))
         return self._launch(kind, command, scripted=self.launcher.scripted(kind))
 
-    def _launch(self, kind: JobKind, command: Command, scripted: bool) -> defer.Deferred[JobStatus]:
+    def _launch(self, kind: JobKind, command: Command, scripted: bool,
+                new_run: bool = True) -> defer.Deferred[JobStatus]:
         files = self.files(kind)
         # A job's output is its log; an appliance script's is the daemon's own, as with the
         # original daemon (the script writes its log itself). A log the daemon's user may not
         # write is the caller's error to answer (a file, and whose), before anything changed.
         output = None if scripted else self._open_log(files)
+        if new_run:
+            self._begin_run(kind, files, output)
         if not scripted:
             # From the answer on, the status says "running", whatever the previous job said.
             files.write(JobStatus(RUNNING, 0))
@@ -465,6 +508,62 @@ class JobRunner(Service):
         self._running[kind.name] = job
         self._remember(kind, child)
         return child.done.addBoth(self._finished, job)
+
+    def _begin_run(self, kind: JobKind, files: JobFiles, output: int | None) -> None:
+        """Note a new run: its id, its start, and where its lines begin in the log."""
+        try:
+            size = os.fstat(output).st_size if output is not None else files.log.stat().st_size
+        except OSError:
+            size = 0
+        now = self.clock.seconds()
+        run = JobRun(f"{int(now * 1000):x}-{os.urandom(3).hex()}", now, size)
+        try:
+            atomic_write_json(self.tree.job_run(kind.name), run.as_json())
+        except OSError as e:
+            self.log.warn("Cannot note the {kind} job's run: {why}", kind=kind.name, why=e)
+
+    def _end_run(self, kind: JobKind) -> None:
+        path = self.tree.job_run(kind.name)
+        run = JobRun.read(path)
+        if run is not None and run.ended is None:
+            try:
+                atomic_write_json(path, replace(run, ended=self.clock.seconds()).as_json())
+            except OSError as e:
+                self.log.warn("Cannot note the end of the {kind} job's run: {why}", kind=kind.name, why=e)
+
+    def run(self, kind: JobKind) -> JobRun | None:
+        """The kind's last run (the one running, if one does)."""
+        return JobRun.read(self.tree.job_run(kind.name))
+
+    def read_log(self, kind: JobKind, position: int, limit: int = LOG_PART_MAX) -> LogPart:
+        """The lines of the last run's log from ``position`` (bytes from its first line):
+        whole lines only while the run goes on, everything once it has ended. A client that
+        asks again from ``next`` gets every line once, and none of another run's."""
+        run = self.run(kind)
+        start = run.log_start if run is not None else 0
+        running = self.is_running(kind)
+        try:
+            with open(self.files(kind).log, "rb") as f:
+                end = f.seek(0, os.SEEK_END)
+                if start > end:
+                    start = 0  # the log was replaced (rotated by hand): all of it is this run's
+                position = max(0, min(position, end - start))
+                f.seek(start + position)
+                data = f.read(limit)
+        except FileNotFoundError:
+            end, data, position = start, b"", 0
+        at_end = start + position + len(data) >= end
+        if running or not at_end:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and len(data) >= limit:
+                cut = len(data)  # a line longer than a whole answer: given in pieces
+            data = data[:cut]
+        text = data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        complete = not running and start + position + len(data) >= end
+        return LogPart(run, position, position + len(data), lines, complete)
 
     def _open_log(self, files: JobFiles) -> int:
         """The log file, for the job's stdout and stderr: rotated first if it is too large,
@@ -521,12 +620,13 @@ class JobRunner(Service):
             # Killed in the middle of a change (kill -9, say): its own program finishes or
             # undoes it before anyone hears how the job ended.
             files.say(self.clock, "The job ended in the middle of a change: finishing or undoing it")
-            return self._launch(kind, self.launcher.recovery(kind), scripted=False)
+            return self._launch(kind, self.launcher.recovery(kind), scripted=False, new_run=False)
         outcome = self._outcome(result, job)
         if not job.scripted and outcome.status == FAILED and outcome != files.read():
             files.say(self.clock, f"Failed: {outcome.error_message}")  # a reason the job could not give itself
         if outcome != files.read():
             files.write(outcome)
+        self._end_run(kind)
         self._tell(kind, outcome)
         # Only now does any answer show the outcome (status() says "running" until here).
         if self._running.get(kind.name) is job:

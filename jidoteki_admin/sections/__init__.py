@@ -12,6 +12,7 @@ from .backup import Backup
 from .certs import Certs
 from .cluster import Cluster
 from .information import Information
+from .jobs import Jobs
 from .license import License
 from .services import Services
 from .settings import Settings
@@ -20,5 +21,6 @@ from .storage import Storage
 from .support import Support
 from .updates import Updates
 
+# Jobs last: it serves every kind the sections before it registered.
 REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster,
-              Certs, License)
+              Certs, License, Jobs)
