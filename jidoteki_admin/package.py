@@ -16,6 +16,7 @@ format on top, and turns crypto's errors into the API's E1005.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import io
@@ -618,10 +619,38 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, n
                 raise _refuse(member, f"its target {member.linkname!r} is not a regular file")
             os.link(target, path, follow_symlinks=False)
     else:
-        # Regular files and directories, under their checked name: tarfile's 'data' filter
-        # checks the path again and drops setuid/setgid/sticky bits, group/other write and
-        # ownership.
-        tar.extract(member.replace(name=name, deep=False), root, filter="data")
+        _extract_plain(tar, member, name, root)
+
+
+# Extraction filters came with Python 3.11.4 (and 3.12); Debian 12's 3.11.2 has none.
+HAS_FILTERS = hasattr(tarfile, "data_filter")
+
+
+def _extract_plain(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, root: Path) -> None:
+    """A regular file or directory, under its checked name, as tarfile's 'data' filter
+    extracts it: the path checked again, no setuid/setgid/sticky bit or group/other write,
+    a file always readable and writable by its owner, and no ownership taken from the
+    archive. Where the filter does not exist, the same is done here."""
+    plain = copy.copy(member)
+    plain.name = name
+    if HAS_FILTERS:
+        tar.extract(plain, root, filter="data")
+        return
+    target = root.joinpath(*name.split("/"))
+    if os.path.commonpath([os.path.realpath(target.parent), os.path.realpath(root)]) != os.path.realpath(root):
+        raise _refuse(member, "it would be written outside the folder")
+    existed = os.path.lexists(target)
+    tar.extract(plain, root, set_attrs=False)  # set_attrs=False: no chown, even as root
+    if member.isdir() and not existed:  # made 0700 by tarfile; the filter leaves it to the umask
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(target, 0o777 & ~umask)
+    elif member.isreg():
+        mode = member.mode & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        os.chmod(target, mode | 0o600)
+        os.utime(target, (member.mtime, member.mtime))
 
 
 def extract_safely(tar_path: Path, dest: Path, limits: ArchiveLimits | None = None) -> list[str]:

@@ -466,7 +466,37 @@ def assert_inside(dest: Path) -> None:
             assert resolved == real or resolved.startswith(real + os.sep), (name, resolved)
 
 
-def test_links_that_stay_inside_are_extracted(tmp_path):
+@pytest.fixture(params=["stdlib filter", "without filters"])
+def filters(request, monkeypatch):
+    """Extraction with tarfile's 'data' filter, and as on a Python without filters
+    (before 3.11.4: Debian 12's 3.11.2), which must give the same tree."""
+    if request.param == "without filters":
+        monkeypatch.setattr(package, "HAS_FILTERS", False)
+    elif not package.HAS_FILTERS:
+        pytest.skip("this Python's tarfile has no extraction filters")
+    return request.param
+
+
+def test_modes_are_tamed_and_ownership_is_never_taken_from_the_archive(tmp_path, filters):
+    setuid = file_info("bin/tool")
+    setuid.mode, setuid.uid, setuid.gid, setuid.uname, setuid.gname = 0o6777, 1234, 1234, "nobody", "nogroup"
+    private = file_info("etc/secret")
+    private.mode = 0o000
+    folder = tarfile.TarInfo("shared")
+    folder.type, folder.mode, folder.uid = tarfile.DIRTYPE, 0o1777, 1234
+    tar_gz = make_tar_gz(tmp_path / "modes.tar.gz", [(setuid, b"#!/bin/sh\n"), (private, b"x"), (folder, b"")])
+    dest = tmp_path / "dest"
+    package.extract_safely(tar_gz, dest)
+    assert (dest / "bin/tool").stat().st_mode & 0o7777 == 0o755  # no setuid/setgid, no group/other write
+    assert (dest / "etc/secret").stat().st_mode & 0o7777 == 0o600  # always the owner's to read and write
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (dest / "shared").stat().st_mode & 0o7777 == 0o777 & ~umask  # a new directory's mode is the umask's
+    for name in ("bin/tool", "etc/secret", "shared"):
+        assert (dest / name).stat().st_uid == os.geteuid()  # never chowned, even as root
+
+
+def test_links_that_stay_inside_are_extracted(tmp_path, filters):
     members = [
         (file_info("version.txt"), b"2.0\n"),
         (_directory("lib"), b""),
