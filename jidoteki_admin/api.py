@@ -9,6 +9,8 @@ method there is a 405. Nothing here knows what any section does: it reads the ca
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from klein import Klein
@@ -20,8 +22,8 @@ from werkzeug.routing import RequestRedirect
 from . import responses
 from .files import permission_problem
 from .audit import AuditLog, client_host
-from .auth import TokenStore
-from .catalogue import Catalogue, Endpoint, Operation
+from .auth import Refused, TokenStore
+from .catalogue import READ, Catalogue, Endpoint, Operation
 from .config import AuthThrottle
 from .responses import APIError
 from .runner import AlreadyRunning
@@ -31,7 +33,12 @@ from .validate import Invalid
 from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
-CREDENTIALS = (b"token", b"hash")
+
+
+class OutOfScope(APIError):
+    """A 403 for a token that authenticated but may not do this: not a guess at a token,
+    so it is not slowed down as failed authentication is."""
+CREDENTIALS = (b"token", b"hash", b"link")
 SETUP_REFUSAL_DELAY = 2.0
 
 
@@ -67,23 +74,39 @@ class AdminAPI:
 
     # The gate, shared by body planning (before the body) and dispatch (after it).
 
-    def admit(self, method: str, path: bytes, args: Mapping[bytes, list[bytes]]) -> tuple[Endpoint, Operation]:
+    def admit(self, request, method: str, uri: bytes, args: Mapping[bytes, list[bytes]],
+              has_body: bool) -> tuple[Endpoint, Operation]:
+        """The endpoint and operation a request may call, or why not. Who asks is decided
+        once per request (a signature's nonce counts once) and kept on it as ``identity``."""
+        path = uri.partition(b"?")[0]
         endpoint = self._lookup(path)
         if not endpoint.public:
             _refuse_repeated_credentials(args)
-        if not endpoint.public and not (endpoint.open_while_no_token and self.tokens.current() is None):
-            if not self.tokens.authenticates(
-                method, path.decode("ascii"), _first(args, b"token"), _first(args, b"hash")
-            ):
-                raise APIError(403, AUTHENTICATION_ERROR)
-            for listener in self.authenticated:
-                listener()
+        identity = None
+        if not (endpoint.public or (endpoint.open_while_no_token and self.tokens.current() is None)):
+            identity = getattr(request, "identity", None)
+            if identity is None:
+                try:
+                    if endpoint.by_link:
+                        identity = self.tokens.redeem(_first(args, b"link"))
+                    else:
+                        identity = self.tokens.identify(method, path.decode("ascii"), request_url(request, uri),
+                                                        args, request_headers(request), has_body)
+                except Refused as refused:
+                    raise APIError(403, str(refused)) from None
+                request.identity = identity
+                if not endpoint.by_link:
+                    for listener in self.authenticated:
+                        listener()
         operation = endpoint.operation(method)
         if operation is None:
             expected = " or ".join(endpoint.methods)
             if endpoint.public:
                 raise MethodNotAllowed(valid_methods=endpoint.methods)
             raise APIError(400, f"Invalid authentication method. Expected {expected}")
+        if identity is not None and operation.scope != READ and identity.scope == READ:
+            raise OutOfScope(403, f"The token {identity.name!r} may only read: {method} {endpoint.full_path} "
+                                  "needs a token of scope admin")
         return endpoint, operation
 
     def _lookup(self, path: bytes) -> Endpoint:
@@ -95,11 +118,11 @@ class AdminAPI:
             raise APIError(404)
         return endpoint
 
-    def plan_body(self, method: bytes, uri: bytes) -> FormPlan | APIError | None:
-        """What the body of this request may hold, decided from its request line alone."""
-        path = uri.partition(b"?")[0]
+    def plan_body(self, request) -> FormPlan | APIError | None:
+        """What the body of this request may hold, decided from its request line and headers."""
+        uri = request.line_uri
         try:
-            _, operation = self.admit(_api_method(method), path, parse_query(uri))
+            _, operation = self.admit(request, _api_method(request.line_method), uri, parse_query(uri), True)
         except APIError as refused:
             return refused
         except MethodNotAllowed:
@@ -118,7 +141,8 @@ class AdminAPI:
     def dispatch(self, request):
         method = _api_method(request.method)
         try:
-            _, operation = self.admit(method, request.path, request.args)
+            _, operation = self.admit(request, method, request.uri, request.args, _has_body(request))
+            _check_digest(request)
         except APIError as refused:
             delay = self.refusal_delay(request, request.path, refused)
             if delay:
@@ -198,6 +222,7 @@ class AdminAPI:
             method.decode("ascii", "replace"),
             path.decode("ascii", "replace"),
             outcome,
+            token=getattr(getattr(request, "identity", None), "name", "-"),
         )
 
     def _throttled_failure(self, request, status: int) -> bool:
@@ -219,7 +244,7 @@ class AdminAPI:
         """Seconds to wait before refusing. A failure to authenticate counts against its
         client's budget, and past it waits longer each time; /setup, which answers without
         authentication, always makes a guess wait. Nobody else is delayed."""
-        if refused.status != 403:
+        if refused.status != 403 or isinstance(refused, OutOfScope):
             return 0.0
         delay = self.throttle.failed(client_host(request))
         endpoint = self.catalogue.lookup(path.decode("ascii", "replace"))
@@ -268,3 +293,37 @@ def _refuse_repeated_credentials(args: Mapping[bytes, list[bytes]]) -> None:
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
     values = args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def request_headers(request) -> dict[str, str]:
+    """A request's header fields by lower-case name, repeated ones joined as HTTP joins them."""
+    return {name.decode("latin-1").lower(): ", ".join(v.decode("latin-1") for v in values)
+            for name, values in request.requestHeaders.getAllRawHeaders()}
+
+
+def request_url(request, uri: bytes) -> str:
+    """The target URI a client signs: scheme, the Host it asked for, the request target."""
+    scheme = "https" if request.isSecure() else "http"
+    raw = request.getHeader(b"host")
+    if raw:
+        host = raw.decode("latin-1")
+    else:
+        address = request.getHost()
+        host = f"{getattr(address, 'host', 'localhost')}:{getattr(address, 'port', 0)}"
+    return f"{scheme}://{host}{uri.decode('latin-1')}"
+
+
+def _has_body(request) -> bool:
+    length = request.getHeader(b"content-length")
+    return bool(request.getHeader(b"transfer-encoding")) or (length is not None and length.strip() not in (b"", b"0"))
+
+
+def _check_digest(request) -> None:
+    """A signature that covers Content-Digest covers the body only if the body is the one
+    the field describes: checked once it has all arrived, before the handler runs."""
+    identity = getattr(request, "identity", None)
+    if identity is None or identity.digest is None:
+        return
+    received = request.body_sha256 or hashlib.sha256()
+    if not hmac.compare_digest(received.digest(), identity.digest):
+        raise APIError(403, "The body is not the one the signature's Content-Digest describes")

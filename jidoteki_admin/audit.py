@@ -29,11 +29,15 @@ class AuditLog:
     def rotate(self, limits: LogRotate) -> None:
         self.file.limits = limits
 
-    def record(self, request_id: str, client: str, action: str, target: str, outcome: str) -> None:
+    def record(self, request_id: str, client: str, action: str, target: str, outcome: str,
+               token: str = "-") -> None:
+        """One line; ``token`` names the token that acted (``admin`` for the API token, a
+        named token's name), ``-`` when none was accepted."""
         entry = {
             "time": datetime.fromtimestamp(self.clock.seconds(), timezone.utc).isoformat(),
             "request": request_id,
             "client": client,
+            "token": token,
             "action": action,
             "target": target,
             "outcome": outcome,

@@ -1,14 +1,24 @@
-"""API token and HMAC authentication (API.md section 2)."""
+"""Who is asking (API.md section 2): the API token and its HMAC ``hash``, as the original
+took them; requests signed with HTTP Message Signatures (signatures.py); and named tokens
+with a scope, which answer to the same three ways but may do only what their scope allows.
+"""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
+import json
 import os
+import re
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from . import signatures
+from .catalogue import ADMIN, READ
 from .files import CachedFirstLine, atomic_write
 from .layout import AdminTree
 
@@ -37,6 +47,25 @@ def expected_hash(token: str, method: str, path: str) -> bytes:
     return request_hash(token, method, path).encode()
 
 
+ADMIN_NAME = "admin"  # the keyid of the API token itself
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
+SCOPES = (READ, ADMIN)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is from: ``admin`` (the API token) or a named token, and its scope."""
+
+    name: str
+    scope: str
+    digest: bytes | None = None  # the body's SHA-256 a signature covers, to check once it is read
+    grant: str | None = None  # a one-time link's: the one download it is for
+
+
+class Refused(Exception):
+    """Authentication failed; the message says why, without a secret (the API answers 403)."""
+
+
 def token_problem(candidate: str) -> str | None:
     """Why ``candidate`` can't be an API token, or None when it can."""
     if not candidate:
@@ -60,12 +89,18 @@ class TokenStore:
     """
 
     def __init__(self, tree: AdminTree, first_run_enabled: bool = False, group: int | None = None,
-                 clock=None, max_age: float = 1.0):
+                 clock=None, max_age: float = 1.0, signature_window: float = 300.0,
+                 query_credentials: bool = True):
         self.tree = tree
         self.first_run_enabled = first_run_enabled
         self.group = group
+        self.clock = clock
         self._file = CachedFirstLine(tree.token_file, clock, max_age)
         self._last: str | None = None
+        self.named = NamedTokens(tree.named_tokens, group)
+        self.nonces = signatures.NonceCache(signature_window)
+        self.links = OneTimeLinks()
+        self.query_credentials = query_credentials  # replaced on SIGHUP
 
     def current(self) -> str | None:
         """The token, or None when there is no usable one (missing or empty file)."""
@@ -122,6 +157,78 @@ class TokenStore:
             return hmac.compare_digest(token.encode(), expected.encode())
         return False
 
+    @property
+    def signature_window(self) -> float:
+        return self.nonces.window
+
+    @signature_window.setter
+    def signature_window(self, seconds: float) -> None:
+        self.nonces.window = seconds
+
+    def identify(self, method: str, path: str, url: str, args: Mapping[bytes, list[bytes]],
+                 headers: Mapping[str, str], has_body: bool) -> Identity:
+        """Who signed or sent credentials with this request, or Refused.
+
+        A signature (Signature-Input) decides when there is one; else the query's hash,
+        then its token, of the API token first and then of the named tokens.
+        """
+        if "signature-input" in headers or "signature" in headers:
+            return self._signed(method, url, headers, has_body)
+        token, hash_ = _first(args, b"token"), _first(args, b"hash")
+        if token is None and hash_ is None:
+            if "authorization" in headers:
+                return self._bearer(headers["authorization"])
+            raise Refused("Authentication error")
+        if not self.query_credentials:
+            raise Refused("Credentials in the query are turned off on this appliance: sign the request "
+                          "(HTTP Message Signatures, docs/API.md section 2)")
+        if self.authenticates(method, path, token, hash_):
+            return Identity(ADMIN_NAME, ADMIN)
+        found = self.named.by_hash(method, path, hash_) if hash_ is not None else self.named.by_token(token)
+        if found is None:
+            raise Refused("Authentication error")
+        return found
+
+    def _bearer(self, value: str) -> Identity:
+        """``Authorization: Bearer TOKEN``, for a token of scope read only: what a monitoring
+        system (Prometheus) can send without putting the token in a URL. A token that may
+        change things must sign, or use the query as the published API does."""
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refused("Authorization must be Bearer followed by a read token")
+        found = self.named.by_token(token.strip())
+        if found is None or found.scope != READ:
+            raise Refused("Authorization: Bearer is for tokens of scope read: sign the request, or give the "
+                          "token as the API reference says")
+        return found
+
+    def redeem(self, link: str | None) -> Identity:
+        """The one download a link is for, as the token that asked for it; the link is spent."""
+        if not link:
+            raise Refused("Authentication error")
+        return self.links.redeem(link, self._now())
+
+    def _now(self) -> float:
+        return self.clock.seconds() if self.clock is not None else datetime.datetime.now().timestamp()
+
+    def _signed(self, method: str, url: str, headers: Mapping[str, str], has_body: bool) -> Identity:
+        admin = self.current()
+
+        def key_of(keyid: str) -> bytes | None:
+            if keyid == ADMIN_NAME:
+                return signatures.signature_key(admin) if admin is not None else None
+            return self.named.key(keyid)
+
+        try:
+            signed = signatures.verify(method, url, headers, has_body, key_of, self._now(), self.nonces.window,
+                                       self.nonces)
+        except signatures.SignatureRefused as e:
+            raise Refused(str(e)) from None
+        scope = ADMIN if signed.keyid == ADMIN_NAME else self.named.scope(signed.keyid)
+        if scope is None:
+            raise Refused("The signature's keyid names no token")
+        return Identity(signed.keyid, scope, signed.digest)
+
     def start_first_run(self, word_length: int) -> bool:
         """Write a random passphrase token when there is none; True if one was written.
 
@@ -164,3 +271,135 @@ def _wordlist() -> list[str]:
     return _WORDS
 
 
+
+
+def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:
+    values = args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+class NamedTokens:
+    """Tokens besides the API token, each with a name and a scope (read or admin), in
+    etc/api-tokens.json. A token is shown once, when made; the file keeps the hex SHA-256 of
+    it, which checks a ``token`` and is the HMAC key of its ``hash`` and its signatures (as
+    etc/api.token, the file is the daemon's alone: 0600, or 0660 with the admin group).
+    Read again whenever the file changes on disk; a revoked token is refused at once."""
+
+    def __init__(self, path, group: int | None = None):
+        self.path = path
+        self.group = group
+        self._stamp: tuple[int, int, int] | None = None
+        self._tokens: dict[str, dict[str, str]] = {}
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp, self._tokens = None, {}
+            return self._tokens
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if stamp != self._stamp:
+            try:
+                value = json.loads(self.path.read_bytes())
+                tokens = value["tokens"]
+                self._tokens = {str(name): dict(entry) for name, entry in tokens.items()
+                                if isinstance(entry, dict) and entry.get("scope") in SCOPES and entry.get("key")}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                self._tokens = {}  # a damaged file authenticates nobody
+            self._stamp = stamp
+        return self._tokens
+
+    def listing(self) -> list[dict[str, str]]:
+        return [{"name": name, "scope": entry["scope"], "created": entry.get("created", "")}
+                for name, entry in sorted(self._load().items())]
+
+    def scope(self, name: str) -> str | None:
+        entry = self._load().get(name)
+        return entry["scope"] if entry else None
+
+    def key(self, name: str) -> bytes | None:
+        entry = self._load().get(name)
+        return entry["key"].encode() if entry else None
+
+    def by_token(self, token: str | None) -> Identity | None:
+        if not token:
+            return None
+        key = signatures.signature_key(token)
+        for name, entry in self._load().items():
+            if hmac.compare_digest(key, entry["key"].encode()):
+                return Identity(name, entry["scope"])
+        return None
+
+    def by_hash(self, method: str, path: str, hash_: str | None) -> Identity | None:
+        if not hash_:
+            return None
+        given = hash_.lower().encode()
+        for name, entry in self._load().items():
+            expected = hmac.new(entry["key"].encode(), (method + path).encode(), hashlib.sha256).hexdigest()
+            if hmac.compare_digest(given, expected.encode()):
+                return Identity(name, entry["scope"])
+        return None
+
+    def create(self, name: str, scope: str, now: float) -> str:
+        """Make a token; returns it (the only time it is seen). Raises ValueError why not."""
+        if not TOKEN_NAME.match(name) or name == ADMIN_NAME:
+            raise ValueError("name must be 1 to 63 lower-case letters, digits, dots, dashes and underscores, "
+                             f"not {ADMIN_NAME!r}")
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be {' or '.join(SCOPES)}")
+        tokens = dict(self._load())
+        if name in tokens:
+            raise ValueError(f"a token named {name!r} exists: revoke it first")
+        token = secrets.token_urlsafe(32)
+        created = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        tokens[name] = {"scope": scope, "key": signatures.signature_key(token).decode(), "created": created}
+        self._save(tokens)
+        return token
+
+    def revoke(self, name: str) -> bool:
+        tokens = dict(self._load())
+        if tokens.pop(name, None) is None:
+            return False
+        self._save(tokens)
+        return True
+
+    def _save(self, tokens: dict[str, dict[str, str]]) -> None:
+        mode = TOKEN_FILE_MODE if self.group is None else GROUP_TOKEN_FILE_MODE
+        atomic_write(self.path, json.dumps({"tokens": tokens}, indent=1).encode() + b"\n", mode, self.group)
+        self._stamp = None  # read back at the next request
+
+
+LINK_SECONDS = 60.0
+LINKS_MAX = 1000
+
+
+class OneTimeLinks:
+    """Links for one download each (POST /downloads): a random id that works once, within
+    ``seconds``, for the one download it names and nothing else. Kept in memory, by the
+    SHA-256 of the id (a lookup then tells a timing observer nothing of a live id); a
+    restart forgets them, as it should. At most ``limit`` wait at once, the oldest go first."""
+
+    def __init__(self, seconds: float = LINK_SECONDS, limit: int = LINKS_MAX):
+        self.seconds = seconds
+        self.limit = limit
+        self._links: dict[bytes, tuple[Identity, float]] = {}
+
+    def make(self, grant: str, by: Identity, now: float) -> tuple[str, float]:
+        """A new link's id for ``grant``, asked for by ``by``; and when it expires."""
+        for key in [key for key, (_, expires) in self._links.items() if expires <= now]:
+            del self._links[key]
+        while len(self._links) >= self.limit:
+            del self._links[next(iter(self._links))]
+        link = secrets.token_urlsafe(32)
+        expires = now + self.seconds
+        self._links[hashlib.sha256(link.encode()).digest()] = (Identity(by.name, by.scope, grant=grant), expires)
+        return link, expires
+
+    def redeem(self, link: str, now: float) -> Identity:
+        found = self._links.pop(hashlib.sha256(link.encode()).digest(), None)
+        if found is None:
+            raise Refused("This download link was already used, has expired or never existed: ask for a new one")
+        identity, expires = found
+        if now > expires:
+            raise Refused("This download link has expired: ask for a new one")
+        return identity

@@ -27,6 +27,11 @@ ACCEPTED = "accepted"  # 202 with Location: the work went to a job
 PAGE = "page"  # a public page or file: HTML, Markdown, CSS, JSON
 REDIRECT = "redirect"  # 301 to Reply.media_type's place: an old path of a public page
 
+# Who may call an operation: a token of scope READ may only ask what is (status, health,
+# versions, metrics); ADMIN, the default, is everything. A new operation is ADMIN unless
+# it is declared READ, so a mutating endpoint can never be open to a read token by omission.
+READ, ADMIN = "read", "admin"
+
 
 @dataclass(frozen=True)
 class Field:
@@ -61,6 +66,7 @@ class Operation:
     form: tuple[Field, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond those every endpoint may answer
     audited: bool = False  # a GET that changes something (reboot) is audited like a POST
+    scope: str = ADMIN  # READ: a read token may call it too
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.form if f.name == name), None)
@@ -77,6 +83,7 @@ class Endpoint:
     operations: tuple[Operation, ...]
     public: bool = False  # no authentication: /, /docs and their files
     open_while_no_token: bool = False  # POST /setup, before any token exists
+    by_link: bool = False  # no credentials: a one-time link in the query is checked instead
 
     def operation(self, method: str) -> Operation | None:
         return next((op for op in self.operations if op.method == method), None)

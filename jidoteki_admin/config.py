@@ -117,6 +117,11 @@ class Config:
     connections: ConnectionLimits = ConnectionLimits()
     log_rotate: LogRotate = LogRotate()
     auth_throttle: AuthThrottle = AuthThrottle()
+    # Seconds either side of now a signed request's ``created`` may be; also how long its
+    # nonce is remembered, so a replay within it is refused.
+    signature_window: float = 300.0
+    # False: the query's ``token`` and ``hash`` are refused; only signed requests pass.
+    query_credentials: bool = True
     unknown_keys: tuple[str, ...] = ()
 
 
@@ -221,6 +226,8 @@ def parse_config(raw: object) -> Config:
         log_rotate=_object(raw, "log-rotate", LogRotate, {"bytes": int, "keep": int}),
         auth_throttle=_object(raw, "auth-throttle", AuthThrottle, {
             "burst": int, "refill-seconds": float, "max-delay": float}),
+        signature_window=_positive_number(raw.get("signature-window", 300), "signature-window", float),
+        query_credentials=_bool(raw, "query-credentials", True),
         unknown_keys=tuple(sorted(set(raw) - KNOWN_KEYS)),
     )
 
@@ -255,6 +262,8 @@ KNOWN_KEYS = {
     "connections",
     "log-rotate",
     "auth-throttle",
+    "signature-window",
+    "query-credentials",
 }
 # What a SIGHUP applies without a restart (config key -> Config field). The other keys
 # shape what the daemon serves (its sections, endpoints and files) and need a restart.
@@ -265,6 +274,8 @@ RELOADABLE = {
     "connections": "connections",
     "log-rotate": "log_rotate",
     "auth-throttle": "auth_throttle",
+    "signature-window": "signature_window",
+    "query-credentials": "query_credentials",
 }
 NEEDS_RESTART = {
     "endpoints": "endpoints",
@@ -377,6 +388,13 @@ def _positive_number(value: object, key: str, number: type) -> int | float:
         what = "number" if number is float else "integer"
         raise ConfigError(f'"{key}" must be a positive {what}')
     return float(value) if number is float else int(value)
+
+
+def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f'"{key}" must be true or false')
+    return value
 
 
 def _first_run(value: object) -> FirstRun:

@@ -12,6 +12,7 @@ from .config import Config
 from .layout import AdminTree
 from .runner import JobRunner
 from .tls import ContextFactory
+from .traffic import Traffic
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,7 @@ class Context:
     # Called (with no argument) after every request that authenticated: a section that
     # waits for the administrator to show up (a network change to confirm) adds to it.
     authenticated: list[Callable[[], None]] = field(default_factory=list)
+    # What a one-time download link (POST /downloads) may fetch: a name ("backup", "logs",
+    # "debug") and the handler of the GET that gives it, added by the section serving it.
+    downloads: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    traffic: Traffic = field(default_factory=Traffic)  # the daemon's answers, for GET /metrics

@@ -44,7 +44,8 @@ def _daemon_owned(name: str) -> bool:
     """The files in etc/ that only the daemon and its jobs write: the token, the first-run
     marker, the health history and the jobs' status files (version.txt and changelog.txt
     are an update script's to write too)."""
-    return name in ("api.token", "api.token.setup", "health-history.json") or name.startswith("status_")
+    return name in ("api.token", "api.token.setup", "api-tokens.json", "health-history.json") or \
+        name.startswith("status_")
 
 
 def certificate_problem(error: Exception) -> str:
@@ -117,7 +118,9 @@ class AdminService(MultiService):
         clock = clock or reactor
         config = settings.config
         self.tree = tree = AdminTree(settings.admin_path)
-        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group, clock)
+        self.tokens = TokenStore(tree, config.first_run.enabled, config.admin_group, clock,
+                                 signature_window=config.signature_window,
+                                 query_credentials=config.query_credentials)
         self.lock = TreeLock(tree.lock_file)
         self.tls = ContextFactory(config.tls_certificate or tree.certificate,
                                   config.tls_private_key or tree.private_key)
@@ -138,8 +141,9 @@ class AdminService(MultiService):
         self.catalogue.add(Pages(self.catalogue).section())
         self.api = AdminAPI(self.catalogue, self.tokens, AuditLog(tree.audit_log, clock, config.log_rotate), clock,
                             config.upload_limits, config.auth_throttle, context.authenticated)
+        context.traffic.throttled_clients = self.api.throttle.throttled_clients
         self.site = AdminSite(self.api.resource(), self.api.body_policy(tree.uploads), reactor, clock,
-                              config.connections)
+                              config.connections, context.traffic)
         self.listeners: dict[str, Listener] = {}
         if settings.https_listen is not None:
             tls = TLSMemoryBIOFactory(self.tls, False, self.site)
@@ -310,6 +314,8 @@ class AdminService(MultiService):
         self.api.upload_limits = config.upload_limits
         self.api.throttle.settings = config.auth_throttle
         self.api.audit.rotate = config.log_rotate
+        self.tokens.signature_window = config.signature_window
+        self.tokens.query_credentials = config.query_credentials
         self.runner.timeout = config.job_timeout
         self.runner.log_rotate = config.log_rotate
         self.site.limits = config.connections

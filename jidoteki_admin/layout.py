@@ -42,6 +42,11 @@ class AdminTree:
         return self.etc / "api.token"
 
     @property
+    def named_tokens(self) -> Path:
+        """The named tokens with their scopes (POST /tokens), each kept as a hash."""
+        return self.etc / "api-tokens.json"
+
+    @property
     def first_run_marker(self) -> Path:
         return self.etc / "api.token.setup"
 

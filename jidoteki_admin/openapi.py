@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, REDIRECT, STATUS, Catalogue, Endpoint,
+from .catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PAGE, PLAIN_TEXT, READ, REDIRECT, STATUS, Catalogue, Endpoint,
                         Operation)
 
 _STATUS_BODY = {
@@ -65,7 +65,7 @@ def openapi_document(catalogue: Catalogue) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": section.title} for section in catalogue.sections],
-        "security": [{"token": []}, {"hash": []}],
+        "security": [{"signature": []}, {"token": []}, {"hash": []}],
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -73,6 +73,17 @@ def openapi_document(catalogue: Catalogue) -> dict[str, Any]:
                           "description": "The API token itself"},
                 "hash": {"type": "apiKey", "in": "query", "name": "hash",
                          "description": "HMAC-SHA256 of METHOD + path, keyed by the hex SHA-256 of the token"},
+                "signature": {"type": "apiKey", "in": "header", "name": "Signature",
+                              "description": "HTTP Message Signatures (RFC 9421), alg hmac-sha256, with "
+                              "Signature-Input covering \"@method\", \"@target-uri\" and, with a body, "
+                              "\"content-digest\" (and a Content-Digest header), created and nonce "
+                              "parameters, keyid the token's name (admin for the API token); the key is "
+                              "the hex SHA-256 of the token. Refused outside the signature window and "
+                              "on a second use. See /docs, section 2."},
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "A named token of scope read (operations marked x-scope: read)"},
+                "link": {"type": "apiKey", "in": "query", "name": "link",
+                         "description": "A one-time download link's id, from POST /downloads"},
             },
             "schemas": {"Status": _STATUS_BODY, "Error": _ERROR_BODY, "Accepted": _ACCEPTED_BODY},
         },
@@ -88,9 +99,15 @@ def _operation(tag: str, endpoint: Endpoint, op: Operation) -> dict[str, Any]:
     }
     if endpoint.public:
         value["security"] = []
+    elif endpoint.by_link:
+        value["security"] = [{"link": []}]
     elif endpoint.open_while_no_token:
-        value["security"] = [{}, {"token": []}, {"hash": []}]  # none needed before the first token
+        value["security"] = [{}, {"signature": []}, {"token": []}, {"hash": []}]  # none before the first token
         value["description"] = "Answers without authentication while no API token exists."
+    elif op.scope == READ:
+        value["security"] = [{"signature": []}, {"token": []}, {"hash": []}, {"bearer": []}]
+    if not endpoint.public:
+        value["x-scope"] = op.scope  # read: a token of scope read may call it too
     if op.form:
         value["requestBody"] = _form(op)
     return value

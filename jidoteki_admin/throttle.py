@@ -69,6 +69,10 @@ class FailureThrottle:
         bucket = self._buckets.get(client_key(host))
         return bucket is not None and bucket.throttled > 0
 
+    def throttled_clients(self) -> int:
+        """How many clients are being slowed down now (GET /metrics)."""
+        return sum(1 for bucket in self._buckets.values() if bucket.throttled > 0)
+
     def stop(self) -> None:
         """Forget every client and cancel the pending checks (the daemon stops)."""
         for bucket in self._buckets.values():

@@ -15,6 +15,7 @@ closes new connections past its caps at once.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import ipaddress
 import os
@@ -34,8 +35,9 @@ from . import responses
 from .config import ConnectionLimits
 from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
 from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
+from .traffic import Traffic
 
-SECRET_PARAMETERS = {b"token", b"hash", b"newtoken"}
+SECRET_PARAMETERS = {b"token", b"hash", b"newtoken", b"link"}  # a spent link is still nobody's business
 SERVER_NAME = b"jidoteki-admin"
 # A body this small is read to the end before answering, so the client sees a clean reply.
 EARLY_REFUSAL_THRESHOLD = 64 * 1024
@@ -71,9 +73,9 @@ new_request_id = RequestIds().next
 class BodyPolicy:
     """What the HTTP layer asks of the API about a request whose body has not arrived."""
 
-    # (method, uri) from the request line -> a FormPlan to stream, an APIError to refuse
+    # (request, its line and headers in) -> a FormPlan to stream, an APIError to refuse
     # with, or None for "no body expected".
-    plan: Callable[[bytes, bytes], FormPlan | APIError | None]
+    plan: Callable[..., FormPlan | APIError | None]
     # (request, path, refusal) -> seconds to wait before answering it
     refusal_delay: Callable[..., float]
     uploads: Path  # where file parts are written as they arrive
@@ -148,6 +150,8 @@ class AdminRequest(server.Request):
         self._body_cap = 0  # for a chunked body, whose length nobody announced
         self._body_seen = 0
         self._uploading: set = set()  # the site's set of uploads, once this is one
+        self.body_sha256 = None  # of the body as received, when it comes with a Content-Digest
+        self.identity = None  # who the request is from, once the API has decided (auth.Identity)
 
     def setHeader(self, name, value) -> None:
         # twisted.web announces its name and version in every answer; say less.
@@ -197,7 +201,9 @@ class AdminRequest(server.Request):
         self.content = io.BytesIO()  # stays empty: bodies go to the form stream or nowhere
         if length == 0:
             return
-        plan = self.policy.plan(self.line_method, self.line_uri)
+        if self.requestHeaders.hasHeader(b"content-digest"):
+            self.body_sha256 = hashlib.sha256()  # a signature may cover it: checked before the handler
+        plan = self.policy.plan(self)
         if isinstance(plan, APIError):
             if length is None or length > EARLY_REFUSAL_THRESHOLD:
                 self._refuse_early(plan)
@@ -225,6 +231,8 @@ class AdminRequest(server.Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self._form_stream is None:
             return
+        if self.body_sha256 is not None:
+            self.body_sha256.update(data)
         self._body_seen += len(data)
         if self._body_seen > self._body_cap:
             # Only a chunked body gets here (a Content-Length over the cap was refused at
@@ -635,9 +643,10 @@ class AdminSite(server.Site):
     logger = Logger()
 
     def __init__(self, resource, policy: BodyPolicy, reactor, clock=None,
-                 limits: ConnectionLimits = ConnectionLimits()):
+                 limits: ConnectionLimits = ConnectionLimits(), traffic: Traffic | None = None):
         super().__init__(resource, reactor=reactor)
         self.policy = policy
+        self.traffic = traffic or Traffic()  # every answer counted by status, as it is logged
         self.clock = clock or reactor
         self.limits = limits  # replaced on SIGHUP; every connection reads the current one
         self.connections = ConnectionCounter(self)
@@ -665,6 +674,7 @@ class AdminSite(server.Site):
 
         Whatever goes wrong here must not keep the request from finishing."""
         try:
+            self.traffic.answered(request.code)
             self._log_access(request)
             self.policy.finished(request)
         except Exception:
@@ -681,9 +691,11 @@ class AdminSite(server.Site):
     def refused_connection(self, channel: AdminChannel, status: int, message: str, request_id: str) -> None:
         """The access log line of a request the channel refused before it was complete."""
         peer = channel.transport.getPeer() if channel.transport is not None else None
+        self.traffic.answered(status)
         self.access_log.record(f"{getattr(peer, 'host', '-')} {status} {message} id={request_id}")
 
     def refused_early(self, request: AdminRequest, problem: APIError) -> None:
+        self.traffic.answered(problem.status)
         self.access_log.record(
             f'{client_host(request)} "{_text(request.line_method)} {_text(scrub_uri(request.line_uri))}" '
             f'{problem.status} refused before the body: {problem.message} id={request.request_id}'

@@ -140,7 +140,7 @@ async def test_disabled_optional_endpoint_is_audited_as_an_unknown_path(make_mem
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     assert [line["target"] for line in lines] == ["/api/v1/admin/license", "/api/v1/admin/no-such-thing"]
     assert [{k: v for k, v in line.items() if k not in ("time", "request", "target")} for line in lines] == [
-        {"client": "127.0.0.1", "action": "POST", "outcome": "404"}] * 2
+        {"client": "127.0.0.1", "token": "-", "action": "POST", "outcome": "404"}] * 2
 
 
 # GET /endpoints

@@ -7,6 +7,7 @@ services it needs running. Sections never import each other. Registering one is 
 in REGISTERED.
 """
 
+from .access import Access
 from .administration import Administration
 from .backup import Backup
 from .certs import Certs
@@ -21,6 +22,7 @@ from .storage import Storage
 from .support import Support
 from .updates import Updates
 
-# Jobs last: it serves every kind the sections before it registered.
+# Access after every section with a download (it makes links to them); Jobs last: it
+# serves every kind the sections before it registered.
 REGISTERED = (Setup, Information, Services, Updates, Support, Administration, Backup, Settings, Storage, Cluster,
-              Certs, License, Jobs)
+              Certs, License, Access, Jobs)

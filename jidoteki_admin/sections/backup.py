@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .. import responses
-from ..catalogue import ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section,
+                         get, post)
 from ..context import Context
 from ..files import remove_quietly
 from ..jobs.backup import BACKUP, BACKUP_STOP, write_status
@@ -60,6 +61,7 @@ class Backup:
         context.runner.when_finished(BACKUP, self._backup_finished)
         context.runner.register(RESTORE)
         context.runner.register(PERSIST)
+        context.downloads["backup"] = self.download  # POST /downloads makes one-time links to it
 
     def section(self) -> Section:
         action = Field("action", allowed=("START", "STOP"), any_case=True, problem=ACTION_PROBLEM,
@@ -67,12 +69,13 @@ class Backup:
         archive = Field("archive", FILE, description="A backup archive, as GET /backup/download gives it")
         return Section(self.name, "Backup", (
             Endpoint("/backup", (
-                get(self.status, "The status of the last backup", Reply(JSON, STATUS_SCHEMA), errors=(404,)),
+                get(self.status, "The status of the last backup", Reply(JSON, STATUS_SCHEMA), errors=(404,),
+                    scope=READ),
                 post(self.act, "Start a backup, or stop it and delete it", Reply(ACCEPTED), action, errors=(400,)),
             )),
             Endpoint("/backup/download", (get(self.download, "Download backup.tar, the archive GET /backup describes",
                                               Reply(DOWNLOAD, media_type=TAR.decode()), errors=(404,)),)),
-            Endpoint("/backup/log", (get(self.log, "The backup log", Reply(PLAIN_TEXT), errors=(404,)),)),
+            Endpoint("/backup/log", (get(self.log, "The backup log", Reply(PLAIN_TEXT), errors=(404,), scope=READ),)),
             Endpoint("/backup/restore", (post(self.restore, "Restore a backup archive (waits until done)",
                                               Reply(STATUS), archive, errors=(400, 413, 507)),)),
         ), optional=True)

@@ -16,7 +16,7 @@ import datetime
 from twisted.logger import Logger
 
 from .. import responses
-from ..catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
+from ..catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
 from ..certificates import days_left, iso, validate
 from ..context import Context
 from ..files import remove_quietly
@@ -66,7 +66,7 @@ class Certs:
             errors=(400, 413, 507),
         )
         status = get(self.status, "The status of the last certificates update, and the certificate in service",
-                     Reply(JSON, STATUS_SCHEMA))
+                     Reply(JSON, STATUS_SCHEMA), scope=READ)
         return Section(self.name, "TLS", (Endpoint("/certs", (status, upload)),), optional=True)
 
     def _load(self, why_not: str) -> bool:

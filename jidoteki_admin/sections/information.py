@@ -1,4 +1,6 @@
-"""Section 7: version, changelog, build, health and its history, and the list of endpoints."""
+"""Section 7: version, changelog, build, health and its history, the list of endpoints; and
+(an addition) all of it with the jobs' outcomes and the daemon's answers as Prometheus
+metrics at GET /metrics."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .. import responses
-from ..catalogue import JSON, PLAIN_TEXT, Endpoint, Reply, Section, get
+from .. import metrics, responses
+from ..catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
 from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
@@ -86,6 +88,8 @@ class Information:
         self.catalogue = context.catalogue
         self.tls = context.tls
         self.clock = context.clock
+        self.runner = context.runner
+        self.traffic = context.traffic
 
     def services(self):
         return [self.history, self.sampler]  # the history is read back before the first sample
@@ -93,18 +97,20 @@ class Information:
     def section(self) -> Section:
         return Section(self.name, "Information", (
             Endpoint("/version", (get(self.version, "The installed version", Reply(JSON, VERSION_SCHEMA),
-                                      errors=(404,)),)),
+                                      errors=(404,), scope=READ),)),
             Endpoint("/changelog", (get(self.changelog, "The installed changelog", Reply(PLAIN_TEXT),
-                                        errors=(404,)),)),
+                                        errors=(404,), scope=READ),)),
             Endpoint("/build", (get(self.build, "The appliance's build information",
-                                    Reply(JSON, {"type": "object"}), errors=(404, 500)),)),
-            Endpoint("/health", (get(self.health, "Disk, memory and CPU use", Reply(JSON, HEALTH_SCHEMA)),)),
+                                    Reply(JSON, {"type": "object"}), errors=(404, 500), scope=READ),)),
+            Endpoint("/health", (get(self.health, "Disk, memory and CPU use", Reply(JSON, HEALTH_SCHEMA), scope=READ),)),
             Endpoint("/health/history", (get(self.health_history,
                                              "CPU load, memory, disk and network traffic over time "
                                              "(?range=hour, day, week, month or year)",
-                                             Reply(JSON, HISTORY_SCHEMA), errors=(400,)),)),
+                                             Reply(JSON, HISTORY_SCHEMA), errors=(400,), scope=READ),)),
             Endpoint("/endpoints", (get(self.endpoint_list, "The endpoints this appliance serves",
-                                        Reply(JSON, ENDPOINTS_SCHEMA)),)),
+                                        Reply(JSON, ENDPOINTS_SCHEMA), scope=READ),)),
+            Endpoint("/metrics", (get(self.metrics, "Health, certificate, version, jobs and requests as Prometheus "
+                                      "metrics (text format 0.0.4)", Reply(PLAIN_TEXT), scope=READ),)),
         ))
 
     def version(self, request) -> bytes:
@@ -193,6 +199,28 @@ class Information:
             "cores": psutil.cpu_count() or 1,
             "samples": self.history.history.answer(wanted, self.history.clock.seconds()),
         }, no_cache=True)
+
+    def metrics(self, request) -> bytes:
+        """What GET /health and GET /jobs say, and how many requests were answered with
+        each status, for a Prometheus scrape (docs/fleet.md has alert rules)."""
+        disk = psutil.disk_usage("/")
+        memory = psutil.virtual_memory()
+        served = self.tls.served()
+        jobs = []
+        for name, kind in sorted(self.runner.kinds.items()):
+            run = self.runner.run(kind)
+            jobs.append(metrics.JobFacts(name, self.runner.status(kind).status,
+                                         run.started if run else None, run.ended if run else None))
+        version = self.version_file.read()
+        snapshot = metrics.Snapshot(
+            version=version.strip() if version else None,
+            disk_used=disk.used, disk_total=disk.total,
+            memory_used=memory.total - memory.available, memory_total=memory.total,
+            load5=round(os.getloadavg()[1], 2), cpu_percent=self.sampler.average(), cpus=psutil.cpu_count() or 1,
+            certificate_expires=served.not_after if served else None, now=self.clock.seconds(),
+            jobs=jobs, answers=dict(self.traffic.answers), throttled_clients=self.traffic.throttled_clients())
+        request.setHeader(b"Cache-Control", b"no-store")
+        return responses.body(request, 200, metrics.render(snapshot), metrics.CONTENT_TYPE)
 
     def endpoint_list(self, request) -> bytes:
         return responses.document(request, {"endpoints": self.catalogue.listed()}, no_cache=True)

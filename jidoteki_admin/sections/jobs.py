@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 
 from .. import responses
-from ..catalogue import JSON, Endpoint, Reply, Section, get
+from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
 from ..jobs.protocol import JobKind
 from ..responses import APIError
@@ -62,13 +62,13 @@ class Jobs:
 
     def section(self) -> Section:
         endpoints = [Endpoint("/jobs", (get(self.list, "Every kind of job and the state of its last run",
-                                             Reply(JSON, JOBS_SCHEMA)),))]
+                                             Reply(JSON, JOBS_SCHEMA), scope=READ),))]
         for name, kind in sorted(self.runner.kinds.items()):
             endpoints.append(Endpoint(f"/jobs/{name}", (get(
-                self._state(kind), f"The state of the last {name} job", Reply(JSON, JOB_SCHEMA)),)))
+                self._state(kind), f"The state of the last {name} job", Reply(JSON, JOB_SCHEMA), scope=READ),)))
             endpoints.append(Endpoint(f"/jobs/{name}/log", (get(
                 self._log(kind), f"The lines of the last {name} job's log from a position (?from=N, bytes)",
-                Reply(JSON, LOG_SCHEMA), errors=(400,)),)))
+                Reply(JSON, LOG_SCHEMA), errors=(400,), scope=READ),)))
         return Section(self.name, "Jobs", tuple(endpoints))
 
     def list(self, request) -> bytes:

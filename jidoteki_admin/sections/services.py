@@ -28,7 +28,7 @@ from pathlib import Path
 from twisted.internet import defer
 
 from .. import responses
-from ..catalogue import JSON, Endpoint, Reply, Section, get
+from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..children import default_env, run_child
 from ..context import Context
 from ..responses import APIError
@@ -70,7 +70,8 @@ class Services:
         self.names = [name for name in config.services if name != SELF]
 
     def section(self) -> Section:
-        status = get(self.status, "Whether the daemon and the appliance's services run", Reply(JSON, SERVICES_SCHEMA))
+        status = get(self.status, "Whether the daemon and the appliance's services run", Reply(JSON, SERVICES_SCHEMA),
+                     scope=READ)
         return Section(self.name, "Services", (Endpoint("/services", (status,)),))
 
     @defer.inlineCallbacks

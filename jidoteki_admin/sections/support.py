@@ -31,6 +31,8 @@ class Support:
         self.uploads = context.tree.uploads
         context.runner.register(LOGS)
         context.runner.register(DEBUG)
+        context.downloads["logs"] = self.logs  # POST /downloads makes one-time links to them
+        context.downloads["debug"] = self.debug
 
     def section(self) -> Section:
         logs = get(self.logs, "Download the appliance's log files as logs.tar.gz",

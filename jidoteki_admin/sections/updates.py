@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .. import responses
-from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
+from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..jobs.update import UPDATE
 from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
@@ -43,8 +43,8 @@ class Updates:
             Field("update", FILE, description="The encrypted update package (software_package-*.enc)"),
             errors=(400, 413, 507),
         )
-        status = get(self.status, "The status of the last update", Reply(JSON, STATUS_SCHEMA))
-        log = get(self.log, "The whole update log", Reply(PLAIN_TEXT), errors=(404,))
+        status = get(self.status, "The status of the last update", Reply(JSON, STATUS_SCHEMA), scope=READ)
+        log = get(self.log, "The whole update log", Reply(PLAIN_TEXT), errors=(404,), scope=READ)
         return Section(self.name, "Updates", (
             Endpoint("/update", (status, start)),
             Endpoint("/update/log", (log,)),
