@@ -90,6 +90,7 @@ class Config:
     init_directory: Path = Path(DEFAULT_INIT_DIRECTORY)
     upload_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_LIMITS))
     job_timeout: int = DEFAULT_JOB_TIMEOUT
+    precheck_seconds: int = 60  # how long a package's precheck.sh may run
     jobs: str = BUILTIN_JOBS  # or APPLIANCE_JOBS: the appliance's bin/wrapper.sh does the work
     # The one privileged entry point, an argv prefix such as
     # ["sudo", "-n", "/opt/jidoteki-admin/venv/bin/jidoteki-admin-privileged",
@@ -204,6 +205,7 @@ def parse_config(raw: object) -> Config:
         init_directory=_path(raw, "init-directory", DEFAULT_INIT_DIRECTORY),
         upload_limits=_upload_limits(raw.get("upload-limits", {})),
         job_timeout=_positive_int(raw.get("job-timeout", DEFAULT_JOB_TIMEOUT), "job-timeout"),
+        precheck_seconds=_positive_int(raw.get("precheck-seconds", 60), "precheck-seconds"),
         jobs=_choice(raw, "jobs", (BUILTIN_JOBS, APPLIANCE_JOBS)),
         privileged_command=_command(raw, "privileged-command"),
         appliance_lock_dir=_path(raw, "appliance-lock-dir", "/tmp"),
@@ -243,6 +245,7 @@ KNOWN_KEYS = {
     "init-directory",
     "upload-limits",
     "job-timeout",
+    "precheck-seconds",
     "jobs",
     "privileged-command",
     "appliance-lock-dir",
@@ -271,6 +274,7 @@ RELOADABLE = {
     "services": "services",
     "upload-limits": "upload_limits",
     "job-timeout": "job_timeout",
+    "precheck-seconds": "precheck_seconds",
     "connections": "connections",
     "log-rotate": "log_rotate",
     "auth-throttle": "auth_throttle",

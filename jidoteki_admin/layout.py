@@ -140,6 +140,29 @@ class AdminTree:
         return self.jobs / f"{kind}.requested.taken"
 
     @property
+    def update_history(self) -> Path:
+        """Every update attempt, newest first, bounded (GET /update/history)."""
+        return self.etc / "update-history.json"
+
+    @property
+    def update_attempt(self) -> Path:
+        """The update being made: from which version, with which package; the job adds
+        what it learns (the package's version, whether it rolled back). Settled into the
+        history once the update has ended, by whichever daemon sees it first."""
+        return self.jobs / "update.attempt.json"
+
+    @property
+    def staged_update(self) -> Path:
+        """What the staged package is (POST /update/stage): its version, size, digest."""
+        return self.jobs / "update.staged.json"
+
+    @property
+    def staged_packages(self) -> Path:
+        """Where a staged package waits to be applied: beside the uploads, where a package
+        can be large, under a name the appliance's update_vm.sh does not pick up."""
+        return self.uploads / "staged"
+
+    @property
     def settings_upload(self) -> Path:
         """A settings document handed from the API to the settings job."""
         return self.jobs / "settings.json"

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import json
 import io
 import os
 import stat
@@ -31,7 +32,7 @@ from typing import Callable
 
 from . import crypto
 from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
-from .files import read_first_line, remove_quietly
+from .files import atomic_write, read_first_line, remove_quietly
 
 PACKAGE_PREFIX = "software_package-"
 PACKAGE_SUFFIX = ".enc"
@@ -49,6 +50,7 @@ E_SCRIPT = "E1002"  # update.sh failed, or the update was interrupted or timed o
 E_MISSING = "E1003"  # no update package
 E_BUSY = "E1004"  # an update is already running
 E_PACKAGE = "E1005"  # the package cannot be decrypted, verified or extracted
+E_PRECHECK = "E1006"  # the package's precheck.sh refused to install it
 
 
 class PackageError(Exception):
@@ -799,3 +801,32 @@ def build_package(src_dir: Path, version: str | None, key_file: Path, signing_ke
         parsed = make_inner_tar(src_dir, version, inner, compresslevel)
         seal(inner, signing_key_file, key_file, out_path, legacy_md5=legacy_md5)
     return parsed
+
+
+# The manifest beside a package (jidoteki-admin-vendor package --manifest, or manifest):
+# what the package is, so a fleet tool decides whether to send it from the package itself,
+# not its name. The manifest's bytes are signed with the vendor's key as openssl does it
+# (openssl dgst -sha256 -sign vendor.key -out FILE.manifest.json.sig FILE.manifest.json),
+# so an administrator with updates.pub checks it with openssl dgst -verify.
+MANIFEST_FORMAT = "jidoteki-admin-manifest/1"
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_SIGNATURE_SUFFIX = ".manifest.json.sig"
+
+
+def write_manifest(package_path: Path, version: str, signing_key_file: Path) -> tuple[Path, Path]:
+    """Write FILE.manifest.json (version, size, SHA-256 of the package) and its signature."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "package": package_path.name,
+        "version": str(version),
+        "size": package_path.stat().st_size,
+        "sha256": crypto.sha256_file(package_path).hex(),
+    }
+    data = json.dumps(manifest, indent=1).encode() + b"\n"
+    path = package_path.with_name(package_path.name + MANIFEST_SUFFIX)
+    signature_path = package_path.with_name(package_path.name + MANIFEST_SIGNATURE_SUFFIX)
+    with _package_errors():
+        signature = crypto.sign_digest(load_private_key(signing_key_file), hashlib.sha256(data).digest())
+    atomic_write(path, data, 0o644)
+    atomic_write(signature_path, signature, 0o644)
+    return path, signature_path

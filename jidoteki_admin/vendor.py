@@ -3,6 +3,7 @@
     jidoteki-admin-vendor keygen --out DIR
     jidoteki-admin-vendor package SRC_DIR --version X --key updates.key \\
         --signing-key vendor.key --out software_package-X.enc [--legacy-md5]
+    jidoteki-admin-vendor manifest FILE --signing-key vendor.key [--version X]
     jidoteki-admin-vendor inspect FILE --key updates.key --public-key updates.pub
     jidoteki-admin-vendor license-keygen --out DIR
     jidoteki-admin-vendor license --key license.key --app APP --users N --expires 2038-01-19 \\
@@ -76,6 +77,25 @@ def build(args: argparse.Namespace) -> None:
         print(f"{PROG}: warning: the appliance only looks for "
               f"{package.PACKAGE_PREFIX}*{package.PACKAGE_SUFFIX} uploads", file=sys.stderr)
     print(f"wrote {out} (version {version}, {out.stat().st_size} bytes)")
+    if args.manifest:
+        for path in package.write_manifest(out, version, args.signing_key):
+            print(f"wrote {path}")
+
+
+def manifest(args: argparse.Namespace) -> None:
+    """A manifest for a package built before (by openssl and tar, say): its version is
+    read from it when the keys to open it are given, else taken from --version."""
+    version = args.version
+    if version is None:
+        if args.key is None or args.public_key is None:
+            raise ValueError("give --version, or --key and --public-key to read it from the package")
+        with tempfile.TemporaryDirectory(prefix="jidoteki-manifest-") as work:
+            inner = package.decrypt_and_verify(args.file, args.key, args.public_key, Path(work))
+            _, version = package.read_contents(inner)
+        if version is None:
+            raise ValueError(f"{args.file} has no version.txt: give --version")
+    for path in package.write_manifest(args.file, version, args.signing_key):
+        print(f"wrote {path}")
 
 
 def inspect(args: argparse.Namespace) -> None:
@@ -243,7 +263,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the package file to write")
     p.add_argument("--legacy-md5", action="store_true",
                    help="use the old -md md5 key derivation, for appliances that predate pbkdf2")
+    p.add_argument("--manifest", action="store_true",
+                   help="also write OUT.manifest.json (version, size, SHA-256) and its signature OUT.manifest.json.sig")
     p.set_defaults(run=build)
+
+    p = commands.add_parser("manifest", help="write the signed manifest of a package",
+                            description="Write FILE.manifest.json (the package's version, size and SHA-256) "
+                            "and FILE.manifest.json.sig, its signature by vendor.key, for fleet tools.")
+    p.add_argument("file", type=Path, metavar="FILE", help="the package (software_package-X.enc)")
+    p.add_argument("--signing-key", type=Path, required=True, help="vendor.key (PEM private key)")
+    p.add_argument("--version", help="the package's version (default: read from the package)")
+    p.add_argument("--key", type=Path, help="updates.key, to read the version from the package")
+    p.add_argument("--public-key", type=Path, help="updates.pub, to verify the package as it is read")
+    p.set_defaults(run=manifest)
 
     p = commands.add_parser("inspect", help="decrypt and verify a package without installing it",
                             description="Decrypt and verify a package, then print its encryption, "

@@ -492,6 +492,40 @@ def test_post_update_through_update_vm_sh(appliance):
     assert not [name for name in os.listdir(appliance.p(U)) if name.startswith("software_package")]
 
 
+def test_check_stage_and_apply_with_the_appliances_update_vm_sh(appliance):
+    """What an appliance gets (docs/migration.md): the check and the stage are the daemon's
+    own, as its user, so they need etc/updates.key readable by it; apply hands the staged
+    package to update_vm.sh as an upload would; the history is the daemon's."""
+    key = appliance.admin / "etc/updates.key"
+    package_file = build_package(appliance, "1.0.5")
+    status, _, body = appliance.post("/update/check", f"update=@{package_file}")
+    assert status == 400
+    message = json.loads(body)["Error-Message"]
+    assert message == "The update package cannot be checked: Cannot read the package key etc/updates.key: Permission denied"
+    os.chown(key, 0, GID)
+    key.chmod(0o640)  # what docs/migration.md asks of an appliance that wants check and stage
+    try:
+        report = json.loads(appliance.post("/update/check", f"update=@{package_file}")[2])
+        installed = appliance.json("/version")["version"]
+        assert report["version"] == "1.0.5" and report["installed"] == installed and report["installable"] is True
+        assert appliance.calls() == []  # no script of the appliance ran: nothing changed
+        staged = json.loads(appliance.post("/update/stage", f"update=@{package_file}")[2])
+        assert staged["staged"] is True
+        assert appliance.json("/update/staged")["staged"]["version"] == "1.0.5"
+        status, headers, _ = appliance.curl("-X", "POST", appliance.url("/update/apply"))
+        assert status == 202 and headers["location"] == "/api/v1/admin/update"
+        assert appliance.wait_calls(7)[0] == sudo("update_vm.sh")
+        body = appliance.finished("/update")
+        assert body["status"] == "success", body
+        assert appliance.json("/version") == {"version": "1.0.5"}
+        assert appliance.json("/update/staged") == {"staged": None}
+        latest = appliance.json("/update/history")["history"][0]
+        assert (latest["from"], latest["to"], latest["outcome"]) == (installed, "1.0.5", "success")
+    finally:
+        key.chmod(0o600)
+        os.chown(key, 0, 0)
+
+
 def test_reboot_goes_through_the_wrapper_and_answers_202_with_location(appliance):
     status, headers, body = appliance.get("/reboot")
     assert status == 202 and headers["location"] == "/api/v1/admin/reboot"

@@ -140,7 +140,7 @@ def test_success(tree, keys, tmp_path):
     names = set((tree / "log/update-env.txt").read_text().splitlines()[-1].split())
     # The documented environment, and nothing else of the daemon's (the shell adds its own).
     assert names - {"PWD", "SHLVL", "_", "OLDPWD"} == {
-        "JIDO_ADMIN_PATH", "JIDO_UPDATE_VERSION", "JIDO_UPDATE_DIR", "PATH", "HOME", "LANG"}
+        "JIDO_ADMIN_PATH", "JIDO_UPDATE_VERSION", "JIDO_UPDATE_DIR", "JIDO_INSTALLED_VERSION", "PATH", "HOME", "LANG"}
     assert not older.exists()
     assert_cleaned_up(tree)
 

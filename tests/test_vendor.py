@@ -258,7 +258,7 @@ def test_every_command_and_argument_has_help():
 
     parser = _parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert {c.dest: c.help for c in commands._choices_actions}.keys() == {"keygen", "package", "inspect", "open-debug-bundle",
+    assert {c.dest: c.help for c in commands._choices_actions}.keys() == {"keygen", "package", "manifest", "inspect", "open-debug-bundle",
                                                                                "license-keygen", "license"}
     assert all(c.help for c in commands._choices_actions)
     for name, sub in [("", parser), *commands.choices.items()]:
@@ -289,3 +289,30 @@ def test_exit_status_is_1_on_a_missing_key_file(tmp_path, keydir, src):
     done = vendor("package", src, "--version", "1.0.0", "--key", missing,
                   "--signing-key", keydir / "vendor.key", "--out", tmp_path / "software_package-1.0.0.enc")
     assert_one_line_error(done, str(missing))
+
+
+def test_a_manifest_beside_the_package_is_signed_as_openssl_signs(tmp_path, keydir, src):
+    out = tmp_path / "software_package-2.1.0.enc"
+    done = vendor("package", src, "--version", "2.1.0", "--key", keydir / "updates.key", "--signing-key",
+                  keydir / "vendor.key", "--out", out, "--manifest")
+    assert done.returncode == 0, done.stderr
+    manifest = out.with_name(out.name + ".manifest.json")
+    signature = out.with_name(out.name + ".manifest.json.sig")
+    assert f"wrote {manifest}" in done.stdout and f"wrote {signature}" in done.stdout
+    import hashlib
+    import json
+    value = json.loads(manifest.read_text())
+    assert value == {"format": "jidoteki-admin-manifest/1", "package": out.name, "version": "2.1.0",
+                     "size": out.stat().st_size, "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+    checked = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(keydir / "updates.pub"),
+                              "-signature", str(signature), str(manifest)], capture_output=True, text=True)
+    assert checked.stdout.strip() == "Verified OK", checked.stderr
+    # For a package made before: the version read from the package itself.
+    manifest.unlink()
+    signature.unlink()
+    done = vendor("manifest", out, "--signing-key", keydir / "vendor.key", "--key", keydir / "updates.key",
+                  "--public-key", keydir / "updates.pub")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(manifest.read_text())["version"] == "2.1.0"
+    without = vendor("manifest", out, "--signing-key", keydir / "vendor.key")
+    assert_one_line_error(without, "give --version, or --key and --public-key")

@@ -14,16 +14,19 @@ the steps and error codes.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
-from .. import package
-from ..files import read_first_line, remove_quietly
-from ..package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError, Version
+from .. import package, updatehistory
+from ..files import atomic_write, permission_problem, read_first_line, remove_quietly
+from ..package import E_BUSY, E_PRECHECK, E_SCRIPT, E_UNEXPECTED, PackageError, Version
 from .program import JobFailed, Program, main, write_log
 from .protocol import JobKind
 
@@ -59,6 +62,8 @@ class UpdateProgram(Program):
         self.package: Path | None = None
         self.seen: list[Path] = []  # removed at the end, installed or not
         self.workdir: Path | None = None
+        self.env: dict[str, str] = {}
+        self.script_said = False
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -66,17 +71,51 @@ class UpdateProgram(Program):
                             help="the uploaded package to install (default: the newest in the uploads folder)")
         parser.add_argument("--work-dir", type=Path,
                             help="where the package is decrypted and extracted (default: the tree's tmp/)")
+        parser.add_argument("--precheck-seconds", type=float, default=PRECHECK_SECONDS,
+                            help="how long the package's precheck.sh may run")
 
     def run(self) -> None:
         try:
             self._run()
         except PackageError as e:
             raise JobFailed(e.code, e.message) from None
+        except PermissionError as e:
+            # The job's user may not read the key or write its work folder (an appliance's
+            # modes): which file, which user, where the fix is.
+            raise JobFailed(self.kind.unexpected_code, permission_problem(e).replace("The daemon", "The job")) from None
 
     def _run(self) -> None:
         self.log("Updating system. Please wait..")
         self.step(10, "Looking for the update package")
         self.package = self.find_package()
+        extracted = self.open_package()
+        self.step(60, "Checking the update package version")
+        offered = read_first_line(extracted / "version.txt") if (extracted / "version.txt").is_file() else None
+        updatehistory.note_attempt(self.tree.update_attempt, to=(offered or "").strip() or None)
+        version = self.check_version(extracted)
+        # The environment of the package's scripts, the installed version as it is now.
+        self.env = script_environment(self.tree, version, extracted)
+        self.step(65, "Running the package's precheck")
+        refused = run_precheck(extracted, self.env, self.log, self.args.precheck_seconds)
+        if refused is not None:
+            raise PackageError(E_PRECHECK, f"The package's precheck refused to install: {refused}")
+        self.step(70, "Running the update script")
+        own = OwnFiles.take(self.tree, self.workdir / "own-files")
+        try:
+            self.run_update_script(extracted, version)
+        except PackageError as e:
+            raise self.roll_back_update(extracted, version, own, e) from None
+        except BaseException:
+            own.put_back(self.log)  # stopped: at least the appliance's own files are as they were
+            updatehistory.note_attempt(self.tree.update_attempt, **{"rolled-back": False})
+            raise
+        self.step(80, "Installing version.txt and changelog.txt")
+        self.install_files(extracted)
+        self.persist()
+        self.step(100, "Updating system successful")
+
+    def open_package(self) -> Path:
+        """Decrypt, verify and extract the package (steps 20 to 50); the extracted folder."""
         work = self.args.work_dir or self.tree.tmp
         work.mkdir(parents=True, exist_ok=True)
         self.workdir = Path(tempfile.mkdtemp(prefix="update-", dir=work))
@@ -94,15 +133,30 @@ class UpdateProgram(Program):
         extracted = self.workdir / "software_package"
         package.extract_safely(inner, extracted)
         remove_quietly(inner)  # a package can be gigabytes: free the space before update.sh
+        return extracted
 
-        self.step(60, "Checking the update package version")
-        version = self.check_version(extracted)
-        self.step(70, "Running the update script")
-        self.run_update_script(extracted, version)
-        self.step(80, "Installing version.txt and changelog.txt")
-        self.install_files(extracted)
-        self.persist()
-        self.step(100, "Updating system successful")
+    def roll_back_update(self, extracted: Path, version: str, own: "OwnFiles", failure: PackageError) -> PackageError:
+        """update.sh failed: run the package's rollback.sh, if it has one, and put back the
+        appliance's own files (version.txt, changelog.txt, etc/ and bin/) as they were
+        before update.sh, so GET /version never shows a version that did not install. The
+        failure's message says whether the package rolled back."""
+        script = extracted / "rollback.sh"
+        if script.is_file():
+            self.log("Running the package's rollback.sh")
+            env = {**self.env, "JIDO_UPDATE_ERROR_CODE": failure.code or "", "JIDO_UPDATE_ERROR_MESSAGE": failure.message}
+            status = run_script(extracted, "rollback.sh", env)
+            rolled_back = status == 0
+            how = "rolled back by the package's rollback.sh" if rolled_back else \
+                f"not rolled back: rollback.sh failed with {_exit_status(status)}"
+        else:
+            rolled_back = False
+            how = "not rolled back: the package has no rollback.sh"
+        own.put_back(self.log)
+        updatehistory.note_attempt(self.tree.update_attempt, **{"rolled-back": rolled_back})
+        self.log(f"The update failed and was {how}")
+        if self.script_said:
+            return failure  # update.sh's own code and message, as the original reported them
+        return PackageError(failure.code, f"{failure.message}; {how}")
 
     def find_package(self) -> Path:
         """The package named on the command line; by hand, the newest one uploaded.
@@ -159,28 +213,14 @@ class UpdateProgram(Program):
         if not script_path.is_file():
             self.log("No update script in the package")
             return
-        script_path.chmod(script_path.stat().st_mode | 0o755)
         before = self._error_files_stamp()
-        # The script stays in the job's process group, which the runner kills as a whole
-        # on a timeout, so nothing it starts outlives the job.
-        script = subprocess.Popen(["/bin/sh", "-c", "./update.sh"], cwd=extracted,
-                                  env=script_environment(self.tree, version, extracted),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
-        try:
-            _pass_through(script.stdout)
-        except BaseException:
-            script.kill()  # interrupted: the script must not go on alone
-            raise
-        finally:
-            script.stdout.close()
-            status = script.wait()
+        status = run_script(extracted, "update.sh", self.env)
         if status != 0:
             own = self._errors_written_by_script(before)
             if own is not None:
+                self.script_said = True  # its own words, reported as they are (the original's contract)
                 raise PackageError(*own)
-            how = f"exit status {status}" if status > 0 else f"signal {-status}"
-            raise PackageError(E_SCRIPT, f"Update script failed with {how}")
+            raise PackageError(E_SCRIPT, f"Update script failed with {_exit_status(status)}")
 
     def _error_files(self) -> tuple[Path, Path]:
         return (self.tree.status_file(UPDATE.error_code_name), self.tree.status_file(UPDATE.error_message_name))
@@ -229,7 +269,169 @@ def script_environment(tree, version: str, extracted: Path) -> dict[str, str]:
         "JIDO_ADMIN_PATH": str(tree.root),
         "JIDO_UPDATE_VERSION": version,
         "JIDO_UPDATE_DIR": str(extracted),
+        "JIDO_INSTALLED_VERSION": (read_first_line(tree.version_file) or "").strip(),
     }
+
+
+def run_script(folder: Path, name: str, env: dict[str, str]) -> int:
+    """Run a script of the package as the original ran update.sh: made executable and run
+    as ``./NAME`` from a shell in the extracted folder, so its own shebang applies (one
+    without runs under /bin/sh), its output going to the log line by line. It stays in the
+    job's process group, which the runner kills as a whole on a timeout, so nothing it
+    starts outlives the job. Returns its exit status (negative: the signal)."""
+    path = folder / name
+    path.chmod(path.stat().st_mode | 0o755)
+    script = subprocess.Popen(["/bin/sh", "-c", f"./{name}"], cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _pass_through(script.stdout)
+    except BaseException:
+        script.kill()  # interrupted: the script must not go on alone
+        raise
+    finally:
+        script.stdout.close()
+        status = script.wait()
+    return status
+
+
+PRECHECK_SECONDS = 60
+PRECHECK_KEPT = 50  # lines of its output given as the reason for a refusal
+
+
+def run_precheck(folder: Path, env: dict[str, str], log, seconds: float, kept: list[str] | None = None) -> str | None:
+    """Run the package's optional precheck.sh (docs/packages.md): None when it allows the
+    install (or there is none), else why not: its last lines of output, or that it did not
+    finish within ``seconds``. It runs in a session of its own, killed whole on time.
+    ``kept`` gets its last PRECHECK_KEPT lines whatever it says."""
+    path = folder / "precheck.sh"
+    if not path.is_file():
+        log("No precheck.sh in the package")
+        return None
+    path.chmod(path.stat().st_mode | 0o755)
+    log("Running the package's precheck.sh")
+    last: collections.deque[str] = collections.deque(maxlen=PRECHECK_KEPT)
+    script = subprocess.Popen(["/bin/sh", "-c", "./precheck.sh"], cwd=folder, env={**env, "JIDO_PRECHECK": "1"},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    group = _Group(script.pid)
+    timer = threading.Timer(seconds, group.kill, (True,))
+    timer.start()
+    try:
+        while chunk := script.stdout.readline(LINE_MAX):
+            write_log(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+            last.append(chunk.decode("utf-8", "replace").rstrip("\n"))
+        status = group.reaped(script)
+    except BaseException:
+        group.kill()
+        group.reaped(script)
+        raise
+    finally:
+        timer.cancel()
+        script.stdout.close()
+    if kept is not None:
+        kept.extend(last)
+    if group.expired:
+        return f"precheck.sh did not finish within {int(seconds)} seconds"
+    if status == 0:
+        log("precheck.sh allows the update")
+        return None
+    said = " / ".join(line for line in list(last)[-3:] if line.strip())
+    return f"precheck.sh exited with {_exit_status(status)}" + (f": {said}" if said else "")
+
+
+class _Group:
+    """A script's session, killed whole on time; never once its leader is reaped (its id
+    could then be another process's)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.lock = threading.Lock()
+        self.done = False
+        self.expired = False
+
+    def kill(self, expired: bool = False) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.expired = self.expired or expired
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def reaped(self, process: subprocess.Popen) -> int:
+        """Wait for the leader (its output is closed; it may still run, until the timer)."""
+        while True:
+            try:
+                status = process.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with self.lock:
+            self.done = True
+        return status
+
+
+def _exit_status(status: int) -> str:
+    return f"exit status {status}" if status >= 0 else f"signal {-status}"
+
+
+# What of etc/ the daemon (and jobs of other kinds) may write while an update runs: never
+# put back over a newer one.
+RUNTIME_FILES = {"health-history.json", "api.token", "api.token.setup", "api-tokens.json", "update-history.json"}
+OWN_FILE_MAX = 16 * 1024 * 1024
+
+
+class OwnFiles:
+    """The appliance's own files as they were before update.sh: bin/ and the files at the
+    top of etc/ (not the status files, nor what the daemon writes as it runs). After a
+    failed update.sh they are put back: changed ones rewritten (through a link, to where
+    it points), removed ones made again, new ones removed."""
+
+    def __init__(self, tree, saved: Path, files: dict[Path, tuple[int, bytes | None]]):
+        self.tree = tree
+        self.saved = saved
+        self.files = files  # path -> (mode, content) or (0, None) for one too large to keep
+
+    @classmethod
+    def take(cls, tree, saved: Path) -> "OwnFiles":
+        files = {}
+        for path in cls.scope(tree):
+            try:
+                info = path.stat()
+                files[path] = (info.st_mode & 0o7777, path.read_bytes() if info.st_size <= OWN_FILE_MAX else None)
+            except OSError:
+                continue
+        return cls(tree, saved, files)
+
+    @staticmethod
+    def scope(tree) -> list[Path]:
+        found = []
+        if tree.etc.is_dir():
+            found += [p for p in tree.etc.iterdir() if p.is_file() and p.name not in RUNTIME_FILES
+                      and not p.name.startswith("status")]
+        if tree.bin.is_dir():
+            found += [p for p in tree.bin.rglob("*") if p.is_file()]
+        return found
+
+    def put_back(self, log) -> None:
+        changed = 0
+        for path, (mode, content) in self.files.items():
+            if content is None:
+                continue
+            try:
+                if path.is_file() and path.read_bytes() == content and path.stat().st_mode & 0o7777 == mode:
+                    continue
+                atomic_write(path, content, mode)
+                changed += 1
+            except OSError as e:
+                log(f"Could not put back {path}: {e.strerror or e}")
+        for path in self.scope(self.tree):
+            if path not in self.files:
+                remove_quietly(path)
+                changed += 1
+        log(f"Put back {changed} of the appliance's own files as they were before the update" if changed
+            else "The appliance's own files are as they were before the update")
 
 
 def _stamp(path: Path) -> tuple | None:
