@@ -77,10 +77,10 @@ def main():
     async def backup(client):
         if module.check_mode:
             return dict(changed=True, msg="would back up to %s" % params["dest"])
-        await client.start_backup()
-        report = await client.wait_for("/backup", "The backup", timeout=params["timeout"])
+        await client.follow(await client.start_backup(), timeout=params["timeout"])
+        report = await client.backup_status()
         size = await client.download("/backup/download", params["dest"])
-        return dict(changed=True, dest=params["dest"], size=size, sha256=report.get("sha256"))
+        return dict(changed=True, dest=params["dest"], size=size, sha256=report.sha256)
 
     def verified(result):
         if result.get("sha256") and sha256_of(params["dest"]) != result["sha256"]:

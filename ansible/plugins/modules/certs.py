@@ -88,10 +88,10 @@ def main():
             return dict(changed=False, fingerprint=presented, msg="the appliance already presents this certificate")
         if module.check_mode:
             return dict(changed=True, fingerprint=presented, msg="would install the certificate %s" % wanted)
-        await client.install_certs(params["public"], params["private"], params["ca_certificate"])
+        started = await client.install_certs(params["public"], params["private"], params["ca_certificate"])
         if not params["wait"]:
             return dict(changed=True, fingerprint=presented, msg="the install started")
-        report = await client.wait_for("/certs", "The certificate install")
+        report = (await client.follow(started)).raw
         return dict(changed=True, fingerprint=wanted, report=report, msg="installed the certificate %s" % wanted)
 
     run(module, install)

@@ -67,8 +67,8 @@ async def gather(client):
         "changed": False,
         "version": version.get("version") if version else None,
         "build": await optional(client.build()),
-        "health": await client.health(),
-        "services": (await client.services()).get("services", []),
+        "health": (await client.health()).raw,
+        "services": (await client.get_document("/services")).get("services", []),
         "endpoints": await client.endpoints(),
     }
 

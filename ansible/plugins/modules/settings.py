@@ -62,10 +62,6 @@ settings:
   type: dict
 """
 
-import json
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.jidoteki.admin.plugins.module_utils.api import (
     CONNECTION_EXCLUSIVE, CONNECTION_ONE_OF, module_args, optional, run)
@@ -93,13 +89,7 @@ def main():
             return dict(changed=False, settings=current, diff=diff)
         if module.check_mode:
             return dict(changed=True, settings=current, diff=diff)
-        fd, path = tempfile.mkstemp(suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(wanted, out)
-            await client.set_settings(path)
-        finally:
-            os.unlink(path)
+        await client.set_settings(wanted)
         after = await wait_for_settings(client, wanted, params["timeout"]) if params["wait"] else None
         return dict(changed=True, settings=after, diff=diff)
 

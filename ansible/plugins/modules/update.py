@@ -115,10 +115,10 @@ def main():
             return dict(result, changed=False, msg="%s is installed, which is %s: nothing to do" % (installed, same))
         if module.check_mode:
             return dict(result, changed=True, msg="would update %s to %s" % (installed, version))
-        await client.update(params["package"])
+        started = await client.update(params["package"])
         if not params["wait"]:
             return dict(result, changed=True, msg="the update to %s started" % version)
-        report = await client.wait_for("/update", "The update", timeout=params["timeout"])
+        report = (await client.follow(started, timeout=params["timeout"])).raw
         return dict(result, changed=True, report=report, msg="updated %s to %s" % (installed, version))
 
     run(module, update)
