@@ -91,14 +91,6 @@ class _Silent(protocol.Protocol):
 
 
 @pytest.fixture
-def black_hole():
-    """https://127.0.0.1:PORT that accepts connections and never answers: a hung appliance."""
-    port = reactor.listenTCP(0, protocol.Factory.forProtocol(_Silent), interface="127.0.0.1")
-    yield f"https://127.0.0.1:{port.getHost().port}"
-    pytest_twisted.blockon(port.stopListening())
-
-
-@pytest.fixture
 def full_backlog():
     """https://127.0.0.1:PORT whose listen queue is full: a new connection is never made
     (the kernel drops its SYN), as with a firewall that swallows packets."""
