@@ -422,29 +422,88 @@ async def test_reboot_license_restore_storage_and_cluster_through_module_default
     assert (data / "app" / "db").read_bytes() == b"the data"
 
 
-def test_ansible_test_sanity(tmp_path):
-    """``ansible-test sanity`` on the collection, as a collection's CI runs it.
+# The collection's documentation and metadata
 
-    ansible-test bootstraps pip into each test's virtual environment with a get-pip.py it
-    downloads from its own server; where only the package index is reachable, a stand-in
-    (tests/ansible/get_pip.py) takes its place in ansible-test's cache, in a HOME of the
-    test's own.
-    """
-    import re
+
+def collection_copy(tmp_path: Path) -> Path:
+    """The collection where ansible-test looks for it: ansible_collections/NAMESPACE/NAME."""
+    collection = tmp_path / "ansible_collections" / "jidoteki" / "admin"
+    shutil.copytree(ROOT / "ansible", collection)
+    return collection
+
+
+def test_ansible_test_sanity_runs_offline(tmp_path):
+    """``ansible-test sanity`` on the collection, every one of its tests that runs without
+    installing anything: the others need packages ansible-test installs into virtual
+    environments of its own, bootstrapping pip with a script from its own server, which a
+    machine offline cannot reach. Those are checked in the next test, with the packages of
+    this environment."""
     import subprocess
 
     import ansible_test
 
-    requirements = Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
-    home = tmp_path / "home"
-    cache = home / ".ansible" / "test" / "cache"
-    cache.mkdir(parents=True)
-    for version in set(re.findall(r"pip='([0-9.]+)'", requirements.read_text())):
-        shutil.copy(ROOT / "tests" / "ansible" / "get_pip.py", cache / f"get_pip_{version.replace('.', '_')}.py")
-    collection = tmp_path / "ansible_collections" / "jidoteki" / "admin"
-    shutil.copytree(ROOT / "ansible", collection)
+    collection = collection_copy(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    listed = subprocess.run([str(BIN / "ansible-test"), "sanity", "--list-tests"], cwd=collection,
+                            capture_output=True, text=True, env=env, timeout=120)
+    requirements = Path(ansible_test.__file__).parent / "_data" / "requirements"
+    tests = listed.stdout.split()
+    needing = [t for t in tests if (requirements / f"sanity.{t}.txt").exists()]
+    assert {"compile", "line-endings", "shebang", "action-plugin-docs", "ignores"} <= set(tests) - set(needing)
+    skips = [arg for name in needing for arg in ("--skip-test", name)]
     done = subprocess.run([str(BIN / "ansible-test"), "sanity", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
-                           "--requirements", "--color", "no"], cwd=collection, capture_output=True, text=True,
-                          env={**os.environ, "HOME": str(home)}, timeout=1200)
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR")]
-    assert done.returncode == 0, "\n".join(errors) or done.stdout[-3000:] + done.stderr[-3000:]
+                           "--color", "no", *skips], cwd=collection, capture_output=True, text=True, env=env,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert done.returncode == 0, "\n".join(errors) or output[-3000:]
+    ran = set(re.findall(r'Running sanity test "([^"]+)"', output))
+    assert ran == set(tests) - set(needing), output
+
+
+def test_validate_modules_runtime_metadata_and_ansible_doc_with_the_packages_at_hand(tmp_path):
+    """The sanity tests that need packages, run with this environment's: ansible-test's own
+    validate-modules (documentation against argument specs, attributes, action groups) and
+    runtime-metadata scripts, and ansible-doc on every module, which must say nothing on
+    stderr (the ansible-doc sanity test)."""
+    import subprocess
+
+    import ansible_test
+    import yaml
+
+    collection = collection_copy(tmp_path)
+    sanity = Path(ansible_test.__file__).parent / "_util" / "controller" / "sanity"
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path), "PYTHONUTF8": "1",
+           "PYTHONPATH": os.pathsep.join([str(sanity / "validate-modules"), str(ROOT)])}
+    modules = sorted(p.stem for p in (collection / "plugins" / "modules").glob("*.py"))
+    version = yaml.safe_load((collection / "galaxy.yml").read_text())["version"]
+    checked = subprocess.run([sys.executable, str(sanity / "validate-modules" / "validate.py"), "--format", "json",
+                              "--arg-spec", "--collection", "ansible_collections/jidoteki/admin", "--collection-version",
+                              version, *[f"plugins/modules/{m}.py" for m in modules]],
+                             cwd=collection, capture_output=True, text=True, env=env, timeout=300)
+    assert checked.returncode in (0, 3) and not checked.stderr, checked.stderr
+    ignored = {line.split()[0] + " " + line.split()[1] for line in
+               (collection / "tests" / "sanity" / "ignore-2.19.txt").read_text().splitlines()}
+    found = [f"{path} validate-modules:{problem['code']} {problem['msg']}"
+             for path, report in json.loads(checked.stdout).items()
+             for problem in report["errors"] + report["warnings"]
+             if f"{path} validate-modules:{problem['code']}" not in ignored]
+    assert found == []
+    metadata = subprocess.run([sys.executable, str(sanity / "code-smell" / "runtime-metadata.py")], input="meta/runtime.yml",
+                              cwd=collection, capture_output=True, text=True, env=env, timeout=120)
+    assert metadata.returncode == 0 and metadata.stdout == metadata.stderr == "", metadata.stdout + metadata.stderr
+    runtime = yaml.safe_load((collection / "meta" / "runtime.yml").read_text())
+    assert sorted(runtime["action_groups"]["appliance"]) == modules
+    documented = subprocess.run([str(BIN / "ansible-doc"), "--json", *[f"jidoteki.admin.{m}" for m in modules]],
+                                capture_output=True, text=True, env=env, timeout=120)
+    assert documented.returncode == 0 and "WARNING" not in documented.stderr.replace("locale", ""), documented.stderr
+    for name, doc in json.loads(documented.stdout).items():
+        assert doc["doc"]["attributes"]["check_mode"]["support"] in ("full", "partial"), name
+        assert doc["doc"]["attributes"]["action_group"]["membership"] == ["jidoteki.admin.appliance"], name
+        assert doc["doc"]["seealso"], name
+        assert isinstance(yaml.safe_load(doc["examples"]), list) and isinstance(doc["return"], dict), name
+    changelog = yaml.safe_load((collection / "changelogs" / "changelog.yaml").read_text())
+    assert version in changelog["releases"]
+    assert f'<a id="v{version.replace(".", "-")}"></a>' in (collection / "CHANGELOG.md").read_text()
+    assert yaml.safe_load((collection / "meta" / "execution-environment.yml").read_text())["dependencies"]["python"] \
+        == "requirements.txt"
