@@ -461,11 +461,12 @@ def test_ansible_test_sanity_runs_offline(tmp_path):
     assert ran == set(tests) - set(needing), output
 
 
-def test_validate_modules_runtime_metadata_and_ansible_doc_with_the_packages_at_hand(tmp_path):
-    """The sanity tests that need packages, run with this environment's: ansible-test's own
-    validate-modules (documentation against argument specs, attributes, action groups) and
-    runtime-metadata scripts, and ansible-doc on every module, which must say nothing on
-    stderr (the ansible-doc sanity test)."""
+def test_validate_modules_runtime_metadata_pep8_yamllint_and_ansible_doc_with_the_packages_at_hand(tmp_path):
+    """The sanity tests that need packages, run as ansible-test runs them but with this
+    environment's packages: its own validate-modules (documentation against argument specs,
+    attributes, action groups), runtime-metadata and yamllint scripts, pycodestyle with its
+    settings (pep8), and ansible-doc on every module, which must say nothing on stderr (the
+    ansible-doc test). Not run: pylint, import and changelog."""
     import subprocess
 
     import ansible_test
@@ -492,6 +493,19 @@ def test_validate_modules_runtime_metadata_and_ansible_doc_with_the_packages_at_
     metadata = subprocess.run([sys.executable, str(sanity / "code-smell" / "runtime-metadata.py")], input="meta/runtime.yml",
                               cwd=collection, capture_output=True, text=True, env=env, timeout=120)
     assert metadata.returncode == 0 and metadata.stdout == metadata.stderr == "", metadata.stdout + metadata.stderr
+    ignore = sorted(line for line in (sanity / "pep8" / "current-ignore.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#"))
+    python_files = sorted(str(p.relative_to(collection)) for p in (collection / "plugins").rglob("*.py"))
+    styled = subprocess.run([sys.executable, "-m", "pycodestyle", "--max-line-length", "160", "--config", "/dev/null",
+                             "--ignore", ",".join(ignore), *python_files], cwd=collection, capture_output=True,
+                            text=True, timeout=120)
+    assert styled.returncode == 0, styled.stdout + styled.stderr
+    yaml_files = sorted(str(p.relative_to(collection)) for p in collection.rglob("*.y*ml"))
+    plugin_files = [f for f in python_files if "/module_utils/" not in f and not f.endswith("__init__.py")]
+    linted = subprocess.run([sys.executable, str(sanity / "yamllint" / "yamllinter.py")],
+                            input="\n".join(yaml_files + plugin_files), cwd=collection, capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert linted.returncode == 0 and json.loads(linted.stdout)["messages"] == [], linted.stdout + linted.stderr
     runtime = yaml.safe_load((collection / "meta" / "runtime.yml").read_text())
     assert sorted(runtime["action_groups"]["appliance"]) == modules
     documented = subprocess.run([str(BIN / "ansible-doc"), "--json", *[f"jidoteki.admin.{m}" for m in modules]],

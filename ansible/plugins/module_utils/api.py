@@ -62,8 +62,8 @@ def failure(error):
     if isinstance(error, APIError):
         return "refused", "The appliance answered %s" % error.describe(), dict(status=error.status)
     if isinstance(error, Untrusted):
-        return "untrusted", "Not the certificate trusted: %s" % error, dict(presented=error.presented,
-                                                                              trusted=error.expected)
+        details = dict(presented=error.presented, trusted=error.expected)
+        return "untrusted", "Not the certificate trusted: %s" % error, details
     if isinstance(error, Unreachable):
         return "unreachable", str(error), {}
     if isinstance(error, Misconfigured):
