@@ -91,8 +91,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def _common() -> argparse.ArgumentParser:
-    """The options every command takes, before or after its name (``version --json``)."""
+def _common(ca: bool = True) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name (``version --json``);
+    without ``--ca`` for ``certs install``, where it names the CA certificate to install."""
     common = argparse.ArgumentParser(add_help=False)
     s = argparse.SUPPRESS
     which = common.add_argument_group("which appliances")
@@ -104,7 +105,8 @@ def _common() -> argparse.ArgumentParser:
     which.add_argument("--hosts-file", type=Path, default=s, help=f"default {CONFIG}")
     which.add_argument("--url", default=s, help="https://HOST:PORT of the appliance")
     which.add_argument("--token-file", type=Path, default=s, help=f"a file holding the API token (or ${TOKEN_ENV})")
-    which.add_argument("--ca", type=Path, default=s, help="trust the appliance when this CA signed its certificate")
+    if ca:
+        which.add_argument("--ca", type=Path, default=s, help="trust the appliance when this CA signed its certificate")
     which.add_argument("--fingerprint", default=s, help="trust the appliance when its certificate has this SHA-256")
     limits = common.add_argument_group("timeouts (seconds)")
     limits.add_argument("--connect-timeout", type=_seconds, default=s, help="to connect (default 10)")
@@ -125,8 +127,8 @@ def parser() -> argparse.ArgumentParser:
     top = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], parents=[common])
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, summary: str, parent: Any = commands) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = parent.add_parser(name, help=summary, description=summary, parents=[common])
+    def command(name: str, summary: str, parent: Any = commands, options: Any = common) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=summary, description=summary, parents=[options])
         return sub
 
     def wait(sub: argparse.ArgumentParser, what: str) -> None:
@@ -157,10 +159,13 @@ def parser() -> argparse.ArgumentParser:
     certs = command("certs", "TLS certificates")
     verbs = certs.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     command("status", "the status of the last install and the certificate in service", verbs)
-    install = command("install", "install a certificate and its private key", verbs)
+    install = command("install", "install a certificate and its private key (--ca after it: the CA to install)",
+                      verbs, _common(ca=False))
     install.add_argument("--public", type=Path, required=True, help="the certificate (PEM), its chain after it")
     install.add_argument("--private", type=Path, required=True, help="its private key (PEM, unencrypted)")
-    install.add_argument("--ca-cert", "--ca-file", dest="ca_file", type=Path, help="the CA certificate that signed it")
+    install.add_argument("--ca", "--ca-cert", dest="ca_file", type=Path,
+                         help="the CA certificate that signed it (to trust the appliance by a CA, give --ca before "
+                              "the command)")
     wait(install, "the install")
     lic = command("license", "the appliance's license")
     verbs = lic.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -279,11 +284,12 @@ def _check_inputs(plan: Plan) -> None:
     elif command == "restore":
         _readable(args.file, "the backup archive")
     elif command == "certs" and verb == "install":
+        public = _readable(args.public, "the certificate")
         _readable(args.private, "the private key")
         if args.ca_file is not None:
             _readable(args.ca_file, "the CA certificate")
         try:
-            plan.new_fingerprint = certificate_fingerprint(_readable(args.public, "the certificate"))
+            plan.new_fingerprint = certificate_fingerprint(public)
         except Misconfigured:
             raise Misconfigured(f"{args.public} holds no PEM certificate") from None
     elif command == "setup":

@@ -114,8 +114,10 @@ class Trust:
         if self.ca_file is not None:
             try:
                 self.authority = ssl.Certificate.loadPEM(self.ca_file.read_bytes())
-            except (OSError, SSL.Error, crypto.Error) as e:
-                raise Misconfigured(f"cannot read the CA certificate {self.ca_file}: {e}") from None
+            except OSError as e:
+                raise Misconfigured(f"cannot read the CA certificate {self.ca_file}: {e.strerror or e}") from None
+            except (SSL.Error, crypto.Error):
+                raise Misconfigured(f"{self.ca_file} holds no PEM certificate") from None
 
     def pinning(self, *fingerprints: str) -> Trust:
         """Trust exactly these fingerprints from now on."""
