@@ -22,12 +22,13 @@ from hypothesis import given, strategies as st
 from twisted.internet import protocol, reactor, ssl
 from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from jidoteki_admin.auth import request_hash
-from jidoteki_admin.client import (AdminClient, APIError, JobFailed, Misconfigured, Timeouts, TimedOut, Unreachable,
-                                   Untrusted, certificate_fingerprint, normal_fingerprint, presented_fingerprint,
-                                   secret_key, sign)
+from jidoteki_admin.client import (AdminClient, APIError, JobFailed, Misconfigured, TailFollower, Timeouts, TimedOut,
+                                   Unreachable, Untrusted, certificate_fingerprint, log_lines, normal_fingerprint,
+                                   presented_fingerprint, secret_key, sign)
 
 from conftest import free_port, wait_until
 from test_updates import build, install_keys
@@ -423,6 +424,8 @@ async def test_cli_by_host_name(make_daemon, tmp_path):
     assert (code, out.strip()) == (0, "4.5.6"), err
     code, out, err = await cli(*site(hosts), "health", "--json")  # options after the command too
     assert code == 0 and "disk" in json.loads(out), err
+    code, out, err = await cli(*site(hosts), "job", "update", "--follow")
+    assert (code, out) == (0, "The update has not run on this appliance.\n"), err
 
 
 @pytest_twisted.ensureDeferred
@@ -469,6 +472,8 @@ async def test_cli_refused_unreachable_untrusted_and_usage_each_one_line(make_da
         ((*site(hosts, "nowhere"), "health"), 2, "not in"),
         (("--url", daemon.base, "--token-file", str(token), "health"), 2, "fingerprint"),
         ((*site(hosts), "update", "nosuch.enc"), 2, "cannot read the update package nosuch.enc"),
+        (("--url", daemon.base, "--token-file", str(token), "--fingerprint", ZERO, "update", str(token), "--wait"), 4,
+         f"presents the certificate {fingerprint_of(daemon)}, not the one pinned"),
         ((*site(hosts), "settings", "set", str(token)), 2, "is not JSON"),
         ((*site(hosts), "nosuch"), 2, "invalid choice"),
         ((*site(hosts), "--timeout", "0", "version"), 2, "above 0"),
@@ -680,6 +685,30 @@ async def test_every_cli_command_against_a_black_hole_ends_within_its_timeout_wi
 
 
 @pytest_twisted.ensureDeferred
+async def test_sigint_ends_fingerprint_against_a_black_hole_at_once(black_hole):
+    child = spawn_cli("--url", black_hole, "--tls-timeout", "60", "fingerprint")
+    await deferLater(reactor, 1.5, lambda: None)
+    begun = time.monotonic()
+    child.signal(signal.SIGINT)
+    code, out, err = await child.ended
+    assert code == 130 and time.monotonic() - begun < 5, err
+    assert err == f"jidoteki-admin-client: {black_hole}: interrupted\n"
+
+
+def test_status_logs_are_split_on_the_two_characters_and_followed_once_each():
+    """An appliance without GET /jobs: the status answer's last ten lines, each newline
+    written as backslash and n (API.md section 3)."""
+    seen: list[str] = []
+    follow = TailFollower(seen.append)
+    follow({"log": "a\\nb\\n"})
+    follow({"log": "a\\nb\\nc\\n"})
+    follow({"log": "b\\nc\\nd\\n"})
+    follow({"log": None})
+    assert seen == ["a", "b", "c", "d"]
+    assert log_lines("x\\ny") == ["x", "y"] and log_lines("") == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_sigint_during_an_upload_says_nothing_started_and_exits_130(make_daemon, tmp_path):
     daemon = make_daemon()
     relay = Relay(daemon.port, stall_after=1 << 20)
@@ -726,30 +755,32 @@ async def test_an_interrupt_during_a_wait_says_the_job_goes_on_and_how_to_follow
 
 
 @pytest_twisted.ensureDeferred
-async def test_many_appliances_at_once_one_down_one_refusing(make_daemon, black_hole, keys, tmp_path):
+async def test_many_appliances_at_once_one_hung_one_down_one_refusing(make_daemon, black_hole, keys, tmp_path):
     daemon = make_daemon()
     install_keys(daemon.admin_path, keys, "1.0.0")
     refusing = make_daemon(subdir="refusing")
     hosts = hosts_file(tmp_path, daemon, name="site-1", groups=["eu"])
     hosts_file(tmp_path, black_hole, name="site-2", groups=["eu"], **{"tls-timeout": 1})
     hosts_file(tmp_path, refusing, token="wrong", name="site-3", groups=["eu"])
+    hosts_file(tmp_path, f"https://127.0.0.1:{free_port()}", name="site-4", groups=["eu"])
     hosts_file(tmp_path, daemon, name="elsewhere", groups=["us"])
     package = build(tmp_path, keys, "1.1.0")
     begun = time.monotonic()
     code, out, err = await cli("--hosts-file", str(hosts), "--group", "eu", "update", str(package), "--wait")
-    assert code == 3, err  # the highest of 0, 3 and 1
+    assert code == 3, err  # the highest of 0, 3, 1 and 3
     table = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[1:-1]}
     assert table["site-1"][:2] == ["ok", "1.1.0"]
     assert table["site-2"][:2] == ["unreachable", "-"]
     assert table["site-3"][:2] == ["refused", "-"]
-    assert "elsewhere" not in table and out.splitlines()[-1] == "1 of 3 succeeded, 2 did not"
+    assert table["site-4"][:2] == ["unreachable", "-"]
+    assert "elsewhere" not in table and out.splitlines()[-1] == "1 of 4 succeeded, 3 did not"
     assert {line.split(":")[1].strip() for line in err.splitlines() if line.startswith("jidoteki-admin-client")} \
-        == {"site-2", "site-3"}
+        == {"site-2", "site-3", "site-4"}
     assert time.monotonic() - begun < 30
     code, out, err = await cli("--hosts-file", str(hosts), "--group", "all", "--parallel", "2", "--json", "version")
     summary = json.loads(out)
     assert code == summary["exit"] == 3
     assert [(h["host"], h["outcome"], h["version"]) for h in summary["hosts"]] == [
         ("site-1", "ok", "1.1.0"), ("site-2", "unreachable", None), ("site-3", "refused", None),
-        ("elsewhere", "ok", "1.1.0")]
+        ("site-4", "unreachable", None), ("elsewhere", "ok", "1.1.0")]
     assert summary["hosts"][2]["status"] == 403

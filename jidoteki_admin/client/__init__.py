@@ -52,7 +52,7 @@ __all__ = [
     "AdminClient", "Timeouts", "ClientError", "APIError", "Misconfigured", "Unreachable", "TimedOut", "Untrusted",
     "JobFailed", "JobTimedOut", "Answer", "BackupStatus", "CertsStatus", "Document", "Health", "JobState",
     "JobStatus", "LogPart", "Service", "Started", "certificate_fingerprint", "normal_fingerprint",
-    "presented_fingerprint", "secret_key", "sign", "log_lines", "API_PREFIX", "JOB_TITLES",
+    "presented_fingerprint", "secret_key", "sign", "log_lines", "API_PREFIX", "JOB_TITLES", "TailFollower",
 ]
 
 API_PREFIX = "/api/v1/admin"
@@ -248,12 +248,15 @@ class AdminClient:
         return Unreachable(f"cannot reach {self.netloc}: {said}")
 
     async def get_json(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        """GET ``path`` (under /api/v1/admin), signed; its JSON."""
         return (await self.request("GET", path, query=query)).json()
 
     async def get_document(self, path: str, query: Mapping[str, str] | None = None) -> Document:
+        """GET ``path``, signed; its JSON object (ClientError for any other answer)."""
         return (await self.request("GET", path, query=query)).document()
 
     async def get_text(self, path: str) -> str:
+        """GET ``path``, signed; its text (a log, the changelog)."""
         return (await self.request("GET", path)).body.decode("utf-8", "replace")
 
     async def download(self, path: str, destination: Path | str, progress: Progress | None = None,
@@ -310,6 +313,7 @@ class AdminClient:
         return str((await self.get_document("/version"))["version"])
 
     async def changelog(self) -> str:
+        """The changelog of the installed version, as text (APIError 404 before any)."""
         return await self.get_text("/changelog")
 
     async def build(self) -> Document:
@@ -317,9 +321,11 @@ class AdminClient:
         return await self.get_document("/build")
 
     async def health(self) -> Health:
+        """Disk, memory and CPU use now, and the certificate in service."""
         return Health.of(await self.get_document("/health"))
 
     async def services(self) -> list[Service]:
+        """The services the appliance watches, the daemon last, and whether each runs."""
         return Service.all_of(await self.get_document("/services"))
 
     async def endpoints(self) -> list[str]:
@@ -327,6 +333,7 @@ class AdminClient:
         return [str(e) for e in (await self.get_document("/endpoints")).get("endpoints") or []]
 
     async def update_status(self) -> JobStatus:
+        """The last update's status and the last lines of its log (GET /update)."""
         return JobStatus.of(await self.get_document("/update"))
 
     async def update(self, package: Path | str, progress: Progress | None = None) -> Started:
@@ -334,6 +341,7 @@ class AdminClient:
         return await self._start("update", "/update", files={"update": package}, progress=progress)
 
     async def settings(self) -> Document:
+        """The network and application settings, ``{"network": {...}, "app": {...}}``."""
         return await self.get_document("/settings")
 
     async def set_settings(self, document: Mapping[str, Any]) -> Started:
@@ -341,6 +349,7 @@ class AdminClient:
         return await self._start("settings", "/settings", files={"settings": _json_file("settings.json", document)})
 
     async def storage(self) -> Document:
+        """The storage settings (a password masked) and the types on offer."""
         return await self.get_document("/storage")
 
     async def set_storage(self, document: Mapping[str, Any]) -> Started:
@@ -348,6 +357,7 @@ class AdminClient:
         return await self._start("storage", "/storage", files={"settings": _json_file("storage.json", document)})
 
     async def cluster(self) -> Document:
+        """The cluster settings (the secret masked), with the last change's status and log."""
         return await self.get_document("/cluster")
 
     async def set_cluster(self, document: Mapping[str, Any]) -> Started:
@@ -367,6 +377,7 @@ class AdminClient:
         return answer.document()
 
     async def certs_status(self) -> CertsStatus:
+        """The last certificate install's status, and the certificate in service."""
         return CertsStatus.of(await self.get_document("/certs"))
 
     async def install_certs(self, public: bytes | Path | str, private: bytes | Path | str,
@@ -385,6 +396,7 @@ class AdminClient:
         return started
 
     async def start_backup(self) -> Started:
+        """Start a backup (follow it, then ``download_backup``)."""
         return await self._start("backup", "/backup", data={"action": "START"})
 
     async def stop_backup(self) -> Started:
@@ -392,10 +404,12 @@ class AdminClient:
         return await self._start("backup_stop", "/backup", data={"action": "STOP"})
 
     async def backup_status(self) -> BackupStatus:
+        """The last backup's status, and its archive's size and SHA-256 once it succeeded."""
         return BackupStatus.of(await self.get_document("/backup"))
 
     async def download_backup(self, destination: Path | str, progress: Progress | None = None,
                               mode: int = 0o600) -> int:
+        """Download the archive GET /backup describes; its size in bytes."""
         return await self.download("/backup/download", destination, progress, mode)
 
     async def restore(self, archive: Path | str, progress: Progress | None = None) -> None:
@@ -423,9 +437,11 @@ class AdminClient:
     # Jobs (API.md section 14)
 
     async def jobs(self) -> list[JobState]:
+        """Every kind of job the appliance runs, and its last run."""
         return [JobState.of(j) for j in (await self.get_document("/jobs")).get("jobs") or [] if isinstance(j, dict)]
 
     async def job(self, name: str) -> JobState:
+        """A kind of job (``update``, ``certs``, ...) and its last run."""
         return JobState.of(await self.get_document(f"/jobs/{name}"))
 
     async def job_log(self, name: str, start: int = 0) -> LogPart:
@@ -461,7 +477,7 @@ class AdminClient:
         (or last) run from its first line.
         """
         if isinstance(started, str):
-            started = Started(started, None, True)
+            started = Started(started, None, True, started_here=False)
         if not started.jobs_served:
             return await self._follow_status(started, on_line, timeout)
         name = started.job
@@ -471,6 +487,8 @@ class AdminClient:
         position, run = 0, None
         while True:
             part = await self.job_log(name, position)
+            if part.run is None and not started.started_here:
+                return await self.job(name)  # it has never run: nothing to follow
             if part.run is not None and part.run != started.previous_run:
                 if run is None:
                     run = part.run

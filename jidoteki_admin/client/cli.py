@@ -524,7 +524,9 @@ async def perform(client: AdminClient, plan: Plan, chosen: Target, out: HostOutp
         activity.phase, activity.job = "wait", args.name
         state = await client.follow(args.name, on_line=out.result_line)
         activity.phase = None
-        return Result({**state.raw, "lines": out.lines}, f"{JOB_TITLES.get(args.name, args.name)}: {state.status}")
+        title = JOB_TITLES.get(args.name, f"The {args.name} job")
+        said = f"{title}: {state.status}" if state.run is not None else f"{title} has not run on this appliance."
+        return Result({**state.raw, "lines": out.lines}, said)
     raise UsageError(f"unknown command {command}")  # pragma: no cover (argparse allows only the above)
 
 
@@ -864,6 +866,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(EXIT_USAGE, str(e), as_json)
     except KeyboardInterrupt:
         _fail(EXIT_INTERRUPTED, "interrupted", as_json)
+    except EOFError:
+        _fail(EXIT_USAGE, "no new token given", as_json)
+    except Exception as e:  # noqa: BLE001 (one line, whatever it is)
+        if "--debug" in argv:
+            traceback.print_exc()
+        _fail(EXIT_BUG, f"a fault in the client, please report it (with --debug): {type(e).__name__}: {e}", as_json)
     run(lambda reactor, session: main_async(reactor, plan, session), args.debug, as_json)
 
 

@@ -232,3 +232,4 @@ class Started:
     previous_run: str | None
     jobs_served: bool
     answer: Document = field(default_factory=dict, repr=False)  # the 202's {"Status", "Location"}
+    started_here: bool = True  # False: a job's current run, followed by its name
