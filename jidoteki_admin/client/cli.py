@@ -546,9 +546,8 @@ async def install_certs(client: AdminClient, plan: Plan, chosen: Target, out: Ho
     out.note("Uploaded; the certificate is being installed.")
     report = await follow(started)
     # From a new connection that trusts only the new certificate: the appliance serves it.
-    async with AdminClient(client.reactor, client.url, ca_file=None, fingerprint=new,
+    async with AdminClient(client.reactor, client.url, token=chosen.token, fingerprint=new,
                            timeouts=client.timeouts) as check:
-        check._key = client._key
         await check.certs_status()
     return Result({**report, "fingerprint": new},
                   f"The certificate is installed; the appliance presents {new}.\nPin it in the hosts file: {pin}")
