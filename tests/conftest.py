@@ -16,6 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -407,6 +408,21 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -
             return True
         await deferLater(reactor, interval, lambda: None)
     return predicate()
+
+
+# An appliance that never answers, for the clients' timeouts.
+
+
+class _Silent(Protocol):
+    """Takes the connection and every byte sent, and answers nothing."""
+
+
+@pytest.fixture
+def black_hole():
+    """https://127.0.0.1:PORT that accepts connections and never answers: a hung appliance."""
+    port = reactor.listenTCP(0, Factory.forProtocol(_Silent), interface="127.0.0.1")
+    yield f"https://127.0.0.1:{port.getHost().port}"
+    pytest_twisted.blockon(port.stopListening())
 
 
 # twistd as a real child process, for the command-line contract and signals.

@@ -1,12 +1,17 @@
 """The Ansible collection (ansible/): built with ansible-galaxy, its modules run by
-ansible-playbook against two real daemons on 127.0.0.1 as two inventory hosts."""
+ansible-playbook against real daemons on 127.0.0.1 as inventory hosts, and against an
+appliance that never answers; its documentation and metadata checked by ansible-test's
+sanity tests that run offline, and by the tool's own validate-modules."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,21 +49,30 @@ def collections(tmp_path_factory):
 
 
 def inventory(path: Path, daemons: dict) -> Path:
+    """Daemons (or a URL, for an appliance that never answers) as hosts of "appliances"."""
     hosts = {}
     for name, daemon in daemons.items():
+        url = daemon if isinstance(daemon, str) else daemon.base
+        pin = "00" * 32 if isinstance(daemon, str) else certificate_fingerprint(
+            daemon.service.tree.certificate.read_bytes())
         hosts[name] = {
-            "appliance_url": daemon.base,
-            "appliance_token": daemon.token,
-            "appliance_fingerprint": certificate_fingerprint(daemon.service.tree.certificate.read_bytes()),
+            "appliance_url": url,
+            "appliance_token": "yourtoken" if isinstance(daemon, str) else daemon.token,
+            "appliance_fingerprint": pin,
             "ansible_connection": "local",
             "ansible_python_interpreter": sys.executable,
         }
+        if isinstance(daemon, str):
+            hosts[name]["appliance_tls_timeout"] = 1
     path.write_text(json.dumps({"appliances": {"hosts": hosts}}))
     return path
 
 
 def environment(collections: Path, tmp_path: Path) -> dict:
-    return {"ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+    """For ansible-playbook, whose modules import the client library of this tree (not
+    whichever copy the environment installed)."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_STDOUT_CALLBACK": "default"}
@@ -111,11 +125,11 @@ async def test_a_failed_update_stops_the_play(make_daemon, keys, tmp_path, colle
     assert "site-2" not in [line.split()[0] for line in output.splitlines() if "ok=" in line and "changed=1" in line]
 
 
-def playbook(path: Path, tasks: str) -> Path:
+def playbook(path: Path, tasks: str, preamble: str = "") -> Path:
     path.write_text(f"""---
 - hosts: appliances
   gather_facts: false
-  vars:
+{preamble}  vars:
     connection_args: &connection
       url: "{{{{ appliance_url }}}}"
       token: "{{{{ appliance_token }}}}"
@@ -124,6 +138,12 @@ def playbook(path: Path, tasks: str) -> Path:
 {tasks}
 """)
     return path
+
+
+def audit_failures(daemon) -> list[str]:
+    """The failed sign-ins the daemon's audit trail holds."""
+    audit = daemon.admin_path / "log" / "jidoteki-audit.log"
+    return [line for line in audit.read_text().splitlines() if '"403' in line] if audit.exists() else []
 
 
 @pytest_twisted.ensureDeferred
@@ -136,16 +156,21 @@ async def test_info_token_and_backup_modules(make_daemon, tmp_path, collections)
     (daemon.admin_path / "etc" / "version.txt").write_text("7.0.0\n")
     env = environment(collections, tmp_path)
     hosts = inventory(tmp_path / "inventory.json", {"site-1": daemon})
-    dest = tmp_path / "site-1.tar"
+    dest, shared = tmp_path / "site-1.tar", tmp_path / "site-1-shared.tar"
     book = playbook(tmp_path / "play.yml", f"""
     - jidoteki.admin.info:
         <<: *connection
       register: facts
     - ansible.builtin.assert:
-        that: ["facts.version == '7.0.0'", "'/api/v1/admin/backup' in facts.endpoints", "not facts.changed"]
+        that: ["facts.version == '7.0.0'", "'/api/v1/admin/backup' in facts.endpoints", "not facts.changed",
+               "facts.fingerprint == appliance_fingerprint", "facts.jobs | map(attribute='name') | list | length > 3"]
     - jidoteki.admin.backup:
         <<: *connection
         dest: "{dest}"
+    - jidoteki.admin.backup:
+        <<: *connection
+        dest: "{shared}"
+        mode: "0640"
     - jidoteki.admin.token:
         <<: *connection
         new_token: rotated-token
@@ -163,11 +188,13 @@ async def test_info_token_and_backup_modules(make_daemon, tmp_path, collections)
     assert code == 0, output
     assert daemon.service.tree.token_file.read_text().strip() == "rotated-token"
     assert dest.stat().st_size > 50_000
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600 and stat.S_IMODE(shared.stat().st_mode) == 0o640
     assert "yourtoken" not in output and "rotated-token" not in output
+    assert audit_failures(daemon) == []  # the rotation signed in with the token in use
 
 
 @pytest_twisted.ensureDeferred
-async def test_check_mode_changes_nothing(make_daemon, keys, tmp_path, collections):
+async def test_check_mode_changes_nothing_and_signs_in_once(make_daemon, keys, tmp_path, collections):
     daemon = make_daemon(subdir="one")
     install_keys(daemon.admin_path, keys, "1.0.0")
     package = build(tmp_path, keys, "1.1.0")
@@ -181,8 +208,13 @@ async def test_check_mode_changes_nothing(make_daemon, keys, tmp_path, collectio
     - jidoteki.admin.token:
         <<: *connection
         new_token: other-token
+      register: token
+    - jidoteki.admin.reboot:
+        <<: *connection
+      register: reboot
     - ansible.builtin.assert:
-        that: ["would.changed", "would.msg == 'would update 1.0.0 to 1.1.0'"]
+        that: ["would.changed", "would.msg == 'would update 1.0.0 to 1.1.0'", "token.changed",
+               "reboot.msg == 'would reboot'"]
 """)
     code, output = await run("ansible-playbook", "--check", "-i",
                              str(inventory(tmp_path / "inventory.json", {"site-1": daemon})), str(book),
@@ -190,34 +222,25 @@ async def test_check_mode_changes_nothing(make_daemon, keys, tmp_path, collectio
     assert code == 0, output
     assert (daemon.admin_path / "etc" / "version.txt").read_text().strip() == "1.0.0"
     assert daemon.service.tree.token_file.read_text().strip() == "yourtoken"
+    assert audit_failures(daemon) == []
 
 
-def test_ansible_test_sanity(tmp_path):
-    """``ansible-test sanity`` on the collection, as a collection's CI runs it.
-
-    ansible-test bootstraps pip into each test's virtual environment with a get-pip.py it
-    downloads from its own server; where only the package index is reachable, a stand-in
-    (tests/ansible/get_pip.py) takes its place in ansible-test's cache, in a HOME of the
-    test's own.
-    """
-    import re
-    import subprocess
-
-    import ansible_test
-
-    requirements = Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
-    home = tmp_path / "home"
-    cache = home / ".ansible" / "test" / "cache"
-    cache.mkdir(parents=True)
-    for version in set(re.findall(r"pip='([0-9.]+)'", requirements.read_text())):
-        shutil.copy(ROOT / "tests" / "ansible" / "get_pip.py", cache / f"get_pip_{version.replace('.', '_')}.py")
-    collection = tmp_path / "ansible_collections" / "jidoteki" / "admin"
-    shutil.copytree(ROOT / "ansible", collection)
-    done = subprocess.run([str(BIN / "ansible-test"), "sanity", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
-                           "--requirements", "--color", "no"], cwd=collection, capture_output=True, text=True,
-                          env={**os.environ, "HOME": str(home)}, timeout=1200)
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("ERROR")]
-    assert done.returncode == 0, "\n".join(errors) or done.stdout[-3000:] + done.stderr[-3000:]
+@pytest_twisted.ensureDeferred
+async def test_a_host_that_never_answers_fails_within_its_timeout_and_stops_the_batch(
+        make_daemon, keys, black_hole, tmp_path, collections):
+    daemon = make_daemon(subdir="one")
+    install_keys(daemon.admin_path, keys, "1.0.0")
+    package = build(tmp_path, keys, "1.1.0")
+    named = package.with_name("software_package-1.1.0.enc")
+    shutil.move(package, named)
+    hosts = inventory(tmp_path / "inventory.json", {"site-1": daemon, "hung": black_hole})
+    begun = time.monotonic()
+    code, output = await run("ansible-playbook", "-i", str(hosts), str(ROOT / "ansible" / "playbooks" / "update.yml"),
+                             "-e", f"package={named}", env=environment(collections, tmp_path))
+    assert code != 0 and time.monotonic() - begun < 60, output
+    assert re.search(r'fatal: \[hung -> localhost\]: FAILED! => .*"failure": "unreachable"', output), output
+    assert "no TLS handshake with" in output and "within 1 s" in output
+    assert (daemon.admin_path / "etc" / "version.txt").read_text().strip() == "1.0.0"  # the play stopped
 
 
 @pytest_twisted.ensureDeferred
@@ -262,7 +285,8 @@ async def test_settings_module_posts_once_then_changes_nothing(make_daemon, tmp_
 
 
 @pytest_twisted.ensureDeferred
-async def test_certs_module_swaps_once_then_finds_the_certificate_presented(make_daemon, tmp_path, collections):
+async def test_certs_module_signs_in_first_swaps_once_then_finds_the_certificate_presented(
+        make_daemon, tmp_path, collections):
     from test_certs import issue
 
     root = issue("Fleet Root CA", ca=True)
@@ -272,25 +296,228 @@ async def test_certs_module_swaps_once_then_finds_the_certificate_presented(make
     (tmp_path / "ca.crt").write_bytes(root.pem)
     new_fingerprint = certificate_fingerprint(leaf.pem)
     daemon = make_daemon(config={"endpoints": ["certs"]}, subdir="one")
+    files = f"""public: "{tmp_path / 'site.crt'}"
+        private: "{tmp_path / 'site.key'}\""""
     book = playbook(tmp_path / "play.yml", f"""
     - jidoteki.admin.certs:
         <<: *connection
-        public: "{tmp_path / 'site.crt'}"
-        private: "{tmp_path / 'site.key'}"
+        token: wrong-token
+        {files}
+      register: wrong_token
+      ignore_errors: true
+    - jidoteki.admin.certs:
+        <<: *connection
+        fingerprint: "{'00' * 32}"
+        {files}
+      register: zero_pin
+      ignore_errors: true
+    - ansible.builtin.assert:
+        that: ["wrong_token.failed", "wrong_token.failure == 'refused'", "wrong_token.status == 403",
+               "zero_pin.failed", "zero_pin.failure == 'untrusted'", "zero_pin.presented == appliance_fingerprint"]
+    - jidoteki.admin.certs:
+        <<: *connection
+        {files}
         ca_certificate: "{tmp_path / 'ca.crt'}"
       register: first
     - jidoteki.admin.certs:
         url: "{{{{ appliance_url }}}}"
         token: "{{{{ appliance_token }}}}"
         fingerprint: "{new_fingerprint}"
-        public: "{tmp_path / 'site.crt'}"
-        private: "{tmp_path / 'site.key'}"
+        {files}
       register: second
     - ansible.builtin.assert:
-        that: ["first.changed", "not second.changed", "second.fingerprint == '{new_fingerprint}'"]
+        that: ["first.changed", "first.fingerprint == '{new_fingerprint}'", "not second.changed",
+               "second.fingerprint == '{new_fingerprint}'"]
 """)
     code, output = await run("ansible-playbook", "-i", str(inventory(tmp_path / "inventory.json", {"site-1": daemon})),
                              str(book), env=environment(collections, tmp_path))
     assert code == 0, output
     assert daemon.service.tls.served().subject == "CN=site1.example.test"
     assert certificate_fingerprint((daemon.admin_path / "etc" / "ssl" / "cert.pem").read_bytes()) == new_fingerprint
+
+
+@pytest_twisted.ensureDeferred
+async def test_reboot_license_restore_storage_and_cluster_through_module_defaults_and_the_environment(
+        make_daemon, tmp_path, collections):
+    """The modules added for the sections the collection lacked, set up once for the play
+    with module_defaults for the action group, and the URL and token from the environment."""
+    from test_license import issue as issue_license
+    from test_storage import options_file
+
+    license_keys = tmp_path / "license-keys"
+    from jidoteki_admin import vendor
+
+    assert vendor.main(["license-keygen", "--out", str(license_keys / "ours")]) == 0
+    licence = tmp_path / "licenses"
+    licence.mkdir()
+    license_file = tmp_path / "site.asc"
+    license_file.write_bytes(issue_license(license_keys, licence))
+    data = tmp_path / "data"
+    (data / "app").mkdir(parents=True)
+    (data / "app" / "db").write_bytes(b"the data")
+    daemon = make_daemon(config={"endpoints": ["backup", "license", "storage", "cluster"], "backup-root": str(data),
+                                 "storage-options-file": options_file(tmp_path, {"options": ["local", "iscsi"]})},
+                         subdir="one")
+    (daemon.admin_path / "etc" / "backup.txt").write_text("app\n")
+    (daemon.admin_path / "etc" / "license.pub").write_bytes((license_keys / "ours" / "license.pub").read_bytes())
+    archive = tmp_path / "backup.tar"
+    storage = """storage:
+          type: iscsi
+          target: iqn.2016-01.com.example:storage.lun1
+          ip: 192.168.1.100
+          username: user
+          password: a-password"""
+    cluster = """name: store
+        node: node1
+        role: primary
+        peers: [{name: node2, address: 10.0.0.2, port: 7946}]
+        secret: correct horse battery staple"""
+    book = playbook(tmp_path / "play.yml", f"""
+    - jidoteki.admin.reboot:
+      register: reboot
+      ignore_errors: true
+    - ansible.builtin.assert:
+        that: ["reboot.failed", "reboot.failure == 'job_failed'", "'No reboot command configured' in reboot.msg"]
+    - jidoteki.admin.license:
+        license: "{license_file}"
+      register: first_license
+    - jidoteki.admin.license:
+        license: "{license_file}"
+      register: second_license
+    - jidoteki.admin.backup:
+        dest: "{archive}"
+    - jidoteki.admin.restore:
+        archive: "{archive}"
+      register: restored
+    - jidoteki.admin.storage:
+        {storage}
+      register: first_storage
+    - jidoteki.admin.storage:
+        {storage}
+      register: second_storage
+    - jidoteki.admin.cluster:
+        {cluster}
+      register: first_cluster
+    - jidoteki.admin.cluster:
+        {cluster}
+      register: second_cluster
+    - ansible.builtin.assert:
+        that: ["first_license.changed", "not second_license.changed", "second_license.details.users == 20",
+               "restored.changed", "first_storage.changed", "not second_storage.changed",
+               "second_storage.storage.password == '********'", "first_cluster.changed",
+               "not second_cluster.changed", "second_cluster.cluster.peers[0].port == 7946"]
+""", preamble="""  module_defaults:
+    group/jidoteki.admin.appliance:
+      fingerprint: "{{ appliance_fingerprint }}"
+      tls_timeout: 5
+""")
+    env = {**environment(collections, tmp_path), "JIDOTEKI_ADMIN_URL": daemon.base, "JIDOTEKI_ADMIN_TOKEN": "yourtoken"}
+    (data / "app" / "db").write_bytes(b"the data")
+    code, output = await run("ansible-playbook", "-i", str(inventory(tmp_path / "inventory.json", {"site-1": daemon})),
+                             str(book), env=env)
+    assert code == 0, output
+    assert json.loads((daemon.admin_path / "etc" / "storage.json").read_text())["storage"]["password"] == "a-password"
+    assert json.loads((daemon.admin_path / "etc" / "cluster.json").read_text())["cluster"]["node"] == "node1"
+    assert "a-password" not in output and "correct horse" not in output
+    assert (data / "app" / "db").read_bytes() == b"the data"
+
+
+# The collection's documentation and metadata
+
+
+def collection_copy(tmp_path: Path) -> Path:
+    """The collection where ansible-test looks for it: ansible_collections/NAMESPACE/NAME."""
+    collection = tmp_path / "ansible_collections" / "jidoteki" / "admin"
+    shutil.copytree(ROOT / "ansible", collection)
+    return collection
+
+
+def test_ansible_test_sanity_runs_offline(tmp_path):
+    """``ansible-test sanity`` on the collection, every one of its tests that runs without
+    installing anything: the others need packages ansible-test installs into virtual
+    environments of its own, bootstrapping pip with a script from its own server, which a
+    machine offline cannot reach. Those are checked in the next test, with the packages of
+    this environment."""
+    import subprocess
+
+    import ansible_test
+
+    collection = collection_copy(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    listed = subprocess.run([str(BIN / "ansible-test"), "sanity", "--list-tests"], cwd=collection,
+                            capture_output=True, text=True, env=env, timeout=120)
+    requirements = Path(ansible_test.__file__).parent / "_data" / "requirements"
+    tests = listed.stdout.split()
+    needing = [t for t in tests if (requirements / f"sanity.{t}.txt").exists()]
+    assert {"compile", "line-endings", "shebang", "action-plugin-docs", "ignores"} <= set(tests) - set(needing)
+    skips = [arg for name in needing for arg in ("--skip-test", name)]
+    done = subprocess.run([str(BIN / "ansible-test"), "sanity", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
+                           "--color", "no", *skips], cwd=collection, capture_output=True, text=True, env=env,
+                          timeout=600)
+    output = done.stdout + done.stderr
+    errors = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert done.returncode == 0, "\n".join(errors) or output[-3000:]
+    ran = set(re.findall(r'Running sanity test "([^"]+)"', output))
+    assert ran == set(tests) - set(needing), output
+
+
+def test_validate_modules_runtime_metadata_pep8_yamllint_and_ansible_doc_with_the_packages_at_hand(tmp_path):
+    """The sanity tests that need packages, run as ansible-test runs them but with this
+    environment's packages: its own validate-modules (documentation against argument specs,
+    attributes, action groups), runtime-metadata and yamllint scripts, pycodestyle with its
+    settings (pep8), and ansible-doc on every module, which must say nothing on stderr (the
+    ansible-doc test). Not run: pylint, import and changelog."""
+    import subprocess
+
+    import ansible_test
+    import yaml
+
+    collection = collection_copy(tmp_path)
+    sanity = Path(ansible_test.__file__).parent / "_util" / "controller" / "sanity"
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(tmp_path), "PYTHONUTF8": "1",
+           "PYTHONPATH": os.pathsep.join([str(sanity / "validate-modules"), str(ROOT)])}
+    modules = sorted(p.stem for p in (collection / "plugins" / "modules").glob("*.py"))
+    version = yaml.safe_load((collection / "galaxy.yml").read_text())["version"]
+    checked = subprocess.run([sys.executable, str(sanity / "validate-modules" / "validate.py"), "--format", "json",
+                              "--arg-spec", "--collection", "ansible_collections/jidoteki/admin", "--collection-version",
+                              version, *[f"plugins/modules/{m}.py" for m in modules]],
+                             cwd=collection, capture_output=True, text=True, env=env, timeout=300)
+    assert checked.returncode in (0, 3) and not checked.stderr, checked.stderr
+    ignored = {line.split()[0] + " " + line.split()[1] for line in
+               (collection / "tests" / "sanity" / "ignore-2.19.txt").read_text().splitlines()}
+    found = [f"{path} validate-modules:{problem['code']} {problem['msg']}"
+             for path, report in json.loads(checked.stdout).items()
+             for problem in report["errors"] + report["warnings"]
+             if f"{path} validate-modules:{problem['code']}" not in ignored]
+    assert found == []
+    metadata = subprocess.run([sys.executable, str(sanity / "code-smell" / "runtime-metadata.py")], input="meta/runtime.yml",
+                              cwd=collection, capture_output=True, text=True, env=env, timeout=120)
+    assert metadata.returncode == 0 and metadata.stdout == metadata.stderr == "", metadata.stdout + metadata.stderr
+    ignore = sorted(line for line in (sanity / "pep8" / "current-ignore.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#"))
+    python_files = sorted(str(p.relative_to(collection)) for p in (collection / "plugins").rglob("*.py"))
+    styled = subprocess.run([sys.executable, "-m", "pycodestyle", "--max-line-length", "160", "--config", "/dev/null",
+                             "--ignore", ",".join(ignore), *python_files], cwd=collection, capture_output=True,
+                            text=True, timeout=120)
+    assert styled.returncode == 0, styled.stdout + styled.stderr
+    yaml_files = sorted(str(p.relative_to(collection)) for p in collection.rglob("*.y*ml"))
+    plugin_files = [f for f in python_files if "/module_utils/" not in f and not f.endswith("__init__.py")]
+    linted = subprocess.run([sys.executable, str(sanity / "yamllint" / "yamllinter.py")],
+                            input="\n".join(yaml_files + plugin_files), cwd=collection, capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert linted.returncode == 0 and json.loads(linted.stdout)["messages"] == [], linted.stdout + linted.stderr
+    runtime = yaml.safe_load((collection / "meta" / "runtime.yml").read_text())
+    assert sorted(runtime["action_groups"]["appliance"]) == modules
+    documented = subprocess.run([str(BIN / "ansible-doc"), "--json", *[f"jidoteki.admin.{m}" for m in modules]],
+                                capture_output=True, text=True, env=env, timeout=120)
+    assert documented.returncode == 0 and "WARNING" not in documented.stderr.replace("locale", ""), documented.stderr
+    for name, doc in json.loads(documented.stdout).items():
+        assert doc["doc"]["attributes"]["check_mode"]["support"] in ("full", "partial"), name
+        assert doc["doc"]["attributes"]["action_group"]["membership"] == ["jidoteki.admin.appliance"], name
+        assert doc["doc"]["seealso"], name
+        assert isinstance(yaml.safe_load(doc["examples"]), list) and isinstance(doc["return"], dict), name
+    changelog = yaml.safe_load((collection / "changelogs" / "changelog.yaml").read_text())
+    assert version in changelog["releases"]
+    assert f'<a id="v{version.replace(".", "-")}"></a>' in (collection / "CHANGELOG.md").read_text()
+    assert yaml.safe_load((collection / "meta" / "execution-environment.yml").read_text())["dependencies"]["python"] \
+        == "requirements.txt"

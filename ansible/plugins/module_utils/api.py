@@ -5,7 +5,8 @@ jidoteki_admin client (which is asynchronous, on Twisted) from a synchronous mod
 
 The modules talk HTTPS to the appliance from the machine they run on: run them on the
 controller (``delegate_to: localhost`` or ``connection: local``), where the jidoteki-admin
-Python package is installed.
+Python package is installed. Every step has a timeout, so a hung appliance fails its task
+within seconds instead of holding up a batch.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,10 +15,11 @@ __metaclass__ = type
 
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 try:
-    from jidoteki_admin.client import AdminClient, APIError, ClientError, JobFailed
+    from jidoteki_admin.client import (AdminClient, APIError, ClientError, JobFailed, JobTimedOut, Misconfigured,
+                                       Timeouts, Unreachable, Untrusted)
     HAS_CLIENT = True
     CLIENT_IMPORT_ERROR = None
 except ImportError:
@@ -25,10 +27,13 @@ except ImportError:
     CLIENT_IMPORT_ERROR = traceback.format_exc()
 
 CONNECTION_ARGS = dict(
-    url=dict(type="str", required=True),
-    token=dict(type="str", required=True, no_log=True),
-    ca=dict(type="path"),
-    fingerprint=dict(type="str"),
+    url=dict(type="str", required=True, fallback=(env_fallback, ["JIDOTEKI_ADMIN_URL"])),
+    token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["JIDOTEKI_ADMIN_TOKEN"])),
+    ca=dict(type="path", fallback=(env_fallback, ["JIDOTEKI_ADMIN_CA"])),
+    fingerprint=dict(type="str", fallback=(env_fallback, ["JIDOTEKI_ADMIN_FINGERPRINT"])),
+    connect_timeout=dict(type="float", default=10.0),
+    tls_timeout=dict(type="float", default=10.0),
+    read_timeout=dict(type="float", default=30.0),
     poll_interval=dict(type="float", default=1.0),
 )
 CONNECTION_EXCLUSIVE = [("ca", "fingerprint")]
@@ -46,13 +51,36 @@ def check_client(module):
         module.fail_json(msg=missing_required_lib("jidoteki-admin"), exception=CLIENT_IMPORT_ERROR)
 
 
-def run(module, work, check=None):
+def failure(error):
+    """(kind, message, details) of an error, as a task reports it: the kind says what to do
+    about it (a refused request, an appliance down or hung, a certificate not trusted, a
+    job that failed)."""
+    if isinstance(error, JobFailed):
+        return "job_failed", str(error), dict(report=error.report, error_code=error.code)
+    if isinstance(error, JobTimedOut):
+        return "job_timed_out", str(error), dict(job=error.job, run=error.run)
+    if isinstance(error, APIError):
+        return "refused", "The appliance answered %s" % error.describe(), dict(status=error.status)
+    if isinstance(error, Untrusted):
+        details = dict(presented=error.presented, trusted=error.expected)
+        return "untrusted", "Not the certificate trusted: %s" % error, details
+    if isinstance(error, Unreachable):
+        return "unreachable", str(error), {}
+    if isinstance(error, Misconfigured):
+        return "misconfigured", str(error), {}
+    if isinstance(error, ClientError):
+        return "error", str(error), {}
+    return None
+
+
+def run(module, work, check=None, wait=None):
     """Run ``await work(client)`` against the appliance and exit the module with the
     result dict it returns (after ``check``, when given, looked at it outside the reactor).
 
     Each module runs in its own process and a Twisted reactor runs only once, so a module
-    does all its talking in the one ``work``. An error answer or a failed job ends the
-    module with a readable message.
+    does all its talking in the one ``work``. ``wait`` is the limit of its waits (jobs, a
+    reboot), in seconds. An error answer, an appliance that cannot be reached or is not
+    trusted, or a failed job ends the module with a readable message and its ``failure``.
     """
     check_client(module)
     from twisted.internet import reactor
@@ -62,9 +90,15 @@ def run(module, work, check=None):
     outcome = {}
 
     async def go():
-        client = AdminClient(reactor, params["url"], token=params["token"], ca_file=params.get("ca"),
-                             fingerprint=params.get("fingerprint"))
-        client.poll_interval = params.get("poll_interval") or 1.0
+        try:
+            timeouts = Timeouts(connect=params["connect_timeout"], handshake=params["tls_timeout"],
+                                read=params["read_timeout"], wait=wait or 3600.0)
+            client = AdminClient(reactor, params["url"], token=params["token"], ca_file=params.get("ca"),
+                                 fingerprint=params.get("fingerprint"), timeouts=timeouts,
+                                 poll_interval=params.get("poll_interval") or 1.0)
+        except Exception as e:  # a URL, pin or timeout it cannot use: before any connection
+            outcome["error"] = e
+            return
         try:
             outcome["value"] = await work(client)
         except Exception as e:  # handed back to the module, outside the reactor
@@ -79,14 +113,12 @@ def run(module, work, check=None):
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=False)
     error = outcome.get("error")
-    if isinstance(error, JobFailed):
-        module.fail_json(msg=str(error), report=error.report, error_code=error.code)
-    if isinstance(error, APIError):
-        module.fail_json(msg="The appliance answered %s: %s" % (error.status, error.message), status=error.status)
-    if isinstance(error, ClientError):
-        module.fail_json(msg=str(error))
     if error is not None:
-        module.fail_json(msg="%s: %s" % (type(error).__name__, error), exception=outcome.get("trace"))
+        known = failure(error)
+        if known is None:
+            module.fail_json(msg="%s: %s" % (type(error).__name__, error), exception=outcome.get("trace"))
+        kind, message, details = known
+        module.fail_json(msg=message, failure=kind, **details)
     result = outcome["value"]
     module.exit_json(**(check(result) if check is not None else result))
 
@@ -99,3 +131,17 @@ async def optional(coroutine, missing=None):
         if e.status == 404:
             return missing
         raise
+
+
+def file_mode(module, value):
+    """A file mode given as an octal string (C('0600')) or a number; fails the module otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        try:
+            mode = int(str(value).strip().lower().replace("0o", ""), 8)
+        except ValueError:
+            mode = -1
+    if not 0 <= mode <= 0o7777:
+        module.fail_json(msg="mode must be an octal file mode like '0600', not %r" % (value,))
+    return mode

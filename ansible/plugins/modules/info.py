@@ -11,14 +11,25 @@ DOCUMENTATION = r"""
 module: info
 short_description: Facts about an appliance from its Admin API
 description:
-  - Reads the version, build, health, services and endpoints of an appliance running the
-    jidoteki-admin Admin API.
+  - Reads the version, build, health, services, endpoints and jobs of an appliance running
+    the jidoteki-admin Admin API.
   - Runs where the jidoteki-admin Python package is installed, usually the controller
     (with C(delegate_to) set to C(localhost)).
 version_added: "1.0.0"
 author: Jidoteki Admin maintainers (@jidoteki)
 extends_documentation_fragment:
   - jidoteki.admin.connection
+  - jidoteki.admin.attributes
+attributes:
+  check_mode:
+    support: full
+    details: It only reads.
+  diff_mode:
+    support: N/A
+    details: It changes nothing.
+seealso:
+  - module: jidoteki.admin.update
+  - module: jidoteki.admin.reboot
 """
 
 EXAMPLES = r"""
@@ -41,7 +52,7 @@ build:
   returned: always
   type: dict
 health:
-  description: Disk, memory and CPU use.
+  description: Disk, memory and CPU use, and the certificate in service.
   returned: always
   type: dict
 services:
@@ -54,6 +65,15 @@ endpoints:
   returned: always
   type: list
   elements: str
+jobs:
+  description: Every kind of job and its last run (GET /jobs), or an empty list on an appliance without it.
+  returned: always
+  type: list
+  elements: dict
+fingerprint:
+  description: The SHA-256 fingerprint of the (trusted) certificate the appliance presented.
+  returned: always
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -62,14 +82,16 @@ from ansible_collections.jidoteki.admin.plugins.module_utils.api import (
 
 
 async def gather(client):
-    version = await optional(client.get_json("/version"))
+    version = await optional(client.get_document("/version"))
     return {
         "changed": False,
         "version": version.get("version") if version else None,
         "build": await optional(client.build()),
-        "health": await client.health(),
-        "services": (await client.services()).get("services", []),
+        "health": (await client.health()).raw,
+        "services": (await client.get_document("/services")).get("services", []),
         "endpoints": await client.endpoints(),
+        "jobs": [job.raw for job in await optional(client.jobs(), [])],
+        "fingerprint": client.presented,
     }
 
 

@@ -12,13 +12,22 @@ module: settings
 short_description: Network and application settings of an appliance
 description:
   - Compares the wanted network and application settings with what the appliance has
-    (GET /settings) and uploads them only when they differ.
-  - Static addressing when I(network) has ip_address, netmask and gateway; DHCP when it
+    (GET /settings) and sends them only when they differ.
+  - Static addressing when O(network) has ip_address, netmask and gateway; DHCP when it
     has none of them.
 version_added: "1.0.0"
 author: Jidoteki Admin maintainers (@jidoteki)
 extends_documentation_fragment:
   - jidoteki.admin.connection
+  - jidoteki.admin.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+seealso:
+  - module: jidoteki.admin.storage
+  - module: jidoteki.admin.cluster
 options:
   network:
     description: The network settings (interface, hostname, ip_address, netmask, gateway, dns1, dns2, ntpserver).
@@ -29,13 +38,13 @@ options:
     type: dict
     default: {}
   wait:
-    description: Wait until the appliance reports the new settings.
+    description: Wait until the appliance has applied the new settings.
     type: bool
     default: true
   timeout:
     description: Seconds to wait.
     type: float
-    default: 120
+    default: 300
 """
 
 EXAMPLES = r"""
@@ -62,10 +71,6 @@ settings:
   type: dict
 """
 
-import json
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.jidoteki.admin.plugins.module_utils.api import (
     CONNECTION_EXCLUSIVE, CONNECTION_ONE_OF, module_args, optional, run)
@@ -81,7 +86,7 @@ def normal(settings):
 def main():
     module = AnsibleModule(
         argument_spec=module_args(network=dict(type="dict", required=True), app=dict(type="dict", default={}),
-                                  wait=dict(type="bool", default=True), timeout=dict(type="float", default=120)),
+                                  wait=dict(type="bool", default=True), timeout=dict(type="float", default=300)),
         supports_check_mode=True, mutually_exclusive=CONNECTION_EXCLUSIVE, required_one_of=CONNECTION_ONE_OF)
     params = module.params
     wanted = normal({"network": params["network"], "app": params["app"]})
@@ -93,30 +98,12 @@ def main():
             return dict(changed=False, settings=current, diff=diff)
         if module.check_mode:
             return dict(changed=True, settings=current, diff=diff)
-        fd, path = tempfile.mkstemp(suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(wanted, out)
-            await client.set_settings(path)
-        finally:
-            os.unlink(path)
-        after = await wait_for_settings(client, wanted, params["timeout"]) if params["wait"] else None
-        return dict(changed=True, settings=after, diff=diff)
+        started = await client.set_settings(wanted)
+        if params["wait"]:
+            await client.follow(started)
+        return dict(changed=True, settings=await optional(client.settings()), diff=diff)
 
-    run(module, settle)
-
-
-async def wait_for_settings(client, wanted, timeout):
-    from twisted.internet.task import deferLater
-
-    waited = 0.0
-    while waited < timeout:
-        now = await optional(client.settings())
-        if normal(now) == wanted:
-            return now
-        await deferLater(client.reactor, client.poll_interval, lambda: None)
-        waited += client.poll_interval
-    raise RuntimeError("the appliance did not report the new settings within %s s" % timeout)
+    run(module, settle, wait=params["timeout"])
 
 
 if __name__ == "__main__":

@@ -11,12 +11,25 @@ DOCUMENTATION = r"""
 module: token
 short_description: Rotate an appliance's API token
 description:
-  - Changes the API token from I(token) to I(new_token). When I(new_token) already works,
-    nothing changes.
+  - Changes the API token from O(token) to O(new_token).
+  - It signs in with O(token) first, so a rotation (and a check-mode run) leaves no failed
+    sign-in in the appliance's audit trail. Only when O(token) no longer works does it try
+    O(new_token), which a rotation already done leaves in use; then nothing changes.
 version_added: "1.0.0"
 author: Jidoteki Admin maintainers (@jidoteki)
 extends_documentation_fragment:
   - jidoteki.admin.connection
+  - jidoteki.admin.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+seealso:
+  - module: jidoteki.admin.info
+notes:
+  - Once a token is rotated, give the new one as O(token) (from the vault). A run with the old
+    one is a failed sign-in before the new one is tried.
 options:
   new_token:
     description: The new API token (printable ASCII, 1 to 255 characters).
@@ -52,17 +65,19 @@ def main():
                            required_one_of=CONNECTION_ONE_OF)
     check_client(module)
     from jidoteki_admin.client import APIError
-    new_token = module.params["new_token"]
+    token, new_token = module.params["token"], module.params["new_token"]
 
     async def rotate(client):
-        client.use_token(new_token)
         try:
+            await client.health()  # with the token in use: no failed sign-in on the way
+        except APIError as e:
+            if e.status != 403 or token == new_token:
+                raise
+            client.use_token(new_token)  # rotated before: the new token works, or neither does
             await client.health()
             return dict(changed=False, msg="the new token is already in use")
-        except APIError as e:
-            if e.status != 403:
-                raise
-        client.use_token(module.params["token"])
+        if token == new_token:
+            return dict(changed=False, msg="the new token is already in use")
         if module.check_mode:
             return dict(changed=True, msg="would change the token")
         await client.setup(new_token)

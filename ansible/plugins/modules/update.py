@@ -20,6 +20,17 @@ version_added: "1.0.0"
 author: Jidoteki Admin maintainers (@jidoteki)
 extends_documentation_fragment:
   - jidoteki.admin.connection
+  - jidoteki.admin.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Says which version it would install, and uploads nothing.
+  diff_mode:
+    support: none
+seealso:
+  - module: jidoteki.admin.info
+  - module: jidoteki.admin.backup
+    description: Back up the appliance before an update.
 options:
   package:
     description: The update package on the controller.
@@ -35,7 +46,9 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds to wait for the update.
+    description:
+      - Seconds to wait for the update. The task fails when it has not ended by then; the
+        update goes on on the appliance.
     type: float
     default: 3600
 """
@@ -64,7 +77,7 @@ msg:
   returned: always
   type: str
 report:
-  description: The last status report of the update (GET /update).
+  description: The update's job as it ended (GET /jobs/update).
   returned: when an update ran and was waited for
   type: dict
 """
@@ -115,13 +128,13 @@ def main():
             return dict(result, changed=False, msg="%s is installed, which is %s: nothing to do" % (installed, same))
         if module.check_mode:
             return dict(result, changed=True, msg="would update %s to %s" % (installed, version))
-        await client.update(params["package"])
+        started = await client.update(params["package"])
         if not params["wait"]:
             return dict(result, changed=True, msg="the update to %s started" % version)
-        report = await client.wait_for("/update", "The update", timeout=params["timeout"])
+        report = (await client.follow(started)).raw
         return dict(result, changed=True, report=report, msg="updated %s to %s" % (installed, version))
 
-    run(module, update)
+    run(module, update, wait=params["timeout"])
 
 
 if __name__ == "__main__":
