@@ -521,3 +521,62 @@ def test_validate_modules_runtime_metadata_pep8_yamllint_and_ansible_doc_with_th
     assert f'<a id="v{version.replace(".", "-")}"></a>' in (collection / "CHANGELOG.md").read_text()
     assert yaml.safe_load((collection / "meta" / "execution-environment.yml").read_text())["dependencies"]["python"] \
         == "requirements.txt"
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_knows_a_package_by_its_contents_not_its_name(make_daemon, keys, tmp_path, collections):
+    """software_package-1.enc holds 2.0.0: the appliance's check says so, and it installs;
+    a manifest says what a package is without sending it; one that lies is refused."""
+    import subprocess
+
+    daemon = make_daemon(subdir="one")
+    install_keys(daemon.admin_path, keys, "1.0.0")
+    misleading = tmp_path / "software_package-1.enc"
+    shutil.move(build(tmp_path, keys, "2.0.0"), misleading)
+    book = playbook(tmp_path / "play.yml", f"""
+    - jidoteki.admin.update:
+        <<: *connection
+        package: "{misleading}"
+      register: first
+    - jidoteki.admin.update:
+        <<: *connection
+        package: "{misleading}"
+      register: again
+    - ansible.builtin.assert:
+        that: ["first.changed", "first.version == '2.0.0'", "first.check.installable",
+               "not again.changed", "again.version == '2.0.0'"]
+""")
+    hosts = inventory(tmp_path / "inventory.json", {"site-1": daemon})
+    code, output = await run("ansible-playbook", "-i", str(hosts), str(book), env=environment(collections, tmp_path))
+    assert code == 0, output
+    assert (daemon.admin_path / "etc" / "version.txt").read_text().strip() == "2.0.0"
+
+    # With a manifest (and the vendor's key), check mode asks the appliance nothing of the package.
+    shipped = tmp_path / "software_package-3.0.0.enc"
+    shutil.move(build(tmp_path, keys, "3.0.0"), shipped)
+    done = subprocess.run([sys.executable, "-m", "jidoteki_admin.vendor", "manifest", str(shipped), "--version",
+                           "3.0.0", "--signing-key", str(keys["vendor"])], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    checks = daemon.admin_path / "log" / "update-check.log"
+    before = checks.read_text()
+    book = playbook(tmp_path / "manifest.yml", f"""
+    - jidoteki.admin.update:
+        <<: *connection
+        package: "{shipped}"
+        manifest_public_key: "{keys['pub']}"
+      register: would
+    - ansible.builtin.assert:
+        that: ["would.changed", "would.msg == 'would update 2.0.0 to 3.0.0'", "would.check is not defined"]
+""")
+    code, output = await run("ansible-playbook", "--check", "-i", str(hosts), str(book),
+                             env=environment(collections, tmp_path))
+    assert code == 0, output
+    assert checks.read_text() == before  # no check ran: nothing was uploaded
+
+    # A manifest that is not the package's, or not signed by the vendor: refused, nothing sent.
+    manifest = shipped.with_name(shipped.name + ".manifest.json")
+    manifest.write_text(manifest.read_text().replace('"3.0.0"', '"9.9.9"'))
+    code, output = await run("ansible-playbook", "--check", "-i", str(hosts), str(book),
+                             env=environment(collections, tmp_path))
+    assert code != 0 and "is not the signature of" in output, output

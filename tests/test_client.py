@@ -43,10 +43,10 @@ def fingerprint_of(daemon) -> str:
     return certificate_fingerprint(daemon.service.tree.certificate.read_bytes())
 
 
-def client_for(daemon, token: str | None = "yourtoken", **trust) -> AdminClient:
+def client_for(daemon, token: str | None = "yourtoken", auth: str = "signature", **trust) -> AdminClient:
     if not trust:
         trust = {"fingerprint": fingerprint_of(daemon)}
-    return AdminClient(reactor, daemon.base, token=token, poll_interval=0.1, **trust)
+    return AdminClient(reactor, daemon.base, token=token, poll_interval=0.1, auth=auth, **trust)
 
 
 async def cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
@@ -213,8 +213,9 @@ def test_timeouts_must_be_seconds_above_zero():
 
 
 @pytest_twisted.ensureDeferred
-async def test_typed_answers_over_a_pinned_connection_signed_with_the_hash_only(make_daemon):
-    daemon = make_daemon()
+async def test_typed_answers_over_a_pinned_connection_every_request_signed(make_daemon):
+    """With credentials in the query turned off, only signed requests pass: the client's."""
+    daemon = make_daemon({"query-credentials": False})
     (daemon.admin_path / "etc" / "version.txt").write_text("2.0.1\n")
     async with client_for(daemon) as client:
         assert await client.version() == "2.0.1"
@@ -226,6 +227,34 @@ async def test_typed_answers_over_a_pinned_connection_signed_with_the_hash_only(
         assert client.presented == fingerprint_of(daemon)
     assert client._clients == {}  # async with closed its connections
     assert "yourtoken" not in repr(vars(client))  # only the derived key is kept
+
+
+@pytest_twisted.ensureDeferred
+async def test_uploads_and_forms_are_signed_with_their_digest(make_daemon, tmp_path):
+    daemon = make_daemon({"query-credentials": False})
+    async with client_for(daemon) as client:
+        answer = await client.request("POST", "/tokens", data={"name": "monitoring", "scope": "read"})
+        assert json.loads(answer.body)["name"] == "monitoring"
+        package = tmp_path / "software_package-9.enc"
+        package.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # not a package: refused by the job, not the gate
+        with pytest.raises(APIError) as refused:
+            await client.request("POST", "/update/check", files={"update": package})
+        assert refused.value.status == 400 and "cannot be checked" in str(refused.value)
+    lines = (daemon.admin_path / "log" / "jidoteki-audit.log").read_text()
+    assert '"token":"admin"' in lines and "403" not in lines
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_old_hash_is_there_for_appliances_that_predate_signatures(make_daemon):
+    daemon = make_daemon()
+    (daemon.admin_path / "etc" / "version.txt").write_text("2.0.1\n")
+    async with client_for(daemon, auth="hash") as client:
+        assert await client.version() == "2.0.1"
+    off = make_daemon({"query-credentials": False}, subdir="off")
+    async with client_for(off, auth="hash") as client:
+        with pytest.raises(APIError) as refused:
+            await client.version()
+    assert refused.value.status == 403 and "sign the request" in str(refused.value)
 
 
 @pytest_twisted.ensureDeferred
@@ -259,7 +288,8 @@ async def test_errors_carry_status_and_error_message_once(make_daemon):
     async with client_for(daemon, token="not-the-token") as wrong, client_for(daemon) as client:
         with pytest.raises(APIError) as refused:
             await wrong.health()
-        assert refused.value.status == 403 and str(refused.value) == "403 Authentication error"
+        assert refused.value.status == 403 and str(refused.value) == (
+            "403 The signature does not match this request (its method, target URI or body) or the key it names")
         with pytest.raises(APIError) as missing:
             await client.get_document("/nosuch")
         assert str(missing.value) == "404 Not Found"  # not "404 404 Not Found"
@@ -464,7 +494,7 @@ async def test_cli_refused_unreachable_untrusted_and_usage_each_one_line(make_da
     token = tmp_path / "site-12.token"
     down = f"https://127.0.0.1:{free_port()}"
     cases = [
-        ((*site(hosts), "health"), 1, "403 Authentication error"),
+        ((*site(hosts), "health"), 1, "403 The signature does not match this request"),
         (("--url", down, "--token-file", str(token), "--fingerprint", "ab" * 32, "health"), 3, "connection refused"),
         (("--url", daemon.base, "--token-file", str(token), "--fingerprint", fingerprint_of(other), "health"), 4,
          f"presents the certificate {fingerprint_of(daemon)}, not the one pinned ({fingerprint_of(other)})"),
@@ -784,3 +814,45 @@ async def test_many_appliances_at_once_one_hung_one_down_one_refusing(make_daemo
         ("site-1", "ok", "1.1.0"), ("site-2", "unreachable", None), ("site-3", "refused", None),
         ("site-4", "unreachable", None), ("elsewhere", "ok", "1.1.0")]
     assert summary["hosts"][2]["status"] == 403
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_checks_stages_applies_and_lists_the_history(make_daemon, keys, tmp_path):
+    daemon = make_daemon({"query-credentials": False})  # every request the CLI makes is signed
+    install_keys(daemon.admin_path, keys, "1.0.0")
+    hosts = hosts_file(tmp_path, daemon)
+    old = build(tmp_path, keys, "0.9.0")
+    code, out, err = await cli(*site(hosts), "update-check", str(old))
+    assert code == 1 and "it would not install: Update package version '0.9.0' is not newer" in err, err
+    new = build(tmp_path, keys, "1.4.0")
+    code, out, err = await cli(*site(hosts), "update-check", str(new))
+    assert (code, out.strip()) == (0, "1.4.0 would install over 1.0.0"), err
+    code, out, err = await cli(*site(hosts), "update-stage", str(new))
+    assert code == 0 and out.startswith("1.4.0 is staged; install it with: "), err
+    code, out, err = await cli(*site(hosts), "--json", "update-staged")
+    assert code == 0 and json.loads(out)["staged"]["version"] == "1.4.0", err
+    code, out, err = await cli(*site(hosts), "update-apply", "--wait")
+    assert code == 0 and out.strip() == "The update succeeded.", err
+    code, out, err = await cli(*site(hosts), "update-history")
+    assert code == 0 and out.splitlines()[1].split()[1:4] == ["1.0.0", "1.4.0", "success"], out
+
+
+@pytest_twisted.ensureDeferred
+async def test_cli_makes_lists_and_revokes_named_tokens_and_uses_one(make_daemon, tmp_path):
+    daemon = make_daemon({"query-credentials": False})
+    hosts = hosts_file(tmp_path, daemon)
+    code, out, err = await cli(*site(hosts), "tokens", "create", "monitoring", "--scope", "read")
+    assert code == 0 and len(out.strip()) > 30, err
+    token = out.strip()
+    (tmp_path / "reader").mkdir()
+    reader = hosts_file(tmp_path / "reader", daemon, token=token, name="reader", **{"token-name": "monitoring"})
+    code, out, err = await cli(*site(reader, "reader"), "health", "--json")
+    assert code == 0 and "disk" in json.loads(out), err
+    code, out, err = await cli(*site(reader, "reader"), "reboot")
+    assert code == 1 and "may only read" in err, err
+    code, out, err = await cli(*site(hosts), "tokens", "list")
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["monitoring", "read"] and token not in out, out
+    code, out, err = await cli(*site(hosts), "tokens", "revoke", "monitoring")
+    assert code == 0, err
+    code, out, err = await cli(*site(reader, "reader"), "health")
+    assert code == 1 and "names no token" in err, err

@@ -37,6 +37,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeout
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.web.client import (Agent, FileBodyProducer, HTTPConnectionPool, RequestGenerationFailed,
                                 RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived)
 from OpenSSL import SSL
@@ -80,6 +81,47 @@ def sign(key: bytes, method: str, path: str) -> str:
     return hmac.new(key, (method + path).encode(), hashlib.sha256).hexdigest()
 
 
+SIGNED, HASHED = "signature", "hash"  # how requests are authenticated: RFC 9421, or the old hash
+
+
+def signature_headers(key: bytes, keyid: str, method: str, target: str, digest: bytes | None = None,
+                      created: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The headers of a request signed as API.md section 2 says (RFC 9421, HMAC-SHA256):
+    Signature-Input and Signature over the method, the target URI with its query, and,
+    for a request with a body, its Content-Digest (``digest``: the body's SHA-256)."""
+    import base64
+    import datetime
+
+    import http_message_signatures as hms
+    from http_message_signatures.algorithms import HMAC_SHA256
+
+    headers: dict[str, str] = {}
+    covered: tuple[str, ...] = ("@method", "@target-uri")
+    if digest is not None:
+        headers["Content-Digest"] = f"sha-256=:{base64.b64encode(digest).decode()}:"
+        covered += ("content-digest",)
+    message = _Message(method, target, headers)
+    signer = hms.HTTPMessageSigner(signature_algorithm=HMAC_SHA256,
+                                   key_resolver=hms.MappingKeyResolver(public_keys={}, private_keys={keyid: key}))
+    moment = datetime.datetime.fromtimestamp(created if created is not None else _now(), datetime.timezone.utc)
+    signer.sign(message, key_id=keyid, label="sig", covered_component_ids=covered, created=moment,
+                nonce=nonce or os.urandom(16).hex(), use_existing_digest=digest is not None)
+    return dict(message.headers)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+class _Message:
+    """A request as the signing library reads it: method, URL, headers."""
+
+    def __init__(self, method: str, url: str, headers: dict[str, str]):
+        self.method, self.url, self.headers = method, url, headers
+
+
 class AdminClient:
     """One appliance's Admin API.
 
@@ -90,8 +132,16 @@ class AdminClient:
     """
 
     def __init__(self, reactor: Any, url: str, token: str | None = None, ca_file: Path | str | None = None,
-                 fingerprint: str | None = None, timeouts: Timeouts | None = None, poll_interval: float = 1.0):
+                 fingerprint: str | None = None, timeouts: Timeouts | None = None, poll_interval: float = 1.0,
+                 token_name: str = "admin", auth: str = SIGNED):
+        """``token_name``: the token's name for a named token (``admin``, the API token, by
+        default); ``auth``: SIGNED (every request signed, RFC 9421) or HASHED (the query's
+        ``hash``, for appliances that predate signed requests)."""
+        if auth not in (SIGNED, HASHED):
+            raise Misconfigured(f"auth must be {SIGNED!r} or {HASHED!r}, not {auth!r}")
         self.reactor = reactor
+        self.token_name = token_name
+        self.auth = auth
         self.url = url
         host, port, self.base = split_url(url)
         self.netloc = self.base.removeprefix("https://")
@@ -153,17 +203,23 @@ class AdminClient:
 
     # The wire
 
-    def _authenticate(self, method: str, path: str, query: Mapping[str, str] | None = None
-                      ) -> tuple[str, dict[bytes | str, list[bytes | str]]]:
+    def _authenticate(self, method: str, path: str, query: Mapping[str, str] | None = None,
+                      digest: bytes | None = None) -> tuple[str, dict[bytes | str, list[bytes | str]]]:
         """The URL and headers of a signed request: the one place requests are signed.
 
-        Today the ``hash`` query parameter (API.md section 2): HMAC-SHA256 of METHOD + path,
-        keyed by the token's key; the query string is not signed.
+        By default an HTTP Message Signature (API.md section 2) over the method, the URL
+        with its query and, with a body, its SHA-256 (``digest``): nothing that grants
+        access is in the URL, and the request cannot be replayed. With ``auth`` HASHED, the
+        old ``hash`` query parameter (METHOD + path only).
         """
         if self._key is None:
             raise Misconfigured("no API token to sign the request with")
-        full = API_PREFIX + path
-        return self._plain(path, {**(query or {}), "hash": sign(self._key, method, full)}), {}
+        if self.auth == HASHED:
+            full = API_PREFIX + path
+            return self._plain(path, {**(query or {}), "hash": sign(self._key, method, full)}), {}
+        url = self._plain(path, query)
+        signed = signature_headers(self._key, self.token_name, method, _target_uri(url), digest)
+        return url, {name: [value] for name, value in signed.items()}
 
     def _plain(self, path: str, query: Mapping[str, str] | None = None) -> str:
         url = self.base + API_PREFIX + path
@@ -195,29 +251,25 @@ class AdminClient:
     async def _send(self, method: str, path: str, data: Mapping[str, str] | None, files: Mapping[str, Upload] | None,
                     query: Mapping[str, str] | None, signed: bool, progress: Progress | None,
                     read_timeout: float | None) -> tuple[Any, list[IO[bytes]]]:
-        url, headers = self._authenticate(method, path, query) if signed else (self._plain(path, query), {})
         opened: list[IO[bytes]] = []
         kwargs: dict[str, Any] = {}
         try:
+            body: _MultipartBody | None = None
             if files:
-                streams = [(name, _open_upload(upload)) for name, upload in files.items()]
-                opened.extend(stream for _, (_, stream, _) in streams)
-                total = sum(size for _, (_, _, size) in streams)
-                counting: list[_CountingFile] = []
-
-                def overall(_done: int, _total: int) -> None:
-                    if progress is not None:
-                        progress(sum(f.done for f in counting), total)
-
-                uploads: list[tuple[str, Any]] = []
-                for name, (filename, stream, _) in streams:
-                    counting.append(_CountingFile(stream, total, overall))
-                    uploads.append((name, (filename, "application/octet-stream", FileBodyProducer(counting[-1]))))
-                kwargs["files"] = uploads
-                kwargs["data"] = dict(data or {})
+                streams = [(name, *_open_upload(upload)) for name, upload in files.items()]
+                opened.extend(stream for _, _, stream, _ in streams)
+                body = _MultipartBody(data or {}, streams, progress)
             elif data:  # text fields only: still multipart/form-data, as curl -F sends them
-                content_type, kwargs["data"] = _text_form(data)
-                headers = {**headers, b"Content-Type": [content_type]}
+                body = _MultipartBody(data, [], None)
+            digest = None
+            if body is not None and signed and self.auth == SIGNED:
+                # A signature covers the body's SHA-256, so it is read once before it is sent
+                # (in a thread: a package can be gigabytes).
+                digest = await deferToThread(body.digest)
+            url, headers = self._authenticate(method, path, query, digest) if signed else (self._plain(path, query), {})
+            if body is not None:
+                kwargs["data"] = body.producer()
+                headers = {**headers, b"Content-Type": [body.content_type]}
             if headers:
                 kwargs["headers"] = headers
             http = self._http(read_timeout or self.timeouts.read)
@@ -339,6 +391,48 @@ class AdminClient:
     async def update(self, package: Path | str, progress: Progress | None = None) -> Started:
         """Upload an update package; the update runs on the appliance (follow it)."""
         return await self._start("update", "/update", files={"update": package}, progress=progress)
+
+    async def check_update(self, package: Path | str, progress: Progress | None = None) -> Document:
+        """What a package is and whether it would install (POST /update/check): ``version``,
+        ``installed``, ``changelog``, ``installable`` and ``problem``. Nothing changes."""
+        answer = await self.request("POST", "/update/check", files={"update": package}, progress=progress,
+                                    read_timeout=max(self.timeouts.read, 600.0))
+        return Document(json.loads(answer.body))
+
+    async def stage_update(self, package: Path | str, progress: Progress | None = None) -> Document:
+        """Check a package and keep it on the appliance, to apply later (APIError 400 when
+        it would not install, or another is staged)."""
+        answer = await self.request("POST", "/update/stage", files={"update": package}, progress=progress,
+                                    read_timeout=max(self.timeouts.read, 600.0))
+        return Document(json.loads(answer.body))
+
+    async def staged_update(self) -> Document | None:
+        """What is staged, or None."""
+        staged = (await self.get_json("/update/staged")).get("staged")
+        return Document(staged) if isinstance(staged, dict) else None
+
+    async def apply_update(self) -> Started:
+        """Install the staged package (follow it as an update)."""
+        return await self._start("update", "/update/apply")
+
+    async def discard_update(self) -> None:
+        await self.request("POST", "/update/discard", data={})
+
+    async def update_history(self) -> list[Document]:
+        """Every update attempt, newest first."""
+        return [Document(entry) for entry in (await self.get_json("/update/history")).get("history", [])]
+
+    async def tokens(self) -> list[Document]:
+        """The named tokens: name, scope, when made (never a token)."""
+        return [Document(entry) for entry in (await self.get_json("/tokens")).get("tokens", [])]
+
+    async def create_token(self, name: str, scope: str) -> Document:
+        """Make a named token; the answer's ``token`` is the only time it is seen."""
+        answer = await self.request("POST", "/tokens", data={"name": name, "scope": scope})
+        return Document(json.loads(answer.body))
+
+    async def revoke_token(self, name: str) -> None:
+        await self.request("POST", "/tokens/revoke", data={"name": name})
 
     async def settings(self) -> Document:
         """The network and application settings, ``{"network": {...}, "app": {...}}``."""
@@ -608,28 +702,78 @@ class TailFollower:
                 self.on_line(line)
 
 
-class _CountingFile:
-    """A file whose reads report progress (treq streams multipart files by reading them)."""
+class _MultipartBody:
+    """A multipart/form-data body of text fields and files, as curl -F sends it, made
+    here (not by treq) so that it is known byte for byte before it is sent: a signature
+    covers its SHA-256. Files are streamed, never held in memory; ``progress`` hears of
+    the files' bytes as they go."""
 
-    def __init__(self, stream: IO[bytes], total: int, progress: Progress | None):
-        self.stream, self.total, self.progress, self.done = stream, total, progress, 0
-        self.name = getattr(stream, "name", "upload")
+    def __init__(self, fields: Mapping[str, str], files: list[tuple[str, str, IO[bytes], int]],
+                 progress: Progress | None):
+        boundary = "jidoteki-admin-" + os.urandom(12).hex()
+        self.content_type = f"multipart/form-data; boundary={boundary}".encode()
+        self.segments: list[bytes | tuple[IO[bytes], int]] = []
+        for name, value in fields.items():
+            self.segments.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n'
+                                 .encode() + value.encode() + b"\r\n")
+        for name, filename, stream, size in files:
+            self.segments.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"; '
+                                 f'filename="{_quoted(filename)}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                                 .encode())
+            self.segments.append((stream, size))
+            self.segments.append(b"\r\n")
+        self.segments.append(f"--{boundary}--\r\n".encode())
+        self.length = sum(len(s) if isinstance(s, bytes) else s[1] for s in self.segments)
+        self.file_bytes = sum(size for _, _, _, size in files)
+        self.progress = progress
+
+    def digest(self) -> bytes:
+        """The body's SHA-256, reading each file through and back to its start."""
+        sha = hashlib.sha256()
+        for segment in self.segments:
+            if isinstance(segment, bytes):
+                sha.update(segment)
+                continue
+            stream, _ = segment
+            start = stream.tell()
+            while chunk := stream.read(1024 * 1024):
+                sha.update(chunk)
+            stream.seek(start)
+        return sha.digest()
+
+    def producer(self) -> FileBodyProducer:
+        producer = FileBodyProducer(_Concatenation(self.segments, self.file_bytes, self.progress), readSize=65536)
+        producer.length = self.length
+        return producer
+
+
+class _Concatenation:
+    """The segments of a body read as one file (FileBodyProducer reads it in chunks)."""
+
+    def __init__(self, segments: list[bytes | tuple[IO[bytes], int]], file_bytes: int, progress: Progress | None):
+        self.parts = [io.BytesIO(s) if isinstance(s, bytes) else s[0] for s in segments]
+        self.counted = [not isinstance(s, bytes) for s in segments]
+        self.file_bytes, self.progress, self.done = file_bytes, progress, 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.done += len(data)
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-        return data
-
-    def seek(self, *args: int) -> int:
-        return self.stream.seek(*args)
-
-    def tell(self) -> int:
-        return self.stream.tell()
+        while self.parts:
+            data = self.parts[0].read(size)
+            if data:
+                if self.counted[0]:
+                    self.done += len(data)
+                    if self.progress is not None:
+                        self.progress(self.done, self.file_bytes)
+                return data
+            self.parts.pop(0)
+            self.counted.pop(0)
+        return b""
 
     def close(self) -> None:
-        self.stream.close()
+        """The producer is done with it; the files are the request's to close."""
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
 
 
 def _words(reason: BaseException) -> str:
@@ -711,9 +855,13 @@ def _api_error(answer: Answer) -> APIError:
     return APIError(answer.status, message, value)
 
 
-def _text_form(fields: Mapping[str, str]) -> tuple[bytes, bytes]:
-    boundary = "jidoteki-admin-" + os.urandom(12).hex()
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-             + value.encode() + b"\r\n" for name, value in fields.items()]
-    return (f"multipart/form-data; boundary={boundary}".encode(),
-            b"".join(parts) + f"--{boundary}--\r\n".encode())
+def _target_uri(url: str) -> str:
+    """The URL as the appliance rebuilds it from what it receives (the Host header
+    twisted's Agent sends names no port when it is 443), which is what is signed."""
+    scheme, _, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    if authority.endswith(":443") and scheme == "https":
+        authority = authority[:-4]
+    return f"{scheme}://{authority}{slash}{tail}"
+
+

@@ -105,6 +105,11 @@ def _common(ca: bool = True) -> argparse.ArgumentParser:
     which.add_argument("--hosts-file", type=Path, default=s, help=f"default {CONFIG}")
     which.add_argument("--url", default=s, help="https://HOST:PORT of the appliance")
     which.add_argument("--token-file", type=Path, default=s, help=f"a file holding the API token (or ${TOKEN_ENV})")
+    which.add_argument("--token-name", default=s, help="the name of a named token in --token-file (default: the "
+                       "API token itself)")
+    which.add_argument("--auth", choices=("signature", "hash"), default=s,
+                       help="sign every request (the default), or send the old hash, for an appliance that "
+                       "predates signed requests")
     if ca:
         which.add_argument("--ca", type=Path, default=s, help="trust the appliance when this CA signed its certificate")
     which.add_argument("--fingerprint", default=s, help="trust the appliance when its certificate has this SHA-256")
@@ -148,6 +153,22 @@ def parser() -> argparse.ArgumentParser:
     update.add_argument("package", type=Path)
     wait(update, "the update")
     command("update-status", "the status of the last update")
+    check = command("update-check", "what a package is and whether the appliance would install it (nothing changes)")
+    check.add_argument("package", type=Path)
+    stage = command("update-stage", "check a package and keep it on the appliance, to apply later")
+    stage.add_argument("package", type=Path)
+    command("update-staged", "the package staged, if any")
+    wait(command("update-apply", "install the staged package"), "the update")
+    command("update-discard", "delete the staged package")
+    command("update-history", "every update attempt, newest first")
+    tokens = command("tokens", "named tokens with a scope (read or admin)")
+    verbs = tokens.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    command("list", "the named tokens (never a token)", verbs)
+    create = command("create", "make a named token; it is printed once, on stdout", verbs)
+    create.add_argument("name")
+    create.add_argument("--scope", choices=("read", "admin"), required=True)
+    revoke = command("revoke", "revoke a named token", verbs)
+    revoke.add_argument("name")
     for section, summary in (("settings", "network and application settings"), ("storage", "storage settings"),
                              ("cluster", "cluster settings")):
         sub = command(section, summary)
@@ -275,7 +296,7 @@ def _with_wait(chosen: Target, default: float) -> Target:
 
 def _check_inputs(plan: Plan) -> None:
     args, command, verb = plan.args, plan.command, plan.verb
-    if command == "update":
+    if command in ("update", "update-check", "update-stage"):
         _readable(args.package, "the update package")
     elif command in FILE_DOCUMENTS and verb == "set":
         plan.document = _json_document(args.file)
@@ -467,6 +488,41 @@ async def perform(client: AdminClient, plan: Plan, chosen: Target, out: HostOutp
     if command == "update-status":
         value = (await client.update_status()).raw
         return Result(value, _plain(value))
+    if command in ("update-check", "update-stage"):
+        submit = client.check_update if command == "update-check" else client.stage_update
+        checked = await submit(args.package, progress=activity.uploading("update", out))
+        if not checked.get("installable"):
+            raise ClientError(f"it would not install: {checked.get('problem')}")
+        said = (f"{checked.get('version')} would install over {checked.get('installed')}" if command == "update-check"
+                else f"{checked.get('version')} is staged; install it with: {PROG} {chosen.selector} update-apply")
+        return Result(checked, said)
+    if command == "update-staged":
+        staged = await client.staged_update()
+        return Result({"staged": staged}, _plain(staged) if staged else "Nothing is staged.")
+    if command == "update-apply":
+        started = await client.apply_update()
+        if not args.wait:
+            return accepted(started, "The staged package is being installed")
+        report = await follow(started)
+        return Result(report, "The update succeeded.")
+    if command == "update-discard":
+        await client.discard_update()
+        return Result({"Status": "200 OK"}, "The staged package is deleted.")
+    if command == "update-history":
+        history = await client.update_history()
+        attempts = [(str(h.get("ended") or h.get("started") or "-"), str(h.get("from") or "-"), str(h.get("to") or "-"),
+                     str(h.get("outcome") or "-"), str(h.get("error-code") or "")) for h in history]
+        return Result({"history": history}, _table(("WHEN", "FROM", "TO", "OUTCOME", "CODE"), attempts))
+    if command == "tokens":
+        if verb == "list":
+            listed = await client.tokens()
+            named = [(str(t.get("name", "")), str(t.get("scope", "")), str(t.get("created", ""))) for t in listed]
+            return Result({"tokens": listed}, _table(("NAME", "SCOPE", "CREATED"), named))
+        if verb == "create":
+            made = await client.create_token(args.name, args.scope)
+            return Result(made, str(made.get("token")))
+        await client.revoke_token(args.name)
+        return Result({"Status": "200 OK"}, f"The token {args.name} is revoked.")
     if command in ("settings", "storage", "cluster", "license") and verb == "get":
         value = await client.get_document("/" + command)
         return Result(value, _plain(value))
@@ -547,7 +603,7 @@ async def install_certs(client: AdminClient, plan: Plan, chosen: Target, out: Ho
     report = await follow(started)
     # From a new connection that trusts only the new certificate: the appliance serves it.
     async with AdminClient(client.reactor, client.url, token=chosen.token, fingerprint=new,
-                           timeouts=client.timeouts) as check:
+                           timeouts=client.timeouts, token_name=chosen.token_name, auth=chosen.auth) as check:
         await check.certs_status()
     return Result({**report, "fingerprint": new},
                   f"The certificate is installed; the appliance presents {new}.\nPin it in the hosts file: {pin}")
@@ -675,7 +731,8 @@ async def run_one(reactor: Any, plan: Plan, chosen: Target, out: HostOutput) -> 
             report.result = await fingerprint(reactor, chosen)
         else:
             client = AdminClient(reactor, chosen.url, token=chosen.token, ca_file=chosen.ca_file,
-                                 fingerprint=chosen.fingerprint, timeouts=chosen.timeouts)
+                                 fingerprint=chosen.fingerprint, timeouts=chosen.timeouts,
+                                 token_name=chosen.token_name, auth=chosen.auth)
             report.result = await perform(client, plan, chosen, out, activity)
     except BaseException as error:  # noqa: B036 (a cancellation is an outcome too)
         if isinstance(error, (KeyboardInterrupt, SystemExit)):

@@ -6,6 +6,8 @@ appliance, and groups of them for commands run on many at once.
     token-file = "~/.config/jidoteki-admin/site-12.token"
     fingerprint = "AB:CD:..."          # or: ca = "/path/to/ca.pem"
     groups = ["eu", "production"]      # --group eu; every host is in the group "all"
+    token-name = "ci"                  # a named token's name (POST /tokens); default: the API token
+    auth = "hash"                      # only for appliances that predate signed requests
     read-timeout = 60                  # optional: connect-timeout, tls-timeout, read-timeout, timeout
 
 Everything is checked before any appliance is asked anything: a misspelt key, a missing
@@ -27,7 +29,8 @@ from .transport import Timeouts, Trust, split_url
 CONFIG = Path("~/.config/jidoteki-admin/hosts.toml")
 TOKEN_ENV = "JIDOTEKI_ADMIN_TOKEN"
 TIMEOUT_KEYS = {"connect-timeout": "connect", "tls-timeout": "handshake", "read-timeout": "read", "timeout": "wait"}
-KEYS = {"url", "token-file", "fingerprint", "ca", "groups", *TIMEOUT_KEYS}
+KEYS = {"url", "token-file", "token-name", "auth", "fingerprint", "ca", "groups", *TIMEOUT_KEYS}
+AUTH = ("signature", "hash")
 ALL = "all"
 
 
@@ -43,6 +46,8 @@ class Target:
     timeouts: Timeouts
     wait: float | None  # the hosts file's wait limit, else the command's own
     selector: str  # how a command line names it (for "follow it with: ...")
+    token_name: str = "admin"  # a named token's name; "admin" is the API token
+    auth: str = "signature"  # or "hash", for an appliance that predates signed requests
 
 
 def read_hosts(path: Path) -> dict[str, dict[str, Any]]:
@@ -143,4 +148,9 @@ def target(name: str | None, entry: dict[str, Any], options: dict[str, Any], tok
     else:
         trust = f"--fingerprint {fingerprint}" if fingerprint else f"--ca {ca}"
         selector = f"--url {url} {trust}" + (f" --token-file {token_file}" if token_file else "")
-    return Target(name or str(url), str(url), secret, Path(ca) if ca else None, fingerprint, timeouts, wait, selector)
+    token_name = str(options.get("token_name") or entry.get("token-name") or "admin")
+    auth = str(options.get("auth") or entry.get("auth") or AUTH[0])
+    if auth not in AUTH:
+        raise Misconfigured(f"{who}: auth must be {' or '.join(AUTH)}, not {auth!r}")
+    return Target(name or str(url), str(url), secret, Path(ca) if ca else None, fingerprint, timeouts, wait, selector,
+                  token_name, auth)

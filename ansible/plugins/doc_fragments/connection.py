@@ -17,11 +17,26 @@ options:
     required: true
   token:
     description:
-      - The API token. It never leaves the controller in clear; every request is signed with
-        the HMAC key derived from it.
+      - The API token, or a named token (see O(token_name)). It never leaves the controller;
+        every request is signed with the HMAC key derived from it (HTTP Message Signatures,
+        RFC 9421), so no request can be replayed.
       - If not given, the environment variable E(JIDOTEKI_ADMIN_TOKEN) is used.
     type: str
     required: true
+  token_name:
+    description:
+      - The name of the named token O(token) is (made with C(POST /tokens)); V(admin), the
+        default, is the API token itself.
+      - If not given, the environment variable E(JIDOTEKI_ADMIN_TOKEN_NAME) is used.
+    type: str
+    default: admin
+  auth:
+    description:
+      - V(signature) signs every request (the default); V(hash) sends the old C(hash) query
+        parameter instead, for appliances that predate signed requests.
+    type: str
+    choices: [signature, hash]
+    default: signature
   ca:
     description:
       - A CA certificate file the appliance's certificate is signed by (for its host name

@@ -29,6 +29,8 @@ except ImportError:
 CONNECTION_ARGS = dict(
     url=dict(type="str", required=True, fallback=(env_fallback, ["JIDOTEKI_ADMIN_URL"])),
     token=dict(type="str", required=True, no_log=True, fallback=(env_fallback, ["JIDOTEKI_ADMIN_TOKEN"])),
+    token_name=dict(type="str", default="admin", fallback=(env_fallback, ["JIDOTEKI_ADMIN_TOKEN_NAME"])),
+    auth=dict(type="str", default="signature", choices=["signature", "hash"]),
     ca=dict(type="path", fallback=(env_fallback, ["JIDOTEKI_ADMIN_CA"])),
     fingerprint=dict(type="str", fallback=(env_fallback, ["JIDOTEKI_ADMIN_FINGERPRINT"])),
     connect_timeout=dict(type="float", default=10.0),
@@ -95,7 +97,8 @@ def run(module, work, check=None, wait=None):
                                 read=params["read_timeout"], wait=wait or 3600.0)
             client = AdminClient(reactor, params["url"], token=params["token"], ca_file=params.get("ca"),
                                  fingerprint=params.get("fingerprint"), timeouts=timeouts,
-                                 poll_interval=params.get("poll_interval") or 1.0)
+                                 poll_interval=params.get("poll_interval") or 1.0,
+                                 token_name=params.get("token_name") or "admin", auth=params.get("auth") or "signature")
         except Exception as e:  # a URL, pin or timeout it cannot use: before any connection
             outcome["error"] = e
             return
