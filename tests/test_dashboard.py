@@ -11,6 +11,7 @@ it), at a laptop's size and a phone's, and checked at both sizes by axe-core aga
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -576,7 +577,6 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
 
 
 def test_a_certificate_is_installed_and_served_to_the_next_connection(page, appliance, tmp_path):
-    import datetime
     import ssl
 
     from cryptography.hazmat.primitives import hashes
@@ -851,6 +851,65 @@ def test_the_network_checks_give_the_servers_verdicts(js):
                     verdict(validate.netmask, value, 6), verdict(validate.host_or_address, value, "ntpserver"),
                     verdict(validate.host_or_address, value, "ntpserver", True)]
         assert answers == expected, value
+
+
+def refusals() -> list[str]:
+    """What the appliance's checks say of bad network, storage and cluster settings, and of
+    bad certificates: the messages the dashboard must put in words for people."""
+    from jidoteki_admin import certificates, cluster_settings, storage_settings
+
+    said = []
+
+    def record(check, *args):
+        try:
+            check(*args)
+        except (validate.Invalid, ValueError) as problem:
+            said.append(str(problem))
+
+    for value in VALUES:
+        for check, args in ((validate.interface, ()), (validate.hostname, ()), (validate.ip_address, ("gateway",)),
+                            (validate.netmask, (4,)), (validate.netmask, (6,)),
+                            (validate.host_or_address, ("ntpserver", True))):
+            record(check, value, *args)
+    record(validate.settings_document, {"network": {"interface": "eth0", "hostname": "a.b.c", "ip_address": "1.2.3.4"}})
+    allowed = ("nfs", "iscsi")
+    for document in ({"storage": {"type": "local"}}, {"storage": {"type": "nfs", "ip": "1.2.3.4"}},
+                     {"storage": {"type": "nfs", "ip": "host", "share": "/x"}},
+                     {"storage": {"type": "nfs", "ip": "1.2.3.4", "share": "x"}},
+                     {"storage": {"type": "nfs", "ip": "1.2.3.4", "share": "/x", "device": "e0.1"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "iqn.2016-01.com.example:x",
+                                  "username": "u"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "nope"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "iqn.2016-01.com.example:x",
+                                  "username": "u", "password": "a$b"}}):
+        record(storage_settings.storage_settings, document, allowed)
+    good = {"name": "store", "node": "node1", "role": "primary", "secret": "s" * 20}
+    for cluster in ({**good, "name": "-x"}, {**good, "role": "boss"}, {**good, "secret": "short"},
+                    {**good, "peers": [{"name": "node1", "address": "10.0.0.2"}]},
+                    {**good, "peers": [{"name": "n2", "address": "bad address"}]},
+                    {**good, "peers": [{"name": "n2", "address": "10.0.0.2"}, {"name": "n2", "address": "10.0.0.3"}]},
+                    {**good, "peers": [{"name": f"n{i}", "address": f"10.0.0.{i}"} for i in range(2, 70)]}):
+        record(cluster_settings.cluster_settings, {"cluster": cluster})
+    root, leaf = issue("Words Root", ca=True), issue("words.example.test")
+    other = issue("other.example.test")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for public, private, ca in ((b"", leaf.key_pem, None), (b"junk", leaf.key_pem, None),
+                                (leaf.pem, b"junk", None), (leaf.pem, other.key_pem, None),
+                                (leaf.pem, leaf.key_pem, root.pem)):
+        record(certificates.validate, public, private, ca, now)
+    return said
+
+
+def test_every_refusal_of_the_appliances_checks_is_put_in_words(js):
+    said = refusals()
+    assert len(said) > 100
+    explained = js.evaluate("""async (messages) => {
+        const m = await import('/dashboard/words.js');
+        return messages.map(text => [text, m.explain(text)]);
+    }""", sorted(set(said)))
+    unknown = [text for text, answer in explained if not answer["known"]]
+    assert unknown == []
+    assert all("option:" not in answer["text"] for _, answer in explained)  # people's words, not the API's
 
 
 def test_a_static_network_needs_its_address_netmask_and_gateway(js):
