@@ -460,12 +460,12 @@ def test_the_monitor_draws_the_appliances_history_from_an_hour_to_a_year(page):
     # Text a person can read, at the size it is drawn: 11 px at least, on round ticks.
     sizes = page.eval_on_selector_all("svg.chart text", "ts => ts.map(t => t.getBoundingClientRect().height)")
     assert sizes and min(sizes) >= 11, sizes
-    ticks = page.eval_on_selector_all("svg[aria-label^='CPU load'] text[x='48']", "ts => ts.map(t => t.textContent)")
+    ticks = page.eval_on_selector_all("svg[aria-label^='CPU load'] text.value-tick", "ts => ts.map(t => t.textContent)")
     values = [float(t) for t in ticks]
     steps = {round(b - a, 6) for a, b in zip(values, values[1:])}
     assert len(values) >= 3 and values[0] == 0 and len(steps) == 1, ticks
     assert steps.pop() / 10 ** math.floor(math.log10(values[1])) in (1, 2, 2.5, 5), ticks  # 0, 0.5, 1, not 1.3
-    memory_ticks = page.eval_on_selector_all("svg[aria-label^='Memory use'] text[x='48']",
+    memory_ticks = page.eval_on_selector_all("svg[aria-label^='Memory use'] text.value-tick",
                                              "ts => ts.map(t => t.textContent)")
     assert memory_ticks == ["0 %", "25 %", "50 %", "75 %", "100 %"]
     assert page.locator("svg[aria-label^='Memory use'] text.limit-text:text-is('limit 90 %')").count() == 1

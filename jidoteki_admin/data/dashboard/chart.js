@@ -7,7 +7,8 @@ import {h, fill} from "./dom.js";
 const SVG = "http://www.w3.org/2000/svg";
 const HEIGHT = 220;
 const PAD = {left: 56, right: 16, top: 14, bottom: 30};
-const LABEL_WIDTH = 84; // the room a time label needs on the axis
+const LABEL_WIDTH = 100; // the room a time label needs on the axis, with a gap
+const CHARACTER = 7; // about the width of a character of the 12 px axis text
 const MINUTE = 60;
 const HOUR = 3600;
 const DAY = 86400;
@@ -96,10 +97,10 @@ export function tickLabel({time, step}, span) {
   }
   if (step >= DAY) {
     return span > 10 * DAY ? date.toLocaleDateString([], {day: "numeric", month: "short"})
-      : date.toLocaleDateString([], {weekday: "short", day: "numeric"});
+      : date.toLocaleDateString([], {weekday: "short", day: "numeric", month: "short"});
   }
   if (span > 20 * HOUR && date.getHours() === 0 && date.getMinutes() === 0) {
-    return date.toLocaleDateString([], {weekday: "short", day: "numeric"});
+    return date.toLocaleDateString([], {weekday: "short", day: "numeric", month: "short"});
   }
   return date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 }
@@ -164,14 +165,16 @@ export function lineChart({series, from, to, max = null, limit = null, limitLabe
   function draw() {
     const width = Math.max(240, Math.round(box.clientWidth || 600));
     if (drawn && drawn.width === width) return;
-    const plot = {left: PAD.left, top: PAD.top, width: width - PAD.left - PAD.right,
-      height: HEIGHT - PAD.top - PAD.bottom};
+    // As wide a margin as the longest value label needs ("600 KB/s" more than "100 %").
+    const left = Math.max(40, Math.max(...ticks.map((v) => tickText(v).length)) * CHARACTER + 14);
+    const plot = {left, top: PAD.top, width: width - left - PAD.right, height: HEIGHT - PAD.top - PAD.bottom};
     const chart = svg("svg", {class: "chart", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
       role: "img", "aria-label": summary()});
     for (const value of ticks) {
       const y = plot.top + plot.height * (1 - value / top);
       chart.append(svg("line", {class: "grid-line", x1: plot.left, x2: plot.left + plot.width, y1: y, y2: y}));
-      chart.append(svg("text", {class: "axis-text", x: plot.left - 8, y: y + 4, "text-anchor": "end"}, tickText(value)));
+      chart.append(svg("text", {class: "axis-text value-tick", x: plot.left - 8, y: y + 4, "text-anchor": "end"},
+        tickText(value)));
     }
     const span = to - from;
     for (const tick of timeTicks(from, to, Math.max(2, Math.floor(plot.width / LABEL_WIDTH)))) {

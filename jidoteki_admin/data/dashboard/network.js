@@ -127,20 +127,25 @@ export async function render({api, jobs, onLeave, connection}) {
       wrappers[name].setError(formProblems(values())[name] || null);
     });
   }
+  async function showInEffect() {
+    try {
+      current = (await api.optional("/settings")) || {};
+      fill(effect, inEffect(current));
+    } catch {
+      // the connection notice says why
+    }
+  }
   const panel = jobPanel(api, "settings", {title: "Last network change", running: "Applying",
     success: "The network settings are applied.", failed: "Applying the network settings failed",
     none: "The network settings have not been changed on this appliance."}, {
     jobs, onLeave,
-    onState: (state) => { submit.disabled = state.status === "running"; },
+    onState: (state, before) => {
+      submit.disabled = state.status === "running";
+      if (before && before.run !== state.run) showInEffect(); // a new run has saved its settings
+    },
     onEnd: async () => {
       slot.clear();
-      // What is in effect now: after a failure, the previous settings are back.
-      try {
-        current = (await api.optional("/settings")) || {};
-        fill(effect, inEffect(current));
-      } catch {
-        // the connection notice says why
-      }
+      showInEffect(); // after a failure, the previous settings are back
     },
   });
   form.addEventListener("submit", async (event) => {
