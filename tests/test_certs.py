@@ -170,7 +170,8 @@ async def test_an_rsa_certificate_with_its_chain_is_served_to_new_connections_at
     daemon = certs_daemon
     before = await json_of(await daemon.get("/certs"))
     assert before["status"] is None and before["log"] is None  # no update yet
-    assert set(before) == {"status", "log", "subject", "expires", "days-left"}
+    assert set(before) == {"status", "log", "subject", "issuer", "alt-names", "fingerprint", "not-before", "expires",
+                           "days-left"}
     old = await deferToThread(served, daemon.port)
     assert old == der_of(daemon.service.tree.certificate)
     assert (await daemon.get("/health")).code == 200  # the pooled connection, on the old certificate
