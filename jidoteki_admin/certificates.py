@@ -217,3 +217,48 @@ def iso(moment: datetime.datetime) -> str:
 
 def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def colon_fingerprint(hex_digest: str) -> str:
+    """A SHA-256 fingerprint as browsers' certificate viewers and ``openssl x509
+    -fingerprint`` show it (AB:CD:...), so an administrator can compare them by eye."""
+    return ":".join(hex_digest[i:i + 2] for i in range(0, len(hex_digest), 2)).upper()
+
+
+def alternative_names(certificate: x509.Certificate) -> list[str]:
+    """The names a certificate is valid for, from its subject alternative name extension:
+    DNS names and IP addresses as written, others (URIs, e-mail addresses) as ``URI:...``
+    and ``email:...``. None without the extension."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = []
+    for name in extension.value:
+        if isinstance(name, (x509.DNSName, x509.IPAddress)):
+            names.append(str(name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            names.append(f"URI:{name.value}")
+        elif isinstance(name, x509.RFC822Name):
+            names.append(f"email:{name.value}")
+    return names
+
+
+def description(subject: str, issuer: str, names: list[str] | tuple[str, ...], sha256: str,
+                not_before: datetime.datetime | None, not_after: datetime.datetime,
+                now: datetime.datetime) -> dict[str, object]:
+    """What GET /certs and POST /certs/check say of a certificate (additions to the
+    original's answer): who it is for and from, the names it covers, its fingerprint and
+    its dates."""
+    facts: dict[str, object] = {"subject": subject, "issuer": issuer, "alt-names": list(names),
+                                "fingerprint": colon_fingerprint(sha256)}
+    if not_before is not None:
+        facts["not-before"] = iso(not_before)
+    facts.update({"expires": iso(not_after), "days-left": days_left(not_after, now)})
+    return facts
+
+
+def describe(certificate: x509.Certificate, now: datetime.datetime) -> dict[str, object]:
+    return description(certificate.subject.rfc4514_string(), certificate.issuer.rfc4514_string(),
+                       alternative_names(certificate), fingerprint(certificate),
+                       certificate.not_valid_before_utc, certificate.not_valid_after_utc, now)

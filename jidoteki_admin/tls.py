@@ -16,6 +16,7 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
+from .certificates import alternative_names
 from .files import atomic_write
 
 # TLS 1.2 suites with ECDHE key exchange and an AEAD cipher; TLS 1.3 suites all qualify.
@@ -67,6 +68,11 @@ class ServedCertificate:
     subject: str  # RFC 4514
     not_after: datetime.datetime  # aware, UTC
     sha256: str  # hex fingerprint
+    # What an administrator checks a certificate by, in a browser's viewer or openssl's:
+    # who issued it, the names it is valid for, and from when.
+    issuer: str = ""  # RFC 4514
+    names: tuple[str, ...] = ()  # the subject alternative names, as certificates.alternative_names
+    not_before: datetime.datetime | None = None  # aware, UTC
 
 
 def served_certificate(certificate: Path) -> ServedCertificate:
@@ -78,7 +84,8 @@ def served_certificate(certificate: Path) -> ServedCertificate:
     except ValueError as e:
         raise SSL.Error(f"{certificate}: no certificate can be read ({e})") from None
     return ServedCertificate(cert.subject.rfc4514_string(), cert.not_valid_after_utc,
-                             cert.fingerprint(hashes.SHA256()).hex())
+                             cert.fingerprint(hashes.SHA256()).hex(), cert.issuer.rfc4514_string(),
+                             tuple(alternative_names(cert)), cert.not_valid_before_utc)
 
 
 def build_context(certificate: Path, private_key: Path) -> SSL.Context:

@@ -196,6 +196,27 @@ async def test_action_must_be_start_or_stop(backup_daemon, fields):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_running_backup_says_how_much_it_has_written(backup_daemon, tmp_path, monkeypatch):
+    """An addition: "written" lets a client show a running backup grow."""
+    slow = tmp_path / "slow-bin"
+    slow.mkdir()
+    (slow / "tar").write_text('#!/bin/sh\nfor a; do [ "$prev" = -cf ] && out="$a"; prev="$a"; done\n'
+                              'head -c 12345 /dev/zero > "$out"\nsleep 30\n')
+    (slow / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow}{os.pathsep}{os.environ['PATH']}")
+    daemon = backup_daemon
+    assert (await daemon.post_form("/backup", {"action": "START"})).code == 202
+    body: dict = {}
+    for _ in range(200):
+        body = await json_of(await daemon.get("/backup"))
+        if body.get("written") == 12345:
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+    assert body == {"status": "running", "written": 12345}
+    assert (await daemon.post_form("/backup", {"action": "STOP"})).code == 202
+
+
+@pytest_twisted.ensureDeferred
 async def test_stop_stops_a_running_backup_and_deletes_it(backup_daemon, tmp_path, monkeypatch):
     slow_tar(tmp_path, monkeypatch)
     daemon = backup_daemon

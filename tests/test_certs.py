@@ -170,7 +170,8 @@ async def test_an_rsa_certificate_with_its_chain_is_served_to_new_connections_at
     daemon = certs_daemon
     before = await json_of(await daemon.get("/certs"))
     assert before["status"] is None and before["log"] is None  # no update yet
-    assert set(before) == {"status", "log", "subject", "expires", "days-left"}
+    assert set(before) == {"status", "log", "subject", "issuer", "alt-names", "fingerprint", "not-before", "expires",
+                           "days-left"}
     old = await deferToThread(served, daemon.port)
     assert old == der_of(daemon.service.tree.certificate)
     assert (await daemon.get("/health")).code == 200  # the pooled connection, on the old certificate
@@ -212,6 +213,42 @@ async def test_an_ec_key_without_a_ca_is_installed_and_the_ca_file_left_alone(ce
     assert daemon.service.tree.private_key.read_bytes().startswith(b"-----BEGIN EC PRIVATE KEY-----")
     assert not daemon.service.tree.ca_certificate.exists()
     assert "No CA certificate given" in body["log"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_certificate_in_service_says_who_issued_it_its_names_and_fingerprint(certs_daemon, pki):
+    """Additions to GET /certs: what a browser's certificate viewer shows, to compare by."""
+    daemon = certs_daemon
+    assert (await post_certs(daemon, pki.ec_leaf.pem, pki.ec_leaf.key_pem)).code == 202
+    body = await finished(daemon)
+    leaf = pki.ec_leaf.certificate
+    assert body["issuer"] == "CN=Test Root CA"
+    assert body["alt-names"] == ["localhost", "ec.example.test"]
+    assert body["fingerprint"] == ":".join(f"{b:02X}" for b in leaf.fingerprint(hashes.SHA256()))
+    assert body["not-before"] == certificates.iso(leaf.not_valid_before_utc)
+    assert body["expires"] == certificates.iso(leaf.not_valid_after_utc)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_check_describes_the_upload_and_installs_nothing(certs_daemon, pki):
+    daemon = certs_daemon
+    before, served_before = tree_files(daemon), await deferToThread(served, daemon.port)
+    soon = issue("soon.example.test", pki.root, not_after=NOW + 10 * DAY)
+    response = await daemon.post_form("/certs/check", {}, {"public": ("p.pem", soon.pem),
+                                                            "private": ("k.pem", soon.key_pem),
+                                                            "ca": ("ca.pem", pki.root.pem)})
+    assert response.code == 200, await response.content()
+    body = await json_of(response)
+    assert body["subject"] == "CN=soon.example.test" and body["issuer"] == "CN=Test Root CA"
+    assert body["days-left"] in (9, 10) and body["alt-names"] == ["localhost", "soon.example.test"]
+    assert body["warnings"] and body["warnings"][0].startswith("The certificate expires in")
+    refused = await daemon.post_form("/certs/check", {}, {"public": ("p.pem", soon.pem),
+                                                           "private": ("k.pem", pki.ec_leaf.key_pem)})
+    assert refused.code == 400
+    assert (await json_of(refused))["Error-Message"].startswith("The private key does not match")
+    assert tree_files(daemon) == before  # nothing staged, nothing left in the uploads folder
+    assert await deferToThread(served, daemon.port) == served_before
+    assert (await json_of(await daemon.get("/certs")))["status"] is None  # no job ran
 
 
 @pytest_twisted.ensureDeferred

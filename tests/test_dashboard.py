@@ -5,13 +5,16 @@ the token, sign out; and its modules' logic checked in the same browser.
 
 One daemon and one browser serve the whole module; each test has a fresh browser context
 (its own storage). Every page is saved as a screenshot in test-screenshots/ (git ignores
-it), at a laptop's size and a phone's.
+it), at a laptop's size and a phone's, and checked at both sizes by axe-core against WCAG
+2.2 AA (axe-playwright-python bundles it): a violation fails the test.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
@@ -35,6 +39,10 @@ TOKEN = "yourtoken"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 30_000
+AXE = Axe()
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]},
+        "resultTypes": ["violations"]}
+AXE_REPORT = SCREENSHOTS / "axe.txt"
 
 
 # What the appliance serves besides the default endpoints, and the storage types it offers.
@@ -139,29 +147,50 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, appliance):
-    context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP, accept_downloads=True)
+def new_page(browser, base: str, viewport=LAPTOP):
+    """A page of a fresh context, which records what should never happen: script errors
+    and refusals by the Content-Security-Policy (``page.failures``), and every console
+    error, a failed request included (``page.console_errors``)."""
+    context = browser.new_context(ignore_https_errors=True, viewport=viewport, accept_downloads=True)
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(appliance.base + "/")
+    page.failures, page.console_errors = [], []
+    page.on("pageerror", lambda error: page.failures.append(str(error)))
+    page.on("console", lambda m: page.failures.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(base + "/")
+    return page
+
+
+@pytest.fixture
+def page(browser, appliance):
+    page = new_page(browser, appliance.base)
     yield page
-    context.close()
-    assert not errors, errors
+    page.context.close()
+    assert not page.failures, page.failures
+
+
+def accessible(page, name: str) -> None:
+    """axe-core finds no WCAG 2.2 AA violation in the page as it is now."""
+    found = AXE.run(page, options=WCAG).response["violations"]
+    with open(AXE_REPORT, "a") as report:
+        report.write(f"{name}: {len(found)} violations\n")
+    assert not found, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:5]) for v in found]
 
 
 def shoot(page, name: str) -> None:
-    """The page at a laptop's size and at a phone's."""
+    """The page at a laptop's size and at a phone's, each checked by axe-core."""
     page.wait_for_timeout(150)  # let the last answer render
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    accessible(page, name)
     page.set_viewport_size(PHONE)
-    # Laid out again for the width (the charts scale, nothing redraws): two frames later it is painted.
+    # Laid out again for the width (the charts are drawn again): two frames later it is painted.
     page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    page.wait_for_timeout(50)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    accessible(page, f"{name}-phone")
     page.set_viewport_size(LAPTOP)
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
 
 
 def until(condition, seconds: float = 10) -> None:
@@ -202,6 +231,9 @@ def test_sign_in_shows_the_version_and_health(page, appliance):
     page.wait_for_selector("pre.changelog:has-text('The first release')")
     page.wait_for_selector(".topbar .meter[data-figure=disk]")
     page.wait_for_selector(".services li:has-text('jidoteki-admin-api')")
+    page.wait_for_selector("section.card:has(h2:text-is('License')) >> text=No valid license is installed.")
+    page.wait_for_selector("section.card:has(h2:text-is('TLS certificate')) dt:text-is('Expires')")
+    assert re.search(r"Disk\n[0-9.]+ (KB|MB|GB|TB) used of [0-9.]+ (KB|MB|GB|TB)", page.inner_text("main"))
     shoot(page, "03-home")
     # The key, never the token, is kept; and only for this tab unless remembered.
     stored = page.evaluate("sessionStorage.getItem('jidoteki-admin-key')")
@@ -210,11 +242,32 @@ def test_sign_in_shows_the_version_and_health(page, appliance):
     assert TOKEN not in json.dumps(page.evaluate("Object.entries(sessionStorage)"))
 
 
+def test_signing_in_logs_nothing_in_the_console(browser, appliance):
+    """The sign-in page asks GET /setup/state, which answers: nothing is refused on the way
+    in. Home then asks for what this appliance has not saved yet (its network settings,
+    license, build file), which the API answers 404, and nothing else."""
+    page = new_page(browser, appliance.base)
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url.split("?")[0]) if r.status >= 400 else None)
+    try:
+        page.wait_for_selector("#login")
+        page.wait_for_timeout(300)
+        assert page.console_errors == [] and refused == []
+        sign_in(page)
+        page.wait_for_selector(".services li")
+        page.wait_for_timeout(300)
+        not_yet = {appliance.base + "/api/v1/admin/" + name for name in ("settings", "license", "build")}
+        assert set(refused) <= not_yet, refused
+        assert len(page.console_errors) == len(refused)
+    finally:
+        page.context.close()
+
+
 def test_the_menu_has_a_page_for_each_served_endpoint_and_no_other(page):
     sign_in(page)
     pages = page.eval_on_selector_all("nav a", "links => links.map(a => a.dataset.page)")
     assert pages == ["home", "monitor", "update", "network", "certs", "storage", "cluster", "license", "backup",
-                     "token", "support", "restart"]
+                     "token", "logs", "support", "restart"]
     page.set_viewport_size(PHONE)  # on a phone the menu folds behind a button
     assert not page.is_visible("nav a[data-page=update]")
     page.click(".menu-toggle")
@@ -223,6 +276,11 @@ def test_the_menu_has_a_page_for_each_served_endpoint_and_no_other(page):
     page.click("nav a[data-page=update]")
     page.wait_for_selector("h1.page-title:text-is('Update')")
     assert not page.is_visible("nav a[data-page=update]")
+    page.click(".menu-toggle")  # Escape closes it again, and the focus goes back to its button
+    page.wait_for_selector("nav a[data-page=update]:visible")
+    page.keyboard.press("Escape")
+    assert not page.is_visible("nav a[data-page=update]")
+    assert page.evaluate("document.activeElement.className") == "menu-toggle"
     page.click(".menu-toggle")
     page.click("nav .menu-signout")
     page.wait_for_selector("#login")
@@ -240,7 +298,7 @@ def test_requests_are_signed_with_a_hash_and_never_carry_the_token(page, applian
     page.click("#logout")  # the sign-in page asks the API's folder, unsigned, whether first-run is on
     page.wait_for_selector("#login")
     unsigned = [url for url in sent if "/api/v1/admin/" in url and "hash=" not in url]
-    assert unsigned == [appliance.base + "/api/v1/admin/"]
+    assert unsigned == [appliance.base + "/api/v1/admin/setup/state"]
 
 
 def test_remember_me_keeps_the_key_for_30_days_and_sign_out_forgets_it(page, appliance):
@@ -267,7 +325,7 @@ def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appli
     package = build(tmp_path, keys, "1.0.1", update_sh="#!/bin/sh\necho installing things\n", payload=3_000_000)
     sign_in(page)
     open_page(page, "update", "Update")
-    page.wait_for_selector("text=none yet")
+    page.wait_for_selector("text=No update has run on this appliance yet.")
     shoot(page, "04-update")
     page.set_input_files("input[name=update]", str(package))
     captions = "document.querySelector('#update-form ~ .progress .progress-text')"
@@ -276,11 +334,13 @@ def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appli
     page.click("#update-form button[type=submit]")
     page.wait_for_selector(".progress-text:text('Uploaded')")
     assert any(re.match(r"Uploading: [1-9][0-9.]* [KM]B of 3\.0 MB", c) for c in page.evaluate("window.captions"))
-    page.wait_for_selector(".badge-success", timeout=WAIT_MS)
-    page.wait_for_selector(".progress-text:text('Installing: 100 %')")
-    page.wait_for_selector(".message-success:text('The update is installed')")
+    page.wait_for_selector(".job .badge-success", timeout=WAIT_MS)
+    page.wait_for_selector(".job-result .message-success:text('The update is installed')")
     page.wait_for_selector(".version-badge:text('v1.0.1')")
-    assert page.inner_text("pre.log").strip()
+    assert page.locator(".progress-text:visible:has-text('Installing')").count() == 0  # not "Installing: 100 %"
+    assert page.locator("text=The package is uploaded").count() == 0  # the outcome replaces it
+    log = page.text_content(".job pre.log")
+    assert "Updating system" in log and not re.search(r"\[\d{10}\]", log)  # times readable, not Unix seconds
     shoot(page, "05-update-done")
     assert (appliance.admin / "etc" / "version.txt").read_text().strip() == "1.0.1"
 
@@ -291,11 +351,15 @@ def test_a_failed_update_shows_its_error_code_and_message(page, appliance, keys,
     open_page(page, "update", "Update")
     page.set_input_files("input[name=update]", str(package))
     page.click("#update-form button[type=submit]")
-    page.wait_for_selector(".badge-failed")
-    failure = page.inner_text(".status-line .failure")
-    assert failure.startswith("E1001: "), failure
-    assert "E1001" in page.inner_text(".message-error")
+    page.wait_for_selector(".job .badge-failed")
+    failure = page.inner_text(".job-result .message-error")
+    assert "This package holds version 0.9.0, which is not newer than the installed" in failure, failure
+    log = page.text_content(".job pre.log")
+    assert "Updating system successful" not in log  # this run's lines only, none of the last one's
     shoot(page, "06-update-failed")
+    page.reload()  # the failure is the appliance's state: it is still shown
+    page.wait_for_selector(".job .badge-failed")
+    assert "not newer than the installed" in page.inner_text(".job-result .message-error")
 
 
 # Backup
@@ -305,12 +369,18 @@ def test_a_backup_is_started_followed_downloaded_restored_and_deleted(page, appl
     database = (appliance.data / "app" / "main.db").read_bytes()
     sign_in(page)
     open_page(page, "backup", "Backup and restore")
+    page.wait_for_selector("text=There is no backup on the appliance.")
+    assert page.locator("#backup-stop:visible").count() == 0  # nothing to stop or delete
     shoot(page, "07-backup")
     page.click("#backup-start")
-    page.wait_for_selector("#backup-status .badge-success")
+    page.wait_for_selector(".job[data-job=backup] .badge-success")
     page.wait_for_selector("#backup-download:visible")
     expected = json.loads((appliance.admin / "home" / "sftp" / "uploads" / "backup.json").read_text())
     assert expected["sha256"] in page.inner_text("main")
+    made = page.inner_text("#backup-details dt:text-is('Made') + dd")
+    assert "just now" in made or "s ago" in made, made
+    assert re.fullmatch(r"[0-9.]+ KB", page.inner_text("#backup-details dt:text-is('Size') + dd"))
+    assert page.inner_text("#backup-stop") == "Delete the backup"
     shoot(page, "08-backup-done")
     with page.expect_download() as info:
         page.click("#backup-download")
@@ -323,14 +393,14 @@ def test_a_backup_is_started_followed_downloaded_restored_and_deleted(page, appl
     page.set_input_files("input[name=archive]", str(download.path()))
     page.click("#restore-form button[type=submit]")
     page.click("dialog button.danger")
-    page.wait_for_selector(".message-success:text('The backup is restored')")
-    assert page.get_attribute("#restore-form .progress", "aria-valuenow") == "100"
+    page.wait_for_selector(".job[data-job=restore] .message-success:text('The backup is restored')")
+    assert page.locator("text=Uploaded; the appliance is restoring").count() == 0
     assert (appliance.data / "app" / "main.db").read_bytes() == database
-    # Stop deletes it.
+    # Delete deletes it.
     page.click("#backup-stop")
     page.click("dialog button.danger")
-    page.wait_for_selector(".message-success:text('stopped and deleted')")
-    page.wait_for_selector("#backup-status .badge-none")
+    page.wait_for_selector(".message-success:text('The backup is deleted')")
+    page.wait_for_selector("text=There is no backup on the appliance.")
     assert page.locator("#backup-download:visible").count() == 0
     assert not (appliance.admin / "home" / "sftp" / "uploads" / "backup.tar").exists()
 
@@ -345,9 +415,11 @@ def test_restore_asks_first_and_shows_why_an_archive_is_refused(page, appliance,
     page.wait_for_selector("dialog[open]")
     shoot(page, "09-restore-confirm")
     page.click("dialog button.danger")
-    page.wait_for_selector("#restore-form ~ .message-error, .card .message-error")
-    text = page.inner_text(".card .message-error")
-    assert text and "{" not in text  # a sentence, not JSON
+    page.wait_for_selector(".job[data-job=restore] .badge-failed")
+    said = field_error(page, "archive")
+    assert said.startswith("This file is not a backup this appliance can restore"), said
+    assert page.locator("text=Uploaded; the appliance is restoring").count() == 0  # not left under the error
+    shoot(page, "09-restore-refused")
 
 
 # Support and restart
@@ -381,13 +453,34 @@ def test_the_monitor_draws_the_appliances_history_from_an_hour_to_a_year(page):
     page.wait_for_selector("svg.chart path.series-0")
     assert page.locator("svg.chart").count() == 4
     assert page.locator("text=keeps no health history").count() == 0
-    hour = page.get_attribute("svg[aria-label='Memory use'] path.series-0", "d")
+    memory = "svg[aria-label^='Memory use'] path.series-0"
+    hour = page.get_attribute(memory, "d")
     assert hour.count("L") > 300  # 10-second samples
-    assert page.locator("svg[aria-label='Network traffic'] path.series-1").count() == 1
+    assert page.locator("svg[aria-label^='Network traffic'] path.series-1").count() == 1
+    # Text a person can read, at the size it is drawn: 11 px at least, on round ticks.
+    sizes = page.eval_on_selector_all("svg.chart text", "ts => ts.map(t => t.getBoundingClientRect().height)")
+    assert sizes and min(sizes) >= 11, sizes
+    ticks = page.eval_on_selector_all("svg[aria-label^='CPU load'] text.value-tick", "ts => ts.map(t => t.textContent)")
+    values = [float(t) for t in ticks]
+    steps = {round(b - a, 6) for a, b in zip(values, values[1:])}
+    assert len(values) >= 3 and values[0] == 0 and len(steps) == 1, ticks
+    assert steps.pop() / 10 ** math.floor(math.log10(values[1])) in (1, 2, 2.5, 5), ticks  # 0, 0.5, 1, not 1.3
+    memory_ticks = page.eval_on_selector_all("svg[aria-label^='Memory use'] text.value-tick",
+                                             "ts => ts.map(t => t.textContent)")
+    assert memory_ticks == ["0 %", "25 %", "50 %", "75 %", "100 %"]
+    assert page.locator("svg[aria-label^='Memory use'] text.limit-text:text-is('limit 90 %')").count() == 1
+    # The value now beside each chart, and a read-out under the pointer.
+    assert re.fullmatch(r"Now: \d+ %", page.text_content("section:has(h2:text-is('Memory')) .now"))
+    box = page.locator(".chart-box").nth(1).bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 80)
+    page.wait_for_selector(".chart-tip:visible")
+    assert re.search(r"\d+ %", page.inner_text(".chart-tip:visible"))
     shoot(page, "12-monitor")
-    memory = "svg[aria-label='Memory use'] path.series-0"
     page.click("button:text('Last day')")
     until(lambda: page.get_attribute(memory, "d").count("L") > 1000)  # minutes
+    labels = page.eval_on_selector_all("svg[aria-label^='Memory use'] text[text-anchor=middle]", "ts => ts.map(t => t.textContent)")
+    assert any(re.search(r"[A-Za-z]", label) for label in labels), labels  # midnight says which day
+    shoot(page, "12-monitor-day")
     page.click("button:text('Last year')")
     until(lambda: page.get_attribute(memory, "d").count("L") < 30)  # hours
     shoot(page, "12-monitor-year")
@@ -449,13 +542,14 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
     page.fill("input[name=netmask]", "255.0.255.0")
     page.fill("input[name=gateway]", "2001:db8::1")
     page.click("#network-form button[type=submit]")
-    page.wait_for_selector("#network-form .field-error:text('option: netmask')")
-    assert posted == []  # the page's own check
+    page.wait_for_selector("#network-form .field-error:text('Type a netmask like 255.255.255.0')")
+    assert posted == []  # the page's own check, in words for people
+    assert page.evaluate("document.activeElement.name") == "netmask"
     page.fill("input[name=netmask]", "8")
     # Each address is one: only the appliance checks the gateway is of the address's family.
     page.click("#network-form button[type=submit]")
     page.wait_for_selector("input[name=gateway][aria-invalid=true]")
-    assert field_error(page, "gateway").startswith("Missing or invalid string for option: gateway. Allowed: an IPv4")
+    assert field_error(page, "gateway") == "Type the gateway's address, an IPv4 or IPv6 address like the IP address."
     assert len(posted) == 1 and not (appliance.etc / "network.json").exists()
     shoot(page, "21-network-refused")
     page.fill("input[name=gateway]", "127.0.0.254")
@@ -463,8 +557,9 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
     page.fill("input[name=ntpserver]", "ntp.example.test:123")  # a port, as the appliance allows
     page.fill("input[name=app_name]", "R&D's app")  # app.json takes any text
     page.click("#network-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('The settings are saved')")
+    page.wait_for_selector(".job[data-job=settings] .message-success:text('The network settings are applied')")
     assert page.locator("#network-form .field-error:visible").count() == 0
+    page.wait_for_selector("#network-in-effect dd:text-is('127.0.0.254')")
     network = saved(appliance.etc / "network.json", lambda d: d.get("mode") == "static")
     assert network == {"mode": "static", "interface": "eth0", "hostname": "admin.example.test",
                        "ip_address": "127.0.0.1", "netmask": "8", "gateway": "127.0.0.254", "dns1": "127.0.0.53",
@@ -476,13 +571,15 @@ def test_network_shows_the_appliances_refusal_at_its_field_and_saves_a_static_ad
     shoot(page, "22-network")
     page.check("#mode-dhcp")
     page.click("#network-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('takes its address from DHCP')")
+    page.wait_for_selector(".message-info:text('takes its address from DHCP')")
     assert saved(appliance.etc / "network.json", lambda d: d.get("mode") == "dhcp") == {
         "mode": "dhcp", "interface": "eth0", "hostname": "admin.example.test", "ntpserver": "ntp.example.test:123"}
 
 
 def test_a_certificate_is_installed_and_served_to_the_next_connection(page, appliance, tmp_path):
     import ssl
+
+    from cryptography.hazmat.primitives import hashes
 
     root = issue("Dashboard Test Root", ca=True)
     leaf = issue("appliance.example.test", root)
@@ -496,15 +593,34 @@ def test_a_certificate_is_installed_and_served_to_the_next_connection(page, appl
     page.set_input_files("input[name=private]", str(tmp_path / "server.key"))
     page.set_input_files("input[name=ca]", str(tmp_path / "ca.pem"))
     page.click("#certs-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('The certificate is installed')")
-    assert page.locator(".status-line .badge-success").count() == 1
+    page.wait_for_selector(".job-result .message-success:text('The certificate is installed')")
+    assert page.locator(".job .badge-success").count() == 1
     page.wait_for_selector(".facts dd:text-is('CN=appliance.example.test')")
     assert "null" not in page.inner_text("main")
-    assert page.inner_text(".facts dd >> nth=1") == leaf.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    shown = dict(zip(page.eval_on_selector_all("#certs-in-service dt", "e => e.map(x => x.textContent)"),
+                     page.eval_on_selector_all("#certs-in-service dd", "e => e.map(x => x.textContent)")))
+    assert shown["Issued by"] == "CN=Dashboard Test Root"
+    assert shown["Names"] == "localhost, appliance.example.test"
+    assert shown["SHA-256 fingerprint"] == leaf.certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert str(leaf.certificate.not_valid_after_utc.year) in shown["Expires"]
     assert page.locator(".message-success:text('valid for 36')").count() == 1
     shoot(page, "24-certs-installed")
     served = ssl.get_server_certificate(("127.0.0.1", appliance.port))
     assert ssl.PEM_cert_to_DER_cert(served) == leaf.der
+    # One that expires sooner is shown first, and installed only if the administrator says so.
+    sooner = issue("sooner.example.test", root, not_after=datetime.datetime.now(datetime.timezone.utc)
+                   + datetime.timedelta(days=20))
+    (tmp_path / "sooner.pem").write_bytes(sooner.pem)
+    (tmp_path / "sooner.key").write_bytes(sooner.key_pem)
+    page.set_input_files("input[name=public]", str(tmp_path / "sooner.pem"))
+    page.set_input_files("input[name=private]", str(tmp_path / "sooner.key"))
+    page.click("#certs-form button[type=submit]")
+    page.wait_for_selector("dialog[open]:has-text('sooner than the one in service')")
+    assert page.locator("dialog dd:text-is('CN=sooner.example.test')").count() == 1
+    shoot(page, "24-certs-sooner-confirm")
+    page.click("dialog button:text('Cancel')")
+    page.wait_for_selector(".message-info:text('Nothing was installed')")
+    assert ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", appliance.port))) == leaf.der
 
 
 def test_a_vendor_license_installs_and_a_tampered_one_is_refused_readably(page, appliance, tmp_path):
@@ -527,10 +643,29 @@ def test_a_vendor_license_installs_and_a_tampered_one_is_refused_readably(page, 
     shoot(page, "25-license")
     page.set_input_files("input[name=license]", str(bad))
     page.click("#license-form button[type=submit]")
-    page.wait_for_selector(".message-error:text('This license was refused: Invalid license signature')")
+    page.wait_for_selector(".message-error:text('This license was not installed')")
+    assert field_error(page, "license").startswith("This license was not signed by this appliance's vendor")
     assert page.locator(".facts dd:text-is('20')").count() == 1  # the installed one still shown
     assert (appliance.etc / "license.asc").read_bytes() == good.read_bytes()
     shoot(page, "26-license-refused")
+    # An expired license does not replace a valid one without a question.
+    expired = tmp_path / "expired.asc"
+    assert vendor.main(["license", "--key", str(appliance.license_key), "--app", "enterprise", "--users", "5",
+                        "--expires", "2020-02-29", "--name", "Enterprise Company", "--contact", "cto@enterprise",
+                        "--out", str(expired)]) == 0
+    page.set_input_files("input[name=license]", str(expired))
+    page.click("#license-form button[type=submit]")
+    page.wait_for_selector("dialog[open]:has-text('This license expired on 29 February 2020')")
+    shoot(page, "26-license-expired-confirm")
+    page.click("dialog button:text('Cancel')")
+    page.wait_for_selector(".message-info:text('the valid license stays')")
+    assert (appliance.etc / "license.asc").read_bytes() == good.read_bytes()
+    page.click("#license-form button[type=submit]")
+    page.click("dialog button.danger")
+    page.wait_for_selector(".message-warning:text('it has expired')")
+    assert page.locator(".message-success:text('The license is installed')").count() == 0  # no green beside red
+    page.wait_for_selector("#license-details .message-error:text('This license expired on 29 February 2020')")
+    assert (appliance.etc / "license.asc").read_bytes() == expired.read_bytes()
 
 
 def test_storage_offers_the_allowed_types_and_keeps_a_masked_password(page, appliance):
@@ -542,15 +677,15 @@ def test_storage_offers_the_allowed_types_and_keeps_a_masked_password(page, appl
     page.select_option("select[name=type]", "local")
     page.click("#storage-form button[type=submit]")
     page.wait_for_selector("select[name=type][aria-invalid=true]")
-    assert field_error(page, "type") == "Missing or invalid string for option: type. Allowed: nfs, iscsi"
+    assert field_error(page, "type") == "Choose one of the storage types this appliance allows: nfs, iscsi."
     page.select_option("select[name=type]", "nfs")
     page.fill("input[name=ip]", "192.168.1.100")
     page.click("#storage-form button[type=submit]")
     page.wait_for_selector("input[name=share][aria-invalid=true]")
-    assert field_error(page, "share") == "Missing option for storage type nfs: share"
+    assert field_error(page, "share") == "This storage type needs the share."
     page.fill("input[name=share]", "/nfs/storage")
     page.click("#storage-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('next restart')")
+    page.wait_for_selector(".job-result .message-success:text('next restart')")
     assert saved(settings, lambda d: True) == {"storage": {"type": "nfs", "ip": "192.168.1.100",
                                                            "share": "/nfs/storage"}}
     page.reload()
@@ -563,7 +698,7 @@ def test_storage_offers_the_allowed_types_and_keeps_a_masked_password(page, appl
     page.fill("input[name=username]", "user")
     page.fill("input[name=password]", "s3cret pass!")
     page.click("#storage-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('next restart')")
+    page.wait_for_selector(".job-result .message-success:text('next restart')")
     saved(settings, lambda d: d["storage"]["type"] == "iscsi")
     page.reload()
     page.wait_for_selector("#storage-form")
@@ -572,7 +707,6 @@ def test_storage_offers_the_allowed_types_and_keeps_a_masked_password(page, appl
     shoot(page, "27-storage")
     before = settings.stat().st_ino
     page.click("#storage-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('next restart')")
     assert saved(settings, lambda d: True, before) == {"storage": {
         "type": "iscsi", "ip": "192.168.1.101", "target": "iqn.2016-01.com.example:storage.lun1",
         "username": "user", "password": "s3cret pass!"}}
@@ -592,11 +726,11 @@ def test_cluster_keeps_its_secret_when_saved_again_without_it(page, appliance):
     page.fill("input[name=peer-port]", "7946")
     page.click("#cluster-form button[type=submit]")  # no secret stored yet: one is needed
     page.wait_for_selector("input[name=secret][aria-invalid=true]")
-    assert field_error(page, "secret").startswith("Missing or invalid string for option: secret")
+    assert field_error(page, "secret").startswith("Type the shared secret: 16 to 256 characters")
     page.fill("input[name=secret]", secret)
     page.click("#cluster-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('cluster settings are saved')")
-    page.wait_for_selector(".status-line .badge-success")
+    page.wait_for_selector(".job-result .message-success:text('The cluster settings are applied')")
+    page.wait_for_selector(".job .badge-success")
     first = saved(settings, lambda d: True)
     assert first["cluster"]["secret"] == secret and first["cluster"]["role"] == "secondary"
     page.reload()
@@ -610,12 +744,11 @@ def test_cluster_keeps_its_secret_when_saved_again_without_it(page, appliance):
     page.locator("input[name=peer-address]").nth(1).fill("node3 example")
     page.click("#cluster-form button[type=submit]")
     page.wait_for_selector(".peer:nth-child(2) input[name=peer-address][aria-invalid=true]")
-    assert page.inner_text(".peer:nth-child(2) .field:has([name=peer-address]) .field-error").startswith(
-        "Missing or invalid string for option: peer 2 address")
+    assert page.inner_text(".peer:nth-child(2) .field:has([name=peer-address]) .field-error") == \
+        "Type the peer's host name or IP address, like node2.example.com or 10.0.0.2."
     page.locator("input[name=peer-address]").nth(1).fill("node3.example.test")
     before = settings.stat().st_ino
     page.click("#cluster-form button[type=submit]")
-    page.wait_for_selector(".message-success:text('cluster settings are saved')")
     assert saved(settings, lambda d: True, before) == {"cluster": {
         "name": "store", "node": "node1", "role": "secondary", "secret": secret,
         "peers": [{"name": "node2", "address": "10.0.0.2", "port": 7946},
@@ -686,7 +819,7 @@ def test_the_menu_follows_the_endpoint_catalogue(js):
                                                  "setup", "storage", "update", "version")] + ["/docs"]
     ids = module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", everything)
     assert ids == ["home", "monitor", "update", "network", "certs", "storage", "cluster", "license", "backup", "token",
-                   "support", "restart"]
+                   "logs", "support", "restart"]
     few = ["/api/v1/admin/version", "/api/v1/admin/debug", "/docs"]
     assert module(js, "app.js", "(m, l) => m.availablePages(l).map(p => p.id)", few) == ["home", "support"]
 
@@ -718,6 +851,65 @@ def test_the_network_checks_give_the_servers_verdicts(js):
                     verdict(validate.netmask, value, 6), verdict(validate.host_or_address, value, "ntpserver"),
                     verdict(validate.host_or_address, value, "ntpserver", True)]
         assert answers == expected, value
+
+
+def refusals() -> list[str]:
+    """What the appliance's checks say of bad network, storage and cluster settings, and of
+    bad certificates: the messages the dashboard must put in words for people."""
+    from jidoteki_admin import certificates, cluster_settings, storage_settings
+
+    said = []
+
+    def record(check, *args):
+        try:
+            check(*args)
+        except (validate.Invalid, ValueError) as problem:
+            said.append(str(problem))
+
+    for value in VALUES:
+        for check, args in ((validate.interface, ()), (validate.hostname, ()), (validate.ip_address, ("gateway",)),
+                            (validate.netmask, (4,)), (validate.netmask, (6,)),
+                            (validate.host_or_address, ("ntpserver", True))):
+            record(check, value, *args)
+    record(validate.settings_document, {"network": {"interface": "eth0", "hostname": "a.b.c", "ip_address": "1.2.3.4"}})
+    allowed = ("nfs", "iscsi")
+    for document in ({"storage": {"type": "local"}}, {"storage": {"type": "nfs", "ip": "1.2.3.4"}},
+                     {"storage": {"type": "nfs", "ip": "host", "share": "/x"}},
+                     {"storage": {"type": "nfs", "ip": "1.2.3.4", "share": "x"}},
+                     {"storage": {"type": "nfs", "ip": "1.2.3.4", "share": "/x", "device": "e0.1"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "iqn.2016-01.com.example:x",
+                                  "username": "u"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "nope"}},
+                     {"storage": {"type": "iscsi", "ip": "1.2.3.4", "target": "iqn.2016-01.com.example:x",
+                                  "username": "u", "password": "a$b"}}):
+        record(storage_settings.storage_settings, document, allowed)
+    good = {"name": "store", "node": "node1", "role": "primary", "secret": "s" * 20}
+    for cluster in ({**good, "name": "-x"}, {**good, "role": "boss"}, {**good, "secret": "short"},
+                    {**good, "peers": [{"name": "node1", "address": "10.0.0.2"}]},
+                    {**good, "peers": [{"name": "n2", "address": "bad address"}]},
+                    {**good, "peers": [{"name": "n2", "address": "10.0.0.2"}, {"name": "n2", "address": "10.0.0.3"}]},
+                    {**good, "peers": [{"name": f"n{i}", "address": f"10.0.0.{i}"} for i in range(2, 70)]}):
+        record(cluster_settings.cluster_settings, {"cluster": cluster})
+    root, leaf = issue("Words Root", ca=True), issue("words.example.test")
+    other = issue("other.example.test")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for public, private, ca in ((b"", leaf.key_pem, None), (b"junk", leaf.key_pem, None),
+                                (leaf.pem, b"junk", None), (leaf.pem, other.key_pem, None),
+                                (leaf.pem, leaf.key_pem, root.pem)):
+        record(certificates.validate, public, private, ca, now)
+    return said
+
+
+def test_every_refusal_of_the_appliances_checks_is_put_in_words(js):
+    said = refusals()
+    assert len(said) > 100
+    explained = js.evaluate("""async (messages) => {
+        const m = await import('/dashboard/words.js');
+        return messages.map(text => [text, m.explain(text)]);
+    }""", sorted(set(said)))
+    unknown = [text for text, answer in explained if not answer["known"]]
+    assert unknown == []
+    assert all("option:" not in answer["text"] for _, answer in explained)  # people's words, not the API's
 
 
 def test_a_static_network_needs_its_address_netmask_and_gateway(js):
@@ -834,10 +1026,11 @@ def test_the_health_bar_is_red_at_98_percent_disk(page, fake):
     shoot(page, "40-fake-home")
 
 
-def test_a_lost_connection_says_so(page, fake):
-    page.route("**/api/v1/admin/settings**", lambda route: route.abort("connectionrefused"))
-    page.click("nav a[data-page=network]")
-    page.wait_for_selector("main .message-error:text('connection to the appliance was lost')")
+def test_a_lost_connection_says_so_over_the_whole_page(page, fake):
+    open_page(page, "network", "Network")
+    page.route("**/api/v1/admin/**", lambda route: route.abort("connectionrefused"))
+    page.wait_for_selector(".disconnected:visible h2:text-is('Disconnected')", timeout=4000)
+    assert page.evaluate("document.querySelector('.frame').inert")
     shoot(page, "41-fake-connection-lost")
 
 
@@ -927,8 +1120,9 @@ def test_an_appliance_without_a_token_takes_its_first_one_from_the_page(browser,
     context = browser.new_context(ignore_https_errors=True, viewport=LAPTOP)
     try:
         page = context.new_page()
-        page.goto(base + "/")
-        page.click("button:text('This appliance has no token yet')")
+        page.goto(base + "/")  # no token: the page says so and asks for the first one
+        page.wait_for_selector("h2:text('Set the first API token')")
+        shoot(page, "32-first-token")
         page.fill("input[name=newtoken]", "the-first-token")
         page.fill("input[name=newtoken2]", "the-first-token")
         page.click("form button[type=submit]")
@@ -937,3 +1131,254 @@ def test_an_appliance_without_a_token_takes_its_first_one_from_the_page(browser,
         sign_in(page, "the-first-token")
     finally:
         context.close()
+
+
+# What the appliance is, not what the page assumed: a failure stays a failure, a daemon that
+# is gone is shown at once and found again, a change waits for the administrator's word.
+
+
+def test_a_failing_network_hook_is_shown_as_a_failure_until_the_next_change(page, appliance):
+    hook = appliance.admin / "bin" / "network.sh"
+    sign_in(page)
+    open_page(page, "network", "Network")
+    page.fill("input[name=interface]", "eth0")
+    page.fill("input[name=hostname]", "good.example.test")
+    page.check("#mode-dhcp")
+    page.click("#network-form button[type=submit]")
+    page.wait_for_selector(".job[data-job=settings] .message-success")
+    hook.write_text('#!/bin/sh\nif grep -q eth9 "$(dirname "$0")/../etc/network.json"; then\n'
+                    '  echo "no such interface: eth9" >&2; exit 3\nfi\n')
+    try:
+        page.fill("input[name=interface]", "eth9")
+        page.fill("input[name=hostname]", "bad.example.test")
+        page.click("#network-form button[type=submit]")
+        page.wait_for_selector(".job[data-job=settings] .badge-failed")
+        said = page.inner_text(".job[data-job=settings] .job-result .message-error")
+        assert "could not apply the settings (its network.sh failed with status 3)" in said, said
+        assert "put the previous ones back" in said
+        assert page.locator(".message-success:visible").count() == 0  # no green "saved" for a failure
+        log = page.text_content(".job[data-job=settings] pre.log")
+        assert "no such interface: eth9" in log
+        # In effect: the previous settings, which the appliance put back.
+        page.wait_for_selector("#network-in-effect dd:text-is('good.example.test')")
+        shoot(page, "29-network-hook-failed")
+        page.reload()  # the failure is the appliance's state, not the page's memory
+        page.wait_for_selector(".job[data-job=settings] .badge-failed")
+        assert page.input_value("input[name=hostname]") == "good.example.test"
+        assert "previous ones back" in page.inner_text(".job-result .message-error")
+    finally:
+        hook.write_text('#!/bin/sh\necho "$0 $*"\n')
+    page.click("#network-form button[type=submit]")  # the next change clears it
+    page.wait_for_selector(".job[data-job=settings] .badge-success")
+    assert page.locator(".job-result .message-error").count() == 0
+
+
+def test_the_first_click_on_apply_is_not_lost_when_an_error_appears(page):
+    """A field checked when it is left grows an error, which pushes the button down: the
+    click that left the field must still reach the button."""
+    sign_in(page)
+    open_page(page, "network", "Network")
+    page.fill("input[name=interface]", "eth0")
+    page.fill("input[name=hostname]", "admin.example.test")
+    page.fill("input[name=app_name]", "app")
+    page.fill("input[name=ntpserver]", "not a host name")  # the field just above the button
+    page.focus("input[name=ntpserver]")
+    page.click("#network-form button[type=submit]")  # a real press and release, where it was
+    page.wait_for_selector(".message-error:text('Some settings are not valid')", timeout=3000)
+    assert field_error(page, "ntpserver").startswith("Type a time server's name or address")
+
+
+def restartable(tmp_path, config: dict) -> tuple[callable, str]:
+    """A daemon of its own, which can be stopped and started again on the same port."""
+    port = free_port()
+    admin = tmp_path / "admin"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    args = ["--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
+            "--config", str(tmp_path / "config.json")]
+    running = []
+
+    def start():
+        running.append(Twistd(tmp_path, args))
+        running[-1].wait_listening(port)
+        return running[-1]
+
+    return start, running, f"https://127.0.0.1:{port}"
+
+
+def test_a_stopped_daemon_is_shown_at_once_and_found_again(browser, tmp_path):
+    start, running, base = restartable(tmp_path, {"endpoints": ["settings"]})
+    (tmp_path / "admin" / "etc").mkdir(parents=True)
+    (tmp_path / "admin" / "etc" / "api.token").write_text(TOKEN + "\n")
+    daemon = start()
+    page = new_page(browser, base)
+    try:
+        sign_in(page)
+        page.wait_for_selector(".services li:has-text('jidoteki-admin-api')")
+        daemon.stop()
+        stopped = time.monotonic()
+        page.wait_for_selector(".disconnected:visible h2:text-is('Disconnected')", timeout=5000)
+        assert time.monotonic() - stopped < 4.5  # the page asks every 3 s: it is told at once
+        assert page.evaluate("document.querySelector('.frame').classList.contains('stale')")
+        assert "may no longer be true" in page.inner_text(".disconnected")
+        shoot(page, "44-disconnected")
+        # A page not opened yet still opens (its module was loaded with the rest), and says why it is empty.
+        page.evaluate("location.hash = '#/network'")
+        page.wait_for_selector("h1.page-title:text-is('Network')")
+        assert "Failed to fetch" not in page.inner_text("body")
+        start()
+        page.wait_for_selector(".disconnected", state="hidden", timeout=15000)
+        page.wait_for_selector("#network-form")  # the page is read again from the appliance
+        assert not page.evaluate("document.querySelector('.frame').inert")
+    finally:
+        page.context.close()
+        for each in running:
+            each.stop()
+    assert not page.failures, page.failures
+
+
+def test_a_network_change_waits_for_keep_or_undo_with_a_countdown(browser, tmp_path):
+    start, running, base = restartable(tmp_path, {"endpoints": ["settings"], "settings-confirm-seconds": 30})
+    (tmp_path / "admin" / "etc").mkdir(parents=True)
+    (tmp_path / "admin" / "bin").mkdir(parents=True)
+    (tmp_path / "admin" / "etc" / "api.token").write_text(TOKEN + "\n")
+    (tmp_path / "admin" / "bin" / "network.sh").write_text('#!/bin/sh\necho "network.sh $*"\n')
+    (tmp_path / "admin" / "bin" / "network.sh").chmod(0o755)
+    start()
+    page = new_page(browser, base)
+    network = tmp_path / "admin" / "etc" / "network.json"
+    try:
+        sign_in(page)
+        open_page(page, "network", "Network")
+        page.fill("input[name=interface]", "eth0")
+        page.fill("input[name=hostname]", "kept.example.test")
+        page.click("#network-form button[type=submit]")
+        page.wait_for_selector(".confirm-banner:visible h2:text('Keep the new network settings?')")
+        count = page.inner_text(".countdown")
+        assert re.fullmatch(r"The previous settings come back in (2\d|30) s\.", count), count
+        page.wait_for_timeout(1200)
+        assert page.inner_text(".countdown") != count  # it counts down
+        assert page.evaluate("document.activeElement.id") == "confirm-keep"
+        shoot(page, "45-network-keep-or-undo")
+        page.keyboard.press("Enter")  # Keep
+        page.wait_for_selector(".job[data-job=settings] .badge-success")
+        assert json.loads(network.read_text())["hostname"] == "kept.example.test"
+        page.fill("input[name=hostname]", "undone.example.test")
+        page.click("#network-form button[type=submit]")
+        page.click("#confirm-undo")
+        page.wait_for_selector(".job[data-job=settings] .badge-failed")
+        assert "The change was undone" in page.inner_text(".job-result .message-error")
+        assert json.loads(network.read_text())["hostname"] == "kept.example.test"
+        page.wait_for_selector(".confirm-banner", state="hidden")
+    finally:
+        page.context.close()
+        for each in running:
+            each.stop()
+    assert not page.failures, page.failures
+
+
+# Keyboard only
+
+
+def focused(page) -> str:
+    return page.evaluate("(() => { const e = document.activeElement; return e.name || e.id || e.textContent; })()")
+
+
+def tab_to(page, wanted: str, most: int = 40) -> int:
+    """Press Tab until the focus is on ``wanted`` (an id, a name or a text); how many presses."""
+    for presses in range(1, most + 1):
+        page.keyboard.press("Tab")
+        if focused(page) == wanted:
+            return presses
+    raise AssertionError(f"Tab never reached {wanted}: at {focused(page)}")
+
+
+def test_keyboard_only_sign_in_update_network_and_backup(page, appliance, keys, tmp_path):
+    # Sign in: the field has the focus; Enter signs in.
+    page.wait_for_selector("#login")
+    assert focused(page) == "token"
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("header.topbar")
+    # The skip link comes first, and leads past the menu.
+    # Focus is seen on the dark top bar: a yellow ring, well over 3:1 against it.
+    tab_to(page, "logout")
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    assert ring == "rgb(255, 211, 61)", ring
+    assert contrast(ring, page.evaluate("getComputedStyle(document.querySelector('.topbar')).backgroundColor")) >= 3
+    # Update: to the page by the menu, to the file input in a few stops past the skip link.
+    page.evaluate("location.hash = '#/update'")
+    page.reload()
+    page.wait_for_selector("#update-form")
+    assert focused(page) == "content"  # a page opened has the focus on its content
+    assert tab_to(page, "update") == 1
+    # The skip link: the first stop of the page, which leads past the menu to the content.
+    tab_to(page, "Skip to the main content", most=80)
+    assert page.is_visible(".skip-link")
+    page.keyboard.press("Enter")
+    assert focused(page) == "content"
+    assert tab_to(page, "update") == 1
+    page.set_input_files("input[name=update]", str(build(tmp_path, keys, "0.9.1")))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".job[data-job=update] .badge-failed")  # older than installed: refused, and said
+    # Network: every field and the button by Tab; the error's field gets the focus.
+    page.evaluate("location.hash = '#/network'")
+    page.wait_for_selector("#network-form")
+    page.focus("#mode-dhcp")
+    tab_to(page, "interface")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("e")
+    tab_to(page, "Apply the network settings")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".message-error:text('Some settings are not valid')")
+    assert focused(page) == "interface"
+    # Backup: start it, then delete it behind its dialog, by keys alone.
+    page.evaluate("location.hash = '#/backup'")
+    page.wait_for_selector("#backup-start")
+    for _ in range(20):  # a job of the same group (saving the persistent files) may still run
+        page.focus("#backup-start")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#backup-stop:visible, .message-error:has-text('is running')")
+        if page.is_visible("#backup-stop"):
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_selector("#backup-stop:visible")
+    page.focus("#backup-stop")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog[open]")
+    assert focused(page) == "Cancel"  # the safe choice first
+    shoot(page, "46-keyboard-dialog")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=There is no backup on the appliance.")
+
+
+def contrast(first: str, second: str) -> float:
+    def luminance(css: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", css)[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+# Reading the logs in the browser
+
+
+def test_the_logs_are_read_in_the_browser(page, appliance):
+    (appliance.admin / "etc" / "logs.txt").write_text("")
+    sign_in(page)
+    open_page(page, "logs", "Logs")
+    page.select_option("select[name=job]", "backup")
+    page.wait_for_selector(".job[data-job=backup] pre.log:visible")
+    log = page.inner_text(".job[data-job=backup] pre.log")
+    assert "Backup complete" in log and not re.search(r"\[\d{10}\]", log)
+    page.click("#read-logs")
+    page.wait_for_selector(".message-success:text('log files read')")
+    files = page.eval_on_selector_all("select[name=file] option", "o => o.map(x => x.textContent)")
+    assert any(name.startswith("log/update_backup.log") for name in files), files
+    page.select_option("select[name=file]", label=next(n for n in files if n.startswith("log/update_backup.log")))
+    page.fill("input[name=filter]", "complete")
+    page.wait_for_selector("pre.log-file:has-text('Backup complete')")
+    assert "with “complete”" in page.inner_text(".hint:has-text('lines')")
+    shoot(page, "47-logs")

@@ -161,6 +161,22 @@ async def test_setting_a_token_ends_first_run(make_memory_daemon, auth):
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_setup_state_is_answered_without_authentication(make_memory_daemon):
+    """GET /setup/state (an addition): what the sign-in page asks before anyone signs in,
+    answered 200 so that browsers log no failure."""
+    daemon = first_run_daemon(make_memory_daemon)
+    state = daemon.base + "/api/v1/admin/setup/state"
+    response = await daemon.client.get(state)
+    assert response.code == 200 and await json_of(response) == {"token": True, "first-run": True}
+    assert (await daemon.post_form("/setup", {"newtoken": "chosen"})).code == 200
+    assert await json_of(await daemon.client.get(state)) == {"token": True, "first-run": False}
+    assert (await daemon.client.post(state)).code == 405
+    plain = make_memory_daemon(subdir="plain", token=None)
+    assert await json_of(await plain.client.get(plain.base + "/api/v1/admin/setup/state")) == {
+        "token": False, "first-run": None}
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_refused_new_token_keeps_first_run(make_memory_daemon):
     daemon = first_run_daemon(make_memory_daemon)
     response = await daemon.post_form("/setup", {"newtoken": "a" * 256})

@@ -126,6 +126,22 @@ async def test_an_expired_license_still_shows_its_details(licensed, keys, tmp_pa
     assert (await json_of(response))["expired"] is True
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_check_answers_the_details_and_installs_nothing(licensed, keys, tmp_path):
+    """POST /license/check (an addition): what POST /license would say, so a client can ask
+    before an expired license replaces a valid one."""
+    installed = issue(keys, tmp_path)
+    assert (await post_license(licensed, installed)).code == 200
+    expired = issue(keys, tmp_path, expires="2020-02-29")
+    response = await licensed.post_form("/license/check", files={"license": ("license.asc", expired)})
+    assert response.code == 200
+    assert await json_of(response) == {**DETAILS, "expires": "29 February 2020", "expired": True}
+    refused = await licensed.post_form("/license/check", files={"license": ("license.asc", tampered(expired))})
+    assert refused.code == 404 and (await error_of(refused)).startswith("Invalid license signature")
+    assert license_file(licensed).read_bytes() == installed  # nothing installed
+    assert (await json_of(await licensed.get("/license")))["expired"] is False
+
+
 def tampered(issued: bytes) -> bytes:
     """The same signature over a document that says 2000 users."""
     armored = licensefile.parse(issued)
@@ -361,6 +377,15 @@ async def test_what_the_script_prints_must_be_a_json_object(scripted, extra, mes
     assert license_file(daemon).read_bytes() == b"VALID old license\n"
     response = await daemon.get("/license")
     assert response.code == 404 and await error_of(response) == message
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_script_cannot_check_a_license_without_installing_it(scripted):
+    daemon = scripted
+    response = await daemon.post_form("/license/check", files={"license": ("license.asc", b"VALID x\n")})
+    assert response.code == 400
+    assert "only by installing it" in await error_of(response)
+    assert not license_file(daemon).exists()
 
 
 @pytest_twisted.ensureDeferred

@@ -31,6 +31,8 @@ OPTIONAL_ENDPOINTS = {
     "/license": ["GET", "POST"], "/cluster": ["GET", "POST"], "/cluster/log": ["GET"],
     "/backup": ["GET", "POST"], "/backup/download": ["GET"], "/backup/log": ["GET"],
     "/backup/restore": ["POST"],
+    # Additions of this version (API.md marks them as such).
+    "/settings/confirm": ["GET", "POST"], "/certs/check": ["POST"], "/license/check": ["POST"],
 }
 
 

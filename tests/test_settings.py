@@ -456,6 +456,68 @@ async def test_an_unconfirmed_first_change_removes_what_it_wrote(confirming_daem
     assert "There were no previous network settings to apply again" in log_text(daemon)
 
 
+async def post_explicit(daemon, document):
+    response = await daemon.post_form("/settings", fields={"confirm": "explicit"},
+                                      files={"settings": ("settings.json", json.dumps(document).encode())})
+    assert response.code == 202, await response.content()
+
+
+async def waits(daemon) -> dict:
+    """GET /settings/confirm once the job waits (the requests asking it confirm nothing)."""
+    for _ in range(200):
+        answer = await json_of(await daemon.get("/settings/confirm"))
+        if answer["waiting"]:
+            return answer
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("the settings job never waited for a confirmation")
+
+
+@pytest.fixture
+def patient_daemon(make_daemon):
+    return make_daemon(config={"endpoints": ["settings"], "settings-confirm-seconds": 6})
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_explicit_change_is_kept_by_keep_and_by_no_other_request(patient_daemon):
+    """The dashboard's countdown: its polling does not confirm, its "Keep" does."""
+    daemon = patient_daemon
+    hook(daemon, "")
+    assert (await json_of(await daemon.get("/settings/confirm"))) == {
+        "waiting": False, "explicit": False, "seconds": 6, "deadline": None, "seconds-left": None}
+    refused = await daemon.post_form("/settings/confirm", fields={"action": "KEEP"})
+    assert refused.code == 400 and (await json_of(refused))["Error-Message"] == "No network change is waiting to " \
+        "be confirmed"
+    await post_explicit(daemon, DHCP)
+    answer = await waits(daemon)
+    assert answer["explicit"] is True and 0 < answer["seconds-left"] <= 6 and answer["deadline"].endswith("Z")
+    for _ in range(5):  # a page polling meanwhile confirms nothing
+        assert (await daemon.get("/settings")).code in (200, 404)
+        await deferLater(reactor, 0.2, lambda: None)
+    assert running(daemon) and "The new settings are confirmed" not in log_text(daemon)
+    kept = await daemon.post_form("/settings/confirm", fields={"action": "keep"})
+    assert kept.code == 200
+    status = await finished(daemon, 5)
+    assert status.status == "success" and "The new settings are confirmed" in log_text(daemon)
+    assert not (await json_of(await daemon.get("/settings/confirm")))["waiting"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_undo_puts_the_previous_settings_back_at_once(patient_daemon):
+    daemon = patient_daemon
+    hook(daemon, "")
+    assert (await confirmed(daemon, DHCP)).status == "success"  # the default: any request confirms
+    before = {name: (etc(daemon) / name).read_bytes() for name in ("network.json", "app.json", "network.conf")}
+    await post_explicit(daemon, STATIC)
+    await waits(daemon)
+    started = time.monotonic()
+    assert (await daemon.post_form("/settings/confirm", fields={"action": "UNDO"})).code == 200
+    status = await finished(daemon, 5)
+    assert time.monotonic() - started < 5
+    assert status.status == "failed" and status.error_message.endswith("previous settings restored")
+    assert {name: (etc(daemon) / name).read_bytes() for name in before} == before
+    assert hook_calls(daemon) == ["dhcp", "static", "dhcp"]
+
+
 @pytest_twisted.ensureDeferred
 async def test_without_a_hook_there_is_nothing_to_confirm(confirming_daemon):
     daemon = confirming_daemon

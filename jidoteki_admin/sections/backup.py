@@ -34,6 +34,8 @@ STATUS_SCHEMA = {
         "filesize": {"type": "string"},
         "sha256": {"type": "string"},
         "created": {"type": "string", "description": "when the archive was made, ISO 8601 in UTC (an addition)"},
+        "written": {"type": "integer", "description": "bytes of the archive written so far, while a backup "
+                                                     "runs (an addition)"},
     },
     "required": ["status"],
 }
@@ -87,7 +89,7 @@ class Backup:
 
     def _status(self) -> object:
         if self.runner.is_running(BACKUP):
-            return {"status": "running"}
+            return self._running()
         value = responses.json_file(self.status_file, 64 * 1024, "backup.json not found",
                                     "backup.json is not valid JSON")
         if isinstance(value, dict) and value.get("status") == "running":
@@ -100,6 +102,16 @@ class Backup:
                 remove_quietly(self.archive)
             except OSError:
                 pass  # an appliance script's file, not the daemon's to replace: the answer says it
+        return value
+
+    def _running(self) -> dict[str, object]:
+        """A running backup, and how much of its archive is written: the job writes it
+        beside the final name (jobs/backup.py), so a client can show it grow."""
+        value: dict[str, object] = {"status": "running"}
+        try:
+            value["written"] = self.archive.with_name(f".{self.archive.name}.partial").stat().st_size
+        except OSError:
+            pass  # not begun yet, already renamed, or an appliance script's own file
         return value
 
     def act(self, request) -> bytes:

@@ -7,6 +7,10 @@ again, installs them where the listener reads them, and tells the appliance's ot
 services. When it succeeds, the listener loads the new pair: new connections get the new
 certificate with no restart; if loading fails, the old one stays in service and GET
 /certs says why.
+
+POST /certs/check (an addition) makes the same checks and installs nothing: it answers
+what the upload is (subject, issuer, names, fingerprint, dates), so that a client can ask
+before replacing a certificate with one that expires sooner, or is for other names.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from twisted.logger import Logger
 
 from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
-from ..certificates import days_left, iso, validate
+from ..certificates import description, describe, validate
 from ..context import Context
 from ..files import remove_quietly
 from ..jobs.certs import CERTS
@@ -31,11 +35,29 @@ STATUS_SCHEMA = {
         "log": _TEXT_OR_NULL,
         "error-message": _TEXT_OR_NULL,
         "subject": {"type": "string"},
+        "issuer": {"type": "string"},
+        "alt-names": {"type": "array", "items": {"type": "string"}},
+        "fingerprint": {"type": "string", "description": "SHA-256, as AB:CD:..."},
+        "not-before": {"type": "string"},
         "expires": {"type": "string"},
         "days-left": {"type": "integer"},
         "load-error": {"type": "string"},
     },
     "required": ["status", "log"],
+}
+CHECK_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "subject": {"type": "string"},
+        "issuer": {"type": "string"},
+        "alt-names": {"type": "array", "items": {"type": "string"}},
+        "fingerprint": {"type": "string"},
+        "not-before": {"type": "string"},
+        "expires": {"type": "string"},
+        "days-left": {"type": "integer"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["subject", "issuer", "alt-names", "fingerprint", "expires", "days-left", "warnings"],
 }
 # Where the uploads wait for the job, in the uploads folder (where they were streamed to):
 # for the built-in job, and under the names the appliance's update_certs.sh looks for.
@@ -58,16 +80,19 @@ class Certs:
         self.load_error: str | None = None
 
     def section(self) -> Section:
-        upload = post(
-            self.upload, "Upload a TLS certificate, its private key and CA, and install them", Reply(ACCEPTED),
+        files = (
             Field("public", FILE, description="The certificate (PEM), optionally followed by its chain"),
             Field("private", FILE, description="Its private key (PEM, unencrypted RSA or EC)"),
             Field("ca", FILE, required=False, description="The certificate(s) of the CA that issued it (PEM)"),
-            errors=(400, 413, 507),
         )
+        upload = post(self.upload, "Upload a TLS certificate, its private key and CA, and install them",
+                      Reply(ACCEPTED), *files, errors=(400, 413, 507))
+        check = post(self.check, "Check a TLS certificate, its private key and CA without installing them",
+                     Reply(JSON, CHECK_SCHEMA), *files, errors=(400, 413, 507))
         status = get(self.status, "The status of the last certificates update, and the certificate in service",
                      Reply(JSON, STATUS_SCHEMA), scope=READ)
-        return Section(self.name, "TLS", (Endpoint("/certs", (status, upload)),), optional=True)
+        return Section(self.name, "TLS", (Endpoint("/certs", (status, upload)),
+                                          Endpoint("/certs/check", (check,))), optional=True)
 
     def _load(self, why_not: str) -> bool:
         """Serve the certificate on disk to new connections; if it cannot be loaded, the one
@@ -84,16 +109,31 @@ class Certs:
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
 
-    def upload(self, request) -> bytes:
-        self.runner.check_free(CERTS)
-        form = request.form
+    @staticmethod
+    def _uploads(form) -> dict:
         uploads = {"public": form.file("public"), "private": form.file("private")}
         if "ca" in form.files or "ca" in form.texts:
             uploads["ca"] = form.file("ca")
+        return uploads
+
+    def _validate(self, uploads: dict):
         contents = {name: upload.path.read_bytes() for name, upload in uploads.items()}
         # The whole check, but for the slow consistency check of an RSA key's numbers (a
         # 16384-bit key takes seconds), which the job does.
-        validate(contents["public"], contents["private"], contents.get("ca"), self.now(), check_rsa=False)
+        return validate(contents["public"], contents["private"], contents.get("ca"), self.now(), check_rsa=False)
+
+    def check(self, request) -> bytes:
+        """The checks POST /certs makes, and what the upload is; the files are removed with
+        the request, as every upload no handler keeps."""
+        candidate = self._validate(self._uploads(request.form))
+        facts = describe(candidate.certificate, self.now())
+        facts["warnings"] = candidate.warnings
+        return responses.document(request, facts, no_cache=True)
+
+    def upload(self, request) -> bytes:
+        self.runner.check_free(CERTS)
+        uploads = self._uploads(request.form)
+        self._validate(uploads)
         names = APPLIANCE_STAGED if self.runner.launcher.scripted(CERTS) else STAGED
         staged = {name: upload.move_to(self.tree.uploads / names[name]) for name, upload in uploads.items()}
         args = ["--public", str(staged["public"]), "--private", str(staged["private"]),
@@ -128,8 +168,8 @@ class Certs:
             report["error-message"] = status.error_message
         served = self.tls.served()
         if served is not None:
-            report.update({"subject": served.subject, "expires": iso(served.not_after),
-                           "days-left": days_left(served.not_after, self.now())})
+            report.update(description(served.subject, served.issuer, served.names, served.sha256,
+                                      served.not_before, served.not_after, self.now()))
         if self.load_error is not None:
             report["load-error"] = self.load_error
         return responses.document(request, report, no_cache=True)

@@ -13,6 +13,10 @@ Two schemes, never mixed (docs/license.md):
 
 Either way: 200 with the details; 404 for an invalid license or none; 400 when a valid
 license cannot be installed. An invalid license changes nothing on disk.
+
+POST /license/check (an addition) answers a license's details without installing it, so a
+client can ask before replacing a valid license with an expired one. Only the default
+scheme can: bin/license.sh checks the installed license, so there it is refused (400).
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ class License:
                 get(self.details, "The details of the installed license", Reply(JSON, DETAILS_SCHEMA),
                     errors=(400, 404)),
                 post(self.install, "Install a license (waits until it is checked)", Reply(JSON, DETAILS_SCHEMA),
+                     license_file, errors=(400, 404, 413)),
+            )),
+            Endpoint("/license/check", (
+                post(self.check, "Check a license without installing it", Reply(JSON, DETAILS_SCHEMA),
                      license_file, errors=(400, 404, 413)),
             )),
         ), optional=True)
@@ -153,6 +161,21 @@ class License:
         with open(upload.path, "rb") as f:  # at most the field's upload cap (1 MiB)
             data = f.read()
         return responses.document(request, self._install_default(data))
+
+    def check(self, request) -> bytes:
+        """The details POST /license would answer, and nothing installed."""
+        upload = request.form.file("license")
+        if upload.size == 0:
+            raise APIError(400, "The license file is empty")
+        if self.scripted:
+            raise APIError(400, "This appliance's bin/license.sh checks a license only by installing it")
+        with open(upload.path, "rb") as f:  # at most the field's upload cap (1 MiB)
+            data = f.read()
+        try:
+            details = licensefile.check(data, self.tree.license_public_key)
+        except licensefile.LicenseError as e:
+            raise APIError(404, str(e)) from None
+        return responses.document(request, details, no_cache=True)
 
     def _install_default(self, data: bytes) -> dict[str, Any]:
         try:

@@ -1,18 +1,35 @@
-"""Section 1 and 2: initial setup and changing the API token."""
+"""Section 1 and 2: initial setup and changing the API token.
+
+GET /setup/state (an addition, without authentication) says what a sign-in page must know
+before anyone signs in: whether a token is set, and whether first-run is on. Both are what
+unauthenticated requests already learn (an unauthenticated POST /setup is accepted only
+without a token; every error answer carries First-Run), asked without an error answer,
+which browsers show as a failure in their console on every sign-in.
+"""
 
 from __future__ import annotations
 
 from twisted.internet import defer
 
-from .. import responses
+from .. import API_PREFIX, responses
 from ..auth import token_problem
-from ..catalogue import STATUS, Endpoint, Field, Reply, Section, post
+from ..catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write, remove_quietly
 from ..jobs.appliance import TOKEN
 from ..jobs.persist import PERSIST
 from ..responses import APIError
 from ..runner import SUCCESS
+
+STATE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "token": {"type": "boolean", "description": "an API token is set"},
+        "first-run": {"type": ["boolean", "null"],
+                      "description": "the generated passphrase is still the token (null: first-run is off)"},
+    },
+    "required": ["token", "first-run"],
+}
 
 
 class Setup:
@@ -35,7 +52,16 @@ class Setup:
             Field("newtoken", description="The new API token: printable ASCII, at most 255 characters"),
             errors=(400,),
         )
-        return Section(self.name, "Setup and token", (Endpoint("/setup", (change,), open_while_no_token=True),))
+        state = get(self.state, "Whether a token is set and first-run is on (no authentication)",
+                    Reply(JSON, STATE_SCHEMA))
+        return Section(self.name, "Setup and token", (
+            Endpoint("/setup", (change,), open_while_no_token=True),
+            Endpoint(API_PREFIX + "/setup/state", (state,), public=True),
+        ))
+
+    def state(self, request) -> bytes:
+        return responses.document(request, {"token": self.tokens.current() is not None,
+                                            "first-run": self.tokens.first_run}, no_cache=True)
 
     def change_token(self, request):
         new_token = request.form.text("newtoken")

@@ -1,10 +1,14 @@
 // The Admin API from the browser: the key derived from the token, signed requests, uploads
-// with progress, downloads, and readable errors.
+// with progress, downloads, and readable errors. Every request and every download link is
+// signed here and nowhere else.
 //
 // API.md section 2: the key is the lowercase hex text of SHA-256(token), used as ASCII
 // bytes; each request carries ?hash=HMAC-SHA256(key, METHOD + path). The token itself is
 // never kept and never sent again (only as newtoken, when it is changed).
 
+import {LOST} from "./words.js";
+
+export {LOST};
 export const PREFIX = "/api/v1/admin";
 const STORE = "jidoteki-admin-key";
 const REMEMBER_DAYS = 30;
@@ -18,8 +22,6 @@ export class ApiError extends Error {
     this.firstRun = firstRun;
   }
 }
-
-export const LOST = "The connection to the appliance was lost. Check the network and try again.";
 
 function hex(buffer) {
   return Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -90,11 +92,16 @@ export function errorMessage(status, statusText, header, body) {
   return new ApiError(status, text, firstRun);
 }
 
-/** The client: every call signed with the key it holds. */
+/**
+ * The client: every call signed with the key it holds. onUnauthorized(error) hears of a
+ * 403 to a signed request; onConnection(answered) of every request that got an answer
+ * (true) or none at all (false), so the page can say at once that the appliance is gone.
+ */
 export class Api {
-  constructor(key, onUnauthorized = () => {}) {
+  constructor(key, onUnauthorized = () => {}, onConnection = () => {}) {
     this.key = key;
     this.onUnauthorized = onUnauthorized;
+    this.onConnection = onConnection;
   }
 
   /** The signed URL of an endpoint; a query it carries is kept, the hash covers the path only. */
@@ -113,8 +120,10 @@ export class Api {
     try {
       response = await fetch(url, {method, body: form, cache: "no-store", credentials: "omit"});
     } catch {
+      this.onConnection(false);
       throw new ApiError(0, LOST);
     }
+    this.onConnection(true);
     if (!response.ok) {
       const error = errorMessage(response.status, response.statusText, response.headers.get("Error-Message"),
         method === "HEAD" ? "" : await response.text().catch(() => ""));
@@ -165,6 +174,7 @@ export class Api {
         if (event.lengthComputable) onProgress(event.loaded, event.total);
       });
       request.addEventListener("load", () => {
+        this.onConnection(true);
         if (request.status >= 200 && request.status < 300) {
           try {
             resolve(JSON.parse(request.responseText || "{}"));
@@ -178,7 +188,10 @@ export class Api {
         if (request.status === 403) this.onUnauthorized(error);
         reject(error);
       });
-      request.addEventListener("error", () => reject(new ApiError(0, LOST)));
+      request.addEventListener("error", () => {
+        this.onConnection(false);
+        reject(new ApiError(0, LOST));
+      });
       request.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
       request.send(form);
     });
@@ -212,4 +225,15 @@ export class Api {
 /** A JSON document as a file for a `settings` field. */
 export function jsonFile(value) {
   return new Blob([JSON.stringify(value, null, 2)], {type: "application/json"});
+}
+
+/** What the sign-in page needs first, asked without a key (GET /setup/state): whether a
+ * token is set and whether first-run is on; null when the appliance does not say. */
+export async function setupState() {
+  try {
+    const response = await fetch(`${PREFIX}/setup/state`, {cache: "no-store", credentials: "omit"});
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
 }

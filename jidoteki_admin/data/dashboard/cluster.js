@@ -1,9 +1,10 @@
-// Cluster: this node's name and role, its peers, the shared secret, and the cluster's state.
+// Cluster: this node's name and role, its peers, the shared secret; the settings in effect and
+// the cluster job as the appliance runs it.
 
-import {h, card, facts, field, messageSlot} from "./dom.js";
+import {h, card, facts, field, fill, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
-import {optionNamed} from "./rules.js";
-import {follow, logBox, showLogButton, statusLine, statusLog} from "./jobs.js";
+import {jobPanel} from "./jobs.js";
+import {explain, sentence} from "./words.js";
 
 /** What GET /cluster answers for a stored secret, and what POST /cluster takes as "keep it". */
 export const MASK = "********";
@@ -28,18 +29,16 @@ export function clusterDocument(values, peers, storedSecret = false) {
 }
 
 /**
- * The peer field a server message is about ("...option: peer 2 address...", "Peer 1 is this
- * node itself..."), among the rows that were sent, in their order; null when none is named.
+ * The peer field a server message is about ("peer 2 address", as words.explain names it),
+ * among the rows that were sent, in their order; null when none is named.
  */
-export function peerField(text, sentRows) {
-  const match = /\b[Pp]eer (\d+)(?: (name|address|port)\b)?/.exec(text || "");
+export function peerField(named, sentRows) {
+  const match = /^peer (\d+) (name|address|port)$/.exec(named || "");
   const row = match ? sentRows[Number(match[1]) - 1] : null;
-  return row ? row.fields[match[2] || "name"] : null;
+  return row ? row.fields[match[2]] : null;
 }
 
-export async function render({api, onLeave}) {
-  let stopped = false;
-  onLeave(() => { stopped = true; });
+export async function render({api, jobs, onLeave}) {
   const answer = await api.json("/cluster");
   const current = answer.cluster || {};
   const slot = messageSlot();
@@ -73,7 +72,7 @@ export async function render({api, onLeave}) {
   const add = h("button", {type: "button", class: "button small"}, "Add a peer");
   add.addEventListener("click", () => addRow());
   const submit = h("button", {type: "submit", class: "button primary"}, "Save the cluster settings");
-  const form = h("form", {class: "form", id: "cluster-form"},
+  const form = h("form", {class: "form", id: "cluster-form", novalidate: true},
     h("div", {class: "columns"}, inputs.name, inputs.node, inputs.role, inputs.secret),
     h("fieldset", {}, h("legend", {}, "Peers"), rows, h("div", {class: "actions"}, add)),
     h("div", {class: "actions"}, submit));
@@ -86,40 +85,54 @@ export async function render({api, onLeave}) {
     submit.disabled = true;
     try {
       const peers = [...rows.children].map((r) => r.values());
+      const previous = panel.run();
       await api.upload("/cluster", {settings: jsonFile(clusterDocument(values, peers, Boolean(current.secret)))});
-      slot.show("success", "The cluster settings are saved; the appliance is applying them.");
+      slot.show("info", "Applying the cluster settings…");
       if (values.secret) {
         current.secret = MASK;
         inputs.secret.input.value = "";
         inputs.secret.input.placeholder = "unchanged";
       }
-      const last = await follow(api, "/cluster", {onStatus: showState, isStopped: () => stopped});
-      if (last?.status === "failed") slot.show("error", "Applying the cluster settings failed: see the log.");
+      await panel.started(previous);
     } catch (error) {
-      const option = optionNamed(error.message);
-      if (option && inputs[option]) inputs[option].setError(error.message);
-      const peer = peerField(error.message, [...rows.children].filter((row) => {
+      const explained = explain(error.message);
+      const peer = peerField(explained.field, [...rows.children].filter((row) => {
         const {name, address} = row.values();
         return name || address;
       }));
-      if (peer) peer.setError(error.message);
-      slot.show("error", error.message);
+      const target = peer || (explained.field && inputs[explained.field]);
+      if (error.status !== 0 && target) {
+        target.setError(explained.text);
+        target.input.focus();
+        slot.show("error", "The appliance refused a setting: see the field marked below.");
+      } else {
+        slot.show("error", sentence(error));
+      }
     } finally {
       submit.disabled = false;
     }
   });
-  const log = logBox("Cluster log");
-  const showLog = showLogButton(api, "/cluster/log", "Show the cluster log", log, slot);
-  const state = h("div");
+  const state = h("div", {id: "cluster-in-effect"});
   function showState(latest) {
-    const settings = latest?.cluster || {};
-    state.replaceChildren(statusLine(latest), facts([["Cluster", settings.name], ["This node", settings.node],
+    const settings = latest?.cluster;
+    fill(state, settings ? facts([["Cluster", settings.name], ["This node", settings.node],
       ["Role", settings.role], ["Peers", (settings.peers || [])
-        .map((p) => `${p.name} (${p.address}${p.port ? `:${p.port}` : ""})`).join(", ")]]));
-    log.set(statusLog(latest));
+        .map((p) => `${p.name} (${p.address}${p.port ? `:${p.port}` : ""})`).join(", ") || "none"]])
+      : h("p", {class: "muted"}, "No cluster settings have been saved yet."));
   }
   showState(answer);
+  const panel = jobPanel(api, "cluster", {title: "Last cluster change", running: "Applying",
+    success: "The cluster settings are applied.", failed: "Applying the cluster settings failed",
+    none: "The cluster settings have not been changed yet."}, {
+    jobs, onLeave,
+    onState: (latest) => { submit.disabled = latest.status === "running"; },
+    onEnd: async () => {
+      slot.clear();
+      showState(await api.json("/cluster").catch(() => answer));
+    },
+  });
+  await panel.load();
   return h("div", {class: "stack"},
-    card("Cluster state", state, log, h("p", {}, showLog)),
-    card("Cluster settings", slot, form));
+    card("Cluster settings", slot, form),
+    h("div", {class: "grid"}, card("In effect now", state), card("The cluster job", panel)));
 }

@@ -37,14 +37,18 @@ export function card(title, ...children) {
   return h("section", {class: "card"}, title ? h("h2", {}, title) : null, ...children);
 }
 
-/** A message box: kind is "error", "success", "info" or "warning". */
+/** A message box: kind is "error", "success", "info" or "warning". It is not announced by
+ * itself: a page's results go in a messageSlot, which is. */
 export function message(kind, ...children) {
-  return h("div", {class: `message message-${kind}`, role: kind === "error" ? "alert" : "status"}, ...children);
+  const icon = {error: "Error: ", warning: "Warning: "}[kind];
+  return h("div", {class: `message message-${kind}`},
+    icon ? h("span", {class: "visually-hidden"}, icon) : null, ...children);
 }
 
-/** A place for one message at a time, which a page sets and clears. */
+/** A place for the result of what the administrator did, one message at a time: the only
+ * kind of region the page announces (with the job panels' outcomes). */
 export function messageSlot() {
-  const slot = h("div", {class: "message-slot"});
+  const slot = h("div", {class: "message-slot", role: "status"});
   slot.show = (kind, ...children) => fill(slot, message(kind, ...children));
   slot.clear = () => fill(slot);
   return slot;
@@ -55,9 +59,9 @@ export function field(label, input, hint) {
   const id = input.id || `f-${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;
   const error = h("p", {class: "field-error", id: `${id}-error`, hidden: true});
-  input.setAttribute("aria-describedby", `${id}-error`);
-  const wrapper = h("div", {class: "field"}, h("label", {for: id}, label), input,
-    hint ? h("p", {class: "hint"}, hint) : null, error);
+  const hintElement = hint ? h("p", {class: "hint", id: `${id}-hint`}, hint) : null;
+  input.setAttribute("aria-describedby", hint ? `${id}-error ${id}-hint` : `${id}-error`);
+  const wrapper = h("div", {class: "field"}, h("label", {for: id}, label), input, hintElement, error);
   wrapper.input = input;
   wrapper.setError = (text) => {
     error.textContent = text || "";
@@ -90,46 +94,38 @@ export function progress(label) {
   return element;
 }
 
-/** A status badge: running, success, failed, or none. */
-export function badge(status) {
-  const known = ["running", "success", "failed"].includes(status);
-  return h("span", {class: `badge badge-${known ? status : "none"}`}, status || "none yet");
-}
-
-/** Bytes as people read them: 1.5 MB. */
-export function bytes(count) {
-  const units = ["bytes", "KB", "MB", "GB", "TB"];
-  let value = count;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return unit === 0 ? `${count} bytes` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
+export {bytes} from "./format.js";
 
 /** A promise that resolves after ms milliseconds. */
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** A modal confirmation; resolves true when confirmed. */
+/** A modal confirmation; resolves true when confirmed. ``text`` may be nodes (details to
+ * weigh); the safe choice, Cancel, has the focus. */
 export function confirmDialog(title, text, confirmLabel, danger = false) {
   return new Promise((resolve) => {
-    const dialog = h("dialog", {class: "dialog", "aria-label": title});
+    const titleId = `d-${Math.random().toString(36).slice(2, 9)}`;
+    const dialog = h("dialog", {class: "dialog", "aria-labelledby": titleId});
+    const previous = document.activeElement;
     const close = (answer) => {
       dialog.close();
       dialog.remove();
+      if (previous && previous.isConnected) previous.focus();
       resolve(answer);
     };
     dialog.append(
-      h("h2", {}, title), h("p", {}, text),
+      h("h2", {id: titleId}, title), typeof text === "string" ? h("p", {}, text) : text,
       h("div", {class: "actions"},
         h("button", {type: "button", class: "button", onclick: () => close(false)}, "Cancel"),
         h("button", {type: "button", class: danger ? "button danger" : "button primary",
           onclick: () => close(true)}, confirmLabel)));
-    dialog.addEventListener("cancel", () => close(false));
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      close(false);
+    });
     document.body.append(dialog);
     dialog.showModal();
+    dialog.querySelector("button").focus();
   });
 }

@@ -1,7 +1,9 @@
 // The health bar shown on every page: CPU load, memory and disk from GET /health, red at the
-// original dashboard's limits.
+// original dashboard's limits, and marked in words too (not by colour alone). It is not a
+// live region: a refresh every 15 s is no news to announce.
 
 import {h, fill} from "./dom.js";
+import {size} from "./format.js";
 
 export const MEMORY_LIMIT = 90; // percent
 export const DISK_LIMIT = 98; // percent
@@ -24,8 +26,10 @@ function meter(name, label, percent, detail, alert) {
   bar.style.width = `${value}%`;
   return h("div", {class: alert ? "meter alert" : "meter", "data-figure": name,
     title: alert ? `${label} is over its limit` : label},
-  h("span", {class: "meter-label"}, label),
-  h("span", {class: "meter-track"}, bar),
+  h("span", {class: "meter-label"}, label,
+    alert ? h("span", {class: "over-mark"}, h("span", {"aria-hidden": "true"}, " ▲"),
+      h("span", {class: "visually-hidden"}, " over its limit")) : null),
+  h("span", {class: "meter-track", "aria-hidden": "true"}, bar),
   h("span", {class: "meter-value"}, detail));
 }
 
@@ -38,25 +42,26 @@ export function healthFigures(health) {
   return [
     meter("cpu", "CPU", loadPercent, `${cpu.cpu5min ?? "?"} / ${cores} cores`, alerts.cpu),
     meter("memory", "Memory", health.memory?.percentage,
-      `${health.memory?.percentage ?? "?"} % of ${health.memory?.total ?? "?"}`, alerts.memory),
+      `${health.memory?.percentage ?? "?"} % of ${size(health.memory?.total) || "?"}`, alerts.memory),
     meter("disk", "Disk", health.disk?.percentage,
-      `${health.disk?.percentage ?? "?"} % of ${health.disk?.total ?? "?"}`, alerts.disk),
+      `${health.disk?.percentage ?? "?"} % of ${size(health.disk?.total) || "?"}`, alerts.disk),
   ];
 }
 
-/** The bar: polls /health while the dashboard is open. */
+/** The bar: polls /health while the dashboard is open. Without an answer the last figures
+ * stay, marked stale (the page's connection notice says why). */
 export function healthBar(api) {
-  const element = h("div", {class: "health", "aria-label": "Appliance health"});
+  const element = h("div", {class: "health", role: "group", "aria-label": "Appliance health"});
   let timer = null;
   const refresh = async () => {
     try {
       const health = await api.json("/health");
       const alerts = healthAlerts(health);
       element.classList.toggle("alert", alerts.cpu || alerts.memory || alerts.disk);
+      element.classList.remove("stale");
       fill(element, healthFigures(health));
-    } catch (error) {
-      element.classList.remove("alert");
-      fill(element, h("span", {class: "health-error"}, error.message));
+    } catch {
+      element.classList.add("stale");
     }
   };
   element.start = () => {

@@ -1,8 +1,10 @@
-// Storage: where the appliance keeps its data, among the types it allows.
+// Storage: where the appliance keeps its data, among the types it allows; the storage job as
+// the appliance runs it.
 
 import {h, card, field, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
-import {optionNamed} from "./rules.js";
+import {jobPanel} from "./jobs.js";
+import {explain, sentence} from "./words.js";
 
 export const TYPES = {
   local: {title: "Local disk", fields: []},
@@ -45,7 +47,7 @@ export async function loadStorage(api) {
   }
 }
 
-export async function render({api}) {
+export async function render({api, jobs, onLeave}) {
   const loaded = await loadStorage(api);
   if (!loaded) {
     return card("Storage", h("p", {class: "muted"}, "This appliance allows no storage type to be chosen."));
@@ -74,7 +76,11 @@ export async function render({api}) {
   select.addEventListener("change", drawFields);
   if (types.length) drawFields();
   const submit = h("button", {type: "submit", class: "button primary"}, "Save the storage settings");
-  const form = h("form", {class: "form", id: "storage-form"}, typeField, extra,
+  const panel = jobPanel(api, "storage", {title: "Last storage change", running: "Saving",
+    success: "The storage settings are saved. The appliance uses them after its next restart.",
+    failed: "Saving the storage settings failed", none: "The storage settings have not been changed yet."}, {
+    jobs, onLeave, onEnd: () => slot.clear()});
+  const form = h("form", {class: "form", id: "storage-form", novalidate: true}, typeField, extra,
     h("p", {class: "hint"}, "The new storage is used after the next restart."), h("div", {class: "actions"}, submit));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -82,20 +88,28 @@ export async function render({api}) {
     const values = Object.fromEntries(Object.entries(wrappers).map(([n, w]) => [n, w.input.value.trim()]));
     for (const wrapper of [typeField, ...Object.values(wrappers)]) wrapper.setError(null);
     submit.disabled = true;
+    const previous = panel.run();
     try {
       await api.upload("/storage", {settings: jsonFile(storageDocument(select.value, values))});
-      slot.show("success", "The storage settings are saved. The appliance uses them after its next restart.");
+      slot.show("info", "Saving the storage settings…");
+      await panel.started(previous);
     } catch (error) {
-      const option = optionNamed(error.message);
-      const target = option === "type" ? typeField : wrappers[option];
-      if (target) target.setError(error.message);
-      slot.show("error", error.message);
+      const explained = explain(error.message);
+      const target = explained.field === "type" ? typeField : wrappers[explained.field];
+      if (error.status !== 0 && target) {
+        target.setError(explained.text);
+        target.input.focus();
+        slot.show("error", "The appliance refused a setting: see the field marked below.");
+      } else {
+        slot.show("error", sentence(error));
+      }
     } finally {
       submit.disabled = false;
     }
   });
+  await panel.load().catch(() => null);
   if (!types.length) {
     return card("Storage", h("p", {class: "muted"}, "This appliance allows no storage type to be chosen."));
   }
-  return h("div", {class: "stack"}, card("Persistent storage", slot, form));
+  return h("div", {class: "stack"}, card("Persistent storage", slot, form), card("The storage job", panel));
 }

@@ -1,6 +1,7 @@
 // Support: the logs and the encrypted debug bundle, for whoever helps with the appliance.
 
 import {h, card, messageSlot} from "./dom.js";
+import {sentence} from "./words.js";
 
 function downloader(api, endpoint, filename, label, busyLabel) {
   const slot = messageSlot();
@@ -13,7 +14,7 @@ function downloader(api, endpoint, filename, label, busyLabel) {
       await api.download(endpoint, filename);
       slot.show("success", `${filename} is downloaded.`);
     } catch (error) {
-      slot.show("error", error.message);
+      slot.show("error", sentence(error));
     } finally {
       button.disabled = false;
       button.textContent = label;
@@ -30,5 +31,8 @@ export async function render({api, served}) {
     served.has("/debug") ? card("Debug bundle",
       h("p", {}, "Commands' output for the vendor's support, encrypted for the vendor (debug-bundle.tar)."),
       downloader(api, "/debug", "debug-bundle.tar", "Download the debug bundle", "Building the bundle…")) : null,
+    served.has("/logs") || served.has("/jobs") ? card("Read the logs",
+      h("p", {}, "The logs can also be read here, without downloading them: ", h("a", {href: "#/logs"}, "Logs"), "."))
+      : null,
     card("Documentation", h("p", {}, h("a", {href: "/docs"}, "The Admin API reference"), " for scripts and curl.")));
 }
