@@ -91,7 +91,8 @@ class AdminAPI:
                         identity = self.tokens.redeem(_first(args, b"link"))
                     else:
                         identity = self.tokens.identify(method, path.decode("ascii"), request_url(request, uri),
-                                                        args, request_headers(request), has_body)
+                                                        args, request_headers(request), has_body,
+                                                        wire_method=_wire_method(request))
                 except Refused as refused:
                     raise APIError(403, str(refused)) from None
                 request.identity = identity
@@ -288,6 +289,13 @@ def _refuse_repeated_credentials(args: Mapping[bytes, list[bytes]]) -> None:
     for name in CREDENTIALS:
         if len(args.get(name, ())) > 1:
             raise APIError(400, f"Parameter {name.decode()} was given more than once")
+
+
+def _wire_method(request) -> str:
+    """The method as sent (HEAD is HEAD): what a signature covers. The ``hash`` signs a
+    HEAD as GET, as the API reference says."""
+    method = getattr(request, "line_method", None) or request.method
+    return method.decode("ascii", "replace") if isinstance(method, bytes) else str(method)
 
 
 def _first(args: Mapping[bytes, list[bytes]], name: bytes) -> str | None:

@@ -166,14 +166,14 @@ class TokenStore:
         self.nonces.window = seconds
 
     def identify(self, method: str, path: str, url: str, args: Mapping[bytes, list[bytes]],
-                 headers: Mapping[str, str], has_body: bool) -> Identity:
+                 headers: Mapping[str, str], has_body: bool, wire_method: str | None = None) -> Identity:
         """Who signed or sent credentials with this request, or Refused.
 
         A signature (Signature-Input) decides when there is one; else the query's hash,
         then its token, of the API token first and then of the named tokens.
         """
         if "signature-input" in headers or "signature" in headers:
-            return self._signed(method, url, headers, has_body)
+            return self._signed(wire_method or method, url, headers, has_body)
         token, hash_ = _first(args, b"token"), _first(args, b"hash")
         if token is None and hash_ is None:
             if "authorization" in headers:

@@ -229,10 +229,10 @@ class AdminRequest(server.Request):
             self._uploading.add(self)
 
     def handleContentChunk(self, data: bytes) -> None:
+        if self.body_sha256 is not None:
+            self.body_sha256.update(data)  # a body no form reads is still the one the signature covers
         if self._form_stream is None:
             return
-        if self.body_sha256 is not None:
-            self.body_sha256.update(data)
         self._body_seen += len(data)
         if self._body_seen > self._body_cap:
             # Only a chunked body gets here (a Content-Length over the cap was refused at

@@ -432,3 +432,17 @@ async def test_every_metric_the_fleet_guide_alerts_on_is_served(memory_daemon):
               for name in (family.name, *(sample.name for sample in family.samples))}
     served |= set(re.findall(r"^# TYPE (\S+)", text, re.M))
     assert named <= served, named - served
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_signed_body_to_an_endpoint_without_fields_and_a_signed_head(daemon):
+    """A form with no fields (POST /update/discard) is still digested as it arrives; a HEAD
+    is signed as HEAD."""
+    url = daemon.url("/update/discard", auth=None)
+    content_type, body = multipart({})
+    response = await daemon.request("POST", url, data=body,
+                                    headers={**signed("POST", url, body=body), "Content-Type": [content_type]})
+    assert response.code == 400 and message_of(response) == "No package is staged"  # past the gate
+    url = daemon.url("/health", auth=None)
+    assert (await daemon.request("HEAD", url, headers=signed("HEAD", url))).code == 200
+    assert (await daemon.request("HEAD", url, headers=signed("GET", url))).code == 403

@@ -28,7 +28,6 @@ from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
 from jidoteki_admin import licensefile, validate, vendor
-from jidoteki_admin.auth import request_hash
 from jidoteki_admin.healthhistory import HealthHistory
 from test_certs import issue
 from test_updates import build, install_keys
@@ -99,7 +98,8 @@ def appliance(tmp_path_factory, keys):
     (admin / "etc" / "changelog.txt").write_text("# Changelog\n\n## 1.0.0\n\n  * The first release\n")
     (admin / "etc" / "health-history.json").write_bytes(a_day_of_history().dumps())
     config = work / "config.json"
-    config.write_text(json.dumps({"endpoints": ENDPOINTS, "backup-root": str(data),
+    # Credentials in the query are turned off: every request the dashboard makes must be signed.
+    config.write_text(json.dumps({"endpoints": ENDPOINTS, "backup-root": str(data), "query-credentials": False,
                                   "storage-options-file": str(work / "storage-options.json")}))
     port = free_port()
     daemon = Twistd(work, ["--admin-path", str(admin), "--https", str(port), "--interface", "127.0.0.1",
@@ -286,19 +286,30 @@ def test_the_menu_has_a_page_for_each_served_endpoint_and_no_other(page):
     page.wait_for_selector("#login")
 
 
-def test_requests_are_signed_with_a_hash_and_never_carry_the_token(page, appliance):
-    sent: list[str] = []
-    page.on("request", lambda request: sent.append(request.url))
+def test_requests_are_signed_and_no_url_carries_a_credential(page, appliance):
+    sent: list = []
+    page.on("request", lambda request: sent.append(request))
     sign_in(page)
     open_page(page, "update", "Update")
-    api = [url for url in sent if "/api/v1/admin/" in url]
-    assert api and TOKEN not in " ".join(sent)
-    unsigned = [url for url in api if not re.search(r"[?&]hash=[0-9a-f]{64}(&|$)", url)]
+    api = [r for r in sent if "/api/v1/admin/" in r.url]
+    assert api and TOKEN not in " ".join(r.url for r in sent)
+    assert [r.url for r in api if re.search(r"[?&](token|hash)=", r.url)] == []
+    unsigned = [r.url for r in api if not re.match(r'sig=\("@method" "@target-uri"', r.headers.get("signature-input", ""))]
     assert unsigned == [], unsigned
     page.click("#logout")  # the sign-in page asks the API's folder, unsigned, whether first-run is on
     page.wait_for_selector("#login")
-    unsigned = [url for url in sent if "/api/v1/admin/" in url and "hash=" not in url]
+    unsigned = [r.url for r in sent if "/api/v1/admin/" in r.url and "signature" not in r.headers]
     assert unsigned == [appliance.base + "/api/v1/admin/setup/state"]
+
+
+def test_a_browser_whose_clock_is_an_hour_off_still_signs_at_the_appliances_time(browser, appliance):
+    page = new_page(browser, appliance.base)
+    page.add_init_script("const real = Date.now; Date.now = () => real() + 3600 * 1000;")
+    page.reload()
+    sign_in(page)
+    open_page(page, "update", "Update")
+    assert page.locator("text=1.0.0").first.is_visible()
+    page.context.close()
 
 
 def test_remember_me_keeps_the_key_for_30_days_and_sign_out_forgets_it(page, appliance):
@@ -331,9 +342,13 @@ def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appli
     captions = "document.querySelector('#update-form ~ .progress .progress-text')"
     page.evaluate(f"""() => {{ window.captions = []; new MutationObserver(() => window.captions.push(
         {captions}.textContent)).observe({captions}, {{childList: true, characterData: true, subtree: true}}); }}""")
-    page.click("#update-form button[type=submit]")
-    page.wait_for_selector(".progress-text:text('Uploaded')")
+    page.click("#update-form button[type=submit]")  # checked first: nothing is installed yet
+    page.wait_for_selector("#update-install:text('Install 1.0.1')")
     assert any(re.match(r"Uploading: [1-9][0-9.]* [KM]B of 3\.0 MB", c) for c in page.evaluate("window.captions"))
+    assert "The appliance would install 1.0.1 over 1.0.0." in page.inner_text("#update-staged")
+    assert (appliance.admin / "etc" / "version.txt").read_text().strip() == "1.0.0"
+    shoot(page, "04b-update-checked")
+    page.click("#update-install")
     page.wait_for_selector(".job .badge-success", timeout=WAIT_MS)
     page.wait_for_selector(".job-result .message-success:text('The update is installed')")
     page.wait_for_selector(".version-badge:text('v1.0.1')")
@@ -343,23 +358,43 @@ def test_an_update_is_uploaded_with_progress_and_followed_to_success(page, appli
     assert "Updating system" in log and not re.search(r"\[\d{10}\]", log)  # times readable, not Unix seconds
     shoot(page, "05-update-done")
     assert (appliance.admin / "etc" / "version.txt").read_text().strip() == "1.0.1"
+    page.wait_for_selector("#update-history td:text('Installed')")
+    row = page.inner_text("#update-history tbody tr")
+    assert "1.0.0" in row and "1.0.1" in row, row
 
 
-def test_a_failed_update_shows_its_error_code_and_message(page, appliance, keys, tmp_path):
+def test_a_package_that_would_not_install_is_said_so_and_offers_no_install(page, appliance, keys, tmp_path):
     package = build(tmp_path, keys, "0.9.0")  # older than what is installed
     sign_in(page)
     open_page(page, "update", "Update")
     page.set_input_files("input[name=update]", str(package))
     page.click("#update-form button[type=submit]")
+    page.wait_for_selector("#update-staged .message-error")
+    said = page.inner_text("#update-staged")
+    assert "would not install this package" in said and "'0.9.0' is not newer" in said, said
+    assert page.locator("#update-install").count() == 0
+
+
+def test_a_failed_update_shows_its_error_code_and_message(page, appliance, keys, tmp_path):
+    installed = (appliance.admin / "etc" / "version.txt").read_text().strip()
+    package = build(tmp_path, keys, "9.9.9", update_sh="#!/bin/sh\necho 'the migration failed' >&2\nexit 3\n")
+    sign_in(page)
+    open_page(page, "update", "Update")
+    page.set_input_files("input[name=update]", str(package))
+    page.click("#update-form button[type=submit]")
+    page.click("#update-install")
     page.wait_for_selector(".job .badge-failed")
     failure = page.inner_text(".job-result .message-error")
-    assert "This package holds version 0.9.0, which is not newer than the installed" in failure, failure
+    assert "exit status 3" in failure and "not rolled back" in failure, failure
     log = page.text_content(".job pre.log")
-    assert "Updating system successful" not in log  # this run's lines only, none of the last one's
+    assert "the migration failed" in log and "Updating system successful" not in log  # this run's lines only
     shoot(page, "06-update-failed")
     page.reload()  # the failure is the appliance's state: it is still shown
     page.wait_for_selector(".job .badge-failed")
-    assert "not newer than the installed" in page.inner_text(".job-result .message-error")
+    assert "exit status 3" in page.inner_text(".job-result .message-error")
+    page.wait_for_selector("#update-history td:text('Failed')")
+    assert "E1002" in page.inner_text("#update-history tbody tr") and installed in page.inner_text("#update-history")
+    assert (appliance.admin / "etc" / "version.txt").read_text().strip() == installed
 
 
 # Backup
@@ -776,14 +811,28 @@ def module(page, name: str, expression: str, *args):
                          list(args))
 
 
-def test_the_key_and_the_hash_are_those_of_api_md(js):
+def test_the_key_and_the_signature_are_those_of_api_md(js):
     key = module(js, "api.js", "(m, token) => m.deriveKey(token)", TOKEN)
     assert key == "13e2ff941bbc8692cad141c8d293dda2c4f1c1a3c51b93d54f1a1693e1206107"
-    for method in ("GET", "HEAD"):
-        signed = module(js, "api.js", "(m, k, method) => m.requestHash(k, method, '/api/v1/admin/version')", key, method)
-        assert signed == "b714a60732e096ccef06e360eefe0f1ba4fa5d16ef7da726612e2026e5523241"
-    post = module(js, "api.js", "(m, k) => m.requestHash(k, 'POST', '/api/v1/admin/update')", key)
-    assert post == request_hash(TOKEN, "POST", "/api/v1/admin/update")
+    headers = module(js, "api.js", "(m, k) => m.signatureHeaders(k, 'GET', "
+                     "'https://appliance.example:8443/api/v1/admin/version', null, 1796644800, "
+                     "'4f1c0b2a9d8e7f6a5b4c3d2e1f0a9b8c')", key)
+    assert headers == {
+        "Signature-Input": 'sig=("@method" "@target-uri");created=1796644800;keyid="admin";alg="hmac-sha256";'
+                           'nonce="4f1c0b2a9d8e7f6a5b4c3d2e1f0a9b8c"',
+        "Signature": "sig=:AnAciuRNsxY1T+06H9gAFeIGX5AO3RaKj77/zjcWBnY=:"}
+
+
+def test_a_large_body_is_digested_in_slices_as_sha256_does(js):
+    """The slice-at-a-time SHA-256 (for uploads of gigabytes) against Python's, at the
+    lengths where padding changes."""
+    for length in (0, 55, 56, 63, 64, 65, 119, 120, 4 * 1024 * 1024 + 3, 9 * 1024 * 1024):
+        digest = module(js, "sha256.js", "async (m, n) => { const data = new Uint8Array(n); "
+                        "for (let i = 0; i < n; i++) data[i] = (i * 31 + 7) & 255; "
+                        "return Array.from(await m.blobDigest(new Blob([data])), b => b.toString(16).padStart(2, '0'))"
+                        ".join(''); }", length)
+        expected = hashlib.sha256(bytes((i * 31 + 7) & 255 for i in range(length))).hexdigest()
+        assert digest == expected, length
 
 
 def test_error_messages_are_sentences_not_json(js):
@@ -999,7 +1048,7 @@ class FakeApi:
     def __call__(self, route):
         request = route.request
         path = re.sub(r"\?.*", "", request.url.split("/api/v1/admin", 1)[1])
-        if "hash=" not in request.url:
+        if "signature" not in request.headers:
             return route.fulfill(status=403, content_type="application/json",
                                  body='{"Status":"403 Forbidden","Error-Message":"Authentication error"}')
         if request.method == "POST":
@@ -1320,7 +1369,7 @@ def test_keyboard_only_sign_in_update_network_and_backup(page, appliance, keys, 
     page.set_input_files("input[name=update]", str(build(tmp_path, keys, "0.9.1")))
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
-    page.wait_for_selector(".job[data-job=update] .badge-failed")  # older than installed: refused, and said
+    page.wait_for_selector("#update-staged .message-error")  # older than installed: not installable, and said
     # Network: every field and the button by Tab; the error's field gets the focus.
     page.evaluate("location.hash = '#/network'")
     page.wait_for_selector("#network-form")

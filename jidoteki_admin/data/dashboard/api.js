@@ -1,11 +1,15 @@
 // The Admin API from the browser: the key derived from the token, signed requests, uploads
-// with progress, downloads, and readable errors. Every request and every download link is
-// signed here and nowhere else.
+// with progress, downloads, and readable errors. Every request is signed here and nowhere
+// else, and nothing that grants access ever goes into a URL the browser keeps.
 //
 // API.md section 2: the key is the lowercase hex text of SHA-256(token), used as ASCII
-// bytes; each request carries ?hash=HMAC-SHA256(key, METHOD + path). The token itself is
-// never kept and never sent again (only as newtoken, when it is changed).
+// bytes; each request carries an HTTP Message Signature (RFC 9421, HMAC-SHA256) over its
+// method, its URL and, with a body, the body's Content-Digest, made at the appliance's time
+// with a fresh nonce, so it cannot be used again. Downloads the browser saves itself go
+// through one-time links (POST /downloads). The token itself is never kept and never sent
+// again (only as newtoken, when it is changed).
 
+import {blobDigest} from "./sha256.js";
 import {LOST} from "./words.js";
 
 export {LOST};
@@ -32,13 +36,75 @@ export async function deriveKey(token) {
   return hex(await crypto.subtle.digest("SHA-256", encoder.encode(token)));
 }
 
-/** The hash of a request: hex(HMAC-SHA256(key as ASCII, METHOD + path)); HEAD signs as GET. */
-export async function requestHash(key, method, path) {
+function base64(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)));
+}
+
+// The appliance's clock less this browser's, in ms, from the Date of its answers: a
+// signature is refused more than 300 s from the appliance's time, and an appliance's
+// clock is often not the administrator's.
+let skew = 0;
+
+export function noteServerDate(value) {
+  const at = value ? Date.parse(value) : NaN;
+  if (!Number.isNaN(at)) skew = at - Date.now();
+}
+
+const DIGEST_AT_ONCE = 64 * 1024 * 1024;
+
+/** The SHA-256 of a body: at once when small, a slice at a time when large. */
+export async function bodyDigest(blob, onProgress = () => {}) {
+  if (blob.size <= DIGEST_AT_ONCE) return new Uint8Array(await crypto.subtle.digest("SHA-256", await blob.arrayBuffer()));
+  return blobDigest(blob, onProgress);
+}
+
+/**
+ * The headers that sign a request: Signature-Input and Signature over "@method",
+ * "@target-uri" (the absolute URL, as the appliance rebuilds it from the Host it gets) and,
+ * for a body (``digest``: its SHA-256), "content-digest" with the Content-Digest header.
+ */
+export async function signatureHeaders(key, method, target, digest = null, created = null, nonce = null) {
+  const headers = {};
+  const when = created ?? Math.floor((Date.now() + skew) / 1000);
+  const once = nonce ?? hex(crypto.getRandomValues(new Uint8Array(16)));
+  const lines = [`"@method": ${method.toUpperCase()}`, `"@target-uri": ${target}`];
+  let covered = '"@method" "@target-uri"';
+  if (digest !== null) {
+    headers["Content-Digest"] = `sha-256=:${base64(digest)}:`;
+    lines.push(`"content-digest": ${headers["Content-Digest"]}`);
+    covered += ' "content-digest"';
+  }
+  const params = `(${covered});created=${when};keyid="admin";alg="hmac-sha256";nonce="${once}"`;
+  lines.push(`"@signature-params": ${params}`);
   const signing = await crypto.subtle.importKey("raw", encoder.encode(key), {name: "HMAC", hash: "SHA-256"},
     false, ["sign"]);
-  const signed = method.toUpperCase() === "HEAD" ? "GET" : method.toUpperCase();
-  return hex(await crypto.subtle.sign("HMAC", signing, encoder.encode(signed + path)));
+  const signature = await crypto.subtle.sign("HMAC", signing, encoder.encode(lines.join("\n")));
+  headers["Signature-Input"] = `sig=${params}`;
+  headers["Signature"] = `sig=:${base64(signature)}:`;
+  return headers;
 }
+
+/** Text fields and files as a multipart/form-data body, made here so it is known before it
+ * is sent (its digest is signed); files stay on disk, read as the body goes. */
+export function multipart(fields) {
+  const boundary = "jidoteki-admin-" + hex(crypto.getRandomValues(new Uint8Array(12)));
+  const quoted = (text) => String(text).replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+  const parts = [];
+  for (const [name, value] of Object.entries(fields)) {
+    if (value instanceof Blob) {
+      const filename = value instanceof File ? value.name : `${name}.json`;
+      parts.push(`--${boundary}\r\nContent-Disposition: form-data; name="${quoted(name)}"; filename="${quoted(filename)}"\r\n`
+        + "Content-Type: application/octet-stream\r\n\r\n", value, "\r\n");
+    } else {
+      parts.push(`--${boundary}\r\nContent-Disposition: form-data; name="${quoted(name)}"\r\n\r\n${value}\r\n`);
+    }
+  }
+  parts.push(`--${boundary}--\r\n`);
+  return {body: new Blob(parts), contentType: `multipart/form-data; boundary=${boundary}`};
+}
+
+// What the browser saves itself, through a one-time link, by the endpoint it comes from.
+const LINKED = {"/backup/download": "backup", "/logs": "logs", "/debug": "debug"};
 
 // The key: sessionStorage for this tab, or localStorage for 30 days when remembered.
 
@@ -104,26 +170,31 @@ export class Api {
     this.onConnection = onConnection;
   }
 
-  /** The signed URL of an endpoint; a query it carries is kept, the hash covers the path only. */
-  async url(method, endpoint) {
-    const [bare, query] = endpoint.split("?", 2);
-    const path = PREFIX + bare;
-    const before = query ? `${path}?${query}` : path;
-    if (!this.key) return before;
-    return `${before}${query ? "&" : "?"}hash=${await requestHash(this.key, method, path)}`;
+  /** The headers of a signed request to an endpoint (a query it carries included). */
+  async signed(method, endpoint, digest = null) {
+    if (!this.key) return {};
+    return signatureHeaders(this.key, method, location.origin + PREFIX + endpoint, digest);
   }
 
-  /** A call; answers the Response when ok, throws ApiError otherwise. */
-  async call(method, endpoint, {form = null, signed = true} = {}) {
-    const url = signed ? await this.url(method, endpoint) : PREFIX + endpoint;
+  /** A call; answers the Response when ok, throws ApiError otherwise. ``fields``: a form. */
+  async call(method, endpoint, {fields = null, signed = true} = {}) {
+    const headers = {};
+    let body = null;
+    if (fields) {
+      const form = multipart(fields);
+      body = form.body;
+      headers["Content-Type"] = form.contentType;
+    }
+    if (signed) Object.assign(headers, await this.signed(method, endpoint, body ? await bodyDigest(body) : null));
     let response;
     try {
-      response = await fetch(url, {method, body: form, cache: "no-store", credentials: "omit"});
+      response = await fetch(PREFIX + endpoint, {method, body, headers, cache: "no-store", credentials: "omit"});
     } catch {
       this.onConnection(false);
       throw new ApiError(0, LOST);
     }
     this.onConnection(true);
+    noteServerDate(response.headers.get("Date"));
     if (!response.ok) {
       const error = errorMessage(response.status, response.statusText, response.headers.get("Error-Message"),
         method === "HEAD" ? "" : await response.text().catch(() => ""));
@@ -153,28 +224,26 @@ export class Api {
   }
 
   async post(endpoint, fields) {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) form.append(name, value);
-    const response = await this.call("POST", endpoint, {form});
+    const response = await this.call("POST", endpoint, {fields});
     return response.json().catch(() => ({}));
   }
 
-  /** A POST whose upload reports progress: onProgress(sentBytes, totalBytes). */
+  /** A POST whose upload reports progress: onProgress(sentBytes, totalBytes). A large
+   * body is read once first for its digest (onProgress(0, total) meanwhile). */
   async upload(endpoint, fields, onProgress = () => {}) {
-    const url = await this.url("POST", endpoint);
-    const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) {
-      if (value instanceof Blob && !(value instanceof File)) form.append(name, value, `${name}.json`);
-      else form.append(name, value);
-    }
+    const form = multipart(fields);
+    const digest = await bodyDigest(form.body, () => onProgress(0, form.body.size));
+    const headers = {"Content-Type": form.contentType, ...await this.signed("POST", endpoint, digest)};
     return new Promise((resolve, reject) => {
       const request = new XMLHttpRequest();
-      request.open("POST", url);
+      request.open("POST", PREFIX + endpoint);
+      for (const [name, value] of Object.entries(headers)) request.setRequestHeader(name, value);
       request.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) onProgress(event.loaded, event.total);
       });
       request.addEventListener("load", () => {
         this.onConnection(true);
+        noteServerDate(request.getResponseHeader("Date"));
         if (request.status >= 200 && request.status < 300) {
           try {
             resolve(JSON.parse(request.responseText || "{}"));
@@ -193,20 +262,22 @@ export class Api {
         reject(new ApiError(0, LOST));
       });
       request.addEventListener("abort", () => reject(new ApiError(0, "The upload was cancelled.")));
-      request.send(form);
+      request.send(form.body);
     });
   }
 
   /**
    * Save what a GET answers as a file. Large files (a backup) are checked with HEAD, then
-   * saved by the browser from a signed link, so they never sit in memory; files built on
-   * request (logs, debug bundle) are fetched, so an error can be shown instead of a broken file.
+   * saved by the browser from a one-time link (POST /downloads: it works once, for a
+   * minute, and grants nothing else), so they never sit in memory and the history keeps
+   * nothing of use; files built on request (logs, debug bundle) are fetched, signed, so an
+   * error can be shown instead of a broken file.
    */
   async download(endpoint, filename, {stream = false} = {}) {
     let href;
-    if (stream) {
+    if (stream && LINKED[endpoint]) {
       await this.call("HEAD", endpoint);
-      href = await this.url("GET", endpoint);
+      href = (await this.post("/downloads", {what: LINKED[endpoint]})).url;
     } else {
       const blob = await (await this.call("GET", endpoint)).blob();
       href = URL.createObjectURL(blob);
@@ -232,6 +303,7 @@ export function jsonFile(value) {
 export async function setupState() {
   try {
     const response = await fetch(`${PREFIX}/setup/state`, {cache: "no-store", credentials: "omit"});
+    noteServerDate(response.headers.get("Date"));
     return response.ok ? await response.json() : null;
   } catch {
     return null;

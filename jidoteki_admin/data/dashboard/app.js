@@ -194,7 +194,7 @@ function showInitialSetup(notice = null) {
     tokenForm(async (value) => {
       const api = new Api(null);
       try {
-        await api.call("POST", "/setup", {form: formOf({newtoken: value}), signed: false});
+        await api.call("POST", "/setup", {fields: {newtoken: value}, signed: false});
       } catch (error) {
         if (error.status === 403) throw new ApiError(403, "This appliance already has a token: sign in with it.");
         throw error;
@@ -202,12 +202,6 @@ function showInitialSetup(notice = null) {
       await showLogin("The token is set. Sign in with it.", "success");
     })));
   root.querySelector("input[name=newtoken]")?.focus();
-}
-
-function formOf(fields) {
-  const form = new FormData();
-  for (const [name, value] of Object.entries(fields)) form.append(name, value);
-  return form;
 }
 
 // The signed-in dashboard
