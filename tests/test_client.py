@@ -856,3 +856,19 @@ async def test_cli_makes_lists_and_revokes_named_tokens_and_uses_one(make_daemon
     assert code == 0, err
     code, out, err = await cli(*site(reader, "reader"), "health")
     assert code == 1 and "names no token" in err, err
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_whose_clock_is_an_hour_off_signs_again_at_the_appliances_time(make_daemon, monkeypatch):
+    import jidoteki_admin.client as library
+
+    daemon = make_daemon({"query-credentials": False})
+    (daemon.admin_path / "etc" / "version.txt").write_text("2.0.1\n")
+    monkeypatch.setattr(library, "_now", lambda: time.time() - 3600)
+    async with client_for(daemon) as client:
+        assert await client.version() == "2.0.1"  # refused once for its time, then signed at theirs
+        assert await client.version() == "2.0.1"
+        assert 3590 < client._skew < 3610
+    refusals = [line for line in (daemon.admin_path / "log" / "jidoteki-audit.log").read_text().splitlines()
+                if "403" in line]
+    assert len(refusals) == 1 and "check the client's clock" in refusals[0]

@@ -21,6 +21,7 @@ Misconfigured (something given to the client it cannot use).
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import io
@@ -142,6 +143,7 @@ class AdminClient:
         self.reactor = reactor
         self.token_name = token_name
         self.auth = auth
+        self._skew = 0.0  # the appliance's clock less ours, once a signature was refused for it
         self.url = url
         host, port, self.base = split_url(url)
         self.netloc = self.base.removeprefix("https://")
@@ -218,7 +220,8 @@ class AdminClient:
             full = API_PREFIX + path
             return self._plain(path, {**(query or {}), "hash": sign(self._key, method, full)}), {}
         url = self._plain(path, query)
-        signed = signature_headers(self._key, self.token_name, method, _target_uri(url), digest)
+        signed = signature_headers(self._key, self.token_name, method, _target_uri(url), digest,
+                                   created=int(_now() + self._skew))
         return url, {name: [value] for name, value in signed.items()}
 
     def _plain(self, path: str, query: Mapping[str, str] | None = None) -> str:
@@ -235,18 +238,38 @@ class AdminClient:
         ``data`` are text fields. ``read_timeout`` for a request the appliance works on
         before it answers (a restore), else the client's read timeout.
         """
-        response, opened = await self._send(method, path, data, files, query, signed, progress, read_timeout)
+        for attempt in (1, 2):
+            response, opened = await self._send(method, path, data, files, query, signed, progress, read_timeout)
+            try:
+                body = await self._guard(method, path, treq.content(response))
+            finally:
+                for stream in opened:
+                    stream.close()
+            headers = {name.decode("latin-1").lower(): values[-1].decode("utf-8", "replace")
+                       for name, values in response.headers.getAllRawHeaders()}
+            answer = Answer(response.code, headers, body)
+            if attempt == 1 and signed and self._clock_was_off(answer):
+                continue  # signed again at the appliance's time
+            if answer.status >= 400:
+                raise _api_error(answer)
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _clock_was_off(self, answer: Answer) -> bool:
+        """A signature refused for its time: learn the appliance's from its Date, once.
+        (An appliance's clock is often not the administrator's; the window is 5 minutes.)"""
+        if answer.status != 403 or self.auth != SIGNED or "check the client's clock" not in \
+                answer.headers.get("error-message", ""):
+            return False
         try:
-            body = await self._guard(method, path, treq.content(response))
-        finally:
-            for stream in opened:
-                stream.close()
-        headers = {name.decode("latin-1").lower(): values[-1].decode("utf-8", "replace")
-                   for name, values in response.headers.getAllRawHeaders()}
-        answer = Answer(response.code, headers, body)
-        if answer.status >= 400:
-            raise _api_error(answer)
-        return answer
+            theirs = email.utils.parsedate_to_datetime(answer.headers["date"]).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            return False
+        skew = theirs - _now()
+        if abs(skew - self._skew) < 2:
+            return False  # already at their time: something else is wrong
+        self._skew = skew
+        return True
 
     async def _send(self, method: str, path: str, data: Mapping[str, str] | None, files: Mapping[str, Upload] | None,
                     query: Mapping[str, str] | None, signed: bool, progress: Progress | None,
