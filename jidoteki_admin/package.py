@@ -22,9 +22,11 @@ import hashlib
 import json
 import io
 import os
+import queue
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,17 +342,48 @@ def _outer_member_name(member: tarfile.TarInfo) -> str | None:
 
 
 def _copy_hashing(reader: DecryptingReader, size: int, out_path: Path) -> bytes:
+    """Copy ``size`` bytes of plaintext to out_path and return their SHA-256.
+
+    Decrypting holds the interpreter; hashing and writing release it (hashlib does for
+    anything over 2 KiB, os.write always): so a second thread hashes and writes each chunk
+    while this one decrypts the next, and two cores share the work, as openssl's ``enc |
+    tar`` pipeline does. At most QUEUED chunks wait, so memory stays flat."""
     digest = hashlib.sha256()
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "wb", buffering=0) as out:
-        while size > 0:
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
+    failed: list[BaseException] = []
+
+    def hash_and_write() -> None:
+        try:
+            while (chunk := chunks.get()) is not None:
+                if failed:
+                    continue  # drain: the reader must never block on a full queue
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        except BaseException as e:  # handed to the reading thread, which raises it
+            failed.append(e)
+
+    worker = threading.Thread(target=hash_and_write, name="package-writer", daemon=True)
+    worker.start()
+    try:
+        while size > 0 and not failed:
             chunk = reader.read(min(size, CHUNK))
             if not chunk:
                 raise PackageError(E_PACKAGE, f"Damaged update package (truncated {INNER_NAME})")
-            digest.update(chunk)
-            out.write(chunk)
+            chunks.put(chunk)
             size -= len(chunk)
+    finally:
+        chunks.put(None)
+        worker.join()
+        os.close(fd)
+    if failed:
+        raise failed[0]
     return digest.digest()
+
+
+QUEUED = 4  # chunks (of CHUNK bytes) decrypted ahead of the writer
 
 
 def _split_outer(reader: DecryptingReader, out_path: Path) -> dict[str, bytes]:
