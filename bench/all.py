@@ -1,12 +1,14 @@
 """Every benchmark, one after the other, and one table of the daemon against its baselines.
 
-    python bench/all.py [--quick] [--only request_path,polling,upload,update,backup] [--dir DIR]
+    python bench/all.py [--quick] [--only request_path,polling,upload,update,backup,restore] [--dir DIR]
 
 Runs bench/request_path.py (GET /version against a minimal Klein app and bare twisted.web,
 idle RSS, start to first answer), bench/polling.py (clients polling GET /update while an
-update runs), bench/upload.py (POST /update against bare twisted.web writing the body to
-disk), bench/update.py (decrypt + verify against the openssl CLI) and bench/backup.py (the
-backup job against tar, GET /backup/download against a bare static file server), each as a
+update runs), bench/upload.py (POST /update against nginx and bare twisted.web storing the
+body), bench/update.py (decrypt + verify against the openssl CLI), bench/backup.py (the
+backup job against tar, GET /backup/download against a bare static file server) and
+bench/restore.py (the restore job against tar -x, refusing an archive that expands past
+its limit against expanding it to the limit), each as a
 child process with --json, never two at once so they do not measure each other. Their own
 output goes to a log file; this prints the machine, the command and one markdown table.
 The defaults are the full sizes (about 15 minutes on two cores); --quick uses small sizes
@@ -31,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from report import Row, machine, row, table  # noqa: E402
 
-ORDER = ("request_path", "polling", "upload", "update", "backup")
+ORDER = ("request_path", "polling", "upload", "update", "backup", "restore")
 
 # (full, quick) for each size option.
 SIZES = {
@@ -46,6 +48,9 @@ SIZES = {
     "backup_mib": (1024, 32),
     "backup_files": (1024, 64),
     "backup_rounds": (3, 1),
+    "restore_members": (100_000, 5_000),
+    "restore_rounds": (3, 1),
+    "bomb_mib": (2048, 1024),
 }
 
 
@@ -66,6 +71,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backup-mib", type=int, help="size of the tree backed up (1024; quick 32)")
     parser.add_argument("--backup-files", type=int, help="files in that tree (1024; quick 64)")
     parser.add_argument("--backup-rounds", type=int, help="(3; quick 1)")
+    parser.add_argument("--restore-members", type=int, help="small files in the restored archive (100000; quick 5000)")
+    parser.add_argument("--restore-rounds", type=int, help="(3; quick 1)")
+    parser.add_argument("--bomb-mib", type=int, help="what the refused archive declares (2048; quick 1024)")
     args = parser.parse_args(argv)
     for name, (full, quick) in SIZES.items():
         if getattr(args, name) is None:
@@ -86,6 +94,8 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "update": ["--size-mib", str(args.size_mib), "--rounds", str(args.update_rounds)],
         "backup": ["--mib", str(args.backup_mib), "--files", str(args.backup_files),
                    "--rounds", str(args.backup_rounds)],
+        "restore": ["--members", str(args.restore_members), "--rounds", str(args.restore_rounds),
+                    "--bomb-mib", str(args.bomb_mib)],
     }
 
 
@@ -127,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"- Sizes: wrk {args.duration:g} s x {args.request_rounds} rounds at {args.connections} connections; "
           f"{args.pollers} pollers for {args.poll_seconds:g} s; upload and update package {args.size_mib} MiB "
           f"({args.upload_rounds} and {args.update_rounds} rounds); backup of {args.backup_mib} MiB in "
-          f"{args.backup_files} files ({args.backup_rounds} rounds).")
+          f"{args.backup_files} files ({args.backup_rounds} rounds); restore of {args.restore_members} "
+          f"files of 1 KiB ({args.restore_rounds} rounds); an archive declaring {args.bomb_mib} MiB refused.")
     print("- Ratio: jidoteki-admin's figure / the baseline's, for each baseline in turn.\n")
     print(table(rows))
 
