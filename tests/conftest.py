@@ -29,6 +29,21 @@ from jidoteki_admin.config import Settings, parse_config
 from jidoteki_admin.daemon import AdminService
 from in_memory import SERVER_ADDRESS, MemoryNetwork
 
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "spread: may run in any test process, apart from the rest of its file")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The suite runs in parallel (pytest-xdist, `--dist loadgroup` in pyproject.toml): a
+    file's tests stay together in one process, so its module fixtures (a daemon, Chromium, a
+    built collection) start once and what it changes outside its temporary folders (a system
+    user, a sudoers drop-in) is changed by one process at a time. A test marked `spread`
+    does neither and goes to whichever process is free."""
+    for item in items:
+        if item.get_closest_marker("spread") is None:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
 REPO = Path(__file__).resolve().parent.parent
 
 # CI runs the same examples every time: a property test never fails there by chance. A
