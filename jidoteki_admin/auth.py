@@ -266,7 +266,7 @@ _WORDS: list[str] = []
 
 def _wordlist() -> list[str]:
     if not _WORDS:
-        text = resources.files(__package__).joinpath("data/eff_large_wordlist.txt").read_text()
+        text = resources.files("jidoteki_admin").joinpath("data/eff_large_wordlist.txt").read_text()
         _WORDS.extend(line.split("\t")[1] for line in text.splitlines() if "\t" in line)
     return _WORDS
 
