@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import licensefile
 from ..files import atomic_write
-from ..validate import Invalid, load_document
+from ..formats.validate import Invalid, load_document
 from .program import JobFailed, Program, main
 from .protocol import JobKind
 

@@ -21,9 +21,9 @@ from twisted.logger import Logger
 
 from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
-from ..certificates import description, describe, validate
 from ..context import Context
 from ..files import remove_quietly
+from ..formats.certificates import description, describe, validate
 from ..jobs.certs import CERTS
 from ..runner import FAILED, SUCCESS, JobStatus
 

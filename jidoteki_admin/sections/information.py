@@ -20,11 +20,11 @@ from twisted.logger import Logger
 
 from .. import metrics, responses
 from ..catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
-from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
-from ..jobs.update import UPDATE
+from ..formats.certificates import days_left, expiry_warning, iso
 from ..healthhistory import FIELDS, RANGES, HealthHistory, rate
+from ..jobs.update import UPDATE
 from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0

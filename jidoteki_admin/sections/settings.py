@@ -22,10 +22,11 @@ from __future__ import annotations
 import datetime
 import re
 
-from .. import responses, validate
+from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write
+from ..formats import validate
 from ..jobs import settings as job
 from ..jobs.settings import SETTINGS
 from ..responses import APIError
