@@ -27,7 +27,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
-from jidoteki_admin import licensefile, vendor
+from jidoteki_admin import vendor
+from jidoteki_admin.formats import licensefile
 from jidoteki_admin.formats import validate
 from jidoteki_admin.healthhistory import HealthHistory
 from test_certs import issue

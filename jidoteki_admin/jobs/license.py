@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import licensefile
 from ..files import atomic_write
+from ..formats import licensefile
 from ..formats.validate import Invalid, load_document
 from .program import JobFailed, Program, main
 from .protocol import JobKind

@@ -24,9 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-from .. import package, updatehistory
+from .. import updatehistory
 from ..files import read_first_line
-from ..package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError
+from ..formats import package
+from ..formats.package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError
 from .program import main
 from .protocol import JobKind
 from .update import UpdateProgram, run_precheck, script_environment

@@ -21,9 +21,9 @@ from .. import responses, updatehistory
 from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import read_first_line, remove_quietly
+from ..formats.package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..jobs.update import UPDATE
 from ..jobs.update_check import CHECK_PREFIX, UPDATE_CHECK
-from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..responses import APIError
 from ..runner import FAILED, RUNNING, SUCCESS, JobStatus
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import crypto
-from .formats.validate import Invalid, load_document
+from .validate import Invalid, load_document
 
 BEGIN = "-----BEGIN JIDOTEKI LICENSE-----"
 END = "-----END JIDOTEKI LICENSE-----"
