@@ -28,9 +28,8 @@ from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
 from jidoteki_admin import vendor
-from jidoteki_admin.formats import licensefile
-from jidoteki_admin.formats import validate
-from jidoteki_admin.healthhistory import HealthHistory
+from jidoteki_admin.formats import licensefile, validate
+from jidoteki_admin.formats.healthhistory import HealthHistory
 from test_certs import issue
 from test_updates import build, install_keys
 

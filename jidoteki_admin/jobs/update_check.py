@@ -24,9 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-from .. import updatehistory
 from ..files import read_first_line
-from ..formats import package
+from ..formats import package, updatehistory
 from ..formats.package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError
 from .program import main
 from .protocol import JobKind

@@ -23,7 +23,7 @@ from ..catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
 from ..formats.certificates import days_left, expiry_warning, iso
-from ..healthhistory import FIELDS, RANGES, HealthHistory, rate
+from ..formats.healthhistory import FIELDS, RANGES, HealthHistory, rate
 from ..jobs.update import UPDATE
 from ..responses import APIError
 

@@ -17,10 +17,11 @@ import shutil
 
 from twisted.internet import defer
 
-from .. import responses, updatehistory
+from .. import responses
 from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import read_first_line, remove_quietly
+from ..formats import updatehistory
 from ..formats.package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..jobs.update import UPDATE
 from ..jobs.update_check import CHECK_PREFIX, UPDATE_CHECK
