@@ -23,6 +23,15 @@ def module_name(path: Path) -> str:
     return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
 
 
+def package_modules(package: str) -> list[str]:
+    """Every module of one of the project's packages, its __init__ included."""
+    return sorted(module_name(p) for p in (PACKAGE / package).glob("*.py"))
+
+
+FORMATS = package_modules("formats")
+NOT_FOR_FORMATS = ("jidoteki_admin.http", "jidoteki_admin.jobs", "jidoteki_admin.sections")
+
+
 def imports_of(module: str) -> set[str]:
     """The project modules a module imports (absolute names), at any depth of its body."""
     path = PACKAGE.parent / (module.replace(".", "/") + ".py")
@@ -42,6 +51,20 @@ def imports_of(module: str) -> set[str]:
             found.update(alias.name for alias in node.names)
     modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
     return {name for name in found if name in modules}
+
+
+def third_party_of(module: str) -> set[str]:
+    """The top-level names of what a module imports from outside the project."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE.parent / module.replace(".", "/") / "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.add(node.module.partition(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+    return found - {PACKAGE.name}
 
 
 def reachable(module: str) -> set[str]:
@@ -105,3 +128,12 @@ def test_the_client_imports_nothing_of_the_daemon(module):
     """The client runs on an administrator's machine against appliances of any version:
     it knows the API, not the daemon's code."""
     assert {name for name in reachable(module) if not name.startswith("jidoteki_admin.client")} == set()
+
+
+@pytest.mark.parametrize("module", FORMATS)
+def test_the_formats_import_no_twisted_and_nothing_of_http_jobs_or_sections(module):
+    """The checks and file formats are pure: the vendor tool and the job programs, which run
+    without the daemon, use them as the sections do."""
+    reached = reachable(module)
+    assert not [name for name in reached if name.startswith(NOT_FOR_FORMATS)]
+    assert not {name for name in (module, *reached) if {"twisted", "klein"} & third_party_of(name)}
