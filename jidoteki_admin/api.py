@@ -26,8 +26,8 @@ from .catalogue import READ, Catalogue, Endpoint, Operation
 from .config import AuthThrottle
 from .files import permission_problem
 from .formats.validate import Invalid
+from .jobs.runner import AlreadyRunning
 from .responses import APIError
-from .runner import AlreadyRunning
 from .throttle import FailureThrottle
 from .uploads import FILE, FormPlan
 from .web import BodyPolicy, parse_query

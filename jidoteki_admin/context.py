@@ -9,8 +9,8 @@ from typing import Any
 from .auth import TokenStore
 from .catalogue import Catalogue
 from .config import Config
+from .jobs.runner import JobRunner
 from .layout import AdminTree
-from .runner import JobRunner
 from .tls import ContextFactory
 from .traffic import Traffic
 

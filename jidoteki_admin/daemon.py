@@ -30,9 +30,9 @@ from .context import Context
 from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
 from .httpsonly import HTTPSOnly
+from .jobs.runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .layout import AdminTree
 from .pages import Pages
-from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked

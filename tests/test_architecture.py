@@ -12,11 +12,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jidoteki_admin"
 SECTIONS = sorted(p.stem for p in (PACKAGE / "sections").glob("*.py") if p.stem != "__init__")
-PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py") if p.stem not in ("__init__", "program", "protocol"))
+PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py")
+                  if p.stem not in ("__init__", "program", "protocol", "runner", "children"))
 # The HTTP layer, the runner and the shared parts: none of them may know a section.
 CORE = ["api", "web", "catalogue", "openapi", "pages", "responses", "uploads", "auth", "audit",
-        "runner", "children", "layout", "files", "config", "tls", "formats.crypto", "formats.package", "signatures", "metrics",
-        "traffic", "throttle"]
+        "jobs.runner", "jobs.children", "layout", "files", "config", "tls", "formats.crypto", "formats.package",
+        "signatures", "metrics", "traffic", "throttle"]
 
 
 def module_name(path: Path) -> str:
@@ -91,7 +92,7 @@ def test_the_core_knows_no_section(part):
 @pytest.mark.parametrize("program", ["program", "protocol", *PROGRAMS])
 def test_job_programs_never_reach_web_code_or_a_section(program):
     forbidden = ("jidoteki_admin.api", "jidoteki_admin.web", "jidoteki_admin.sections", "jidoteki_admin.uploads",
-                 "jidoteki_admin.daemon", "jidoteki_admin.runner")
+                 "jidoteki_admin.daemon", "jidoteki_admin.jobs.runner")
     reached = reachable(f"jidoteki_admin.jobs.{program}")
     assert not [name for name in reached if name.startswith(forbidden)]
 

@@ -22,8 +22,8 @@ from ..files import remove_quietly
 from ..jobs.backup import BACKUP, BACKUP_STOP, write_status
 from ..jobs.persist import PERSIST
 from ..jobs.restore import RESTORE
+from ..jobs.runner import SUCCESS, JobStatus
 from ..responses import APIError
-from ..runner import SUCCESS, JobStatus
 
 TAR = b"application/x-tar"  # as the original served it
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"

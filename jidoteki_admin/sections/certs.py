@@ -25,7 +25,7 @@ from ..context import Context
 from ..files import remove_quietly
 from ..formats.certificates import description, describe, validate
 from ..jobs.certs import CERTS
-from ..runner import FAILED, SUCCESS, JobStatus
+from ..jobs.runner import FAILED, SUCCESS, JobStatus
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 STATUS_SCHEMA = {

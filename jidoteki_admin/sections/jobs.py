@@ -17,8 +17,8 @@ from .. import responses
 from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
 from ..jobs.protocol import JobKind
+from ..jobs.runner import JobRun
 from ..responses import APIError
-from ..runner import JobRun
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 JOB_SCHEMA = {

@@ -34,8 +34,8 @@ from ..formats import licensefile
 from ..jobs.license import HOOK, INVALID, LICENSE_INSTALL
 from ..jobs.license_check import LICENSE_CHECK
 from ..jobs.persist import PERSIST
+from ..jobs.runner import SUCCESS, AlreadyRunning, JobStatus
 from ..responses import APIError
-from ..runner import SUCCESS, AlreadyRunning, JobStatus
 
 DETAILS_MAX = 64 * 1024
 DETAILS_SCHEMA = {

@@ -29,10 +29,10 @@ from twisted.internet import defer
 
 from .. import responses
 from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
-from ..children import default_env, run_child
 from ..context import Context
+from ..jobs.children import default_env, run_child
+from ..jobs.runner import ApplianceScripts
 from ..responses import APIError
-from ..runner import ApplianceScripts
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"

@@ -18,8 +18,8 @@ from ..context import Context
 from ..files import atomic_write, remove_quietly
 from ..jobs.appliance import TOKEN
 from ..jobs.persist import PERSIST
+from ..jobs.runner import SUCCESS
 from ..responses import APIError
-from ..runner import SUCCESS
 
 STATE_SCHEMA = {
     "type": "object",

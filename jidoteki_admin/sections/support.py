@@ -16,8 +16,8 @@ from ..context import Context
 from ..files import remove_quietly
 from ..jobs.debug import DEBUG
 from ..jobs.logs import LOGS
+from ..jobs.runner import SUCCESS
 from ..responses import APIError
-from ..runner import SUCCESS
 
 OCTET_STREAM = b"application/octet-stream"
 

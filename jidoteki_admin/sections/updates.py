@@ -23,10 +23,10 @@ from ..context import Context
 from ..files import read_first_line, remove_quietly
 from ..formats import updatehistory
 from ..formats.package import PACKAGE_PREFIX, PACKAGE_SUFFIX
+from ..jobs.runner import FAILED, RUNNING, SUCCESS, JobStatus
 from ..jobs.update import UPDATE
 from ..jobs.update_check import CHECK_PREFIX, UPDATE_CHECK
 from ..responses import APIError
-from ..runner import FAILED, RUNNING, SUCCESS, JobStatus
 
 APPLIANCE_PACKAGE = "software_package-zzz.enc"
 _TEXT_OR_NULL = {"type": ["string", "null"]}
