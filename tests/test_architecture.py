@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "jidoteki_admin"
 SECTIONS = sorted(p.stem for p in (PACKAGE / "sections").glob("*.py") if p.stem != "__init__")
 PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py")
-                  if p.stem not in ("__init__", "program", "protocol", "runner", "children"))
+                  if p.stem not in ("__init__", "program", "protocol", "runner", "children", "swap"))
 # The HTTP layer, the runner and the shared parts: none of them may know a section.
 CORE = ["api", "web", "catalogue", "openapi", "pages", "responses", "uploads", "auth", "audit",
         "jobs.runner", "jobs.children", "layout", "files", "config", "tls", "formats.crypto", "formats.package",
