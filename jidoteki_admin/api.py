@@ -19,17 +19,17 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from . import responses
 from .audit import AuditLog, client_host
 from .auth import Refused, TokenStore
 from .catalogue import READ, Catalogue, Endpoint, Operation
 from .config import AuthThrottle
 from .files import permission_problem
 from .formats.validate import Invalid
+from .http import responses
+from .http.responses import APIError
+from .http.uploads import FILE, FormPlan
 from .jobs.runner import AlreadyRunning
-from .responses import APIError
 from .throttle import FailureThrottle
-from .uploads import FILE, FormPlan
 from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"

@@ -14,7 +14,7 @@ from typing import Any
 from dataclasses import dataclass, field
 
 from . import API_PREFIX
-from .uploads import FILE, TEXT
+from .http.uploads import FILE, TEXT
 
 __all__ = ["FILE", "TEXT", "Field", "Reply", "Operation", "Endpoint", "Section", "Catalogue"]
 

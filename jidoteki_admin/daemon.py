@@ -29,6 +29,7 @@ from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_descri
 from .context import Context
 from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
+from .http.uploads import remove_partial_files
 from .httpsonly import HTTPSOnly
 from .jobs.runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .layout import AdminTree
@@ -36,7 +37,6 @@ from .pages import Pages
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked
-from .uploads import remove_partial_files
 from .web import AdminSite
 
 

@@ -31,10 +31,10 @@ from twisted.web import http, server
 
 from .accesslog import AccessLog
 from .audit import client_host
-from . import responses
 from .config import ConnectionLimits
-from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
-from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
+from .http import responses
+from .http.responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
+from .http.uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 from .traffic import Traffic
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken", b"link"}  # a spent link is still nobody's business

@@ -13,8 +13,8 @@ from conftest import json_of, raw_request
 from jidoteki_admin import API_PREFIX
 from jidoteki_admin.api import check_form
 from jidoteki_admin.catalogue import STATUS, Endpoint, Field, Reply, Section, post
-from jidoteki_admin.responses import APIError, status
-from jidoteki_admin.uploads import Form
+from jidoteki_admin.http.responses import APIError, status
+from jidoteki_admin.http.uploads import Form
 from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
 
 # Paths tried against the daemon that must not be served; the document must not list them.

@@ -27,12 +27,12 @@ from pathlib import Path
 
 from twisted.internet import defer
 
-from .. import responses
 from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
+from ..http import responses
+from ..http.responses import APIError
 from ..jobs.children import default_env, run_child
 from ..jobs.runner import ApplianceScripts
-from ..responses import APIError
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from .. import API_PREFIX, responses
+from .. import API_PREFIX
 from ..auth import token_problem
 from ..catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write, remove_quietly
+from ..http import responses
+from ..http.responses import APIError
 from ..jobs.appliance import TOKEN
 from ..jobs.persist import PERSIST
 from ..jobs.runner import SUCCESS
-from ..responses import APIError
 
 STATE_SCHEMA = {
     "type": "object",

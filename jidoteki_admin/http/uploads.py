@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .files import remove_quietly
+from ..files import remove_quietly
 from .responses import APIError
 
 FILE, TEXT = "file", "text"
