@@ -21,11 +21,11 @@ from werkzeug.routing import RequestRedirect
 
 from .audit import AuditLog, client_host
 from .auth import Refused, TokenStore
-from .catalogue import READ, Catalogue, Endpoint, Operation
 from .config import AuthThrottle
 from .files import permission_problem
 from .formats.validate import Invalid
 from .http import responses
+from .http.catalogue import READ, Catalogue, Endpoint, Operation
 from .http.responses import APIError
 from .http.uploads import FILE, FormPlan
 from .jobs.runner import AlreadyRunning

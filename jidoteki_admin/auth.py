@@ -18,8 +18,8 @@ from functools import lru_cache
 from importlib import resources
 
 from . import signatures
-from .catalogue import ADMIN, READ
 from .files import CachedFirstLine, atomic_write
+from .http.catalogue import ADMIN, READ
 from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255

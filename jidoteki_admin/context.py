@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import TokenStore
-from .catalogue import Catalogue
 from .config import Config
+from .http.catalogue import Catalogue
 from .jobs.runner import JobRunner
 from .layout import AdminTree
 from .tls import ContextFactory

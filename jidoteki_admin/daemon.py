@@ -24,16 +24,16 @@ from .accesslog import file_output
 from .api import AdminAPI
 from .audit import AuditLog
 from .auth import TokenStore
-from .catalogue import Catalogue
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
 from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
+from .http.catalogue import Catalogue
+from .http.pages import Pages
 from .http.uploads import remove_partial_files
 from .httpsonly import HTTPSOnly
 from .jobs.runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .layout import AdminTree
-from .pages import Pages
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked

@@ -268,7 +268,7 @@ async def test_a_failure_after_the_answer_began_ends_the_connection_without_a_tr
     (the client sees a cut answer, not a second one glued to it)."""
     from conftest import raw_request_bytes
     from jidoteki_admin.http import responses
-    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
+    from jidoteki_admin.http.catalogue import JSON, Endpoint, Reply, Section, get
 
     def half(request):
         request.write(b'{"partial":')

@@ -192,7 +192,7 @@ async def test_a_reload_writes_the_waiting_access_lines_before_the_logs_are_reop
 async def test_over_tls_every_request_on_a_connection_is_secure_and_knows_its_listener(make_daemon):
     """The channel asks the transport once per connection whether it is TLS and where it
     listens (the wrappers make each answer cost): every request must still get the truth."""
-    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
+    from jidoteki_admin.http.catalogue import JSON, Endpoint, Reply, Section, get
     from jidoteki_admin.http.responses import document
 
     daemon = make_daemon()

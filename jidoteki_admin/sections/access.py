@@ -18,9 +18,9 @@ import datetime
 
 from .. import API_PREFIX
 from ..auth import SCOPES, Identity
-from ..catalogue import DOWNLOAD, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..http import responses
+from ..http.catalogue import DOWNLOAD, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.persist import PERSIST
 

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..http import responses
-from ..catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section,
+from ..http.catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section,
                          get, post)
 from ..context import Context
 from ..files import remove_quietly

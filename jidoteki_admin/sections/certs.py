@@ -19,11 +19,11 @@ import datetime
 
 from twisted.logger import Logger
 
-from ..catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import remove_quietly
 from ..formats.certificates import description, describe, validate
 from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
 from ..jobs.certs import CERTS
 from ..jobs.runner import FAILED, SUCCESS, JobStatus
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import datetime
 
-from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
 from ..http import responses
+from ..http.catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..http.responses import APIError
 from ..jobs.protocol import JobKind
 from ..jobs.runner import JobRun

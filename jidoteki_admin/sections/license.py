@@ -26,11 +26,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from ..catalogue import FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write, remove_quietly
 from ..formats import licensefile
 from ..http import responses
+from ..http.catalogue import FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.license import HOOK, INVALID, LICENSE_INSTALL
 from ..jobs.license_check import LICENSE_CHECK

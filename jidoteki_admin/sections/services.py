@@ -27,9 +27,9 @@ from pathlib import Path
 
 from twisted.internet import defer
 
-from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
 from ..http import responses
+from ..http.catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..http.responses import APIError
 from ..jobs.children import default_env, run_child
 from ..jobs.runner import ApplianceScripts

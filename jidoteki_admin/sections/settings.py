@@ -22,11 +22,11 @@ from __future__ import annotations
 import datetime
 import re
 
-from ..catalogue import ACCEPTED, FILE, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write
 from ..formats import validate
 from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs import settings as job
 from ..jobs.settings import SETTINGS

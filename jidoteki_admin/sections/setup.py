@@ -13,10 +13,10 @@ from twisted.internet import defer
 
 from .. import API_PREFIX
 from ..auth import token_problem
-from ..catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write, remove_quietly
 from ..http import responses
+from ..http.catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.appliance import TOKEN
 from ..jobs.persist import PERSIST

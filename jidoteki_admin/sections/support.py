@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from ..catalogue import DOWNLOAD, Endpoint, Reply, Section, get
 from ..context import Context
 from ..files import remove_quietly
 from ..http import responses
+from ..http.catalogue import DOWNLOAD, Endpoint, Reply, Section, get
 from ..http.responses import APIError
 from ..jobs.debug import DEBUG
 from ..jobs.logs import LOGS

@@ -17,12 +17,12 @@ import shutil
 
 from twisted.internet import defer
 
-from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import read_first_line, remove_quietly
 from ..formats import updatehistory
 from ..formats.package import PACKAGE_PREFIX, PACKAGE_SUFFIX
 from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.runner import FAILED, RUNNING, SUCCESS, JobStatus
 from ..jobs.update import UPDATE

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from . import responses
 from .catalogue import PAGE, REDIRECT, Catalogue, Endpoint, Reply, Section, get
 from .docs import Docs
-from .http import responses
 from .openapi import openapi_document
 
 JSON_TYPE = b"application/json"

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 
-from . import API_PREFIX
-from .http.uploads import FILE, TEXT
+from .. import API_PREFIX
+from .uploads import FILE, TEXT
 
 __all__ = ["FILE", "TEXT", "Field", "Reply", "Operation", "Endpoint", "Section", "Catalogue"]
 
