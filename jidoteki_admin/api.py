@@ -19,17 +19,17 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from .audit import AuditLog, client_host
-from .auth import Refused, TokenStore
 from .config import AuthThrottle
 from .files import permission_problem
 from .formats.validate import Invalid
 from .http import responses
+from .http.audit import AuditLog, client_host
+from .http.auth import Refused, TokenStore
 from .http.catalogue import READ, Catalogue, Endpoint, Operation
 from .http.responses import APIError
+from .http.throttle import FailureThrottle
 from .http.uploads import FILE, FormPlan
 from .jobs.runner import AlreadyRunning
-from .throttle import FailureThrottle
 from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"

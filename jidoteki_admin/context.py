@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import TokenStore
 from .config import Config
+from .http.auth import TokenStore
 from .http.catalogue import Catalogue
 from .jobs.runner import JobRunner
 from .layout import AdminTree

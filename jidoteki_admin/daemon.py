@@ -22,12 +22,12 @@ from twisted.python.failure import Failure
 from . import __version__
 from .accesslog import file_output
 from .api import AdminAPI
-from .audit import AuditLog
-from .auth import TokenStore
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
 from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
+from .http.audit import AuditLog
+from .http.auth import TokenStore
 from .http.catalogue import Catalogue
 from .http.pages import Pages
 from .http.uploads import remove_partial_files

@@ -30,9 +30,9 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http, server
 
 from .accesslog import AccessLog
-from .audit import client_host
 from .config import ConnectionLimits
 from .http import responses
+from .http.audit import client_host
 from .http.responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
 from .http.uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 from .traffic import Traffic

@@ -15,9 +15,9 @@ SECTIONS = sorted(p.stem for p in (PACKAGE / "sections").glob("*.py") if p.stem 
 PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py")
                   if p.stem not in ("__init__", "program", "protocol", "runner", "children", "swap"))
 # The HTTP layer, the runner and the shared parts: none of them may know a section.
-CORE = ["api", "web", "http.catalogue", "http.openapi", "http.pages", "http.responses", "http.uploads", "auth", "audit",
+CORE = ["api", "web", "http.catalogue", "http.openapi", "http.pages", "http.responses", "http.uploads", "http.auth", "http.audit",
         "jobs.runner", "jobs.children", "layout", "files", "config", "tls", "formats.crypto", "formats.package",
-        "signatures", "metrics", "traffic", "throttle"]
+        "http.signatures", "metrics", "traffic", "http.throttle"]
 
 
 def module_name(path: Path) -> str:

@@ -11,7 +11,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, globalLogPublisher
 
 from conftest import multipart, raw_request
-from jidoteki_admin.auth import request_hash
+from jidoteki_admin.http.auth import request_hash
 from jidoteki_admin.web import parse_query
 
 TOKEN = "yourtoken"

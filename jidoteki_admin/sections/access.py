@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime
 
 from .. import API_PREFIX
-from ..auth import SCOPES, Identity
 from ..context import Context
 from ..http import responses
+from ..http.auth import SCOPES, Identity
 from ..http.catalogue import DOWNLOAD, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.persist import PERSIST

@@ -12,10 +12,10 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from .. import API_PREFIX
-from ..auth import token_problem
 from ..context import Context
 from ..files import atomic_write, remove_quietly
 from ..http import responses
+from ..http.auth import token_problem
 from ..http.catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..http.responses import APIError
 from ..jobs.appliance import TOKEN

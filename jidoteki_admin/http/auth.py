@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from ..files import CachedFirstLine, atomic_write
+from ..layout import AdminTree
 from . import signatures
-from .files import CachedFirstLine, atomic_write
-from .http.catalogue import ADMIN, READ
-from .layout import AdminTree
+from .catalogue import ADMIN, READ
 
 MAX_TOKEN_LENGTH = 255
 TOKEN_FILE_MODE = 0o600
