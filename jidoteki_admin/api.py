@@ -27,10 +27,10 @@ from .http.audit import AuditLog, client_host
 from .http.auth import Refused, TokenStore
 from .http.catalogue import READ, Catalogue, Endpoint, Operation
 from .http.responses import APIError
+from .http.site import BodyPolicy, parse_query
 from .http.throttle import FailureThrottle
 from .http.uploads import FILE, FormPlan
 from .jobs.runner import AlreadyRunning
-from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
 

@@ -9,10 +9,10 @@ from typing import Any
 from .config import Config
 from .http.auth import TokenStore
 from .http.catalogue import Catalogue
+from .http.traffic import Traffic
 from .jobs.runner import JobRunner
 from .layout import AdminTree
 from .tls import ContextFactory
-from .traffic import Traffic
 
 
 @dataclass(frozen=True)

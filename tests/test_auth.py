@@ -346,9 +346,9 @@ async def test_access_log_scrubs_setup_secrets(versioned, log_events):
 
 def _refusals():
     """Requests refused on each path that writes an access line of its own, with the token
-    in the query: before the body (web.AdminSite.refused_early), by the channel (414, 431),
+    in the query: before the body (site.AdminSite.refused_early), by the channel (414, 431),
     and mid-body (a field over its cap)."""
-    from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+    from jidoteki_admin.http.site import EARLY_REFUSAL_THRESHOLD
 
     content_type, over_cap = multipart({"newtoken": "n" * 5000})
     return {

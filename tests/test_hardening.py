@@ -12,7 +12,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 
 from conftest import multipart, raw_request
 from jidoteki_admin.http.auth import request_hash
-from jidoteki_admin.web import parse_query
+from jidoteki_admin.http.site import parse_query
 
 TOKEN = "yourtoken"
 VERSION = "/api/v1/admin/version"

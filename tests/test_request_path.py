@@ -12,10 +12,10 @@ from twisted.internet.task import Clock
 from twisted.logger import formatTime
 
 from conftest import json_of
-from jidoteki_admin.accesslog import AccessLog
+from jidoteki_admin.http.accesslog import AccessLog
 from jidoteki_admin.http.auth import expected_hash, request_hash
+from jidoteki_admin.http.site import RequestIds
 from jidoteki_admin.tap import Daemon, freeze_startup_objects
-from jidoteki_admin.web import RequestIds
 import test_signals
 from test_signals import TOKEN, start
 

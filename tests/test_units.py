@@ -18,9 +18,9 @@ from twisted.internet.defer import Deferred
 from conftest import multipart
 from jidoteki_admin.config import Config, ConfigError, Settings, parse_config
 from jidoteki_admin.http.responses import APIError
+from jidoteki_admin.http.site import scrub_uri
 from jidoteki_admin.http.uploads import FILE, TEXT, FormPlan, FormStream, multipart_boundary
 from jidoteki_admin.sections.information import human_size
-from jidoteki_admin.web import scrub_uri
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None)
 

@@ -18,12 +18,11 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .. import metrics
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
 from ..formats.certificates import days_left, expiry_warning, iso
 from ..formats.healthhistory import FIELDS, RANGES, HealthHistory, rate
-from ..http import responses
+from ..http import metrics, responses
 from ..http.catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
 from ..http.responses import APIError
 from ..jobs.update import UPDATE
