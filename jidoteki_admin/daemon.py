@@ -20,7 +20,6 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from . import __version__
-from .api import AdminAPI
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
 from .files import permission_problem, remove_stale_temporaries
@@ -29,6 +28,7 @@ from .http.accesslog import file_output
 from .http.audit import AuditLog
 from .http.auth import TokenStore
 from .http.catalogue import Catalogue
+from .http.gate import AdminAPI
 from .http.httpsonly import HTTPSOnly
 from .http.pages import Pages
 from .http.site import AdminSite

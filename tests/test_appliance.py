@@ -48,7 +48,7 @@ def calls_of(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("args, why", [
     (["--admin-path", "/t", "os"], "not a job program of jidoteki_admin.jobs: 'os'"),
-    (["--admin-path", "/t", "jidoteki_admin.api"], "not a job program"),
+    (["--admin-path", "/t", "jidoteki_admin.http.gate"], "not a job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.program"], "not a job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.runner"], "not a job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.nosuch"], "no such job program"),

@@ -15,7 +15,7 @@ SECTIONS = sorted(p.stem for p in (PACKAGE / "sections").glob("*.py") if p.stem 
 PROGRAMS = sorted(p.stem for p in (PACKAGE / "jobs").glob("*.py")
                   if p.stem not in ("__init__", "program", "protocol", "runner", "children", "swap"))
 # The HTTP layer, the runner and the shared parts: none of them may know a section.
-CORE = ["api", "http.site", "http.catalogue", "http.openapi", "http.pages", "http.responses", "http.uploads", "http.auth", "http.audit",
+CORE = ["http.gate", "http.site", "http.catalogue", "http.openapi", "http.pages", "http.responses", "http.uploads", "http.auth", "http.audit",
         "jobs.runner", "jobs.children", "layout", "files", "config", "tls", "formats.crypto", "formats.package",
         "http.signatures", "http.metrics", "http.traffic", "http.throttle"]
 
@@ -91,7 +91,7 @@ def test_the_core_knows_no_section(part):
 
 @pytest.mark.parametrize("program", ["program", "protocol", *PROGRAMS])
 def test_job_programs_never_reach_web_code_or_a_section(program):
-    forbidden = ("jidoteki_admin.api", "jidoteki_admin.http.site", "jidoteki_admin.sections", "jidoteki_admin.http.uploads",
+    forbidden = ("jidoteki_admin.http.gate", "jidoteki_admin.http.site", "jidoteki_admin.sections", "jidoteki_admin.http.uploads",
                  "jidoteki_admin.daemon", "jidoteki_admin.jobs.runner")
     reached = reachable(f"jidoteki_admin.jobs.{program}")
     assert not [name for name in reached if name.startswith(forbidden)]

@@ -19,18 +19,18 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from .config import AuthThrottle
-from .files import permission_problem
-from .formats.validate import Invalid
-from .http import responses
-from .http.audit import AuditLog, client_host
-from .http.auth import Refused, TokenStore
-from .http.catalogue import READ, Catalogue, Endpoint, Operation
-from .http.responses import APIError
-from .http.site import BodyPolicy, parse_query
-from .http.throttle import FailureThrottle
-from .http.uploads import FILE, FormPlan
-from .jobs.runner import AlreadyRunning
+from ..config import AuthThrottle
+from ..files import permission_problem
+from ..formats.validate import Invalid
+from ..jobs.runner import AlreadyRunning
+from . import responses
+from .audit import AuditLog, client_host
+from .auth import Refused, TokenStore
+from .catalogue import READ, Catalogue, Endpoint, Operation
+from .responses import APIError
+from .site import BodyPolicy, parse_query
+from .throttle import FailureThrottle
+from .uploads import FILE, FormPlan
 
 AUTHENTICATION_ERROR = "Authentication error"
 
