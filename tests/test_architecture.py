@@ -8,11 +8,13 @@ source, so a new import that breaks a rule fails here, not in review.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jidoteki_admin"
+MAP = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
 def module_name(path: Path) -> str:
@@ -168,3 +170,14 @@ def test_the_client_imports_nothing_of_the_daemon(module):
     it knows the API, not the daemon's code."""
     assert {name for name in reachable(module) if not within(name, CLIENT)} == set()
 
+
+def test_every_module_is_on_the_map():
+    """docs/architecture.md's map of the parts names every folder and every module: by its
+    file name, or by its name alone in the lists of sections and of job programs."""
+    parts = MAP.read_text().partition("## The parts")[2].partition("\n## ")[0]
+    words = set(re.findall(r"[a-z_]+", parts))
+    for path in PACKAGE.rglob("*.py"):
+        folder = path.parent.relative_to(PACKAGE)
+        assert folder == Path(".") or f"{folder}/" in parts, folder
+        listed = folder in (Path("sections"), Path("jobs")) and path.stem in words
+        assert path.name == "__init__.py" or path.name in parts or listed, path.relative_to(PACKAGE)
