@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jidoteki_admin import package  # noqa: E402
+from jidoteki_admin.formats import package  # noqa: E402
 
 UPDATE_PATH = "/api/v1/admin/update"
 

@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jidoteki_admin.auth import request_hash  # noqa: E402
+from jidoteki_admin.http.auth import request_hash  # noqa: E402
 
 TOKEN = "benchtoken"
 VERSION_PATH = "/api/v1/admin/version"

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
-from jidoteki_admin import package  # noqa: E402
+from jidoteki_admin.formats import package  # noqa: E402
 from report import row, write_rows  # noqa: E402
 
 ENC = "openssl enc -d -aes-256-cbc -md sha256 -pbkdf2 -pass file:{key} -in {pkg}"

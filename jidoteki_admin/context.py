@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .auth import TokenStore
-from .catalogue import Catalogue
 from .config import Config
+from .http.auth import TokenStore
+from .http.catalogue import Catalogue
+from .http.traffic import Traffic
+from .jobs.runner import JobRunner
 from .layout import AdminTree
-from .runner import JobRunner
 from .tls import ContextFactory
-from .traffic import Traffic
 
 
 @dataclass(frozen=True)

@@ -20,24 +20,24 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from . import __version__
-from .accesslog import file_output
-from .api import AdminAPI
-from .audit import AuditLog
-from .auth import TokenStore
-from .catalogue import Catalogue
 from .config import APPLIANCE_JOBS, Config, ConfigError, Settings, listen_description, load_config, reload_config
 from .context import Context
 from .files import permission_problem, remove_stale_temporaries
 from .hangup import HangupHandler, reopen_log_files
-from .httpsonly import HTTPSOnly
+from .http.accesslog import file_output
+from .http.audit import AuditLog
+from .http.auth import TokenStore
+from .http.catalogue import Catalogue
+from .http.gate import AdminAPI
+from .http.httpsonly import HTTPSOnly
+from .http.pages import Pages
+from .http.site import AdminSite
+from .http.uploads import remove_partial_files
+from .jobs.runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .layout import AdminTree
-from .pages import Pages
-from .runner import ApplianceScripts, BuiltinPrograms, JobRunner, Launcher
 from .sections import REGISTERED
 from .tls import ContextFactory, ensure_certificate
 from .treelock import TreeLock, TreeLocked
-from .uploads import remove_partial_files
-from .web import AdminSite
 
 
 def _daemon_owned(name: str) -> bool:

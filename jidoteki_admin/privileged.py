@@ -26,7 +26,9 @@ from . import __version__
 
 PROG = "jidoteki-admin-privileged"
 JOBS_PACKAGE = "jidoteki_admin.jobs"
-NOT_PROGRAMS = {"program", "protocol"}
+# The modules of the jobs package that programs and the daemon import but that are no
+# program: never run as root (tests/test_appliance.py holds every module to this).
+NOT_PROGRAMS = {"program", "protocol", "status", "swap", "runner", "children"}
 # The environment a job gets as root: nothing of the caller's.
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
              "HOME": "/root"}

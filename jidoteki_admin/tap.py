@@ -23,8 +23,8 @@ from .config import (
     default_admin_path,
     load_config,
 )
-from .accesslog import twistd_log_file
 from .daemon import AdminService, StartupError
+from .http.accesslog import twistd_log_file
 
 PROGRAM = "jidoteki-admin"
 

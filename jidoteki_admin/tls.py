@@ -16,8 +16,8 @@ from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
-from .certificates import alternative_names
 from .files import atomic_write
+from .formats.certificates import alternative_names
 
 # TLS 1.2 suites with ECDHE key exchange and an AEAD cipher; TLS 1.3 suites all qualify.
 TLS12_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!SHA1:!SHA256:!SHA384"

@@ -26,10 +26,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import __version__, debugbundle, licensefile, package
-from .crypto import CryptoError
+from . import __version__
 from .files import atomic_write, remove_quietly
-from .package import PackageError
+from .formats import debugbundle, licensefile, package
+from .formats.crypto import CryptoError
+from .formats.package import PackageError
 
 PROG = "jidoteki-admin-vendor"
 RSA_BITS = 3072

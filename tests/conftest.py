@@ -23,11 +23,11 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from in_memory import SERVER_ADDRESS, MemoryNetwork
 from jidoteki_admin import API_PREFIX
-from jidoteki_admin.auth import request_hash
 from jidoteki_admin.config import Settings, parse_config
 from jidoteki_admin.daemon import AdminService
-from in_memory import SERVER_ADDRESS, MemoryNetwork
+from jidoteki_admin.http.auth import request_hash
 
 
 def pytest_configure(config):

@@ -24,10 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.threads import deferToThread
 
 from conftest import json_of, multipart
-from jidoteki_admin import API_PREFIX, signatures
-from jidoteki_admin.auth import request_hash
-from jidoteki_admin.catalogue import READ
+from jidoteki_admin import API_PREFIX
 from jidoteki_admin.config import OPTIONAL_ENDPOINTS
+from jidoteki_admin.http import signatures
+from jidoteki_admin.http.auth import request_hash
+from jidoteki_admin.http.catalogue import READ
 
 TOKEN = "yourtoken"
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "API.md")

@@ -48,8 +48,9 @@ def calls_of(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("args, why", [
     (["--admin-path", "/t", "os"], "not a job program of jidoteki_admin.jobs: 'os'"),
-    (["--admin-path", "/t", "jidoteki_admin.api"], "not a job program"),
+    (["--admin-path", "/t", "jidoteki_admin.http.gate"], "not a job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.program"], "not a job program"),
+    (["--admin-path", "/t", "jidoteki_admin.jobs.runner"], "not a job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.nosuch"], "no such job program"),
     (["--admin-path", "/t", "jidoteki_admin.jobs.update;id"], "not a job program"),
     (["--admin-path", "t", "jidoteki_admin.jobs.persist"], "--admin-path must be absolute"),
@@ -60,6 +61,23 @@ def test_the_privileged_entry_point_runs_nothing_but_a_job_program(args, why):
     done = subprocess.run(PRIVILEGED + args, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and why in done.stderr, done.stderr
+
+
+def test_of_the_jobs_package_only_the_programs_can_be_run_as_root():
+    """The runner, its children, the swap journal and whatever else in jobs/ programs only
+    import are refused by name; every module that runs as a program is let through."""
+    from jidoteki_admin import jobs
+    from jidoteki_admin.privileged import Refused, job_module
+
+    modules = sorted(Path(jobs.__file__).parent.glob("[a-z]*.py"))
+    assert {"runner.py", "children.py", "swap.py", "update.py"} <= {path.name for path in modules}
+    for path in modules:
+        name = f"jidoteki_admin.jobs.{path.stem}"
+        if 'if __name__ == "__main__":' in path.read_text():
+            assert job_module(name) == name
+        else:
+            with pytest.raises(Refused, match="not a job program"):
+                job_module(name)
 
 
 def test_the_privileged_entry_point_runs_a_job_program_with_a_clean_environment(tmp_path):

@@ -9,8 +9,8 @@ import pytest_twisted
 from twisted.logger import formatEvent, globalLogPublisher
 
 from conftest import json_of, multipart, raw_request
-from jidoteki_admin import auth
-from jidoteki_admin.auth import request_hash, secret_key
+from jidoteki_admin.http import auth
+from jidoteki_admin.http.auth import request_hash, secret_key
 
 PUBLISHED_KEY = "13e2ff941bbc8692cad141c8d293dda2c4f1c1a3c51b93d54f1a1693e1206107"
 PUBLISHED_HASH = "b714a60732e096ccef06e360eefe0f1ba4fa5d16ef7da726612e2026e5523241"
@@ -346,9 +346,9 @@ async def test_access_log_scrubs_setup_secrets(versioned, log_events):
 
 def _refusals():
     """Requests refused on each path that writes an access line of its own, with the token
-    in the query: before the body (web.AdminSite.refused_early), by the channel (414, 431),
+    in the query: before the body (site.AdminSite.refused_early), by the channel (414, 431),
     and mid-body (a field over its cap)."""
-    from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+    from jidoteki_admin.http.site import EARLY_REFUSAL_THRESHOLD
 
     content_type, over_cap = multipart({"newtoken": "n" * 5000})
     return {

@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from twisted.internet.threads import deferToThread
 
 from conftest import json_of, tls_client_context, wait_until
-from jidoteki_admin import certificates
-from jidoteki_admin.certificates import days_left, expiry_warning, normalise
+from jidoteki_admin.formats import certificates
+from jidoteki_admin.formats.certificates import days_left, expiry_warning, normalise
+from jidoteki_admin.formats.validate import Invalid
 from jidoteki_admin.jobs import certs as certs_job
 from jidoteki_admin.jobs.program import main
-from jidoteki_admin.validate import Invalid
 from test_signals import start as start_twistd
 from test_signals import twistd, wait_for  # noqa: F401 (the fixture, for the SIGHUP test)
 

@@ -25,7 +25,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
-from jidoteki_admin.auth import request_hash
+from jidoteki_admin.http.auth import request_hash
 from jidoteki_admin.client import (AdminClient, APIError, JobFailed, Misconfigured, TailFollower, Timeouts, TimedOut,
                                    Unreachable, Untrusted, certificate_fingerprint, log_lines, normal_fingerprint,
                                    presented_fingerprint, secret_key, sign)

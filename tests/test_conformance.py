@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, python_for, twistd_env
-from jidoteki_admin import package
+from jidoteki_admin.formats import package
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real sudo and a real unprivileged user")
 

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.checks import not_a_server_error
 
-from jidoteki_admin.auth import request_hash
+from jidoteki_admin.http.auth import request_hash
 from test_signals import TOKEN, Twistd, admin_tree, free_port
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("CONTRACT_EXAMPLES", "400"))

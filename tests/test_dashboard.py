@@ -27,8 +27,9 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api as playwright_api
 
 from conftest import REPO, Twistd, free_port
-from jidoteki_admin import licensefile, validate, vendor
-from jidoteki_admin.healthhistory import HealthHistory
+from jidoteki_admin import vendor
+from jidoteki_admin.formats import licensefile, validate
+from jidoteki_admin.formats.healthhistory import HealthHistory
 from test_certs import issue
 from test_updates import build, install_keys
 
@@ -905,7 +906,7 @@ def test_the_network_checks_give_the_servers_verdicts(js):
 def refusals() -> list[str]:
     """What the appliance's checks say of bad network, storage and cluster settings, and of
     bad certificates: the messages the dashboard must put in words for people."""
-    from jidoteki_admin import certificates, cluster_settings, storage_settings
+    from jidoteki_admin.formats import certificates, cluster_settings, storage_settings
 
     said = []
 

@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 import pytest_twisted
 
-from jidoteki_admin.pages import DASHBOARD_TYPES
+from jidoteki_admin.http.pages import DASHBOARD_TYPES
 
 FOLDER = resources.files("jidoteki_admin").joinpath("data", "dashboard")
 FILES = sorted(entry.name for entry in FOLDER.iterdir() if entry.name != "index.html")

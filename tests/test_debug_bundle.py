@@ -86,7 +86,7 @@ async def test_a_debug_bundle_needs_an_rsa_public_key(daemon, tmp_path):
 
 
 def test_the_vendor_tool_refuses_a_bundle_for_another_key(tmp_path, keys):
-    from jidoteki_admin import debugbundle
+    from jidoteki_admin.formats import debugbundle
 
     plain = tmp_path / "p.tar.gz"
     with tarfile.open(plain, "w:gz") as tar:

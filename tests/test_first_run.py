@@ -201,8 +201,8 @@ async def test_first_run_is_on_413_500_507_and_an_early_400_too(make_memory_daem
     full disk, a body refused before it is read) carry First-Run like the others."""
     import errno
 
-    from jidoteki_admin import uploads
-    from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+    from jidoteki_admin.http import uploads
+    from jidoteki_admin.http.site import EARLY_REFUSAL_THRESHOLD
 
     build_file = tmp_path / "build.json"
     build_file.write_bytes(b"{not json")

@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from conftest import json_of, raw_request
-from jidoteki_admin.auth import TokenStore
+from jidoteki_admin.http.auth import TokenStore
 from jidoteki_admin.layout import AdminTree
 
 ENABLED = {"first-run": {"enabled": True, "word-length": 4}}

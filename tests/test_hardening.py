@@ -11,8 +11,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, globalLogPublisher
 
 from conftest import multipart, raw_request
-from jidoteki_admin.auth import request_hash
-from jidoteki_admin.web import parse_query
+from jidoteki_admin.http.auth import request_hash
+from jidoteki_admin.http.site import parse_query
 
 TOKEN = "yourtoken"
 VERSION = "/api/v1/admin/version"
@@ -240,7 +240,7 @@ async def test_every_answer_names_the_server_without_a_version(memory_daemon, me
 async def test_when_the_error_layer_itself_fails_the_client_still_gets_no_traceback(memory_daemon, monkeypatch):
     """The last line of defence: the API's JSON 500, never twisted.web's failure page or
     its traceback (Site.displayTracebacks stays off in case that page is ever shown)."""
-    from jidoteki_admin import responses
+    from jidoteki_admin.http import responses
 
     def broken(*args, **kwargs):
         raise RuntimeError("secret detail of the failure")
@@ -267,8 +267,8 @@ async def test_a_failure_after_the_answer_began_ends_the_connection_without_a_tr
     """Half an answer is out: nothing can be said any more, so the connection is closed
     (the client sees a cut answer, not a second one glued to it)."""
     from conftest import raw_request_bytes
-    from jidoteki_admin import responses
-    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
+    from jidoteki_admin.http import responses
+    from jidoteki_admin.http.catalogue import JSON, Endpoint, Reply, Section, get
 
     def half(request):
         request.write(b'{"partial":')

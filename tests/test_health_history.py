@@ -14,7 +14,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from conftest import json_of
-from jidoteki_admin.healthhistory import FIELDS, FINE, HOUR, MINUTE, HealthHistory, rate
+from jidoteki_admin.formats.healthhistory import FIELDS, FINE, HOUR, MINUTE, HealthHistory, rate
 from jidoteki_admin.sections.information import HistorySampler
 
 START = 1_700_000_000 - 1_700_000_000 % 3600  # on the hour

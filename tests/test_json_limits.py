@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import json_of
-from jidoteki_admin.validate import Invalid, load_document
+from jidoteki_admin.formats.validate import Invalid, load_document
 
 VALID = {
     "/settings": {"network": {"interface": "eth0", "hostname": "site.example.com"}, "app": {}},

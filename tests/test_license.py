@@ -16,7 +16,8 @@ import pytest_twisted
 from twisted.internet import defer
 
 from conftest import json_of, wait_until
-from jidoteki_admin import licensefile, vendor
+from jidoteki_admin import vendor
+from jidoteki_admin.formats import licensefile
 
 DETAILS = {"app": "enterprise", "users": 20, "expires": "19 January 2038", "name": "Enterprise Company",
            "contact": "cto@enterprise"}

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jidoteki_admin import licensefile
-from jidoteki_admin.licensefile import LicenseError
+from jidoteki_admin.formats import licensefile
+from jidoteki_admin.formats.licensefile import LicenseError
 
 DOCUMENT = {"app": "enterprise", "users": 20, "expires": "2038-01-19", "name": "Enterprise Company",
             "contact": "cto@enterprise"}

@@ -11,11 +11,11 @@ from openapi_spec_validator import validate
 
 from conftest import json_of, raw_request
 from jidoteki_admin import API_PREFIX
-from jidoteki_admin.api import check_form
-from jidoteki_admin.catalogue import STATUS, Endpoint, Field, Reply, Section, post
-from jidoteki_admin.responses import APIError, status
-from jidoteki_admin.uploads import Form
-from jidoteki_admin.web import EARLY_REFUSAL_THRESHOLD
+from jidoteki_admin.http.catalogue import STATUS, Endpoint, Field, Reply, Section, post
+from jidoteki_admin.http.gate import check_form
+from jidoteki_admin.http.responses import APIError, status
+from jidoteki_admin.http.site import EARLY_REFUSAL_THRESHOLD
+from jidoteki_admin.http.uploads import Form
 
 # Paths tried against the daemon that must not be served; the document must not list them.
 NOT_SERVED = ["/api/v1/admin/settings", "/api/v1/admin/backup", "/api/v1/admin/storage", "/dashboard"]

@@ -7,9 +7,9 @@ import pytest
 import pytest_twisted
 
 from conftest import json_of, raw_request
-from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
 from jidoteki_admin.config import ConfigError, parse_config
-from jidoteki_admin.responses import document
+from jidoteki_admin.http.catalogue import JSON, Endpoint, Reply, Section, get
+from jidoteki_admin.http.responses import document
 
 DEFAULT_ENDPOINTS = {
     "/api/v1/admin/build",

@@ -12,7 +12,7 @@ import pytest_twisted
 
 from conftest import json_of, raw_request
 from jidoteki_admin import API_PREFIX
-from jidoteki_admin.auth import request_hash
+from jidoteki_admin.http.auth import request_hash
 from jidoteki_admin.sections import services as services_module
 from test_auth import audit_entries
 from test_information import write_hook

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from jidoteki_admin import package
-from jidoteki_admin.package import PackageError, Version
+from jidoteki_admin.formats import package
+from jidoteki_admin.formats.package import PackageError, Version
 
 OPENSSL_ENC = ["openssl", "enc", "-aes-256-cbc", "-md", "sha256", "-pbkdf2", "-salt"]
 OPENSSL_ENC_MD5 = ["openssl", "enc", "-aes-256-cbc", "-md", "md5", "-salt"]

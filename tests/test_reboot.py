@@ -9,7 +9,7 @@ import pytest_twisted
 
 from conftest import wait_until
 from jidoteki_admin.jobs.reboot import REBOOT
-from jidoteki_admin.runner import SUCCESS
+from jidoteki_admin.jobs.runner import SUCCESS
 from test_updates import accepted, build, install_keys
 
 

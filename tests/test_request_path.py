@@ -12,10 +12,10 @@ from twisted.internet.task import Clock
 from twisted.logger import formatTime
 
 from conftest import json_of
-from jidoteki_admin.accesslog import AccessLog
-from jidoteki_admin.auth import expected_hash, request_hash
+from jidoteki_admin.http.accesslog import AccessLog
+from jidoteki_admin.http.auth import expected_hash, request_hash
+from jidoteki_admin.http.site import RequestIds
 from jidoteki_admin.tap import Daemon, freeze_startup_objects
-from jidoteki_admin.web import RequestIds
 import test_signals
 from test_signals import TOKEN, start
 
@@ -192,8 +192,8 @@ async def test_a_reload_writes_the_waiting_access_lines_before_the_logs_are_reop
 async def test_over_tls_every_request_on_a_connection_is_secure_and_knows_its_listener(make_daemon):
     """The channel asks the transport once per connection whether it is TLS and where it
     listens (the wrappers make each answer cost): every request must still get the truth."""
-    from jidoteki_admin.catalogue import JSON, Endpoint, Reply, Section, get
-    from jidoteki_admin.responses import document
+    from jidoteki_admin.http.catalogue import JSON, Endpoint, Reply, Section, get
+    from jidoteki_admin.http.responses import document
 
     daemon = make_daemon()
 

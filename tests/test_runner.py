@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -12,10 +13,10 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import Clock, deferLater
 
 from conftest import wait_until
-from jidoteki_admin.children import KILL_GRACE_SECONDS
+from jidoteki_admin.jobs.children import KILL_GRACE_SECONDS, default_env
+from jidoteki_admin.jobs.runner import (FAILED, INTERRUPTED, RUNNING, SUCCESS, AlreadyRunning, Command, JobKind,
+                                        JobRunner, JobStatus)
 from jidoteki_admin.layout import AdminTree
-from jidoteki_admin.runner import (FAILED, INTERRUPTED, RUNNING, SUCCESS, AlreadyRunning, Command, JobKind,
-                                   JobRunner, JobStatus)
 
 KIND = JobKind(
     name="demo",
@@ -338,15 +339,24 @@ async def test_a_reboot_interrupted_by_the_daemon_stopping_succeeded(tree):
 
 
 def test_the_built_in_launcher_runs_the_kinds_program_on_the_absolute_tree(tree):
-    from jidoteki_admin.runner import BuiltinPrograms
+    from jidoteki_admin.jobs.runner import BuiltinPrograms
 
     command = BuiltinPrograms(tree).command(KIND, ["--package", "/x.enc"])
     assert command.argv == [sys.executable, "-m", "demo.program", "--admin-path", str(tree.root), "--package", "/x.enc"]
     assert command.env == {}
 
 
+def test_child_programs_find_first_the_package_the_daemon_runs():
+    """A job program imports the very code that started it, installed or not: the folder
+    holding the package comes first on the child's path, wherever children.py sits in it."""
+    import jidoteki_admin
+
+    first = Path(default_env()["PYTHONPATH"].split(os.pathsep)[0])
+    assert (first / "jidoteki_admin" / "__init__.py").samefile(jidoteki_admin.__file__)
+
+
 def test_the_built_in_launcher_goes_through_the_privileged_entry_point_for_root_jobs(tree):
-    from jidoteki_admin.runner import BuiltinPrograms
+    from jidoteki_admin.jobs.runner import BuiltinPrograms
 
     entry = ("/usr/bin/sudo", "-n", "/venv/bin/jidoteki-admin-privileged", "--admin-path", "/t")
     launcher = BuiltinPrograms(tree, entry)

@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 
 from conftest import Twistd, free_port, json_of
-from jidoteki_admin import package, updatehistory
+from jidoteki_admin.formats import package, updatehistory
 from test_updates import finished, install_keys
 
 UPLOADS = Path("home") / "sftp" / "uploads"

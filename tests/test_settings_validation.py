@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from jidoteki_admin import validate
+from jidoteki_admin.formats import validate
 from jidoteki_admin.jobs.settings import bare, network_conf, network_json, previous_mode
 from test_settings import source
 

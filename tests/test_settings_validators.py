@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jidoteki_admin import validate
-from jidoteki_admin.cluster_settings import MAX_PEERS, cluster_settings
-from jidoteki_admin.storage_settings import MASK, TYPES, conf_text, parse_options, storage_settings
-from jidoteki_admin.validate import Invalid
+from jidoteki_admin.formats import validate
+from jidoteki_admin.formats.cluster_settings import MAX_PEERS, cluster_settings
+from jidoteki_admin.formats.storage_settings import MASK, TYPES, conf_text, parse_options, storage_settings
+from jidoteki_admin.formats.validate import Invalid
 
 # Characters a double-quoted shell string treats specially, or that end it.
 SHELL_SPECIAL = set('$`\\"\n')

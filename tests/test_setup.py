@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from twisted.internet import reactor
 
 from conftest import json_of, multipart, raw_conversation, raw_request, raw_request_bytes, wait_until
-from jidoteki_admin.auth import request_hash, token_problem
+from jidoteki_admin.http.auth import request_hash, token_problem
 
 FORBIDDEN = {"Status": "403 Forbidden", "Error-Message": "Authentication error"}
 TOKEN_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))  # "!" to "~", as the original allowed

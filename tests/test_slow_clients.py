@@ -25,9 +25,9 @@ from twisted.internet.threads import deferToThread
 from twisted.web.resource import Resource
 
 from conftest import parse_responses, raw_request, tls_client_context, wait_until
-from test_protocol_errors import received_so_far
 from jidoteki_admin.config import ConnectionLimits
-from jidoteki_admin.web import CLOSE_GRACE, AdminSite, BodyPolicy, client_network
+from jidoteki_admin.http.site import CLOSE_GRACE, AdminSite, BodyPolicy, client_network
+from test_protocol_errors import received_so_far
 
 VERSION = "/api/v1/admin/version?token=yourtoken"
 

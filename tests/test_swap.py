@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jidoteki_admin import swap
+from jidoteki_admin.jobs import swap
 
 
 class Stop(BaseException):

@@ -12,7 +12,7 @@ from twisted.internet.threads import deferToThread
 
 from conftest import multipart, parse_responses, raw_request, raw_request_bytes, tls_client_context
 from jidoteki_admin.config import AuthThrottle
-from jidoteki_admin.throttle import FailureThrottle, client_key
+from jidoteki_admin.http.throttle import FailureThrottle, client_key
 
 VERSION = "/api/v1/admin/version"
 

@@ -17,10 +17,10 @@ from twisted.internet.defer import Deferred
 
 from conftest import multipart
 from jidoteki_admin.config import Config, ConfigError, Settings, parse_config
+from jidoteki_admin.http.responses import APIError
+from jidoteki_admin.http.site import scrub_uri
+from jidoteki_admin.http.uploads import FILE, TEXT, FormPlan, FormStream, multipart_boundary
 from jidoteki_admin.sections.information import human_size
-from jidoteki_admin.responses import APIError
-from jidoteki_admin.uploads import FILE, TEXT, FormPlan, FormStream, multipart_boundary
-from jidoteki_admin.web import scrub_uri
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None)
 
@@ -195,7 +195,7 @@ FIELD_TEXT = st.binary(max_size=300)
 
 def new_stream(boundary: bytes, directory: Path) -> FormStream:
     if "writer" in inspect.signature(FormStream).parameters:
-        from jidoteki_admin.uploads import DiskWriter
+        from jidoteki_admin.http.uploads import DiskWriter
 
         return FormStream(PLAN, boundary, directory, DiskWriter(reactor, lambda: None, lambda: None))
     return FormStream(PLAN, boundary, directory)

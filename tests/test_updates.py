@@ -15,7 +15,8 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from conftest import json_of
-from jidoteki_admin import children, package
+from jidoteki_admin.formats import package
+from jidoteki_admin.jobs import children
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

@@ -225,7 +225,7 @@ async def test_a_large_upload_streams_to_disk_with_bounded_memory(daemon, tmp_pa
 async def test_failed_writes_resume_reading_and_report_the_first_error(tmp_path):
     from twisted.internet import reactor
 
-    from jidoteki_admin.uploads import DiskWriter
+    from jidoteki_admin.http.uploads import DiskWriter
 
     calls = []
     writer = DiskWriter(reactor, lambda: calls.append("pause"), lambda: calls.append("resume"))
@@ -270,7 +270,7 @@ async def test_a_form_body_under_another_media_type_is_refused(memory_daemon):
 
 
 def test_remove_partial_files_removes_only_partial_uploads_and_counts_them(tmp_path):
-    from jidoteki_admin.uploads import PARTIAL_PREFIX, remove_partial_files
+    from jidoteki_admin.http.uploads import PARTIAL_PREFIX, remove_partial_files
 
     for name in (PARTIAL_PREFIX + "a", PARTIAL_PREFIX + "b", "software_package-1.0.enc", "backup.tar"):
         (tmp_path / name).write_bytes(b"x")
@@ -284,7 +284,7 @@ def test_an_upload_is_written_readable_by_the_daemon_alone(tmp_path):
     byte, whatever the umask."""
     from twisted.internet import reactor
 
-    from jidoteki_admin.uploads import DiskWriter, _FilePart
+    from jidoteki_admin.http.uploads import DiskWriter, _FilePart
 
     writer = DiskWriter(reactor, lambda: None, lambda: None)
     old = os.umask(0)
@@ -374,7 +374,7 @@ async def test_an_unforeseen_failure_while_storing_an_upload_is_a_500_and_logged
     from twisted.internet import defer
     from twisted.logger import globalLogPublisher
 
-    from jidoteki_admin import uploads
+    from jidoteki_admin.http import uploads
 
     original = uploads.FormStream.finish
 

@@ -150,7 +150,7 @@ def test_package_refuses_a_link_leaving_the_package(tmp_path, keydir, src):
 
 
 def test_inspect_a_package_without_version(tmp_path, keydir):
-    from jidoteki_admin import package
+    from jidoteki_admin.formats import package
 
     (tmp_path / "payload").mkdir()
     (tmp_path / "payload" / "update.sh").write_text("echo hi\n")

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import multipart, raw_conversation, raw_request, raw_request_bytes
-from jidoteki_admin.catalogue import ACCEPTED, Endpoint, Reply, Section, post
-from jidoteki_admin.responses import accepted
+from jidoteki_admin.http.catalogue import ACCEPTED, Endpoint, Reply, Section, post
+from jidoteki_admin.http.responses import accepted
 
 TOKEN = "yourtoken"
 AUTH = "token=" + TOKEN

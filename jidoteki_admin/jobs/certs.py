@@ -33,15 +33,15 @@ from pathlib import Path
 
 from OpenSSL import SSL
 
-from ..certificates import Candidate, fingerprint, subject_of, validate
 from ..files import remove_quietly, resolved_target
+from ..formats.certificates import Candidate, fingerprint, subject_of, validate
+from ..formats.validate import Invalid
 from ..layout import AdminTree
-from ..tls import build_context
-from ..validate import Invalid
 from ..persistence import PersistError, persist
+from ..tls import build_context
 from .program import JobFailed, Program, main, write_log
-from .status import StatusFiles
 from .protocol import JobKind
+from .status import StatusFiles
 
 UPLOAD_MAX = 1024 * 1024  # the upload cap of each field
 

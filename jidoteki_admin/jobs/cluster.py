@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cluster_settings import cluster_settings, stored_cluster
 from ..files import secret_owner
+from ..formats.cluster_settings import cluster_settings, stored_cluster
 from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
 

@@ -20,8 +20,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .. import debugbundle
-from ..crypto import CryptoError
+from ..formats import debugbundle
+from ..formats.crypto import CryptoError
 from .logs import LogBundle
 from .program import JobFailed, Program, main
 from .protocol import JobKind

@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import licensefile
 from ..files import atomic_write
-from ..validate import Invalid, load_document
+from ..formats import licensefile
+from ..formats.validate import Invalid, load_document
 from .program import JobFailed, Program, main
 from .protocol import JobKind
 

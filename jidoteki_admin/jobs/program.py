@@ -27,11 +27,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .. import swap
 from ..files import atomic_write, remove_quietly
+from ..formats.validate import Invalid, read_document
 from ..layout import AdminTree
 from ..persistence import PersistError, persist
-from ..validate import Invalid, read_document
+from . import swap
 from .protocol import FAILED, RUNNING, SUCCESS, JobKind
 from .status import JobStatus, StatusFiles
 

@@ -26,8 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import package, swap
-from ..package import PackageError, UnsafeMember
+from ..formats import package
+from ..formats.package import PackageError, UnsafeMember
+from . import swap
 from .program import JobFailed, Program, main
 from .protocol import JobKind
 

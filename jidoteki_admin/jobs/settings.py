@@ -32,8 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from .. import swap, validate
 from ..files import remove_quietly
+from ..formats import validate
+from . import swap
 from .program import JobFailed, Program, main
 from .protocol import JobKind
 

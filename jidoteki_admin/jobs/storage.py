@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ..files import secret_owner
-from ..storage_settings import TYPES, conf_text, holds_secret, stored_storage, storage_settings
+from ..formats.storage_settings import TYPES, conf_text, holds_secret, stored_storage, storage_settings
 from .program import StagedDocumentProgram, document_bytes, main
 from .protocol import JobKind
 

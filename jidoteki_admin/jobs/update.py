@@ -24,9 +24,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .. import package, updatehistory
 from ..files import atomic_write, permission_problem, read_first_line, remove_quietly
-from ..package import E_BUSY, E_PRECHECK, E_SCRIPT, E_UNEXPECTED, PackageError, Version
+from ..formats import package, updatehistory
+from ..formats.package import E_BUSY, E_PRECHECK, E_SCRIPT, E_UNEXPECTED, PackageError, Version
 from .program import JobFailed, Program, main, write_log
 from .protocol import JobKind
 

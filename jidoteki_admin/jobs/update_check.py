@@ -24,9 +24,9 @@ import os
 import sys
 from pathlib import Path
 
-from .. import package, updatehistory
 from ..files import read_first_line
-from ..package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError
+from ..formats import package, updatehistory
+from ..formats.package import E_BUSY, E_SCRIPT, E_UNEXPECTED, PackageError
 from .program import main
 from .protocol import JobKind
 from .update import UpdateProgram, run_precheck, script_environment

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import datetime
 
-from .. import API_PREFIX, responses
-from ..auth import SCOPES, Identity
-from ..catalogue import DOWNLOAD, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
+from .. import API_PREFIX
 from ..context import Context
+from ..http import responses
+from ..http.auth import SCOPES, Identity
+from ..http.catalogue import DOWNLOAD, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs.persist import PERSIST
-from ..responses import APIError
 
 TOKEN_SCHEMA = {
     "type": "object",

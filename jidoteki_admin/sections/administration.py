@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import responses
-from ..catalogue import ACCEPTED, Endpoint, Reply, Section, get
 from ..context import Context
+from ..http import responses
+from ..http.catalogue import ACCEPTED, Endpoint, Reply, Section, get
 from ..jobs.reboot import REBOOT
 
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .. import responses
-from ..catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section,
+from ..http import responses
+from ..http.catalogue import (ACCEPTED, DOWNLOAD, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section,
                          get, post)
 from ..context import Context
 from ..files import remove_quietly
+from ..http.responses import APIError
 from ..jobs.backup import BACKUP, BACKUP_STOP, write_status
 from ..jobs.persist import PERSIST
 from ..jobs.restore import RESTORE
-from ..responses import APIError
-from ..runner import SUCCESS, JobStatus
+from ..jobs.runner import SUCCESS, JobStatus
 
 TAR = b"application/x-tar"  # as the original served it
 ACTION_PROBLEM = "Missing or invalid option: action. Expected value 'START' or 'STOP'"

@@ -19,13 +19,13 @@ import datetime
 
 from twisted.logger import Logger
 
-from .. import responses
-from ..catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
-from ..certificates import description, describe, validate
 from ..context import Context
 from ..files import remove_quietly
+from ..formats.certificates import description, describe, validate
+from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, READ, Endpoint, Field, Reply, Section, get, post
 from ..jobs.certs import CERTS
-from ..runner import FAILED, SUCCESS, JobStatus
+from ..jobs.runner import FAILED, SUCCESS, JobStatus
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 STATUS_SCHEMA = {

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import responses
-from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
-from ..cluster_settings import cluster_settings, masked, stored_cluster
 from ..context import Context
 from ..files import atomic_write
+from ..formats.cluster_settings import cluster_settings, masked, stored_cluster
+from ..formats.validate import read_document
+from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs.cluster import CLUSTER, document_bytes
-from ..responses import APIError
-from ..validate import read_document
 
 STORED_MAX = 256 * 1024
 _PEER = {

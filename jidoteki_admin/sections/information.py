@@ -18,14 +18,14 @@ from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from .. import metrics, responses
-from ..catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
-from ..certificates import days_left, expiry_warning, iso
 from ..context import Context
 from ..files import CachedFirstLine, atomic_write
+from ..formats.certificates import days_left, expiry_warning, iso
+from ..formats.healthhistory import FIELDS, RANGES, HealthHistory, rate
+from ..http import metrics, responses
+from ..http.catalogue import JSON, PLAIN_TEXT, READ, Endpoint, Reply, Section, get
+from ..http.responses import APIError
 from ..jobs.update import UPDATE
-from ..healthhistory import FIELDS, RANGES, HealthHistory, rate
-from ..responses import APIError
 
 SAMPLE_INTERVAL = 10.0
 BUILD_MAX = 1024 * 1024

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import datetime
 
-from .. import responses
-from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
 from ..context import Context
+from ..http import responses
+from ..http.catalogue import JSON, READ, Endpoint, Reply, Section, get
+from ..http.responses import APIError
 from ..jobs.protocol import JobKind
-from ..responses import APIError
-from ..runner import JobRun
+from ..jobs.runner import JobRun
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 JOB_SCHEMA = {

@@ -26,15 +26,16 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from .. import licensefile, responses
-from ..catalogue import FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write, remove_quietly
+from ..formats import licensefile
+from ..http import responses
+from ..http.catalogue import FILE, JSON, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs.license import HOOK, INVALID, LICENSE_INSTALL
 from ..jobs.license_check import LICENSE_CHECK
 from ..jobs.persist import PERSIST
-from ..responses import APIError
-from ..runner import SUCCESS, AlreadyRunning, JobStatus
+from ..jobs.runner import SUCCESS, AlreadyRunning, JobStatus
 
 DETAILS_MAX = 64 * 1024
 DETAILS_SCHEMA = {

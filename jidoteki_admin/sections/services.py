@@ -27,12 +27,12 @@ from pathlib import Path
 
 from twisted.internet import defer
 
-from .. import responses
-from ..catalogue import JSON, READ, Endpoint, Reply, Section, get
-from ..children import default_env, run_child
 from ..context import Context
-from ..responses import APIError
-from ..runner import ApplianceScripts
+from ..http import responses
+from ..http.catalogue import JSON, READ, Endpoint, Reply, Section, get
+from ..http.responses import APIError
+from ..jobs.children import default_env, run_child
+from ..jobs.runner import ApplianceScripts
 
 SELF = "jidoteki-admin-api"
 STATUS_HOOK = "service-status"

@@ -22,13 +22,14 @@ from __future__ import annotations
 import datetime
 import re
 
-from .. import responses, validate
-from ..catalogue import ACCEPTED, FILE, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write
+from ..formats import validate
+from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs import settings as job
 from ..jobs.settings import SETTINGS
-from ..responses import APIError
 
 DOCUMENT_MAX = 64 * 1024  # what GET reads of each file
 _OBJECT = {"type": "object"}

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from .. import API_PREFIX, responses
-from ..auth import token_problem
-from ..catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
+from .. import API_PREFIX
 from ..context import Context
 from ..files import atomic_write, remove_quietly
+from ..http import responses
+from ..http.auth import token_problem
+from ..http.catalogue import JSON, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs.appliance import TOKEN
 from ..jobs.persist import PERSIST
-from ..responses import APIError
-from ..runner import SUCCESS
+from ..jobs.runner import SUCCESS
 
 STATE_SCHEMA = {
     "type": "object",

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import responses
-from ..catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import atomic_write
+from ..formats.storage_settings import allowed_types, conf_text, masked, parse_options, storage_settings, stored_storage
+from ..formats.validate import Invalid, read_document
+from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
 from ..jobs.storage import STORAGE, document_bytes
-from ..responses import APIError
-from ..storage_settings import allowed_types, conf_text, masked, parse_options, storage_settings, stored_storage
-from ..validate import Invalid, read_document
 
 SETTINGS_SCHEMA = {
     "type": "object",

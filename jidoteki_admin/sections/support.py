@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from .. import responses
-from ..catalogue import DOWNLOAD, Endpoint, Reply, Section, get
 from ..context import Context
 from ..files import remove_quietly
+from ..http import responses
+from ..http.catalogue import DOWNLOAD, Endpoint, Reply, Section, get
+from ..http.responses import APIError
 from ..jobs.debug import DEBUG
 from ..jobs.logs import LOGS
-from ..responses import APIError
-from ..runner import SUCCESS
+from ..jobs.runner import SUCCESS
 
 OCTET_STREAM = b"application/octet-stream"
 

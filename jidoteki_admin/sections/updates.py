@@ -17,15 +17,16 @@ import shutil
 
 from twisted.internet import defer
 
-from .. import responses, updatehistory
-from ..catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
 from ..context import Context
 from ..files import read_first_line, remove_quietly
+from ..formats import updatehistory
+from ..formats.package import PACKAGE_PREFIX, PACKAGE_SUFFIX
+from ..http import responses
+from ..http.catalogue import ACCEPTED, FILE, JSON, PLAIN_TEXT, READ, STATUS, Endpoint, Field, Reply, Section, get, post
+from ..http.responses import APIError
+from ..jobs.runner import FAILED, RUNNING, SUCCESS, JobStatus
 from ..jobs.update import UPDATE
 from ..jobs.update_check import CHECK_PREFIX, UPDATE_CHECK
-from ..package import PACKAGE_PREFIX, PACKAGE_SUFFIX
-from ..responses import APIError
-from ..runner import FAILED, RUNNING, SUCCESS, JobStatus
 
 APPLIANCE_PACKAGE = "software_package-zzz.enc"
 _TEXT_OR_NULL = {"type": ["string", "null"]}

@@ -116,7 +116,10 @@ def manifest_version(module):
 
 
 def is_newer(candidate, installed):
-    from jidoteki_admin.package import Version
+    try:
+        from jidoteki_admin.formats.package import Version
+    except ImportError:  # an installed jidoteki-admin from before its modules were put in folders
+        from jidoteki_admin.package import Version
     return installed is None or Version(candidate) > Version(installed)
 
 

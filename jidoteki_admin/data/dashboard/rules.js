@@ -1,4 +1,4 @@
-// The checks POST /settings makes (jidoteki_admin/validate.py), mirrored so the form can say
+// The checks POST /settings makes (jidoteki_admin/formats/validate.py), mirrored so the form can say
 // what is wrong before anything is sent. The server checks again and has the last word: its
 // messages are shown next to the field they name.
 

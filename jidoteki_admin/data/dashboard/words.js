@@ -199,7 +199,7 @@ const RULES = [
   [/^Unexpected error/, () => ({text: "The job failed unexpectedly: see its log, and send the appliance's logs "
     + "(Support) to the vendor."})],
 
-  // Forms and uploads (api.py, uploads.py)
+  // Forms and uploads (http/gate.py, http/uploads.py)
   [/^Missing required parameter: (\w+)/, (m) => ({field: m[1], text: FILES[m[1]]
     ? `Choose the ${FILES[m[1]]} file.` : `Fill in the ${LABELS[m[1]] || m[1]}.`})],
   [/^Parameter (\w+) is larger than its limit of (\d+) bytes/, (m) => ({field: m[1],

@@ -55,7 +55,7 @@ def render_reference(source: str) -> tuple[str, str]:
 
 class Docs:
     def __init__(self):
-        data = resources.files(__package__).joinpath("data")
+        data = resources.files("jidoteki_admin").joinpath("data")
         self.source = data.joinpath("API.md").read_bytes()
         self.notice = data.joinpath("NOTICE.TXT").read_bytes()
         self.stylesheet = data.joinpath("docs.css").read_bytes()

@@ -40,12 +40,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..config import LogRotate
+from ..files import atomic_write, atomic_write_json, remove_quietly, rotate, tail_text
+from ..layout import AdminTree
 from .children import KILL_GRACE_SECONDS, ChildResult, RunningChild, default_env, run_child, signal_group
-from .config import LogRotate
-from .files import atomic_write, atomic_write_json, remove_quietly, rotate, tail_text
-from .jobs.protocol import FAILED, RUNNING, SUCCESS, JobKind
-from .jobs.status import JobStatus, StatusFiles
-from .layout import AdminTree
+from .protocol import FAILED, RUNNING, SUCCESS, JobKind
+from .status import JobStatus, StatusFiles
 
 __all__ = ["AlreadyRunning", "JobKind", "JobRunner", "JobStatus", "RUNNING", "SUCCESS", "FAILED"]
 

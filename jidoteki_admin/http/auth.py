@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from ..files import CachedFirstLine, atomic_write
+from ..layout import AdminTree
 from . import signatures
 from .catalogue import ADMIN, READ
-from .files import CachedFirstLine, atomic_write
-from .layout import AdminTree
 
 MAX_TOKEN_LENGTH = 255
 TOKEN_FILE_MODE = 0o600
@@ -266,7 +266,7 @@ _WORDS: list[str] = []
 
 def _wordlist() -> list[str]:
     if not _WORDS:
-        text = resources.files(__package__).joinpath("data/eff_large_wordlist.txt").read_text()
+        text = resources.files("jidoteki_admin").joinpath("data/eff_large_wordlist.txt").read_text()
         _WORDS.extend(line.split("\t")[1] for line in text.splitlines() if "\t" in line)
     return _WORDS
 

@@ -3,7 +3,7 @@
 A section declares its name, whether it is optional (the config's "endpoints" list turns
 it on) and its endpoints; an endpoint declares, per method, a one-line summary, its form
 fields (which are required, which values are allowed), what it returns and its error
-statuses. From this one catalogue come the gate (api.py), GET /endpoints and the OpenAPI
+statuses. From this one catalogue come the gate (gate.py), GET /endpoints and the OpenAPI
 document at /docs/openapi.json (openapi.py), so none of them can drift from the others.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 
-from . import API_PREFIX
+from .. import API_PREFIX
 from .uploads import FILE, TEXT
 
 __all__ = ["FILE", "TEXT", "Field", "Reply", "Operation", "Endpoint", "Section", "Catalogue"]

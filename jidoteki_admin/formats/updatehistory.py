@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write
+from ..files import atomic_write
 
 HISTORY_MAX = 100
 FIELDS = ("run", "started", "ended", "seconds", "from", "to", "package", "outcome", "error-code",

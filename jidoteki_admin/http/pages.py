@@ -34,7 +34,7 @@ DASHBOARD_TYPES = {
 
 def dashboard_files() -> dict[str, bytes]:
     """Every file of the dashboard by name, read once: the package data in data/dashboard."""
-    folder = resources.files(__package__).joinpath("data", "dashboard")
+    folder = resources.files("jidoteki_admin").joinpath("data", "dashboard")
     return {
         entry.name: entry.read_bytes()
         for entry in sorted(folder.iterdir(), key=lambda e: e.name)

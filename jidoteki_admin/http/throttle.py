@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import AuthThrottle
+from ..config import AuthThrottle
 
 MAX_CLIENTS = 10_000  # addresses remembered; the least recently seen is forgotten first
 MAX_DEBT = 32  # failures owed beyond the burst; bounds how long recovery takes

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write, fsync_directory, remove_quietly, resolved_target
+from ..files import atomic_write, fsync_directory, remove_quietly, resolved_target
 
 STAGING, MOVING, DONE = "staging", "moving", "done"
 ROLLED_BACK, COMPLETED = "rolled back", "completed"

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..files import atomic_write, read_first_line, remove_quietly
 from . import crypto
 from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
-from .files import atomic_write, read_first_line, remove_quietly
 
 PACKAGE_PREFIX = "software_package-"
 PACKAGE_SUFFIX = ".enc"

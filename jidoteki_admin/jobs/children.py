@@ -155,8 +155,9 @@ def _cancel_when_done(done: defer.Deferred[ChildResult], call: Any) -> None:
     done.addBoth(cancel)
 
 
-# Child programs of the project import the very code the daemon runs, installed or not.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+# Child programs of the project import the very code the daemon runs, installed or not:
+# the folder that holds the jidoteki_admin package (this is jidoteki_admin/jobs/children.py).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def default_env() -> dict[str, str]:

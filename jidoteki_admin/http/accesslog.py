@@ -20,7 +20,8 @@ from typing import IO, Any
 
 from twisted.logger import FileLogObserver, Logger, formatTime, globalLogPublisher
 
-# The namespace the lines carry: where the access log was written from before.
+# The namespace the lines carry, named here: the site's when it was web.py, kept since so
+# that what reads the log (docs/operations.md) finds the lines where it always did.
 NAMESPACE = "jidoteki_admin.web.AdminSite"
 FLUSH_INTERVAL = 0.2
 MOST_LINES = 500

@@ -9,7 +9,7 @@ from twisted.protocols.basic import FileSender
 from twisted.web import http
 from twisted.web.http import RESPONSES
 
-from . import API_PREFIX
+from .. import API_PREFIX
 
 SECURITY_HEADERS = {
     b"Strict-Transport-Security": b"max-age=31536000",

@@ -21,9 +21,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..files import remove_quietly
 from . import crypto
 from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
-from .files import remove_quietly
 
 KEY_NAME = "debug.key.enc"
 DATA_NAME = "debug.tar.gz.enc"

@@ -29,13 +29,13 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http, server
 
+from ..config import ConnectionLimits
+from . import responses
 from .accesslog import AccessLog
 from .audit import client_host
-from . import responses
-from .config import ConnectionLimits
 from .responses import SECURITY_HEADERS, APIError, add_security_headers, status_line
-from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 from .traffic import Traffic
+from .uploads import DiskWriter, Form, FormPlan, FormStream, multipart_boundary
 
 SECRET_PARAMETERS = {b"token", b"hash", b"newtoken", b"link"}  # a spent link is still nobody's business
 SERVER_NAME = b"jidoteki-admin"

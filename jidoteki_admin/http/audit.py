@@ -11,8 +11,8 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import LogRotate
-from .files import RotatingLog
+from ..config import LogRotate
+from ..files import RotatingLog
 
 
 class AuditLog:

@@ -19,18 +19,18 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from ..config import AuthThrottle
+from ..files import permission_problem
+from ..formats.validate import Invalid
+from ..jobs.runner import AlreadyRunning
 from . import responses
-from .files import permission_problem
 from .audit import AuditLog, client_host
 from .auth import Refused, TokenStore
 from .catalogue import READ, Catalogue, Endpoint, Operation
-from .config import AuthThrottle
 from .responses import APIError
-from .runner import AlreadyRunning
+from .site import BodyPolicy, parse_query
 from .throttle import FailureThrottle
 from .uploads import FILE, FormPlan
-from .validate import Invalid
-from .web import BodyPolicy, parse_query
 
 AUTHENTICATION_ERROR = "Authentication error"
 

@@ -1,6 +1,6 @@
 """Streaming multipart/form-data: file parts go to disk as their bytes arrive.
 
-A request's form is parsed while its body is still arriving (see web.AdminRequest), so a
+A request's form is parsed while its body is still arriving (see site.AdminRequest), so a
 multi-gigabyte package costs a few buffers of memory. File parts are written once, into a
 hidden partial file in the uploads directory; a handler that accepts one renames it into
 place, and whatever no handler claimed is removed when the request ends.
@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .files import remove_quietly
+from ..files import remove_quietly
 from .responses import APIError
 
 FILE, TEXT = "file", "text"

@@ -13,14 +13,14 @@ from typing import Any
 
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
-from .web import early_answer, new_request_id
+from .site import early_answer, new_request_id
 
 TLS_HANDSHAKE = 0x16
 MESSAGE = "This port speaks HTTPS: use https:// in the URL"
 
 
 def plain_answer() -> bytes:
-    """The same error answer as every other refusal on the wire (web.early_answer)."""
+    """The same error answer as every other refusal on the wire (site.early_answer)."""
     return early_answer(400, MESSAGE, None, new_request_id())
 
 
