@@ -181,3 +181,15 @@ def test_every_module_is_on_the_map():
         assert folder == Path(".") or f"{folder}/" in parts, folder
         listed = folder in (Path("sections"), Path("jobs")) and path.stem in words
         assert path.name == "__init__.py" or path.name in parts or listed, path.relative_to(PACKAGE)
+
+
+def test_only_the_contract_test_deals_its_tests_out_in_classes():
+    """The suite runs with `--dist loadscope` (pyproject.toml): a file's test functions stay
+    in one process, but each test class goes wherever a process is free. A file whose module
+    fixture starts something once, or that changes the machine (a user, a sudoers drop-in),
+    must not be split so: only the contract test's shards, which share nothing, may."""
+    tests = Path(__file__).resolve().parent
+    with_classes = sorted(path.name for path in tests.glob("test_*.py")
+                          if any(isinstance(node, ast.ClassDef) and node.name.startswith("Test")
+                                 for node in ast.parse(path.read_text()).body))
+    assert with_classes == ["test_contract.py"]
