@@ -161,6 +161,8 @@ class DecryptingReader:
         self._pending = self._decryptor.update(first)
         self._remaining = body - probe - BLOCK  # ciphertext before the last block
         self._ciphertext = memoryview(bytearray(CHUNK))
+        self._plaintext = bytearray(CHUNK + BLOCK)  # update_into wants a block to spare
+        self._plaintext_view = memoryview(self._plaintext)
         self._done = False
         self._position = 0
 
@@ -187,7 +189,11 @@ class DecryptingReader:
             if self._f.readinto(view) != count:
                 raise CryptoError(f"Damaged {self._what} (file changed while reading)")
             self._remaining -= count
-            return self._decryptor.update(view)
+            # Into a buffer kept for the purpose, then copied out once: update() makes a new
+            # output object of each megabyte itself, at a third of the speed (631 against
+            # 2,172 MiB/s on the development machine; docs/performance.md).
+            written = self._decryptor.update_into(view, self._plaintext)
+            return bytes(self._plaintext_view[:written])
         if not self._done:
             self._done = True
             return self._last_block()
