@@ -884,3 +884,22 @@ def test_a_directory_swapped_for_a_link_mid_extraction_is_never_written_through(
     assert written == ["a", "a/1", "a/2"]
     assert (dest / "moved" / "2").read_bytes() == b"two"  # where the directory went, not outside
     assert list(outside.iterdir()) == []
+
+
+def test_more_directories_than_are_kept_open_and_a_deep_path_extract_and_leave_no_descriptor(tmp_path):
+    """Past _Writer.OPEN_DIRS directories, the least recently used are closed and opened
+    again when a later member needs them; a member 100 directories deep is reached by a
+    loop; every descriptor is closed at the end."""
+    wide = package._Writer.OPEN_DIRS * 3
+    deep = "/".join(f"l{n}" for n in range(100))
+    members = [(file_info(f"a/d{n}/first"), f"{n}".encode()) for n in range(wide)]
+    members += [(file_info(f"a/d{n}/second"), f"{n}!".encode()) for n in range(wide)]
+    members += [(file_info(f"{deep}/bottom"), b"deep")]
+    tar_gz = make_tar_gz(tmp_path / "wide.tar.gz", members)
+    before = len(os.listdir("/proc/self/fd"))
+    package.extract_safely(tar_gz, tmp_path / "out")
+    assert len(os.listdir("/proc/self/fd")) == before
+    for n in range(wide):
+        assert (tmp_path / "out" / f"a/d{n}/first").read_bytes() == f"{n}".encode()
+        assert (tmp_path / "out" / f"a/d{n}/second").read_bytes() == f"{n}!".encode()
+    assert (tmp_path / "out" / deep / "bottom").read_bytes() == b"deep"

@@ -662,17 +662,21 @@ class _Writer:
             self._file(tar, member, parent, last)
 
     def _directory(self, member: tarfile.TarInfo, parts: list[str]) -> int:
-        """The descriptor of the directory ``parts`` below the root, made if missing."""
-        if not parts:
-            return self.root
-        key = "/".join(parts)
-        fd = self.dirs.pop(key, None)
-        if fd is None:
-            parent = self._directory(member, parts[:-1]) if len(parts) > 1 else self.root
-            fd = self._open_dir(member, parent, parts[-1], key)
-            if len(self.dirs) >= self.OPEN_DIRS:
+        """The descriptor of the directory ``parts`` below the root, made if missing: from
+        the deepest one on the way already open, down (a loop, at any depth)."""
+        depth = len(parts)
+        while depth and "/".join(parts[:depth]) not in self.dirs:
+            depth -= 1
+        fd = self.root
+        if depth:
+            key = "/".join(parts[:depth])
+            fd = self.dirs[key] = self.dirs.pop(key)  # now the most recently used
+        for below in range(depth, len(parts)):
+            key = "/".join(parts[:below + 1])
+            fd = self._open_dir(member, fd, parts[below], key)
+            if len(self.dirs) >= self.OPEN_DIRS:  # the oldest, never the parent just used
                 os.close(self.dirs.pop(next(iter(self.dirs))))
-        self.dirs[key] = fd  # most recently used last
+            self.dirs[key] = fd
         return fd
 
     @staticmethod
