@@ -4,7 +4,7 @@
 import {h, card, facts, field, fill, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {jobPanel} from "./jobs.js";
-import {explain, sentence} from "./words.js";
+import {showRefusal} from "./words.js";
 
 /** What GET /cluster answers for a stored secret, and what POST /cluster takes as "keep it". */
 export const MASK = "********";
@@ -95,19 +95,10 @@ export async function render({api, jobs, onLeave}) {
       }
       await panel.started(previous);
     } catch (error) {
-      const explained = explain(error.message);
-      const peer = peerField(explained.field, [...rows.children].filter((row) => {
+      showRefusal(slot, error, (explained) => peerField(explained.field, [...rows.children].filter((row) => {
         const {name, address} = row.values();
         return name || address;
-      }));
-      const target = peer || (explained.field && inputs[explained.field]);
-      if (error.status !== 0 && target) {
-        target.setError(explained.text);
-        target.input.focus();
-        slot.show("error", "The appliance refused a setting: see the field marked below.");
-      } else {
-        slot.show("error", sentence(error));
-      }
+      })) || (explained.field && inputs[explained.field]));
     } finally {
       submit.disabled = false;
     }

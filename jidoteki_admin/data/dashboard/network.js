@@ -7,7 +7,7 @@ import {h, card, facts, fill, field, messageSlot, sleep} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {networkProblems} from "./rules.js";
 import {jobPanel} from "./jobs.js";
-import {explain, sentence} from "./words.js";
+import {explain, showRefusal} from "./words.js";
 
 const FIELDS = [
   ["interface", "Interface", "Like eth0."],
@@ -168,15 +168,8 @@ export async function render({api, jobs, onLeave, connection}) {
     try {
       await api.upload("/settings", {settings: jsonFile(settingsDocument(formValues, current)), confirm: "explicit"});
     } catch (error) {
-      const explained = explain(error.message);
-      const target = explained.field === "name" || explained.field === "app" ? "app_name" : explained.field;
-      if (error.status !== 0 && target && wrappers[target]) {
-        wrappers[target].setError(explained.text);
-        inputs[target].focus();
-        slot.show("error", "The appliance refused a setting: see the field marked below.");
-      } else {
-        slot.show("error", sentence(error));
-      }
+      showRefusal(slot, error, (explained) => wrappers[
+        explained.field === "name" || explained.field === "app" ? "app_name" : explained.field]);
       submit.disabled = false;
       return;
     }

@@ -4,7 +4,7 @@
 import {h, card, field, messageSlot} from "./dom.js";
 import {jsonFile} from "./api.js";
 import {jobPanel} from "./jobs.js";
-import {explain, sentence} from "./words.js";
+import {showRefusal} from "./words.js";
 
 export const TYPES = {
   local: {title: "Local disk", fields: []},
@@ -94,15 +94,7 @@ export async function render({api, jobs, onLeave}) {
       slot.show("info", "Saving the storage settings…");
       await panel.started(previous);
     } catch (error) {
-      const explained = explain(error.message);
-      const target = explained.field === "type" ? typeField : wrappers[explained.field];
-      if (error.status !== 0 && target) {
-        target.setError(explained.text);
-        target.input.focus();
-        slot.show("error", "The appliance refused a setting: see the field marked below.");
-      } else {
-        slot.show("error", sentence(error));
-      }
+      showRefusal(slot, error, (explained) => (explained.field === "type" ? typeField : wrappers[explained.field]));
     } finally {
       submit.disabled = false;
     }

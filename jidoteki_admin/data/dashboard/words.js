@@ -242,6 +242,21 @@ export function sentence(error) {
   return explain(error.message).text;
 }
 
+/** A form's refusal shown where it belongs: at the field `fieldFor(explained)` names (a
+ * wrapper from dom.js's field()), focused, with a pointer to it in `slot`; or, when the
+ * appliance named no field of the form or could not be reached, as a sentence in `slot`. */
+export function showRefusal(slot, error, fieldFor) {
+  const explained = explain(error.message);
+  const target = error.status !== 0 ? fieldFor(explained) : null;
+  if (target) {
+    target.setError(explained.text);
+    target.input.focus();
+    slot.show("error", "The appliance refused a setting: see the field marked below.");
+  } else {
+    slot.show("error", sentence(error));
+  }
+}
+
 /** A job's failure (from GET /jobs/<name>: error-code, error-message) as a sentence. */
 export function jobFailure(state) {
   const message = state?.["error-message"] || "";
