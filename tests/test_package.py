@@ -903,3 +903,18 @@ def test_more_directories_than_are_kept_open_and_a_deep_path_extract_and_leave_n
         assert (tmp_path / "out" / f"a/d{n}/first").read_bytes() == f"{n}".encode()
         assert (tmp_path / "out" / f"a/d{n}/second").read_bytes() == f"{n}!".encode()
     assert (tmp_path / "out" / deep / "bottom").read_bytes() == b"deep"
+
+
+def test_a_hard_link_whose_target_is_deeper_than_the_directories_kept_open_lands_beside_its_name(tmp_path):
+    """Its own directory is open first, then its target's (100 deep, none of it open any
+    more): nothing may be let go in between, or the link would be made in whichever
+    directory took the freed descriptor's number."""
+    deep = "/".join(f"l{n}" for n in range(100))
+    members = [(file_info(f"{deep}/target"), b"shared")]
+    members += [(file_info(f"w/d{n}/f"), b"x") for n in range(package._Writer.OPEN_DIRS * 2)]
+    members += [(file_info("a/first"), b"a"), (_hardlink("a/link", f"{deep}/target"), b"")]
+    tar_gz = make_tar_gz(tmp_path / "link.tar.gz", members)
+    out = tmp_path / "out"
+    package.extract_safely(tar_gz, out)
+    assert (out / "a/link").stat().st_ino == (out / deep / "target").stat().st_ino
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["first", "link"]

@@ -626,9 +626,9 @@ class _Writer:
     bit, no group or other write, a file always readable and writable by its owner, a new
     directory as the umask makes it, and no ownership taken from the archive, even as root.
 
-    The descriptors of recently used directories are kept (OPEN_DIRS of them), so a member
-    costs a handful of system calls: a restore of 100,000 small files is bound by the
-    filesystem, not by resolving names.
+    The descriptors of recently used directories are kept (OPEN_DIRS of them, the oldest let
+    go between members), so a member costs a handful of system calls: a restore of 100,000
+    small files is bound by the filesystem, not by resolving names.
     """
 
     OPEN_DIRS = 64
@@ -644,6 +644,11 @@ class _Writer:
         os.close(self.root)
 
     def write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+        # Descriptors are let go here, between members, never while one is written: a hard
+        # link's target directory looked up after its own could otherwise close the one in
+        # hand, whose number the next open may reuse for another directory.
+        while len(self.dirs) > self.OPEN_DIRS:
+            os.close(self.dirs.pop(next(iter(self.dirs))))
         parts = name.split("/")
         parent = self._directory(member, parts[:-1])
         last = parts[-1]
@@ -674,8 +679,6 @@ class _Writer:
         for below in range(depth, len(parts)):
             key = "/".join(parts[:below + 1])
             fd = self._open_dir(member, fd, parts[below], key)
-            if len(self.dirs) >= self.OPEN_DIRS:  # the oldest, never the parent just used
-                os.close(self.dirs.pop(next(iter(self.dirs))))
             self.dirs[key] = fd
         return fd
 
