@@ -26,7 +26,7 @@ from twisted.internet.threads import deferToThread
 from conftest import json_of, multipart
 from jidoteki_admin import API_PREFIX
 from jidoteki_admin.config import OPTIONAL_ENDPOINTS
-from jidoteki_admin.http import signatures
+from jidoteki_admin.http import auth, signatures
 from jidoteki_admin.http.auth import request_hash
 from jidoteki_admin.http.catalogue import READ
 
@@ -216,6 +216,20 @@ async def test_a_bad_name_or_scope_is_refused_and_nothing_is_written(memory_daem
     response = await memory_daemon.post_form("/tokens", fields)
     assert response.code == 400 and problem in message_of(response)
     assert not (memory_daemon.admin_path / "etc" / "api-tokens.json").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_the_most_named_tokens_a_new_one_is_refused_until_one_is_revoked(memory_daemon, monkeypatch):
+    monkeypatch.setattr(auth, "NAMED_TOKENS_MAX", 3)
+    for n in range(3):
+        await make_token(memory_daemon, f"t{n}", "read")
+    stored = memory_daemon.admin_path / "etc" / "api-tokens.json"
+    before = stored.read_bytes()
+    refused = await memory_daemon.post_form("/tokens", {"name": "t3", "scope": "read"})
+    assert refused.code == 400 and "already 3 named tokens" in message_of(refused)
+    assert stored.read_bytes() == before
+    assert (await memory_daemon.post_form("/tokens/revoke", {"name": "t0"})).code == 200
+    await make_token(memory_daemon, "t3", "read")
 
 
 @pytest_twisted.ensureDeferred

@@ -350,6 +350,9 @@ class NamedTokens:
         tokens = dict(self._load())
         if name in tokens:
             raise ValueError(f"a token named {name!r} exists: revoke it first")
+        if len(tokens) >= NAMED_TOKENS_MAX:
+            raise ValueError(f"there are already {NAMED_TOKENS_MAX} named tokens, the most an appliance keeps: "
+                             f"revoke one first")
         token = secrets.token_urlsafe(32)
         created = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         tokens[name] = {"scope": scope, "key": signatures.signature_key(token).decode(), "created": created}
@@ -368,6 +371,10 @@ class NamedTokens:
         atomic_write(self.path, json.dumps({"tokens": tokens}, indent=1).encode() + b"\n", mode, self.group)
         self._stamp = None  # read back at the next request
 
+
+# Named tokens an appliance keeps: far more than a fleet's tools and monitors need, and few
+# enough that a query token tried against each (NamedTokens.by_token) stays cheap.
+NAMED_TOKENS_MAX = 100
 
 LINK_SECONDS = 60.0
 LINKS_MAX = 1000
