@@ -69,7 +69,7 @@ def test_a_job_left_running_by_a_killed_daemon_is_followed_to_its_end_by_the_nex
 
     second = twistd(*args)
     second.wait_listening(port)
-    assert "Following the update job" in second.text()
+    assert wait_for(lambda: "Following the update job" in second.text()), second.text()  # logged as it starts
     if not gone(script):
         status = json.loads(curl(url)[1])
         assert status["status"] == "running"

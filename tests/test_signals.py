@@ -190,10 +190,11 @@ def test_sighup_keeps_the_daemon_serving_and_says_what_it_did(twistd, tmp_path):
 def test_sighup_reopens_the_twistd_log_file_after_logrotate_moved_it(twistd, tmp_path):
     logfile = tmp_path / "twistd.log"
     daemon, admin, port, _ = start(twistd, tmp_path, f"--logfile={logfile}")
-    assert wait_for(lambda: logfile.exists() and "Starting factory" in logfile.read_text())
+    # Under load the first lines can take a while to reach the file: 30 s, as for a start.
+    assert wait_for(lambda: logfile.exists() and "Starting factory" in logfile.read_text(), 30), daemon.text()
     logfile.rename(tmp_path / "twistd.log.1")
     daemon.process.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: logfile.exists() and "SIGHUP: " in logfile.read_text()), daemon.text()
+    assert wait_for(lambda: logfile.exists() and "SIGHUP: " in logfile.read_text(), 30), daemon.text()
     assert f"reopened {logfile}" in logfile.read_text()
     assert version(port)[0] == 200
     assert "SIGHUP" not in (tmp_path / "twistd.log.1").read_text()
