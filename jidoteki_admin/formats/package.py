@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import atomic_write, read_first_line, remove_quietly
-from . import crypto
+from . import crypto, tarstream
 from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
 
 PACKAGE_PREFIX = "software_package-"
@@ -495,7 +495,9 @@ def _relative_parts(member: tarfile.TarInfo, path: str) -> list[str]:
     """The components of a name from the archive, which must stay below the root."""
     if path.startswith("/") or "\\" in path or "\0" in path:
         raise _refuse(member, "absolute or unsafe path")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
+    parts = path.split("/")
+    if "" in parts or "." in parts:  # "a//b", "./a", "a/": most names have none
+        parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
         raise _refuse(member, "path leaves the directory")
     return parts
@@ -527,23 +529,35 @@ def check_member(member: tarfile.TarInfo) -> str:
     target stays inside the root and a hard link's names another member. Returns the name
     without leading ``./``. What depends on earlier members is _Members' job.
     """
-    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-        kind = _KINDS.get(member.type, f"an unsupported entry (type {member.type!r})")
-        raise _refuse(member, f"it is {kind}")
+    return "/".join(_checked_parts(member))
+
+
+_REGULAR_TYPES = frozenset(tarfile.REGULAR_TYPES)
+_PLAIN_TYPES = _REGULAR_TYPES | {tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE}
+
+
+def _checked_parts(member: tarfile.TarInfo) -> list[str]:
+    """check_member's checks; the name's components. (The member's type is compared here,
+    not asked of it: this runs for each of a restore's hundred thousand members.)"""
+    kind = member.type
+    if kind not in _PLAIN_TYPES:
+        what = _KINDS.get(kind, f"an unsupported entry (type {kind!r})")
+        raise _refuse(member, f"it is {what}")
     parts = _relative_parts(member, member.name)
-    if (member.issym() or member.islnk()) and not parts:
-        raise _refuse(member, "a link needs a name")
-    if member.issym():
-        _check_symlink_target(member, parts)
-    elif member.islnk():
-        target = _relative_parts(member, member.linkname)
-        if not target:
-            raise _refuse(member, "its target is the directory itself")
-        if target == parts:
-            # Extracting it would first remove the file it names: refused up front, so
-            # reading the archive and extracting it always agree.
-            raise _refuse(member, "it is a hard link to itself")
-    return "/".join(parts)
+    if kind == tarfile.SYMTYPE or kind == tarfile.LNKTYPE:
+        if not parts:
+            raise _refuse(member, "a link needs a name")
+        if kind == tarfile.SYMTYPE:
+            _check_symlink_target(member, parts)
+        else:
+            target = _relative_parts(member, member.linkname)
+            if not target:
+                raise _refuse(member, "its target is the directory itself")
+            if target == parts:
+                # Extracting it would first remove the file it names: refused up front, so
+                # reading the archive and extracting it always agree.
+                raise _refuse(member, "it is a hard link to itself")
+    return parts
 
 
 DEPTH_MAX = 128  # directories a member may be below the root: far past any real tree, and PATH_MAX
@@ -579,31 +593,40 @@ class _Members:
         self.limits = limits or ArchiveLimits()
         self.total = 0
         self.count = 0
+        # The directory of the last member admitted, whose path was found to be made of
+        # directories. It stays so: an entry found to be a directory is never replaced
+        # (refused below), so a member in the same directory (most of them) need not
+        # walk its path again.
+        self.checked: str | None = None
 
     def admit(self, member: tarfile.TarInfo) -> str:
         self._count(member)
-        name = check_member(member)
-        parts = name.split("/") if name else []
+        parts = _checked_parts(member)
+        name = "/".join(parts)
         if len(parts) > DEPTH_MAX:
             raise _refuse(member, f"it is more than {DEPTH_MAX} directories deep")
-        for i in range(1, len(parts)):
-            above = "/".join(parts[:i])
-            kind = self.kinds.setdefault(above, "dir")
-            if kind != "dir":
-                raise _refuse(member, f"its path goes through {above!r}, which is not a directory")
-        if self.kinds.get(name) == "dir" and not member.isdir():
+        directory = name.rpartition("/")[0]
+        if directory != self.checked:
+            for i in range(1, len(parts)):
+                above = "/".join(parts[:i])
+                kind = self.kinds.setdefault(above, "dir")
+                if kind != "dir":
+                    raise _refuse(member, f"its path goes through {above!r}, which is not a directory")
+            self.checked = directory
+        kind = member.type
+        if kind != tarfile.DIRTYPE and self.kinds.get(name) == "dir":
             raise _refuse(member, "it would replace a directory")
-        if member.islnk():
+        if kind == tarfile.LNKTYPE:
             # Not to a symbolic link: the copy would be a symbolic link elsewhere, and its
             # relative target would be read from a directory it was never checked from.
             if self.kinds.get("/".join(_relative_parts(member, member.linkname))) != "file":
                 raise _refuse(member, f"its target {member.linkname!r} is not a regular file extracted before it")
-        self.kinds[name] = "dir" if member.isdir() else "link" if member.issym() else "file"
+        self.kinds[name] = "dir" if kind == tarfile.DIRTYPE else "link" if kind == tarfile.SYMTYPE else "file"
         return name
 
     def _count(self, member: tarfile.TarInfo) -> None:
         self.count += 1
-        if member.isreg():
+        if member.type in _REGULAR_TYPES:
             self.total += member.size
         limits = self.limits
         if limits.max_members is not None and self.count > limits.max_members:
@@ -636,6 +659,10 @@ class _Writer:
     def __init__(self, root: Path):
         self.root = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.dirs: dict[str, int] = {}  # relative name -> descriptor, oldest first
+        # The directory used last (the newest in dirs, or the root): the next member is
+        # most often in it too.
+        self.recent: tuple[str, int] = ("", self.root)
+        self.umask = _umask()  # a file is made with its mode, and fchmod only when this takes from it
 
     def close(self) -> None:
         for fd in self.dirs.values():
@@ -643,20 +670,22 @@ class _Writer:
         self.dirs.clear()
         os.close(self.root)
 
-    def write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:
+    def write(self, tar: tarstream.TarStream, member: tarfile.TarInfo, name: str) -> None:
         # Descriptors are let go here, between members, never while one is written: a hard
         # link's target directory looked up after its own could otherwise close the one in
         # hand, whose number the next open may reuse for another directory.
         while len(self.dirs) > self.OPEN_DIRS:
             os.close(self.dirs.pop(next(iter(self.dirs))))
-        parts = name.split("/")
-        parent = self._directory(member, parts[:-1])
-        last = parts[-1]
-        if member.isdir():
+        directory, _, last = name.rpartition("/")
+        recent, parent = self.recent
+        if directory != recent:
+            parent = self._directory(member, directory.split("/") if directory else [])
+        kind = member.type
+        if kind == tarfile.DIRTYPE:
             self._mkdir(parent, last)
-        elif member.issym():
+        elif kind == tarfile.SYMTYPE:
             self._place(member, parent, last, lambda: os.symlink(member.linkname, last, dir_fd=parent))
-        elif member.islnk():
+        elif kind == tarfile.LNKTYPE:
             target = _relative_parts(member, member.linkname)
             source = self._directory(member, target[:-1])
             if not stat.S_ISREG(os.lstat(target[-1], dir_fd=source).st_mode):
@@ -669,6 +698,9 @@ class _Writer:
     def _directory(self, member: tarfile.TarInfo, parts: list[str]) -> int:
         """The descriptor of the directory ``parts`` below the root, made if missing: from
         the deepest one on the way already open, down (a loop, at any depth)."""
+        wanted = "/".join(parts)
+        if wanted == self.recent[0]:
+            return self.recent[1]
         depth = len(parts)
         while depth and "/".join(parts[:depth]) not in self.dirs:
             depth -= 1
@@ -680,6 +712,7 @@ class _Writer:
             key = "/".join(parts[:below + 1])
             fd = self._open_dir(member, fd, parts[below], key)
             self.dirs[key] = fd
+        self.recent = (wanted, fd)
         return fd
 
     @staticmethod
@@ -718,25 +751,45 @@ class _Writer:
             os.unlink(name, dir_fd=parent)
             make()
 
-    def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent: int, name: str) -> None:
-        fds: list[int] = []
+    def _file(self, tar: tarstream.TarStream, member: tarfile.TarInfo, parent: int, name: str) -> None:
+        mode = member.mode & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        mode |= 0o600
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self._place(member, parent, name, lambda: fds.append(os.open(name, flags, 0o600, dir_fd=parent)))
-        fd = fds[0]
         try:
-            source = tar.extractfile(member)
-            assert source is not None  # a regular file always has contents
-            while chunk := source.read(CHUNK):
+            fd = os.open(name, flags, mode, dir_fd=parent)
+        except FileExistsError:  # the archive had it before: replaced, unless a directory
+            fds: list[int] = []
+            self._place(member, parent, name, lambda: fds.append(os.open(name, flags, mode, dir_fd=parent)))
+            fd = fds[0]
+        try:
+            data = tar.whole()
+            for chunk in tar.chunks() if data is None else (data,):
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view):]
-            mode = member.mode & 0o755
-            if not mode & 0o100:
-                mode &= ~0o111
-            os.fchmod(fd, mode | 0o600)
-            os.utime(fd, (member.mtime, member.mtime))
+            if mode & self.umask:  # the umask took some of it away: set it whole
+                os.fchmod(fd, mode)
+            try:
+                os.utime(fd, (member.mtime, member.mtime))
+            except (OverflowError, ValueError):
+                pass  # a time no filesystem can hold: the file keeps the time it was written
         finally:
             os.close(fd)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a moment, for
+    every thread); every bit, as if it took everything, where the kernel does not say."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
 
 
 def extract_safely(tar_path: Path, dest: Path, limits: ArchiveLimits | None = None) -> list[str]:
@@ -754,7 +807,8 @@ def extract_safely(tar_path: Path, dest: Path, limits: ArchiveLimits | None = No
     try:
         writer = _Writer(dest)
         try:
-            with tarfile.open(tar_path, mode="r|*") as tar:
+            with tarstream.open_archive(tar_path) as stream:
+                tar = tarstream.TarStream(stream)
                 for member in tar:
                     name = placed.admit(member)
                     if name:
@@ -762,7 +816,7 @@ def extract_safely(tar_path: Path, dest: Path, limits: ArchiveLimits | None = No
                         names.append(name)
         finally:
             writer.close()
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, *tarstream.DECOMPRESSION_ERRORS) as e:
         raise PackageError(E_PACKAGE, f"Cannot extract {Path(tar_path).name}: {_reason(e)}") from None
     return names
 
@@ -774,13 +828,14 @@ def read_contents(tar_path: Path, limits: ArchiveLimits | None = None) -> tuple[
     members, version = [], None
     placed = _Members(limits)
     try:
-        with tarfile.open(tar_path, mode="r|*") as tar:
+        with tarstream.open_archive(tar_path) as stream:
+            tar = tarstream.TarStream(stream)
             for member in tar:
                 if placed.admit(member) == "version.txt" and member.isreg():
-                    line = tar.extractfile(member).readline(4096)
-                    version = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                    first = next(tar.chunks(4096), b"")
+                    version = bytes(first).split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
                 members.append(member)
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, *tarstream.DECOMPRESSION_ERRORS) as e:
         raise PackageError(E_PACKAGE, f"Cannot read {Path(tar_path).name}: {_reason(e)}") from None
     return members, version
 
