@@ -75,6 +75,21 @@ def atomic_write_json(path: Path, value: object, mode: int = 0o644) -> None:
     atomic_write(path, json.dumps(value).encode() + b"\n", mode)
 
 
+WRITE_PIECE = 64 * 1024
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``fd``, at most WRITE_PIECE bytes per call.
+
+    Larger writes let the kernel fill the page cache in large folios: on a virtual machine
+    whose free memory goes back to its host, writing a GiB in 1 MiB calls took 2.4 s of
+    system time, against 0.3-0.4 s in 64 KiB calls, warm or cold (docs/performance.md).
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:WRITE_PIECE]):]
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -116,3 +116,25 @@ def test_a_start_removes_the_temporary_files_a_killed_daemon_left_in_etc(make_me
     remaining = set(os.listdir(etc))
     assert remaining.isdisjoint(left)
     assert set(kept) <= remaining
+
+
+def test_write_all_writes_everything_in_pieces_the_page_cache_takes_fast(tmp_path, monkeypatch):
+    """At most WRITE_PIECE bytes a call, and a short write is carried on from where it stopped."""
+    from jidoteki_admin import files
+
+    calls = []
+    real_write = os.write
+
+    def short_write(fd, data):
+        calls.append(len(data))
+        return real_write(fd, bytes(data)[:max(1, len(data) - 1000)])  # always a little short
+
+    monkeypatch.setattr(files.os, "write", short_write)
+    data = os.urandom(3 * files.WRITE_PIECE + 123)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        files.write_all(fd, data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == data
+    assert max(calls) == files.WRITE_PIECE and len(calls) > 4

@@ -217,7 +217,7 @@ async def test_first_run_is_on_413_500_507_and_an_early_400_too(make_memory_daem
     def disk_full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(uploads, "_write_all", disk_full)
+    monkeypatch.setattr(uploads, "write_all", disk_full)
     full = await daemon.post_form("/update", files={"update": ("p.enc", b"x" * 100_000)})
 
     for response, code in [(too_large, 413), (crashed, 500), (full, 507)]:

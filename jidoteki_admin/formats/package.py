@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..files import atomic_write, read_first_line, remove_quietly
+from ..files import atomic_write, read_first_line, remove_quietly, write_all
 from . import crypto, tarstream
 from .crypto import CHUNK, CryptoError, DecryptingReader, EncryptingWriter
 
@@ -359,9 +359,7 @@ def _copy_hashing(reader: DecryptingReader, size: int, out_path: Path) -> bytes:
                 if failed:
                     continue  # drain: the reader must never block on a full queue
                 digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
         except BaseException as e:  # handed to the reading thread, which raises it
             failed.append(e)
 
@@ -766,9 +764,7 @@ class _Writer:
         try:
             data = tar.whole()
             for chunk in tar.chunks() if data is None else (data,):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
             if mode & self.umask:  # the umask took some of it away: set it whole
                 os.fchmod(fd, mode)
             try:

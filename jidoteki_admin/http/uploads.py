@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ..files import remove_quietly
+from ..files import remove_quietly, write_all
 from .responses import APIError
 
 FILE, TEXT = "file", "text"
@@ -142,7 +142,7 @@ class DiskWriter:
         self._waiting: list[Deferred] = []
 
     def write(self, fd: int, data: memoryview) -> None:
-        self._submit(len(data), _write_all, fd, data)
+        self._submit(len(data), write_all, fd, data)
 
     def close(self, fd: int, remove: Path | None = None) -> None:
         self._submit(0, _close, fd, remove)
@@ -190,11 +190,6 @@ class DiskWriter:
             waiting, self._waiting = self._waiting, []
             for waiter in waiting:
                 waiter.callback(None)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def _close(fd: int, remove: Path | None) -> None:
