@@ -150,6 +150,13 @@ def test_an_archive_cut_inside_a_member_or_a_header_is_refused_where_tarfile_may
     raw = _plain(_file("a.txt", b"a" * 1000), _file("b.txt", b"b" * 10))
     assert "unexpected end of data" in _read_error(tmp_path, raw[:1200])
     assert "truncated header at byte 1536" in _read_error(tmp_path, raw[:1536 + 100])
+    # Right after a member: tarfile reads one member and stops; this says it is cut short.
+    path = tmp_path / "one.tar"
+    path.write_bytes(raw[:1536])
+    assert len(_by_tarfile(path)) == 1
+    assert "ends at byte 1536 without its end-of-archive blocks" in _read_error(tmp_path, raw[:1536])
+    path.write_bytes(raw[:1536 + 512 + 512 + 512])  # one zero block is an end, as in tar
+    assert len(_by_stream(path)) == 2
 
 
 def test_garbage_after_the_members_is_refused_by_the_byte_it_starts_at(tmp_path):

@@ -9,13 +9,14 @@ data straight from the (decompressing) stream, so extraction is bound by the fil
 
 It reads what GNU tar, bsdtar and Python's tarfile write: ustar, GNU and pax headers,
 GNU long names and long link names, pax extended and global headers (path, linkpath,
-size, mtime) and base-256 numbers (but not owners, which extraction never uses), uncompressed or gzip, bzip2 or xz compressed; and it
-reads them as tarfile does (tests/test_tarstream.py holds the two side by side on
-generated archives). It is stricter where tarfile guesses: a damaged header, a stream
-that ends inside a header or a member, or an archive ending after an extended header is
-an error (tarfile stops quietly and the archive looks shorter than it is); sparse files
-are refused; a long name or an extended header is at most 1 MiB (tarfile reads any size
-into memory).
+size, mtime) and base-256 numbers, uncompressed or gzip, bzip2 or xz compressed (but not
+owners, which extraction never takes from an archive); and it reads them as tarfile does
+(tests/test_tarstream.py holds the two side by side on generated archives). It is
+stricter where tarfile guesses: a damaged header, a stream that ends before its
+end-of-archive blocks (in a header, in a member or right after one), or an archive ending
+after an extended header is an error (tarfile stops quietly, and a backup cut short would
+look complete); sparse files are refused; a long name or an
+extended header is at most 1 MiB (tarfile reads any size into memory).
 
 Members come out as tarfile.TarInfo, so every check reads them as it would read
 tarfile's. Errors are tarfile.ReadError, saying what and at which byte.
@@ -160,8 +161,12 @@ class TarStream:
             if not block or block == _ZEROS:
                 if extended:
                     raise tarfile.ReadError(f"the archive ends after an extended header, at byte {at}")
-                if not block and at == 0:
-                    raise tarfile.ReadError("empty file")
+                if not block:
+                    # Every tar writes zero blocks after the last member; without them the
+                    # archive was cut short, maybe right after a member.
+                    raise tarfile.ReadError("empty file" if at == 0 else
+                                            f"the archive ends at byte {at} without its end-of-archive "
+                                            f"blocks: it is cut short")
                 self._ended = True
                 return None
             if len(block) < BLOCK:
