@@ -286,6 +286,10 @@ HOSTILE = {
     "tar bomb": (bomb(), "Refusing the backup archive: it expands to at least 60000000 bytes, more than the "
                          "50000000 allowed"),
     "truncated": (tar_of(entry("keep.txt", content=b"y" * 5000))[:1500], "Unable to extract backup archive"),
+    # Cut right after its first member: tarfile read it as a complete archive of one.
+    "cut after a member": (tar_of(entry("keep.txt", content=b"replaced\n"), entry("new.txt"))[:1024],
+                           "Unable to extract backup archive: the archive ends at byte 1024 without its "
+                           "end-of-archive blocks"),
     "not a tar": (b"just some text, not an archive at all\n" * 40, "Unable to extract backup archive"),
 }
 
