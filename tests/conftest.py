@@ -17,7 +17,9 @@ from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
@@ -54,6 +56,25 @@ class TrustDaemonCertificate:
 
     def creatorForNetloc(self, hostname, port):
         return optionsForClientTLS(hostname.decode(), trustRoot=self.authority)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _AnyCertificate:
+    """TLS without verifying the server, for a client whose daemon swaps its certificate."""
+
+    def __init__(self):
+        self.context = CertificateOptions().getContext()  # verify=False
+
+    def clientConnectionForTLS(self, tls_protocol):
+        connection = SSL.Connection(self.context, None)
+        connection.set_app_data(tls_protocol)
+        return connection
+
+
+@implementer(IPolicyForHTTPS)
+class AnyCertificate:
+    def creatorForNetloc(self, hostname, port):
+        return _AnyCertificate()
 
 
 def multipart(fields: dict | None = None, files: dict | None = None, boundary: str | None = None):
@@ -110,6 +131,13 @@ class Daemon:
 
             return self.base + full + "?" + urlencode(query)
         return self.base + full
+
+    def accept_any_certificate(self) -> None:
+        """For a test that swaps the certificate in service under this client. The pool
+        opens a new connection whenever its last one is busy or closed, and that one meets a
+        certificate for another name, from another root: the daemon's own would no longer
+        verify it. What is served is checked apart (test_certs.served)."""
+        self.client = HTTPClient(Agent(reactor, contextFactory=AnyCertificate(), pool=self.pool))
 
     def set_token(self, token: str) -> None:
         """Change the token outside the daemon, and have it seen by the next request

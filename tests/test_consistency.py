@@ -63,6 +63,7 @@ async def test_version_and_changelog_are_new_the_moment_an_update_says_success(d
 @pytest_twisted.ensureDeferred
 async def test_the_certificate_in_service_is_new_the_moment_its_install_says_success(make_daemon):
     daemon = make_daemon(config={"endpoints": ["certs"]})
+    daemon.accept_any_certificate()
     root = issue("Consistency Root CA", ca=True)
     for run in range(RUNS):
         leaf = issue(f"run{run}.example.test", root)
