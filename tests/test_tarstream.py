@@ -12,6 +12,9 @@ import bz2
 import gzip
 import io
 import lzma
+import os
+import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -269,3 +272,63 @@ def test_extraction_memory_grows_by_names_only_not_by_members(tmp_path):
         tracemalloc.stop()
     assert len(names) == 20_000
     assert peak < 6 * 2**20, f"{peak / 2**20:.1f} MiB"
+
+
+def _tree(root, ustar: bool = False):
+    """Names past 100 bytes (and, but for ustar, which cannot hold them, past 255 and a
+    link target past 100), unicode, links, an empty folder, modes."""
+    deep = root / ("d" * 60) / ("e" * 60)  # ustar holds 155 + 100 bytes, split at a "/"
+    if not ustar:
+        deep = deep / ("f" * 60)
+    deep.mkdir(parents=True)
+    (deep / ("long-" * (8 if ustar else 30) + ".txt")).write_bytes(b"long\n" * 300)
+    (root / "ünïcödé.txt").write_text("ü\n")
+    (root / "empty").mkdir()
+    tool = root / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (root / "link").symlink_to("ünïcödé.txt")
+    (root / ("l" * (90 if ustar else 120))).symlink_to("d" * 60 if ustar else ("d" * 60) + "/" + ("e" * 60))
+    os.link(tool, root / "hard.sh")
+    big = root / "big.bin"
+    big.write_bytes(os.urandom(3 * tarstream.BUFFER + 17))  # past one read
+
+
+GNU_TAR_FORMATS = ["gnu", "oldgnu", "posix", "ustar"]
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+@pytest.mark.parametrize("tar_format", GNU_TAR_FORMATS)
+@pytest.mark.parametrize("compression", ["", "-z", "-j", "-J"])
+def test_what_gnu_tar_writes_reads_and_extracts_as_gnu_tar_extracts_it(tmp_path, tar_format, compression):
+    """The tar appliances make their backups with, in each of its formats: the reader sees
+    what tarfile sees, and extraction gives what `tar -x` gives, byte for byte."""
+    source = tmp_path / "source"
+    source.mkdir()
+    _tree(source, ustar=tar_format == "ustar")
+    archive = tmp_path / "archive.tar"
+    command = ["tar", f"--format={tar_format}", "-cf", str(archive), "-C", str(source), "."]
+    if compression:
+        command.insert(1, compression)
+    subprocess.run(command, check=True)
+    assert _by_stream(archive) == _by_tarfile(archive)
+
+    by_tar, by_us = tmp_path / "by-tar", tmp_path / "by-us"
+    by_tar.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(by_tar)], check=True)
+    package.extract_safely(archive, by_us)
+    assert _contents(by_us) == _contents(by_tar)
+
+
+def _contents(root) -> dict:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        name = str(path.relative_to(root))
+        if path.is_symlink():
+            found[name] = ("link", os.readlink(path))
+        elif path.is_dir():
+            found[name] = ("dir",)
+        else:
+            found[name] = ("file", path.read_bytes(), info.st_mode & 0o777, int(info.st_mtime), info.st_nlink)
+    return found
