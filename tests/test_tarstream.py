@@ -315,7 +315,7 @@ def test_what_gnu_tar_writes_reads_and_extracts_as_gnu_tar_extracts_it(tmp_path,
 
     by_tar, by_us = tmp_path / "by-tar", tmp_path / "by-us"
     by_tar.mkdir()
-    subprocess.run(["tar", "-xf", str(archive), "-C", str(by_tar)], check=True)
+    subprocess.run(["tar", "-xpf", str(archive), "-C", str(by_tar)], check=True)  # modes whatever the umask
     package.extract_safely(archive, by_us)
     assert _contents(by_us) == _contents(by_tar)
 
