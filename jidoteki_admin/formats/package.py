@@ -675,9 +675,7 @@ class _Writer:
         while len(self.dirs) > self.OPEN_DIRS:
             os.close(self.dirs.pop(next(iter(self.dirs))))
         directory, _, last = name.rpartition("/")
-        recent, parent = self.recent
-        if directory != recent:
-            parent = self._directory(member, directory.split("/") if directory else [])
+        parent = self._directory(member, directory)
         kind = member.type
         if kind == tarfile.DIRTYPE:
             self._mkdir(parent, last)
@@ -685,7 +683,7 @@ class _Writer:
             self._place(member, parent, last, lambda: os.symlink(member.linkname, last, dir_fd=parent))
         elif kind == tarfile.LNKTYPE:
             target = _relative_parts(member, member.linkname)
-            source = self._directory(member, target[:-1])
+            source = self._directory(member, "/".join(target[:-1]))
             if not stat.S_ISREG(os.lstat(target[-1], dir_fd=source).st_mode):
                 raise _refuse(member, f"its target {member.linkname!r} is not a regular file")
             self._place(member, parent, last, lambda: os.link(target[-1], last, src_dir_fd=source,
@@ -693,12 +691,12 @@ class _Writer:
         else:
             self._file(tar, member, parent, last)
 
-    def _directory(self, member: tarfile.TarInfo, parts: list[str]) -> int:
-        """The descriptor of the directory ``parts`` below the root, made if missing: from
-        the deepest one on the way already open, down (a loop, at any depth)."""
-        wanted = "/".join(parts)
+    def _directory(self, member: tarfile.TarInfo, wanted: str) -> int:
+        """The descriptor of the directory ``wanted`` ("a/b", "" for the root), made if
+        missing: from the deepest one on the way already open, down (a loop, at any depth)."""
         if wanted == self.recent[0]:
             return self.recent[1]
+        parts = wanted.split("/") if wanted else []
         depth = len(parts)
         while depth and "/".join(parts[:depth]) not in self.dirs:
             depth -= 1

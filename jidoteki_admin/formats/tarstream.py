@@ -111,8 +111,8 @@ class TarStream:
     def __init__(self, stream: BinaryIO):
         self._read = stream.read
         self.position = 0  # bytes of the archive consumed: error messages say where
-        self._left = 0  # data of the member in hand not read yet, then its padding
-        self._padding = 0
+        self._left = 0  # data of the member in hand not read yet
+        self._padding = 0  # after it, read with its last piece
         self._globals: dict[str, str] = {}
         self._ended = False
 
@@ -122,22 +122,19 @@ class TarStream:
 
     def chunks(self, size: int = BUFFER) -> Iterator[bytes | memoryview]:
         """The data of the member in hand, at most ``size`` bytes at a time."""
-        while self._left:
-            want = min(self._left, size)
-            last = want == self._left
-            data = self._exactly(want + self._padding if last else want, "the data of a member")
-            self._left -= want
-            if last:
-                self._padding = 0
-                yield memoryview(data)[:want] if len(data) > want else data
-            else:
-                yield data
+        while self._left > size:
+            self._left -= size
+            yield self._exactly(size, "the data of a member")
+        if self._left:
+            yield self._rest()
 
     def whole(self) -> bytes | memoryview | None:
         """All the data of the member in hand, when it is at most BUFFER bytes (most are):
         one read, with its padding. None when it is larger: read it with ``chunks``."""
-        if self._left > BUFFER:
-            return None
+        return None if self._left > BUFFER else self._rest()
+
+    def _rest(self) -> bytes | memoryview:
+        """What is left of the member's data, read with its padding in one call."""
         want, self._left = self._left, 0
         data = self._exactly(want + self._padding, "the data of a member")
         self._padding = 0
@@ -147,12 +144,8 @@ class TarStream:
         """The next member, or None at the end of the archive."""
         if self._ended:
             return None
-        while self._left:  # data nobody read: skipped
-            for _ in self.chunks():
-                pass
-        if self._padding:
-            self._exactly(self._padding, "padding")
-            self._padding = 0
+        for _ in self.chunks():  # data nobody read, and its padding: skipped
+            pass
         extended: list[tuple[bytes, object]] = []  # GNU long names and pax headers, in order
         while True:
             at = self.position
