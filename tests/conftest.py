@@ -27,17 +27,10 @@ from zope.interface import implementer
 
 from in_memory import SERVER_ADDRESS, MemoryNetwork
 
-
-def pytest_collection_modifyitems(items):
-    """The contract test's shards first: they are the longest tests, and --dist loadscope
-    deals work out in collection order, so starting them first keeps both test processes
-    busy to the end instead of leaving them to run last."""
-    items.sort(key=lambda item: item.path.name != "test_contract.py")  # stable: the rest keep their order
 from jidoteki_admin import API_PREFIX
 from jidoteki_admin.config import Settings, parse_config
 from jidoteki_admin.daemon import AdminService
 from jidoteki_admin.http.auth import request_hash
-
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,6 +38,13 @@ REPO = Path(__file__).resolve().parent.parent
 # failure found anywhere is kept in its test as an explicit @example.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+
+def pytest_collection_modifyitems(items):
+    """The contract test's shards first: they are the longest tests, and --dist loadscope
+    deals work out in collection order, so starting them first keeps both test processes
+    busy to the end instead of leaving them to run last."""
+    items.sort(key=lambda item: item.path.name != "test_contract.py")  # stable: the rest keep their order
 
 
 @implementer(IPolicyForHTTPS)
